@@ -1,0 +1,19 @@
+// Package dcb is possum's vocabulary for Dynamic Consistency Boundaries
+// (https://dcb.events): the events an application appends, the queries that
+// select them, and the condition that guards an append.
+//
+// Read this package first. It imports nothing of possum's; every other package
+// speaks in its types.
+//
+//   - An Event has a Type, optional Tags, optional JSON Data and optional
+//     Metadata. Once stored it becomes a SequencedEvent with a gap-free
+//     Position (1, 2, 3, ...) and the UTC Timestamp of its append.
+//   - A Query is a list of QueryItems; an event matches the query when it
+//     matches any item. An event matches an item when its type is any of the
+//     item's Types (or the item has none) and it carries all of the item's Tags.
+//     Matching is exact: case-sensitive, byte for byte, no prefixes.
+//   - An AppendCondition fails an append when any event after its After
+//     position matches its query. That is the consistency boundary: read the
+//     events your decision depends on, note the last position you saw, and
+//     append on the condition that nothing relevant happened since.
+package dcb

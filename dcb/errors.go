@@ -1,0 +1,16 @@
+package dcb
+
+import "errors"
+
+// Sentinel errors. Errors returned by possum wrap these; test with errors.Is.
+var (
+	// ErrAppendConditionFailed: an event matching the append condition's
+	// query exists after its After position. Nothing was written.
+	ErrAppendConditionFailed = errors.New("dcb: append condition failed")
+	// ErrInvalidEvent: an event or batch cannot be stored (empty batch, empty
+	// type or tag, data that is not JSON, ...). Nothing was written.
+	ErrInvalidEvent = errors.New("dcb: invalid event")
+	// ErrInvalidQuery: a query cannot be used (an item with neither types nor
+	// tags, an empty tag, ...). Nothing was read or written.
+	ErrInvalidQuery = errors.New("dcb: invalid query")
+)

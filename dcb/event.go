@@ -1,0 +1,126 @@
+package dcb
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Event is what an application appends.
+type Event struct {
+	// Type names what happened, e.g. "CourseDefined". Required, non-empty UTF-8.
+	Type string
+	// Tags name the things the event is about, e.g. "course:c1". Optional;
+	// each one non-empty UTF-8; duplicates are dropped when stored.
+	Tags []string
+	// Data is the event's payload. Optional; when set it must be valid JSON.
+	Data json.RawMessage
+	// Metadata carries context such as correlation or causation ids. Optional;
+	// keys and values must be valid UTF-8.
+	Metadata map[string]string
+}
+
+// SequencedEvent is an Event as the store holds it.
+type SequencedEvent struct {
+	Event
+	// Position is the event's place in the store: 1, 2, 3, ... gap-free and
+	// never reused.
+	Position uint64
+	// Timestamp is when the store accepted the append, in UTC. All events of
+	// one append share it.
+	Timestamp time.Time
+}
+
+// Validate reports why e cannot be stored, as an error wrapping
+// ErrInvalidEvent, or nil when it can.
+func (e Event) Validate() error {
+	if e.Type == "" {
+		return fmt.Errorf("%w: empty type", ErrInvalidEvent)
+	}
+	if !utf8.ValidString(e.Type) {
+		return fmt.Errorf("%w: type %q is not valid UTF-8", ErrInvalidEvent, e.Type)
+	}
+	for i, tag := range e.Tags {
+		if err := validateTag(tag); err != nil {
+			return fmt.Errorf("%w: event of type %q: tag %d: %v", ErrInvalidEvent, e.Type, i, err)
+		}
+	}
+	if len(e.Data) > 0 && !json.Valid(e.Data) {
+		return fmt.Errorf("%w: event of type %q: data is not valid JSON", ErrInvalidEvent, e.Type)
+	}
+	for k, v := range e.Metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("%w: event of type %q: metadata %q is not valid UTF-8", ErrInvalidEvent, e.Type, k)
+		}
+	}
+	return nil
+}
+
+func validateTag(tag string) error {
+	if tag == "" {
+		return fmt.Errorf("empty tag")
+	}
+	if !utf8.ValidString(tag) {
+		return fmt.Errorf("tag %q is not valid UTF-8", tag)
+	}
+	return nil
+}
+
+// Normalized returns e as the store keeps it: duplicate tags dropped (the
+// first occurrence keeps its place) and empty Data or Metadata made nil.
+// It does not validate.
+func (e Event) Normalized() Event {
+	e.Tags = dedupe(e.Tags)
+	if len(e.Data) == 0 {
+		e.Data = nil
+	}
+	if len(e.Metadata) == 0 {
+		e.Metadata = nil
+	}
+	return e
+}
+
+// dedupe drops repeated strings, keeping first occurrences in order. It
+// allocates only when there is something to drop.
+func dedupe(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	for i := 1; i < len(ss); i++ {
+		for j := 0; j < i; j++ {
+			if ss[i] == ss[j] {
+				return dedupeSlow(ss)
+			}
+		}
+	}
+	return ss
+}
+
+func dedupeSlow(ss []string) []string {
+	seen := make(map[string]struct{}, len(ss))
+	out := make([]string, 0, len(ss))
+	for _, s := range ss {
+		if _, ok := seen[s]; ok {
+			continue
+		}
+		seen[s] = struct{}{}
+		out = append(out, s)
+	}
+	return out
+}
+
+// ValidateBatch checks a batch of events for an append: it must not be empty
+// and every event must be valid. The error wraps ErrInvalidEvent and names
+// the offending event's index.
+func ValidateBatch(events []Event) error {
+	if len(events) == 0 {
+		return fmt.Errorf("%w: empty batch", ErrInvalidEvent)
+	}
+	for i, e := range events {
+		if err := e.Validate(); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package indexer
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/possumstore/possum/dcb"
+)
+
+// Index maps types and tags to the sorted positions of their events. One
+// goroutine adds; any number query.
+type Index struct {
+	mu        sync.RWMutex
+	typeIDs   map[string]uint32
+	tagIDs    map[string]uint32
+	typeLists [][]uint64 // by type id
+	tagLists  [][]uint64 // by tag id
+	typeOf    []uint32   // type id of position p at typeOf[p-1]
+}
+
+// New returns an empty Index.
+func New() *Index {
+	return &Index{typeIDs: map[string]uint32{}, tagIDs: map[string]uint32{}}
+}
+
+// Head returns the last position added, 0 when empty.
+func (x *Index) Head() uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return uint64(len(x.typeOf))
+}
+
+// Add indexes e at position pos, which must be Head()+1. Tags must already be
+// free of duplicates (dcb.Event.Normalized).
+func (x *Index) Add(pos uint64, e dcb.Event) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if want := uint64(len(x.typeOf)) + 1; pos != want {
+		return fmt.Errorf("indexer: add position %d, expected %d", pos, want)
+	}
+	id, ok := x.typeIDs[e.Type]
+	if !ok {
+		id = uint32(len(x.typeLists))
+		x.typeIDs[e.Type] = id
+		x.typeLists = append(x.typeLists, nil)
+	}
+	x.typeLists[id] = append(x.typeLists[id], pos)
+	x.typeOf = append(x.typeOf, id)
+	for _, tag := range e.Tags {
+		tid, ok := x.tagIDs[tag]
+		if !ok {
+			tid = uint32(len(x.tagLists))
+			x.tagIDs[tag] = tid
+			x.tagLists = append(x.tagLists, nil)
+		}
+		x.tagLists[tid] = append(x.tagLists[tid], pos)
+	}
+	return nil
+}
+
+// Types returns every type with its positions; Tags likewise. The slices are
+// snapshots the caller must not modify. They serve projection checks and
+// statistics.
+func (x *Index) Types() map[string][]uint64 { return x.lists(x.typeIDs, x.typeLists) }
+
+// Tags returns every tag with its positions (see Types).
+func (x *Index) Tags() map[string][]uint64 { return x.lists(x.tagIDs, x.tagLists) }
+
+func (x *Index) lists(ids map[string]uint32, lists [][]uint64) map[string][]uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make(map[string][]uint64, len(ids))
+	for name, id := range ids {
+		l := lists[id]
+		out[name] = l[:len(l):len(l)]
+	}
+	return out
+}
+
+// AnyAfter reports whether an event at a position greater than after matches
+// q: the append-condition check. It sees every position added, acknowledged
+// or still pending in the writer's batch.
+func (x *Index) AnyAfter(q dcb.Query, after uint64) bool {
+	c := x.Cursor(q, after+1, ^uint64(0), true)
+	_, ok := c.Next()
+	return ok
+}
+
+// Cursor returns the positions in [from, to] that match q, ascending, or
+// descending when backwards; to is capped at the current head. The cursor is
+// a snapshot: positions added later are not seen. q must be valid.
+func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
+	x.mu.RLock()
+	head := uint64(len(x.typeOf))
+	to = min(to, head)
+	from = max(from, 1)
+	if from > to {
+		x.mu.RUnlock()
+		return &Cursor{c: emptyCursor{}}
+	}
+	if q.IsAll() {
+		x.mu.RUnlock()
+		return &Cursor{c: &rangeCursor{lo: from, hi: to, pos: pick(backwards, to, from), backwards: backwards}}
+	}
+	typeOf := x.typeOf[:head:head]
+	items := make([]cursor, 0, len(q.Items))
+	for _, it := range q.Items {
+		if c := x.itemCursor(it, typeOf, from, to, backwards); c != nil {
+			items = append(items, c)
+		}
+	}
+	x.mu.RUnlock()
+	switch len(items) {
+	case 0:
+		return &Cursor{c: emptyCursor{}}
+	case 1:
+		return &Cursor{c: items[0]}
+	}
+	return &Cursor{c: newUnion(items, backwards)}
+}
+
+// itemCursor plans one query item under the read lock; nil means no match.
+func (x *Index) itemCursor(it dcb.QueryItem, typeOf []uint32, from, to uint64, backwards bool) cursor {
+	var types []uint32
+	for _, t := range it.Types {
+		if id, ok := x.typeIDs[t]; ok {
+			types = append(types, id)
+		}
+	}
+	if len(it.Types) > 0 && len(types) == 0 {
+		return nil // none of the types exists
+	}
+	if len(it.Tags) == 0 {
+		lists := make([]cursor, len(types))
+		for i, id := range types {
+			lists[i] = newListCursor(x.typeLists[id], from, to, backwards)
+		}
+		if len(lists) == 1 {
+			return lists[0]
+		}
+		return newUnion(lists, backwards)
+	}
+	lists := make([]*listCursor, len(it.Tags))
+	for i, tag := range it.Tags {
+		id, ok := x.tagIDs[tag]
+		if !ok {
+			return nil // an unknown tag: nothing carries it
+		}
+		lists[i] = newListCursor(x.tagLists[id], from, to, backwards)
+	}
+	var c cursor = lists[0]
+	if len(lists) > 1 {
+		c = &intersection{lists: lists, backwards: backwards}
+	}
+	if len(types) > 0 {
+		c = &typeFilter{c: c, typeOf: typeOf, types: types}
+	}
+	return c
+}
+
+func pick(backwards bool, hi, lo uint64) uint64 {
+	if backwards {
+		return hi
+	}
+	return lo
+}

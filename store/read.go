@@ -1,0 +1,115 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/possumstore/possum/dcb"
+)
+
+// ReadOptions shape a Read.
+type ReadOptions struct {
+	// From is inclusive: reading forwards, the lowest position; backwards,
+	// the highest. 0: the start (or, backwards, the end).
+	From uint64
+	// Limit: at most this many events, counted after filtering; 0: no limit.
+	Limit int
+	// Backwards: newest first.
+	Backwards bool
+}
+
+// ctxCheckEvery is how many events a read yields between context checks.
+const ctxCheckEvery = 64
+
+// Read returns the events matching q in position order (newest first when
+// o.Backwards), streaming them: nothing holds the whole result in memory.
+//
+// The read is a snapshot taken when Read is called: it sees exactly the
+// appends acknowledged by then. An invalid query, a read error, a closed
+// store or an ended context is yielded as the error of the last pair.
+func (s *Store) Read(ctx context.Context, q dcb.Query, o ReadOptions) iter.Seq2[dcb.SequencedEvent, error] {
+	head := s.head.Load()
+	return func(yield func(dcb.SequencedEvent, error) bool) {
+		if err := q.Validate(); err != nil {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read: %w", err))
+			return
+		}
+		if o.Limit < 0 {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read: %w: negative limit %d", dcb.ErrInvalidQuery, o.Limit))
+			return
+		}
+		from, to := o.From, head
+		if o.Backwards {
+			from, to = 1, head
+			if o.From != 0 {
+				to = min(o.From, head)
+			}
+		}
+		s.stream(ctx, q, from, to, o.Backwards, o.Limit, yield)
+	}
+}
+
+// stream yields the events matching q in [from, to]; it returns false when the
+// consumer stopped or an error was yielded.
+func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwards bool, limit int, yield func(dcb.SequencedEvent, error) bool) bool {
+	cur := s.idx.Cursor(q, from, to, backwards)
+	rd := s.wal.NewReader()
+	for n := 0; limit == 0 || n < limit; n++ {
+		pos, ok := cur.Next()
+		if !ok {
+			return true
+		}
+		if n%ctxCheckEvery == 0 {
+			if s.closed() {
+				yield(dcb.SequencedEvent{}, ErrClosed)
+				return false
+			}
+			if err := ctx.Err(); err != nil {
+				yield(dcb.SequencedEvent{}, err)
+				return false
+			}
+		}
+		rec, err := rd.Record(pos)
+		if err != nil {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read position %d: %w", pos, err))
+			return false
+		}
+		if !yield(rec.Event(pos), nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// Subscribe yields the events matching q after position after, first those
+// already stored, then each new one as its append is acknowledged, until ctx
+// ends (the last pair then carries ctx.Err()) or the store closes (ErrClosed).
+// Events come in position order, each once.
+func (s *Store) Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error] {
+	return func(yield func(dcb.SequencedEvent, error) bool) {
+		if err := q.Validate(); err != nil {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("store: subscribe: %w", err))
+			return
+		}
+		for {
+			published := s.published()
+			if head := s.head.Load(); head > after {
+				if !s.stream(ctx, q, after+1, head, false, 0, yield) {
+					return
+				}
+				after = head
+				continue
+			}
+			select {
+			case <-published:
+			case <-ctx.Done():
+				yield(dcb.SequencedEvent{}, ctx.Err())
+				return
+			case <-s.quit:
+				yield(dcb.SequencedEvent{}, ErrClosed)
+				return
+			}
+		}
+	}
+}

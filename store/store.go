@@ -1,0 +1,193 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/wal"
+)
+
+var (
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrLocked: another writer (in this or another process) holds the
+	// store directory.
+	ErrLocked = errors.New("store: directory locked by another writer")
+)
+
+// Options configure a store. A nil *Options means the defaults.
+type Options struct {
+	// NoSync makes Append return before its WAL record is fsync'd. Faster,
+	// and unsafe: a machine crash or power loss can then lose appends that
+	// were acknowledged (a process crash alone loses nothing). Off by default.
+	NoSync bool
+	// SegmentSize is the WAL segment size in bytes; 0: wal.DefaultSegmentSize.
+	SegmentSize int
+	// Logger receives what Open repaired; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is an open event store. Its methods are safe for concurrent use.
+type Store struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	lock *os.File
+	wal  *wal.Log
+	idx  *indexer.Index
+
+	// head is the last acknowledged position: what reads may see. The index
+	// may hold later positions, still pending in the writer's group.
+	head atomic.Uint64
+
+	reqs       chan *appendRequest
+	quit       chan struct{}
+	writerDone chan struct{}
+	poisoned   error // owned by the writer goroutine
+
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced when head advances
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the store in dir, creating the directory when needed. It takes
+// the directory's writer lock, repairs a torn WAL tail (logging what was cut)
+// and refuses a WAL damaged anywhere else.
+func Open(dir string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		dir:        dir,
+		opts:       o,
+		log:        o.Logger,
+		lock:       lock,
+		idx:        indexer.New(),
+		reqs:       make(chan *appendRequest),
+		quit:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		notify:     make(chan struct{}),
+	}
+	if err := s.load(); err != nil {
+		if s.wal != nil {
+			s.wal.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+// lockDir takes the exclusive writer lock of dir. flock locks belong to an
+// open file, so a second Open in the same process is refused too.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("store: lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// load opens the WAL and indexes every event in it.
+func (s *Store) load() error {
+	w, torn, err := wal.Open(filepath.Join(s.dir, "wal"), wal.Options{SegmentSize: s.opts.SegmentSize, NoSync: s.opts.NoSync})
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", s.dir, err)
+	}
+	s.wal = w
+	if torn != nil {
+		s.log.Warn("possum: cut a torn WAL tail", "dir", s.dir, "segment", torn.Segment,
+			"offset", torn.Offset, "dropped_bytes", torn.Dropped, "copy", torn.Copy, "reason", torn.Reason)
+	}
+	last := w.LastPosition()
+	rd := w.NewReader()
+	for pos := uint64(1); pos <= last; {
+		rec, err := rd.Record(pos)
+		if err != nil {
+			return fmt.Errorf("store: open %s: %w", s.dir, err)
+		}
+		for i, e := range rec.Events {
+			if err := s.idx.Add(rec.FirstPosition+uint64(i), e); err != nil {
+				return fmt.Errorf("store: open %s: %w", s.dir, err)
+			}
+		}
+		pos = rec.LastPosition() + 1
+	}
+	s.head.Store(last)
+	return nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Head returns the last acknowledged position, 0 when the store is empty.
+func (s *Store) Head() uint64 { return s.head.Load() }
+
+// Close stops the writer (appends still queued fail with ErrClosed), closes
+// the WAL and releases the directory lock. Reads and subscriptions still
+// running end with ErrClosed. Close is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.writerDone
+		s.closeErr = s.wal.Close()
+		if err := s.lock.Close(); err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Store) closed() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// published returns a channel closed when the head next advances (or the
+// store closes).
+func (s *Store) published() <-chan struct{} {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	return s.notify
+}
+
+func (s *Store) publish(head uint64) {
+	s.head.Store(head)
+	s.notifyMu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.notifyMu.Unlock()
+}

@@ -1,0 +1,46 @@
+// Package wal is possum's write-ahead log, the store's source of truth, and
+// the only package that touches WAL files.
+//
+// It keeps its segments with github.com/tidwall/wal and adds what that library
+// lacks: every record carries a format version, its length and an xxhash64
+// checksum; Open tells a torn tail (repaired: the segment is copied aside and
+// cut back to the last good record) from damage in the middle of the log
+// (refused, naming segment and offset); any write or fsync error poisons the
+// log until it is reopened; the directory is fsync'd after a segment roll; and
+// records are read with positional reads through an offset index, never with
+// tidwall's Read (which loads a whole segment per miss and races under
+// concurrent use).
+//
+// One record holds the events of one append, so an append survives a crash
+// whole or not at all.
+//
+// # On-disk format
+//
+// A WAL directory holds tidwall/wal segment files named by the 20-digit,
+// zero-padded index of their first entry (00000000000000000001, ...). A
+// segment is a sequence of entries, each a uvarint length n followed by n
+// bytes: one possum frame.
+//
+//	frame:
+//	  offset size  field
+//	  0      1     format version, currently 1
+//	  1      4     payload length p, little-endian uint32
+//	  5      8     xxhash64 (seed 0) of bytes [0,5) followed by the payload,
+//	               little-endian uint64
+//	  13     p     payload
+//
+//	payload (version 1), uvarints are unsigned LEB128 as in encoding/binary:
+//	  uvarint  position of the record's first event
+//	  8 bytes  timestamp, Unix nanoseconds, little-endian int64 (UTC)
+//	  uvarint  number of events
+//	  per event:
+//	    uvarint length, bytes   type
+//	    uvarint tag count, then per tag: uvarint length, bytes
+//	    uvarint length, bytes   data (JSON; length 0: no data)
+//	    uvarint metadata count, then per entry (keys in byte order):
+//	      uvarint length, bytes key; uvarint length, bytes value
+//
+// A frame whose uvarint length, version, payload length or checksum does not
+// hold is damage. Damage followed by no valid frame up to the end of the last
+// segment is a torn tail; anything else is corruption.
+package wal

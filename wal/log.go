@@ -1,0 +1,402 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	tidwall "github.com/tidwall/wal"
+)
+
+// DefaultSegmentSize is the size at which a segment is closed and a new one
+// started, as in tidwall/wal.
+const DefaultSegmentSize = 20 << 20
+
+// maxSegmentSize keeps every offset within a segment in 32 bits.
+const maxSegmentSize = 1 << 30
+
+// Options configure a Log. The zero value is the durable default.
+type Options struct {
+	// SegmentSize: a segment is closed once it reaches this many bytes.
+	// 0: DefaultSegmentSize.
+	SegmentSize int
+	// NoSync skips the fsync after each Append. A crash (of the machine, not
+	// just the process) may then lose appends that were acknowledged.
+	NoSync bool
+}
+
+var (
+	// ErrClosed: the log was closed.
+	ErrClosed = errors.New("wal: closed")
+	// ErrPoisoned is wrapped, with the original error, by every Append after
+	// a write or fsync failed. Reopen the log to go on.
+	ErrPoisoned = errors.New("wal: poisoned by an earlier write failure; reopen to continue")
+	// ErrNotFound: no record holds the requested position.
+	ErrNotFound = errors.New("wal: position not in log")
+)
+
+// recordLoc says where one record lives. The slice of them is the offset
+// index: binary search by position, then one positional read.
+type recordLoc struct {
+	firstPos uint64
+	count    uint32
+	seg      uint32 // index into Log.segs
+	off      uint32 // offset of the frame (after tidwall's length prefix)
+	size     uint32 // frame length
+}
+
+func (r recordLoc) lastPos() uint64 { return r.firstPos + uint64(r.count) - 1 }
+
+type segment struct {
+	first uint64 // tidwall index of its first entry
+	path  string
+	once  sync.Once
+	f     *os.File // opened read-only on first read
+	err   error
+}
+
+func (s *segment) file() (*os.File, error) {
+	s.once.Do(func() { s.f, s.err = os.Open(s.path) })
+	return s.f, s.err
+}
+
+// Log is a checksummed write-ahead log. Append is meant for one writer at a
+// time (it serialises callers); reads are safe from any goroutine.
+type Log struct {
+	dir         string
+	segmentSize int
+	noSync      bool
+	tw          *tidwall.Log
+
+	wmu      sync.Mutex // serialises Append and Close
+	poisoned error
+	closed   bool
+	tailSize int64 // bytes in the tail segment, mirroring tidwall's rule for rolling
+	scratch  tidwall.Batch
+	buf      []byte
+
+	mu   sync.RWMutex // guards locs and segs for readers
+	locs []recordLoc
+	segs []*segment
+}
+
+// Open opens the log in dir, creating it if needed. A torn tail is cut back to
+// the last valid record (the damaged segment is copied aside first) and
+// reported; damage anywhere else is refused with a *CorruptionError.
+func Open(dir string, opts Options) (*Log, *TornTail, error) {
+	if opts.SegmentSize == 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.SegmentSize < 0 || opts.SegmentSize > maxSegmentSize {
+		return nil, nil, fmt.Errorf("wal: segment size %d out of range (1..%d)", opts.SegmentSize, maxSegmentSize)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("wal: %w", err)
+	}
+	l := &Log{dir: dir, segmentSize: opts.SegmentSize, noSync: opts.NoSync}
+	torn, err := l.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	tw, err := tidwall.Open(dir, &tidwall.Options{
+		NoSync:           opts.NoSync,
+		SegmentSize:      opts.SegmentSize,
+		SegmentCacheSize: 1,
+		NoCopy:           true,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	})
+	if err != nil {
+		l.closeSegments()
+		return nil, nil, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	l.tw = tw
+	if last, err := tw.LastIndex(); err != nil || last != uint64(len(l.locs)) {
+		l.Close()
+		return nil, nil, fmt.Errorf("wal: open %s: tidwall sees %d entries, scan found %d (%v)", dir, last, len(l.locs), err)
+	}
+	if len(l.segs) == 0 {
+		l.segs = append(l.segs, &segment{first: 1, path: filepath.Join(dir, segmentName(1))})
+	}
+	return l, torn, nil
+}
+
+// load scans every segment, verifying each record, and builds the offset
+// index. A torn tail of the last segment is repaired.
+func (l *Log) load() (*TornTail, error) {
+	firsts, err := listSegments(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	var torn *TornTail
+	nextIndex, nextPos := uint64(1), uint64(1)
+	for i, first := range firsts {
+		name := segmentName(first)
+		if first != nextIndex {
+			return nil, &CorruptionError{Segment: name, Reason: fmt.Sprintf("segment starts at entry %d, expected %d (missing segment)", first, nextIndex)}
+		}
+		path := filepath.Join(l.dir, name)
+		sc, err := scanSegment(path, uint32(i), nextPos)
+		if err != nil {
+			return nil, err
+		}
+		if d := sc.damage; d != nil {
+			if i != len(firsts)-1 || d.resumes {
+				return nil, &CorruptionError{Segment: name, Offset: d.offset, Reason: d.reason}
+			}
+			if torn, err = repairTail(l.dir, name, d.offset, d.reason); err != nil {
+				return nil, err
+			}
+		}
+		l.segs = append(l.segs, &segment{first: first, path: path})
+		l.locs = append(l.locs, sc.locs...)
+		l.tailSize = sc.size
+		nextIndex += uint64(len(sc.locs))
+		if len(sc.locs) > 0 {
+			nextPos = sc.locs[len(sc.locs)-1].lastPos() + 1
+		}
+	}
+	return torn, nil
+}
+
+// LastPosition returns the position of the last event in the log, 0 if none.
+func (l *Log) LastPosition() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if len(l.locs) == 0 {
+		return 0
+	}
+	return l.locs[len(l.locs)-1].lastPos()
+}
+
+// Append writes records as consecutive WAL entries with one write and, unless
+// NoSync, one fsync, and returns once they are durable. Their positions must
+// continue the log gap-free. Any failure poisons the log: this and every later
+// Append return an error wrapping ErrPoisoned and the cause.
+func (l *Log) Append(recs []Record) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.poisoned != nil {
+		return l.poisoned
+	}
+	next := l.LastPosition() + 1
+	l.scratch.Clear()
+	index := uint64(len(l.locs)) + 1
+	frames := make([]int, 0, len(recs)) // frame end offsets in l.buf
+	l.buf = l.buf[:0]
+	for i, r := range recs {
+		if r.FirstPosition != next || len(r.Events) == 0 {
+			return fmt.Errorf("wal: record %d starts at position %d with %d events, expected position %d", i, r.FirstPosition, len(r.Events), next)
+		}
+		var err error
+		if l.buf, err = AppendFrame(l.buf, r); err != nil {
+			return err // nothing written: the log stays usable
+		}
+		frames = append(frames, len(l.buf))
+		next += uint64(len(r.Events))
+	}
+	start := 0
+	for i, end := range frames {
+		l.scratch.Write(index+uint64(i), l.buf[start:end])
+		start = end
+	}
+	if err := l.tw.WriteBatch(&l.scratch); err != nil {
+		return l.poison(err)
+	}
+	// Mirror tidwall's segment rolling to learn where each frame landed.
+	locs := make([]recordLoc, 0, len(recs))
+	var newSegs []*segment
+	seg := uint32(len(l.segs) - 1)
+	roll := func(first uint64) {
+		newSegs = append(newSegs, &segment{first: first, path: filepath.Join(l.dir, segmentName(first))})
+		seg++
+		l.tailSize = 0
+	}
+	if l.tailSize > int64(l.segmentSize) {
+		roll(index)
+	}
+	start = 0
+	for i, end := range frames {
+		size := end - start
+		prefix := int64(uvarintLen(uint64(size)))
+		locs = append(locs, recordLoc{
+			firstPos: recs[i].FirstPosition,
+			count:    uint32(len(recs[i].Events)),
+			seg:      seg,
+			off:      uint32(l.tailSize + prefix),
+			size:     uint32(size),
+		})
+		l.tailSize += prefix + int64(size)
+		if l.tailSize >= int64(l.segmentSize) {
+			roll(index + uint64(i) + 1)
+		}
+		start = end
+	}
+	if len(newSegs) > 0 {
+		// tidwall creates segments without syncing the directory: without
+		// this, a power loss could take an acknowledged segment with it.
+		if err := syncDir(l.dir); err != nil {
+			return l.poison(err)
+		}
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, newSegs...)
+	l.locs = append(l.locs, locs...)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *Log) poison(err error) error {
+	l.poisoned = fmt.Errorf("%w: %w", ErrPoisoned, err)
+	return l.poisoned
+}
+
+func uvarintLen(x uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], x)
+}
+
+// Close closes the log. Reads after Close fail.
+func (l *Log) Close() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var err error
+	if l.tw != nil {
+		err = l.tw.Close()
+		if l.poisoned != nil {
+			err = nil // the failure was reported when it happened
+		}
+	}
+	l.closeSegments()
+	if err != nil {
+		return fmt.Errorf("wal: close: %w", err)
+	}
+	return nil
+}
+
+func (l *Log) closeSegments() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.segs {
+		s.once.Do(func() { s.err = ErrClosed })
+		if s.f != nil {
+			s.f.Close()
+		}
+	}
+}
+
+// locate returns the location of the record holding pos.
+func (l *Log) locate(pos uint64) (recordLoc, *segment, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	i := sort.Search(len(l.locs), func(i int) bool { return l.locs[i].lastPos() >= pos })
+	if pos == 0 || i == len(l.locs) {
+		return recordLoc{}, nil, fmt.Errorf("%w: %d", ErrNotFound, pos)
+	}
+	loc := l.locs[i]
+	return loc, l.segs[loc.seg], nil
+}
+
+// ReadRecord returns the record holding position pos, verified against its
+// checksum.
+func (l *Log) ReadRecord(pos uint64) (Record, error) {
+	var r Reader
+	r.l = l
+	return r.Record(pos)
+}
+
+// Reader reads records for one goroutine. Reading records in order, it reads
+// ahead in growing chunks (a full scan costs one read per megabyte); reading
+// scattered records, it reads each one exactly (a selective query costs one
+// positional read per record). The zero Reader is not usable; see NewReader.
+type Reader struct {
+	l        *Log
+	last     recordLoc // the record last returned
+	lastRec  Record
+	have     bool
+	chunk    []byte // read-ahead bytes of segment chunkSeg from chunkOff
+	chunkSeg uint32
+	chunkOff int64
+	ahead    int // current read-ahead size; 0 reads records exactly
+}
+
+// NewReader returns a Reader of l.
+func (l *Log) NewReader() *Reader { return &Reader{l: l} }
+
+const (
+	minReadAhead = 64 << 10
+	maxReadAhead = 1 << 20
+)
+
+// Record returns the record holding position pos.
+func (r *Reader) Record(pos uint64) (Record, error) {
+	if r.have && pos >= r.last.firstPos && pos <= r.last.lastPos() {
+		return r.lastRec, nil
+	}
+	loc, seg, err := r.l.locate(pos)
+	if err != nil {
+		return Record{}, err
+	}
+	sequential := r.have && loc.seg == r.last.seg && loc.off == r.last.off+r.last.size+uint32(uvarintLen(uint64(loc.size)))
+	switch {
+	case !sequential:
+		r.ahead = 0
+	case r.ahead == 0:
+		r.ahead = minReadAhead
+	case r.ahead < maxReadAhead:
+		r.ahead *= 2
+	}
+	frame, err := r.frame(loc, seg)
+	if err != nil {
+		return Record{}, err
+	}
+	rec, err := DecodeFrame(frame)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w (segment %s offset %d)", err, filepath.Base(seg.path), loc.off)
+	}
+	if rec.FirstPosition != loc.firstPos || len(rec.Events) != int(loc.count) {
+		return Record{}, fmt.Errorf("%w: record at segment %s offset %d holds positions %d..%d, expected %d..%d",
+			ErrCorrupt, filepath.Base(seg.path), loc.off, rec.FirstPosition, rec.LastPosition(), loc.firstPos, loc.lastPos())
+	}
+	r.last, r.lastRec, r.have = loc, rec, true
+	return rec, nil
+}
+
+func (r *Reader) frame(loc recordLoc, seg *segment) ([]byte, error) {
+	off, end := int64(loc.off), int64(loc.off)+int64(loc.size)
+	if loc.seg == r.chunkSeg && off >= r.chunkOff && end <= r.chunkOff+int64(len(r.chunk)) {
+		return r.chunk[off-r.chunkOff : end-r.chunkOff], nil
+	}
+	f, err := seg.file()
+	if err != nil {
+		return nil, fmt.Errorf("wal: open segment: %w", err)
+	}
+	n := max(int(loc.size), r.ahead)
+	if cap(r.chunk) < n {
+		r.chunk = make([]byte, n)
+	}
+	r.chunk = r.chunk[:n]
+	got, err := f.ReadAt(r.chunk, off)
+	if got < int(loc.size) {
+		r.chunk = r.chunk[:0]
+		return nil, fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, err)
+	}
+	r.chunk, r.chunkSeg, r.chunkOff = r.chunk[:got], loc.seg, off
+	frame := r.chunk[:loc.size]
+	if r.ahead == 0 {
+		// An exact read is not kept: the next read will overwrite it.
+		r.chunk = r.chunk[:0]
+	}
+	return frame, nil
+}

@@ -1,0 +1,224 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/possumstore/possum/dcb"
+)
+
+// FormatVersion is the version byte written at the start of every frame.
+const FormatVersion = 1
+
+const (
+	frameHeaderSize = 13
+	// MaxRecordSize bounds one record's payload, so that a damaged length can
+	// never ask for an absurd allocation.
+	MaxRecordSize = 64 << 20
+)
+
+// Record is the content of one WAL record: the events of one append.
+type Record struct {
+	// FirstPosition is the position of Events[0]; the others follow gap-free.
+	FirstPosition uint64
+	// Timestamp is when the append was accepted (UTC, nanosecond precision).
+	Timestamp time.Time
+	Events    []dcb.Event
+}
+
+// LastPosition is the position of the record's last event.
+func (r Record) LastPosition() uint64 { return r.FirstPosition + uint64(len(r.Events)) - 1 }
+
+// Event returns the record's event at position pos, which must be in range.
+func (r Record) Event(pos uint64) dcb.SequencedEvent {
+	return dcb.SequencedEvent{Event: r.Events[pos-r.FirstPosition], Position: pos, Timestamp: r.Timestamp}
+}
+
+var (
+	// ErrCorrupt is wrapped by every error that reports damaged WAL bytes.
+	ErrCorrupt = errors.New("wal: corrupt")
+	// ErrRecordTooLarge: a record's payload exceeds MaxRecordSize.
+	ErrRecordTooLarge = errors.New("wal: record too large")
+)
+
+// AppendFrame appends r, encoded and framed, to dst.
+func AppendFrame(dst []byte, r Record) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, make([]byte, frameHeaderSize)...)
+	dst = binary.AppendUvarint(dst, r.FirstPosition)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Timestamp.UnixNano()))
+	dst = binary.AppendUvarint(dst, uint64(len(r.Events)))
+	for _, e := range r.Events {
+		dst = appendString(dst, e.Type)
+		dst = binary.AppendUvarint(dst, uint64(len(e.Tags)))
+		for _, t := range e.Tags {
+			dst = appendString(dst, t)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(e.Data)))
+		dst = append(dst, e.Data...)
+		dst = binary.AppendUvarint(dst, uint64(len(e.Metadata)))
+		keys := make([]string, 0, len(e.Metadata))
+		for k := range e.Metadata {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			dst = appendString(dst, k)
+			dst = appendString(dst, e.Metadata[k])
+		}
+	}
+	payload := len(dst) - start - frameHeaderSize
+	if payload > MaxRecordSize {
+		return dst[:start], fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, payload, MaxRecordSize)
+	}
+	h := dst[start : start+frameHeaderSize]
+	h[0] = FormatVersion
+	binary.LittleEndian.PutUint32(h[1:5], uint32(payload))
+	binary.LittleEndian.PutUint64(h[5:13], frameChecksum(dst[start:]))
+	return dst, nil
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func frameChecksum(frame []byte) uint64 {
+	d := xxhash.New()
+	_, _ = d.Write(frame[:5])
+	_, _ = d.Write(frame[frameHeaderSize:])
+	return d.Sum64()
+}
+
+// checkFrame verifies a frame's version, length and checksum and returns its
+// payload. The error says what does not hold; callers add where.
+func checkFrame(frame []byte) ([]byte, error) {
+	if len(frame) < frameHeaderSize {
+		return nil, fmt.Errorf("frame of %d bytes is shorter than its %d-byte header", len(frame), frameHeaderSize)
+	}
+	if frame[0] != FormatVersion {
+		return nil, fmt.Errorf("unknown format version %d", frame[0])
+	}
+	if n := binary.LittleEndian.Uint32(frame[1:5]); int(n) != len(frame)-frameHeaderSize {
+		return nil, fmt.Errorf("payload length %d does not match frame length %d", n, len(frame))
+	}
+	if want, got := binary.LittleEndian.Uint64(frame[5:13]), frameChecksum(frame); want != got {
+		return nil, fmt.Errorf("checksum mismatch (stored %016x, computed %016x)", want, got)
+	}
+	return frame[frameHeaderSize:], nil
+}
+
+// DecodeFrame verifies a frame and decodes its record. Damaged bytes give an
+// error wrapping ErrCorrupt, never a panic or a partial record.
+func DecodeFrame(frame []byte) (Record, error) {
+	payload, err := checkFrame(frame)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	r, err := decodePayload(payload)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return r, nil
+}
+
+type payloadDecoder struct {
+	b   []byte
+	err error
+}
+
+func (d *payloadDecoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("bad uvarint in payload")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a element count, bounded by the bytes left (every element takes
+// at least one byte), so damage cannot ask for a huge allocation.
+func (d *payloadDecoder) count() int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("count %d exceeds the %d bytes left", n, len(d.b))
+		return 0
+	}
+	return int(n)
+}
+
+func (d *payloadDecoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("length %d exceeds the %d bytes left", n, len(d.b))
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *payloadDecoder) string() string { return string(d.bytes()) }
+
+func decodePayload(p []byte) (Record, error) {
+	d := payloadDecoder{b: p}
+	var r Record
+	r.FirstPosition = d.uvarint()
+	if d.err == nil && len(d.b) < 8 {
+		d.err = errors.New("payload too short for timestamp")
+	}
+	if d.err != nil {
+		return Record{}, d.err
+	}
+	r.Timestamp = time.Unix(0, int64(binary.LittleEndian.Uint64(d.b))).UTC()
+	d.b = d.b[8:]
+	n := d.count()
+	if d.err == nil && n == 0 {
+		d.err = errors.New("record holds no events")
+	}
+	if d.err == nil && r.FirstPosition == 0 {
+		d.err = errors.New("record starts at position 0")
+	}
+	if d.err != nil {
+		return Record{}, d.err
+	}
+	r.Events = make([]dcb.Event, n)
+	for i := range r.Events {
+		e := &r.Events[i]
+		e.Type = d.string()
+		if nt := d.count(); nt > 0 {
+			e.Tags = make([]string, nt)
+			for j := range e.Tags {
+				e.Tags[j] = d.string()
+			}
+		}
+		if data := d.bytes(); len(data) > 0 {
+			e.Data = slices.Clone(data)
+		}
+		if nm := d.count(); nm > 0 {
+			e.Metadata = make(map[string]string, nm)
+			for range nm {
+				k := d.string()
+				e.Metadata[k] = d.string()
+			}
+		}
+		if d.err != nil {
+			return Record{}, fmt.Errorf("event %d: %w", i, d.err)
+		}
+	}
+	if len(d.b) != 0 {
+		return Record{}, fmt.Errorf("%d trailing bytes after the last event", len(d.b))
+	}
+	return r, nil
+}

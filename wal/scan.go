@@ -1,0 +1,246 @@
+package wal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// segmentNameLen is the length of a tidwall/wal segment file name.
+const segmentNameLen = 20
+
+func segmentName(first uint64) string { return fmt.Sprintf("%020d", first) }
+
+// CorruptionError reports damage in the WAL that is not a torn tail: a record
+// that fails its checks with valid records after it, or a missing segment.
+// Opening refuses such a log; repairing it loses data and is the operator's
+// decision (see the recovery package).
+type CorruptionError struct {
+	Segment string // segment file name
+	Offset  int64  // byte offset of the damaged entry in the segment
+	Reason  string
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("wal: %s at segment %s offset %d", e.Reason, e.Segment, e.Offset)
+}
+
+func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
+
+// TornTail describes a torn tail that Open cut off.
+type TornTail struct {
+	Segment string // segment file name
+	Offset  int64  // the segment was cut to this length
+	Dropped int64  // bytes removed
+	Copy    string // path of the copy of the damaged segment, kept for audit
+	Reason  string // what did not hold at Offset
+}
+
+// segmentScan is what scanning one segment found.
+type segmentScan struct {
+	locs   []recordLoc
+	size   int64 // bytes of valid entries
+	damage *damage
+}
+
+type damage struct {
+	offset int64
+	reason string
+	// resumes: a valid entry exists after the damage in the same segment.
+	resumes bool
+}
+
+// listSegments returns the first indices of the segment files in dir, sorted.
+// Leftover tidwall truncation markers (.START/.END) are refused: possum never
+// truncates through tidwall, so one means the directory was touched by hand.
+func listSegments(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
+	}
+	var firsts []uint64
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || len(name) < segmentNameLen {
+			continue
+		}
+		first, err := strconv.ParseUint(name[:segmentNameLen], 10, 64)
+		if err != nil || first == 0 {
+			continue
+		}
+		switch suffix := name[segmentNameLen:]; suffix {
+		case "":
+			firsts = append(firsts, first)
+		case ".START", ".END":
+			return nil, &CorruptionError{Segment: name, Reason: "leftover truncation marker " + suffix}
+		}
+	}
+	slices.Sort(firsts)
+	return firsts, nil
+}
+
+// scanSegment parses and verifies every entry of one segment file. first is
+// the index of its first entry and nextPos the position its first record
+// must start at.
+func scanSegment(path string, seg uint32, nextPos uint64) (segmentScan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return segmentScan{}, fmt.Errorf("wal: read segment: %w", err)
+	}
+	var sc segmentScan
+	off := 0
+	for off < len(data) {
+		n, frame, reason := nextEntry(data[off:])
+		if reason == "" {
+			first, count, herr := decodeHeader(frame)
+			if herr != nil {
+				reason = herr.Error()
+			} else if first != nextPos {
+				// A record that checks out but is out of sequence is no torn write.
+				sc.damage = &damage{offset: int64(off), resumes: true,
+					reason: fmt.Sprintf("record starts at position %d, expected %d", first, nextPos)}
+				break
+			} else {
+				sc.locs = append(sc.locs, recordLoc{
+					firstPos: first,
+					count:    uint32(count),
+					seg:      seg,
+					off:      uint32(off + n - len(frame)),
+					size:     uint32(len(frame)),
+				})
+				nextPos += uint64(count)
+				off += n
+				continue
+			}
+		}
+		sc.damage = &damage{offset: int64(off), reason: reason, resumes: validEntryAfter(data, off+1)}
+		break
+	}
+	sc.size = int64(off)
+	return sc, nil
+}
+
+// nextEntry parses one tidwall entry (uvarint length, frame) at the start of
+// b and verifies the frame. It returns the entry's total length and its frame,
+// or why it is not a valid entry.
+func nextEntry(b []byte) (n int, frame []byte, reason string) {
+	size, un := binary.Uvarint(b)
+	if un <= 0 {
+		return 0, nil, "unreadable entry length"
+	}
+	if size > uint64(len(b)-un) {
+		return 0, nil, fmt.Sprintf("entry of %d bytes runs past the end of the segment", size)
+	}
+	frame = b[un : un+int(size)]
+	if _, err := checkFrame(frame); err != nil {
+		return 0, nil, err.Error()
+	}
+	return un + int(size), frame, ""
+}
+
+// validEntryAfter reports whether any offset at or after from starts a valid
+// entry: the sign that damage is in the middle of the log, not a torn tail.
+// It is only called once damage is found, so its cost is paid only then.
+func validEntryAfter(data []byte, from int) bool {
+	for o := from; o+frameHeaderSize < len(data); o++ {
+		// cheap filter before the checksum: the version byte right after the length
+		if _, un := binary.Uvarint(data[o:]); un <= 0 || data[o+un] != FormatVersion {
+			continue
+		}
+		if _, _, reason := nextEntry(data[o:]); reason == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeHeader reads the first position and event count of the record in a
+// verified frame; the checksum already vouches for the rest.
+func decodeHeader(frame []byte) (first uint64, count int, err error) {
+	d := payloadDecoder{b: frame[frameHeaderSize:]}
+	first = d.uvarint()
+	if d.err == nil && len(d.b) < 8 {
+		d.err = fmt.Errorf("payload too short for timestamp")
+	}
+	if d.err != nil {
+		return 0, 0, d.err
+	}
+	d.b = d.b[8:]
+	count = d.count()
+	if d.err == nil && (count == 0 || first == 0) {
+		d.err = fmt.Errorf("record header is empty or starts at position 0")
+	}
+	return first, count, d.err
+}
+
+// repairTail copies the damaged segment aside and cuts it to size bytes,
+// fsyncing the file and the directory.
+func repairTail(dir, name string, size int64, reason string) (*TornTail, error) {
+	path := filepath.Join(dir, name)
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("wal: repair %s: %w", name, err)
+	}
+	copyPath := path + ".broken." + strings.ReplaceAll(time.Now().UTC().Format("20060102T150405.000000000"), ".", "")
+	if err := copyFile(path, copyPath); err != nil {
+		return nil, fmt.Errorf("wal: repair %s: keep a copy: %w", name, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wal: repair %s: %w", name, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("wal: repair %s: truncate to %d: %w", name, size, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("wal: repair %s: fsync: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("wal: repair %s: %w", name, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	return &TornTail{Segment: name, Offset: size, Dropped: st.Size() - size, Copy: copyPath, Reason: reason}, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("wal: fsync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("wal: fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
