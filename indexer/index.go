@@ -81,6 +81,9 @@ func (x *Index) lists(ids map[string]uint32, lists [][]uint64) map[string][]uint
 // q: the append-condition check. It sees every position added, acknowledged
 // or still pending in the writer's batch.
 func (x *Index) AnyAfter(q dcb.Query, after uint64) bool {
+	if after == ^uint64(0) {
+		return false // nothing can lie beyond the largest position
+	}
 	c := x.Cursor(q, after+1, ^uint64(0), true)
 	_, ok := c.Next()
 	return ok

@@ -57,9 +57,6 @@ func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwa
 	rd := s.wal.NewReader()
 	for n := 0; limit == 0 || n < limit; n++ {
 		pos, ok := cur.Next()
-		if !ok {
-			return true
-		}
 		if n%ctxCheckEvery == 0 {
 			if s.closed() {
 				yield(dcb.SequencedEvent{}, ErrClosed)
@@ -69,6 +66,9 @@ func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwa
 				yield(dcb.SequencedEvent{}, err)
 				return false
 			}
+		}
+		if !ok {
+			return true
 		}
 		rec, err := rd.Record(pos)
 		if err != nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/wal"
 )
 
@@ -42,6 +44,9 @@ type Store struct {
 	lock *os.File
 	wal  *wal.Log
 	idx  *indexer.Index
+	proj *projector.Projector
+
+	openReport OpenReport
 
 	// head is the last acknowledged position: what reads may see. The index
 	// may hold later positions, still pending in the writer's group.
@@ -82,7 +87,6 @@ func Open(dir string, opts *Options) (*Store, error) {
 		opts:       o,
 		log:        o.Logger,
 		lock:       lock,
-		idx:        indexer.New(),
 		reqs:       make(chan *appendRequest),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -95,6 +99,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		lock.Close()
 		return nil, err
 	}
+	s.proj.Start()
 	go s.writer()
 	return s, nil
 }
@@ -117,9 +122,15 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// load opens the WAL and indexes every event in it.
+// load opens the WAL, trusting what the checkpoint vouches for, and brings
+// the projection and the in-memory index in step with it.
 func (s *Store) load() error {
-	w, torn, err := wal.Open(filepath.Join(s.dir, "wal"), wal.Options{SegmentSize: s.opts.SegmentSize, NoSync: s.opts.NoSync})
+	cp, cpErr := projector.ReadCheckpoint(s.dir)
+	w, torn, err := wal.Open(filepath.Join(s.dir, "wal"), wal.Options{
+		SegmentSize:   s.opts.SegmentSize,
+		NoSync:        s.opts.NoSync,
+		TrustPosition: cp.Position,
+	})
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.dir, err)
 	}
@@ -128,21 +139,18 @@ func (s *Store) load() error {
 		s.log.Warn("possum: cut a torn WAL tail", "dir", s.dir, "segment", torn.Segment,
 			"offset", torn.Offset, "dropped_bytes", torn.Dropped, "copy", torn.Copy, "reason", torn.Reason)
 	}
-	last := w.LastPosition()
-	rd := w.NewReader()
-	for pos := uint64(1); pos <= last; {
-		rec, err := rd.Record(pos)
-		if err != nil {
-			return fmt.Errorf("store: open %s: %w", s.dir, err)
-		}
-		for i, e := range rec.Events {
-			if err := s.idx.Add(rec.FirstPosition+uint64(i), e); err != nil {
-				return fmt.Errorf("store: open %s: %w", s.dir, err)
-			}
-		}
-		pos = rec.LastPosition() + 1
+	p, idx, rep, err := projector.Open(s.dir, w, cp, cpErr, s.log)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", s.dir, err)
 	}
-	s.head.Store(last)
+	if rep.CheckpointProblem != "" || rep.IndexRebuilt != "" || rep.StrayEventFiles > 0 || rep.MissingEventFiles > 0 || len(rep.IndexDamaged) > 0 {
+		s.log.Warn("possum: repairing the projection", "dir", s.dir, "checkpoint", rep.Checkpoint,
+			"checkpoint_problem", rep.CheckpointProblem, "index_rebuilt", rep.IndexRebuilt,
+			"index_damaged", rep.IndexDamaged, "stray_event_files", rep.StrayEventFiles,
+			"missing_event_files", rep.MissingEventFiles)
+	}
+	s.proj, s.idx, s.openReport = p, idx, OpenReport{WAL: w.Stats(), TornTail: torn, Projection: rep}
+	s.head.Store(w.LastPosition())
 	return nil
 }
 
@@ -159,7 +167,10 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.writerDone
-		s.closeErr = s.wal.Close()
+		s.closeErr = s.proj.Stop()
+		if err := s.wal.Close(); err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
 		if err := s.lock.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = err
 		}
@@ -186,8 +197,51 @@ func (s *Store) published() <-chan struct{} {
 
 func (s *Store) publish(head uint64) {
 	s.head.Store(head)
+	s.proj.Notify()
 	s.notifyMu.Lock()
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.notifyMu.Unlock()
+}
+
+// OpenReport says what Open found: how much of the WAL it scanned and what it
+// repaired.
+type OpenReport struct {
+	WAL        wal.OpenStats
+	TornTail   *wal.TornTail // nil: none
+	Projection projector.Report
+}
+
+// OpenReport returns what Open found and repaired.
+func (s *Store) OpenReport() OpenReport { return s.openReport }
+
+// Stats describe a running store.
+type Stats struct {
+	Head         uint64 // last acknowledged position
+	Projected    uint64 // last position whose event and index files are written
+	Checkpointed uint64 // last position the checkpoint vouches for
+	Lag          uint64 // Head - Projected
+	ProjectorErr error  // the projector's last error, nil when it is healthy
+}
+
+// Stats returns the store's positions and the projector's lag.
+func (s *Store) Stats() Stats {
+	head, projected := s.head.Load(), s.proj.Projected()
+	return Stats{
+		Head:         head,
+		Projected:    projected,
+		Checkpointed: s.proj.Checkpointed(),
+		Lag:          head - min(head, projected),
+		ProjectorErr: s.proj.Err(),
+	}
+}
+
+// WaitProjected blocks until the event files and index entries of every
+// position at or below pos are written (not yet fsync'd: see the
+// checkpoint), or ctx ends.
+func (s *Store) WaitProjected(ctx context.Context, pos uint64) error {
+	if err := s.proj.Wait(ctx, pos); err != nil {
+		return fmt.Errorf("store: wait for projection of %d: %w", pos, err)
+	}
+	return nil
 }

@@ -27,6 +27,18 @@ type Options struct {
 	// NoSync skips the fsync after each Append. A crash (of the machine, not
 	// just the process) may then lose appends that were acknowledged.
 	NoSync bool
+	// TrustPosition: the records whose events all lie at or below this
+	// position were verified before (a checkpoint vouches for them). Open
+	// takes their locations from the offsets file instead of scanning them;
+	// their checksums are still verified whenever they are read. 0: scan all.
+	TrustPosition uint64
+}
+
+// OpenStats says how much of the log Open scanned.
+type OpenStats struct {
+	TrustedRecords int   // located through the offsets file, not read
+	ScannedRecords int   // read and verified
+	ScannedBytes   int64 // bytes of segment read by the scan
 }
 
 var (
@@ -79,6 +91,9 @@ type Log struct {
 	scratch  tidwall.Batch
 	buf      []byte
 
+	offsets *offsetsWriter
+	stats   OpenStats
+
 	mu   sync.RWMutex // guards locs and segs for readers
 	locs []recordLoc
 	segs []*segment
@@ -98,7 +113,7 @@ func Open(dir string, opts Options) (*Log, *TornTail, error) {
 		return nil, nil, fmt.Errorf("wal: %w", err)
 	}
 	l := &Log{dir: dir, segmentSize: opts.SegmentSize, noSync: opts.NoSync}
-	torn, err := l.load()
+	torn, err := l.load(opts.TrustPosition)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -122,28 +137,57 @@ func Open(dir string, opts Options) (*Log, *TornTail, error) {
 	if len(l.segs) == 0 {
 		l.segs = append(l.segs, &segment{first: 1, path: filepath.Join(dir, segmentName(1))})
 	}
+	if l.offsets, err = openOffsets(filepath.Join(dir, offsetsName), l.locs, l.segs); err != nil {
+		l.Close()
+		return nil, nil, err
+	}
 	return l, torn, nil
 }
 
-// load scans every segment, verifying each record, and builds the offset
-// index. A torn tail of the last segment is repaired.
-func (l *Log) load() (*TornTail, error) {
+// load builds the offset index: the records the offsets file vouches for
+// (up to trust), then a scan verifying every record after them. A torn tail
+// of the last segment is repaired.
+func (l *Log) load(trust uint64) (*TornTail, error) {
 	firsts, err := listSegments(l.dir)
 	if err != nil {
 		return nil, err
 	}
-	var torn *TornTail
-	nextIndex, nextPos := uint64(1), uint64(1)
+	segIndex := make(map[uint64]uint32, len(firsts))
+	sizes := make([]int64, len(firsts))
 	for i, first := range firsts {
-		name := segmentName(first)
-		if first != nextIndex {
+		segIndex[first] = uint32(i)
+		st, err := os.Stat(filepath.Join(l.dir, segmentName(first)))
+		if err != nil {
+			return nil, fmt.Errorf("wal: %w", err)
+		}
+		sizes[i] = st.Size()
+		l.segs = append(l.segs, &segment{first: first, path: filepath.Join(l.dir, segmentName(first))})
+	}
+	l.locs = trustedPrefix(filepath.Join(l.dir, offsetsName), trust, segIndex, sizes)
+	l.stats.TrustedRecords = len(l.locs)
+
+	// Resume scanning right after the last trusted record.
+	startSeg, startOff := 0, int64(0)
+	nextIndex, nextPos := uint64(1), uint64(1)
+	if n := len(l.locs); n > 0 {
+		last := l.locs[n-1]
+		startSeg, startOff = int(last.seg), int64(last.off)+int64(last.size)
+		nextIndex, nextPos = firsts[startSeg]+countInSeg(l.locs, last.seg), last.lastPos()+1
+	}
+	var torn *TornTail
+	for i := startSeg; i < len(firsts); i++ {
+		first, name := firsts[i], segmentName(firsts[i])
+		off := int64(0)
+		if i == startSeg {
+			off = startOff
+		} else if first != nextIndex {
 			return nil, &CorruptionError{Segment: name, Reason: fmt.Sprintf("segment starts at entry %d, expected %d (missing segment)", first, nextIndex)}
 		}
-		path := filepath.Join(l.dir, name)
-		sc, err := scanSegment(path, uint32(i), nextPos)
+		sc, err := scanSegment(l.segs[i].path, uint32(i), off, nextPos)
 		if err != nil {
 			return nil, err
 		}
+		l.stats.ScannedBytes += sizes[i] - off
 		if d := sc.damage; d != nil {
 			if i != len(firsts)-1 || d.resumes {
 				return nil, &CorruptionError{Segment: name, Offset: d.offset, Reason: d.reason}
@@ -152,16 +196,28 @@ func (l *Log) load() (*TornTail, error) {
 				return nil, err
 			}
 		}
-		l.segs = append(l.segs, &segment{first: first, path: path})
 		l.locs = append(l.locs, sc.locs...)
+		l.stats.ScannedRecords += len(sc.locs)
 		l.tailSize = sc.size
-		nextIndex += uint64(len(sc.locs))
-		if len(sc.locs) > 0 {
-			nextPos = sc.locs[len(sc.locs)-1].lastPos() + 1
+		nextIndex = first + countInSeg(l.locs, uint32(i))
+		if len(l.locs) > 0 {
+			nextPos = l.locs[len(l.locs)-1].lastPos() + 1
 		}
 	}
 	return torn, nil
 }
+
+// countInSeg counts the records of segment seg at the end of locs.
+func countInSeg(locs []recordLoc, seg uint32) uint64 {
+	n := uint64(0)
+	for i := len(locs) - 1; i >= 0 && locs[i].seg == seg; i-- {
+		n++
+	}
+	return n
+}
+
+// Stats says how much of the log Open had to scan.
+func (l *Log) Stats() OpenStats { return l.stats }
 
 // LastPosition returns the position of the last event in the log, 0 if none.
 func (l *Log) LastPosition() uint64 {
@@ -250,6 +306,9 @@ func (l *Log) Append(recs []Record) error {
 	l.segs = append(l.segs, newSegs...)
 	l.locs = append(l.locs, locs...)
 	l.mu.Unlock()
+	if err := l.offsets.append(locs, l.segs); err != nil {
+		return l.poison(err)
+	}
 	return nil
 }
 
@@ -279,6 +338,9 @@ func (l *Log) Close() error {
 		}
 	}
 	l.closeSegments()
+	if cerr := l.offsets.close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
 		return fmt.Errorf("wal: close: %w", err)
 	}

@@ -85,16 +85,15 @@ func listSegments(dir string) ([]uint64, error) {
 	return firsts, nil
 }
 
-// scanSegment parses and verifies every entry of one segment file. first is
-// the index of its first entry and nextPos the position its first record
-// must start at.
-func scanSegment(path string, seg uint32, nextPos uint64) (segmentScan, error) {
-	data, err := os.ReadFile(path)
+// scanSegment parses and verifies the entries of one segment file from byte
+// offset from on; nextPos is the position the first of them must start at.
+func scanSegment(path string, seg uint32, from int64, nextPos uint64) (segmentScan, error) {
+	data, err := readFrom(path, from)
 	if err != nil {
 		return segmentScan{}, fmt.Errorf("wal: read segment: %w", err)
 	}
 	var sc segmentScan
-	off := 0
+	off := int(from)
 	for off < len(data) {
 		n, frame, reason := nextEntry(data[off:])
 		if reason == "" {
@@ -124,6 +123,28 @@ func scanSegment(path string, seg uint32, nextPos uint64) (segmentScan, error) {
 	}
 	sc.size = int64(off)
 	return sc, nil
+}
+
+// readFrom returns the segment's bytes, with the first from bytes left zero
+// (not read): offsets stay those of the file.
+func readFrom(path string, from int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if from > st.Size() {
+		return nil, fmt.Errorf("resume offset %d beyond segment size %d", from, st.Size())
+	}
+	data := make([]byte, st.Size())
+	if _, err := f.ReadAt(data[from:], from); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return data, nil
 }
 
 // nextEntry parses one tidwall entry (uvarint length, frame) at the start of

@@ -1,0 +1,191 @@
+package indexer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// Index files: one append-only file per type (index/types/) and per tag
+// (index/tags/), listing the positions of its events in ascending order.
+//
+//	offset  size  field
+//	0       4     magic "PIDX"
+//	4       4     format version, little-endian uint32 (1)
+//	8       4     name length n, little-endian uint32
+//	12      n     the type or tag, UTF-8, exactly as stored
+//	12+n    pad   zero bytes up to a multiple of 8 (header size H)
+//	H+8k    8     position k, little-endian uint64, ascending
+//
+// Fixed-width entries make appending O(1) and let a reader find "positions
+// from X" by binary search over the file (ReadFrom). A trailing partial entry
+// is a torn append: readers ignore it, Load trims it.
+const (
+	fileMagic   = "PIDX"
+	fileVersion = 1
+	entrySize   = 8
+	// FileExt ends every index file name.
+	FileExt = ".idx"
+	// maxEscapedName: escaped names up to this length are used as they are;
+	// longer ones are hashed (file names are limited to 255 bytes).
+	maxEscapedName = 200
+)
+
+// ErrDamaged is wrapped by errors about an index file that cannot be read
+// (bad header, unsorted positions, a name that does not match the file name).
+var ErrDamaged = errors.New("indexer: damaged index file")
+
+// FileName returns the file name of the index file of a type or tag.
+//
+// Bytes a-z, 0-9 and '-' stand for themselves; every other byte is written
+// '_' followed by two lowercase hex digits. The mapping is injective, safe on
+// case-insensitive file systems, and never yields "." or "..": "a/b" becomes
+// "a_2fb", "a_b" becomes "a_5fb", "A" becomes "_41". When the escaped name
+// would exceed 200 bytes, the name is "~" followed by the hex SHA-256 of the
+// type or tag; the header's name tells such files apart and is checked on
+// every load.
+func FileName(name string) string {
+	const hexDigits = "0123456789abcdef"
+	b := make([]byte, 0, len(name)+8)
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' {
+			b = append(b, c)
+		} else {
+			b = append(b, '_', hexDigits[c>>4], hexDigits[c&15])
+		}
+		if len(b) > maxEscapedName {
+			sum := sha256.Sum256([]byte(name))
+			return "~" + hex.EncodeToString(sum[:]) + FileExt
+		}
+	}
+	return string(b) + FileExt
+}
+
+// fileHeader returns the header of the index file of name.
+func fileHeader(name string) []byte {
+	h := make([]byte, 0, headerSize(name))
+	h = append(h, fileMagic...)
+	h = binary.LittleEndian.AppendUint32(h, fileVersion)
+	h = binary.LittleEndian.AppendUint32(h, uint32(len(name)))
+	h = append(h, name...)
+	return h[:cap(h)] // zero padding
+}
+
+func headerSize(name string) int { return (12 + len(name) + 7) &^ 7 }
+
+// readHeader reads the header at the start of b and returns the name and the
+// header size.
+func readHeader(b []byte) (string, int, error) {
+	if len(b) < 12 || string(b[:4]) != fileMagic {
+		return "", 0, fmt.Errorf("%w: bad magic", ErrDamaged)
+	}
+	if v := binary.LittleEndian.Uint32(b[4:8]); v != fileVersion {
+		return "", 0, fmt.Errorf("%w: unknown version %d", ErrDamaged, v)
+	}
+	n := int(binary.LittleEndian.Uint32(b[8:12]))
+	if n > len(b)-12 {
+		return "", 0, fmt.Errorf("%w: name of %d bytes runs past the file", ErrDamaged, n)
+	}
+	name := string(b[12 : 12+n])
+	hs := headerSize(name)
+	if hs > len(b) {
+		return "", 0, fmt.Errorf("%w: header runs past the file", ErrDamaged)
+	}
+	return name, hs, nil
+}
+
+// ReadFile reads a whole index file: its name, its positions, and the length
+// of its valid part (header plus whole entries).
+func ReadFile(path string) (name string, positions []uint64, valid int64, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	name, hs, err := readHeader(b)
+	if err != nil {
+		return "", nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	n := (len(b) - hs) / entrySize
+	positions = make([]uint64, n)
+	for i := range positions {
+		p := binary.LittleEndian.Uint64(b[hs+i*entrySize:])
+		if p == 0 || (i > 0 && p <= positions[i-1]) {
+			return "", nil, 0, fmt.Errorf("%s: %w: entry %d (%d) out of order", path, ErrDamaged, i, p)
+		}
+		positions[i] = p
+	}
+	return name, positions, int64(hs + n*entrySize), nil
+}
+
+// ReadFrom returns the positions >= from in the index file at path, finding
+// the first by binary search: it reads the header and the entries it returns,
+// not the whole file.
+func ReadFrom(path string, from uint64) ([]uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	head := make([]byte, min(st.Size(), 12+1024))
+	if _, err := io.ReadFull(f, head); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(head) >= 12 {
+		if n := int64(binary.LittleEndian.Uint32(head[8:12])); n > 1024 && n < st.Size() {
+			head = make([]byte, 12+n)
+			if _, err := f.ReadAt(head, 0); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	}
+	_, hs, err := readHeader(head)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	n := int((st.Size() - int64(hs)) / entrySize)
+	var buf [entrySize]byte
+	var readErr error
+	at := func(i int) uint64 {
+		if _, err := f.ReadAt(buf[:], int64(hs+i*entrySize)); err != nil && readErr == nil {
+			readErr = err
+		}
+		return binary.LittleEndian.Uint64(buf[:])
+	}
+	i := sort.Search(n, func(i int) bool { return at(i) >= from })
+	if readErr != nil {
+		return nil, fmt.Errorf("%s: %w", path, readErr)
+	}
+	rest := make([]byte, (n-i)*entrySize)
+	if _, err := f.ReadAt(rest, int64(hs+i*entrySize)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := make([]uint64, n-i)
+	for k := range out {
+		out[k] = binary.LittleEndian.Uint64(rest[k*entrySize:])
+	}
+	return out, nil
+}
+
+// AppendEntries appends positions to the open index file f (opened with
+// O_APPEND), creating its header when the file is empty. One write call.
+func AppendEntries(f *os.File, name string, empty bool, positions []uint64, buf []byte) ([]byte, error) {
+	buf = buf[:0]
+	if empty {
+		buf = append(buf, fileHeader(name)...)
+	}
+	for _, p := range positions {
+		buf = binary.LittleEndian.AppendUint64(buf, p)
+	}
+	_, err := f.Write(buf)
+	return buf, err
+}

@@ -1,0 +1,16 @@
+// Package rawdisk measures what the machine's storage can do on its own, with
+// nothing of possum in the way, so that benchmarks can report possum's speed
+// as a ratio of the machine's limits measured in the same run. Absolute
+// figures from a shared, noisy machine mean little; "appends/s ÷ raw
+// fsyncs/s" measured a moment apart means a lot.
+//
+//   - FsyncRate: how many "write 4 KiB at the end of a log file, then
+//     fdatasync" round trips the file system completes per second. A durable
+//     append that waits for its own fsync cannot beat it; group commit beats
+//     it by sharing one fsync between concurrent appends.
+//   - FileCreateRate: how many "write a small file to a temporary directory,
+//     rename it into place" steps (no fsync) complete per second: the cost
+//     floor of a projector that keeps one JSON file per event.
+//
+// It uses the standard library only.
+package rawdisk

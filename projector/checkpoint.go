@@ -1,0 +1,121 @@
+package projector
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// CheckpointVersion is the format version of the checkpoint file.
+const CheckpointVersion = 1
+
+// Checkpoint records how far the projection is durable. It is one JSON
+// object, written atomically (temp file, fsync, rename, fsync directory)
+// after a sync of the file system, so everything it covers is on disk.
+type Checkpoint struct {
+	Version int `json:"version"`
+	// Position: every event at or below it has its event file and its
+	// entries in the index files.
+	Position uint64 `json:"position"`
+	// TagEntries is the number of positions at or below Position in all tag
+	// index files together: a truncated or deleted tag file shows as a
+	// shortfall.
+	TagEntries int `json:"tag_entries"`
+	// EventsMTime is the modification time (Unix ns) of events/ when the
+	// checkpoint was written. If it is unchanged at the next Open, no file was
+	// added to or removed from events/ since, and Open need not list it.
+	EventsMTime int64 `json:"events_mtime"`
+}
+
+// ReadCheckpoint reads the checkpoint of the store in dir. A missing file is
+// (zero, nil); an unreadable one is (zero, error): the caller starts over.
+func ReadCheckpoint(dir string) (Checkpoint, error) {
+	b, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return Checkpoint{}, nil
+	}
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("projector: checkpoint: %w", err)
+	}
+	var cp Checkpoint
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return Checkpoint{}, fmt.Errorf("projector: checkpoint damaged: %w", err)
+	}
+	if cp.Version != CheckpointVersion || cp.TagEntries < 0 {
+		return Checkpoint{}, fmt.Errorf("projector: checkpoint damaged: version %d, tag entries %d", cp.Version, cp.TagEntries)
+	}
+	return cp, nil
+}
+
+// eventsMTime reads the modification time the checkpoint records.
+func eventsMTime(dir string) int64 {
+	st, err := os.Stat(filepath.Join(dir, EventsDir))
+	if err != nil {
+		return 0
+	}
+	return st.ModTime().UnixNano()
+}
+
+// writeCheckpoint syncs the file system holding dir, then writes cp
+// atomically.
+func writeCheckpoint(dir string, cp Checkpoint) error {
+	if err := syncFS(dir); err != nil {
+		return err
+	}
+	cp.Version = CheckpointVersion
+	cp.EventsMTime = eventsMTime(dir)
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, TmpDir, CheckpointFile)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("projector: checkpoint: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("projector: checkpoint: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("projector: checkpoint: fsync: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("projector: checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, CheckpointFile)); err != nil {
+		return fmt.Errorf("projector: checkpoint: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// syncFS flushes every file of the file system holding dir: one call makes
+// all the event and index files written since the last checkpoint durable.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("projector: syncfs: %w", err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("projector: syncfs %s: %w", dir, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("projector: fsync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("projector: fsync dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,417 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/wal"
+)
+
+const (
+	// batchSize bounds the events projected between two looks at the stop
+	// signal and two advances of Projected.
+	batchSize = 1024
+	// checkpointEvery is how often, at most, a busy projector syncs and
+	// writes its checkpoint.
+	checkpointEvery = time.Second
+	// openIndexFiles bounds the index files kept open for appending.
+	openIndexFiles = 256
+)
+
+// ErrClosed: the projector was stopped.
+var ErrClosed = errors.New("projector: stopped")
+
+// Projector tails a WAL and materializes it in a store directory.
+type Projector struct {
+	dir string
+	log *wal.Log
+	lg  *slog.Logger
+
+	projected    atomic.Uint64 // every event at or below has its files
+	checkpointed atomic.Uint64
+	tagEntries   int      // tag index entries at or below projected
+	missing      []uint64 // event files at or below the start to rewrite
+	eventsFrom   uint64   // event files below this exist (but for missing)
+
+	files   *fileCache
+	buf     []byte
+	pending map[fileKey][]uint64
+
+	wake     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	mu       sync.Mutex
+	advanced chan struct{} // closed and replaced when projected advances
+	lastErr  error
+}
+
+// Report says what Open found and repaired.
+type Report struct {
+	Checkpoint        uint64   // position of the checkpoint as read (0: none)
+	CheckpointProblem string   // why the checkpoint was not used, if it was not
+	IndexRebuilt      string   // why the index files are rebuilt from the WAL, if they are
+	IndexTrimmedBytes int64    // bytes cut from index files beyond the checkpoint
+	IndexDamaged      []string // index files removed as unreadable
+	EventsListed      bool     // events/ was listed (it changed since the checkpoint)
+	StrayEventFiles   int      // event files beyond the WAL's head, removed
+	MissingEventFiles int      // event files at or below the checkpoint, rewritten
+	Replayed          uint64   // events projected again from the WAL
+}
+
+// Open prepares the projection of the store in dir for the WAL log, whose
+// records up to cp.Position were not scanned (wal.Options.TrustPosition).
+// cpErr is the error ReadCheckpoint gave, if any. It returns the projector
+// (not yet running) and the in-memory index of every event in the WAL.
+func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger) (*Projector, *indexer.Index, Report, error) {
+	var rep Report
+	rep.Checkpoint = cp.Position
+	for _, d := range []string{EventsDir, TmpDir, filepath.Join(IndexDir, indexer.TypesDir), filepath.Join(IndexDir, indexer.TagsDir)} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
+			return nil, nil, rep, fmt.Errorf("projector: %w", err)
+		}
+	}
+	if err := clearDir(filepath.Join(dir, TmpDir)); err != nil {
+		return nil, nil, rep, err
+	}
+	head := log.LastPosition()
+	trusted := cpErr == nil && cp.Position <= head
+	switch {
+	case cpErr != nil:
+		rep.CheckpointProblem = cpErr.Error()
+	case cp.Position > head:
+		rep.CheckpointProblem = fmt.Sprintf("checkpoint at %d is beyond the WAL's head %d", cp.Position, head)
+	}
+	start := uint64(0) // the projection is trusted up to here
+	if trusted {
+		start = cp.Position
+	}
+	p := &Projector{
+		dir:        dir,
+		log:        log,
+		lg:         lg,
+		files:      newFileCache(openIndexFiles),
+		pending:    map[fileKey][]uint64{},
+		wake:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		advanced:   make(chan struct{}),
+		eventsFrom: start + 1,
+	}
+
+	// Index files: trusted up to start when they add up to the checkpoint,
+	// else rebuilt from the WAL.
+	idx, st, err := indexer.Load(filepath.Join(dir, IndexDir), start)
+	rep.IndexTrimmedBytes, rep.IndexDamaged = st.TrimmedBytes, st.DamagedFiles
+	switch {
+	case err != nil:
+		rep.IndexRebuilt = err.Error()
+	case trusted && st.TagEntries != cp.TagEntries:
+		rep.IndexRebuilt = fmt.Sprintf("tag index files hold %d positions, the checkpoint %d", st.TagEntries, cp.TagEntries)
+	}
+	indexFrom := start + 1
+	if rep.IndexRebuilt != "" {
+		for _, d := range []string{indexer.TypesDir, indexer.TagsDir} {
+			if err := clearDir(filepath.Join(dir, IndexDir, d)); err != nil {
+				return nil, nil, rep, err
+			}
+		}
+		idx, indexFrom = indexer.New(), 1
+	} else {
+		p.tagEntries = st.TagEntries
+	}
+
+	// Event files: list events/ unless it is unchanged since the checkpoint.
+	if !trusted || eventsMTime(dir) != cp.EventsMTime {
+		rep.EventsListed = true
+		if err := p.checkEventFiles(head, start, &rep); err != nil {
+			return nil, nil, rep, err
+		}
+	}
+
+	// Everything after the trusted part goes into the in-memory index now
+	// and is projected again by the goroutine.
+	rd := log.NewReader()
+	for pos := indexFrom; pos <= head; {
+		rec, err := rd.Record(pos)
+		if err != nil {
+			return nil, nil, rep, fmt.Errorf("projector: replay: %w", err)
+		}
+		for ; pos <= rec.LastPosition(); pos++ {
+			if err := idx.Add(pos, rec.Events[pos-rec.FirstPosition]); err != nil {
+				return nil, nil, rep, fmt.Errorf("projector: replay: %w", err)
+			}
+		}
+	}
+	p.projected.Store(indexFrom - 1)
+	p.checkpointed.Store(start)
+	rep.Replayed = head - (indexFrom - 1)
+	return p, idx, rep, nil
+}
+
+// checkEventFiles lists events/: it removes files beyond head and notes the
+// missing ones at or below start.
+func (p *Projector) checkEventFiles(head, start uint64, rep *Report) error {
+	dir := filepath.Join(p.dir, EventsDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	present := make([]bool, start+1)
+	for _, e := range ents {
+		pos, ok := parseEventFileName(e.Name())
+		if !ok {
+			continue
+		}
+		if pos > head {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("projector: remove stray event file: %w", err)
+			}
+			rep.StrayEventFiles++
+			continue
+		}
+		if pos <= start {
+			present[pos] = true
+		}
+	}
+	for pos := uint64(1); pos <= start; pos++ {
+		if !present[pos] {
+			p.missing = append(p.missing, pos)
+		}
+	}
+	rep.MissingEventFiles = len(p.missing)
+	return nil
+}
+
+func clearDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("projector: %w", err)
+		}
+	}
+	return nil
+}
+
+// Start runs the projector goroutine.
+func (p *Projector) Start() { go p.run() }
+
+// Notify tells the projector the WAL has grown. It never blocks.
+func (p *Projector) Notify() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Projected returns the last position whose files are all written.
+func (p *Projector) Projected() uint64 { return p.projected.Load() }
+
+// Checkpointed returns the position of the last checkpoint written.
+func (p *Projector) Checkpointed() uint64 { return p.checkpointed.Load() }
+
+// Err returns the last projection error, nil once a later attempt succeeded.
+func (p *Projector) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr
+}
+
+// Wait blocks until every event at or below pos is projected, ctx ends or the
+// projector stops.
+func (p *Projector) Wait(ctx context.Context, pos uint64) error {
+	for {
+		p.mu.Lock()
+		ch := p.advanced
+		p.mu.Unlock()
+		if p.projected.Load() >= pos {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.done:
+			if p.projected.Load() >= pos {
+				return nil
+			}
+			return ErrClosed
+		}
+	}
+}
+
+// Stop projects everything the WAL holds, writes a last checkpoint and stops.
+func (p *Projector) Stop() error {
+	close(p.stop)
+	<-p.done
+	return p.Err()
+}
+
+func (p *Projector) run() {
+	defer close(p.done)
+	defer p.files.closeAll()
+	ticker := time.NewTicker(checkpointEvery)
+	defer ticker.Stop()
+	lastCheckpoint := time.Now()
+	for {
+		stopping := false
+		select {
+		case <-p.wake:
+		case <-ticker.C:
+		case <-p.stop:
+			stopping = true
+		}
+		err := p.catchUp(stopping)
+		if err == nil && p.projected.Load() > p.checkpointed.Load() &&
+			(stopping || time.Since(lastCheckpoint) >= checkpointEvery) {
+			err = p.checkpoint()
+			lastCheckpoint = time.Now()
+		}
+		p.setErr(err)
+		if stopping {
+			return
+		}
+	}
+}
+
+func (p *Projector) setErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil && (p.lastErr == nil || p.lastErr.Error() != err.Error()) {
+		p.lg.Error("possum: projection failed; the WAL holds every event, retrying", "dir", p.dir, "err", err)
+	}
+	p.lastErr = err
+}
+
+// catchUp projects batches until the WAL's head is reached; unless stopping,
+// it returns early when asked to stop.
+func (p *Projector) catchUp(stopping bool) error {
+	for len(p.missing) > 0 {
+		n := min(len(p.missing), batchSize)
+		if err := p.rewrite(p.missing[:n]); err != nil {
+			return err
+		}
+		p.missing = p.missing[n:]
+	}
+	for {
+		from, head := p.projected.Load()+1, p.log.LastPosition()
+		if from > head {
+			return nil
+		}
+		if !stopping {
+			select {
+			case <-p.stop:
+				return nil // run will see stop and finish the job
+			default:
+			}
+		}
+		to := min(head, from+batchSize-1)
+		if err := p.project(from, to); err != nil {
+			return err
+		}
+		p.projected.Store(to)
+		p.mu.Lock()
+		close(p.advanced)
+		p.advanced = make(chan struct{})
+		p.mu.Unlock()
+	}
+}
+
+// project writes the event files and index entries of positions from..to.
+func (p *Projector) project(from, to uint64) error {
+	rd := p.log.NewReader()
+	for pos := from; pos <= to; pos++ {
+		rec, err := rd.Record(pos)
+		if err != nil {
+			return err
+		}
+		e := rec.Event(pos)
+		if pos >= p.eventsFrom {
+			if err := p.writeEvent(e); err != nil {
+				return err
+			}
+		}
+		p.pending[fileKey{indexer.TypesDir, e.Type}] = append(p.pending[fileKey{indexer.TypesDir, e.Type}], pos)
+		for _, t := range e.Tags {
+			p.pending[fileKey{indexer.TagsDir, t}] = append(p.pending[fileKey{indexer.TagsDir, t}], pos)
+		}
+	}
+	for k, ps := range p.pending {
+		if err := p.appendIndex(k, ps); err != nil {
+			return err
+		}
+		if k.kind == indexer.TagsDir {
+			p.tagEntries += len(ps)
+		}
+		delete(p.pending, k)
+	}
+	return nil
+}
+
+// rewrite writes the event files of the given positions again.
+func (p *Projector) rewrite(positions []uint64) error {
+	rd := p.log.NewReader()
+	for _, pos := range positions {
+		rec, err := rd.Record(pos)
+		if err != nil {
+			return err
+		}
+		if err := p.writeEvent(rec.Event(pos)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeEvent writes e's file in tmp/ and renames it into events/.
+func (p *Projector) writeEvent(e dcb.SequencedEvent) error {
+	p.buf = EncodeEvent(p.buf[:0], e)
+	tmp := filepath.Join(p.dir, TmpDir, "event")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	_, err = f.Write(p.buf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("projector: write event %d: %w", e.Position, err)
+	}
+	if err := os.Rename(tmp, EventPath(p.dir, e.Position)); err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	return nil
+}
+
+func (p *Projector) appendIndex(k fileKey, positions []uint64) error {
+	f, empty, err := p.files.get(p.dir, k)
+	if err != nil {
+		return err
+	}
+	if p.buf, err = indexer.AppendEntries(f, k.name, empty, positions, p.buf); err != nil {
+		p.files.drop(k)
+		return fmt.Errorf("projector: append to index of %q: %w", k.name, err)
+	}
+	return nil
+}
+
+func (p *Projector) checkpoint() error {
+	pos := p.projected.Load()
+	if err := writeCheckpoint(p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries}); err != nil {
+		return err
+	}
+	p.checkpointed.Store(pos)
+	return nil
+}

@@ -1,0 +1,279 @@
+package wal
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ts is a fixed, UTC timestamp as DecodeFrame returns them.
+var ts = time.Date(2024, 2, 29, 13, 14, 15, 123456789, time.UTC)
+
+// normalized returns r as DecodeFrame returns it: empty Tags, Data and
+// Metadata become nil and the timestamp is in UTC without a monotonic reading.
+func normalized(r Record) Record {
+	out := Record{FirstPosition: r.FirstPosition, Timestamp: time.Unix(0, r.Timestamp.UnixNano()).UTC()}
+	for _, e := range r.Events {
+		if len(e.Tags) == 0 {
+			e.Tags = nil
+		}
+		if len(e.Data) == 0 {
+			e.Data = nil
+		}
+		if len(e.Metadata) == 0 {
+			e.Metadata = nil
+		}
+		out.Events = append(out.Events, e)
+	}
+	return out
+}
+
+// requireRecordEqual compares records, the timestamps with time.Time.Equal.
+func requireRecordEqual(t testing.TB, want, got Record) {
+	t.Helper()
+	require.Truef(t, want.Timestamp.Equal(got.Timestamp), "timestamp: want %v, got %v", want.Timestamp, got.Timestamp)
+	want.Timestamp, got.Timestamp = time.Time{}, time.Time{}
+	require.Equal(t, want, got)
+}
+
+func TestFrameRoundTrip(t *testing.T) {
+	manyEvents := make([]dcb.Event, 1000)
+	for i := range manyEvents {
+		manyEvents[i] = dcb.Event{
+			Type:     fmt.Sprintf("Type%d", i%7),
+			Tags:     []string{fmt.Sprintf("item:%d", i), "batch:x"},
+			Data:     json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)),
+			Metadata: map[string]string{"n": fmt.Sprint(i)},
+		}
+	}
+	long := strings.Repeat("0123456789abcdef", 1<<12) // 64 KiB
+	tests := []struct {
+		name string
+		rec  Record
+	}{
+		{"minimal", Record{FirstPosition: 1, Timestamp: ts, Events: []dcb.Event{{Type: "A"}}}},
+		{"empty type", Record{FirstPosition: 1, Timestamp: ts, Events: []dcb.Event{{}}}},
+		{"tags data metadata", Record{FirstPosition: 42, Timestamp: ts, Events: []dcb.Event{{
+			Type:     "CourseDefined",
+			Tags:     []string{"course:c1", "student:s1"},
+			Data:     json.RawMessage(`{"capacity":10,"name":"Maths"}`),
+			Metadata: map[string]string{"correlation": "abc", "causation": "def", "": "empty key"},
+		}}}},
+		{"several events", Record{FirstPosition: 7, Timestamp: ts, Events: []dcb.Event{
+			{Type: "A", Tags: []string{"t"}},
+			{Type: "B", Data: json.RawMessage(`null`)},
+			{Type: "C", Metadata: map[string]string{"k": ""}},
+		}}},
+		{"unicode", Record{FirstPosition: 3, Timestamp: ts, Events: []dcb.Event{{
+			Type:     "Ünïcødé✓",
+			Tags:     []string{"城市:東京", "emoji:🦝", "rtl:שלום"},
+			Data:     json.RawMessage(`{"名前":"ポッサム","e":"🐀\u0000"}`),
+			Metadata: map[string]string{"κλειδί": "τιμή", "🔑": "🗝"},
+		}}}},
+		{"long strings", Record{FirstPosition: 1 << 40, Timestamp: ts, Events: []dcb.Event{{
+			Type:     long,
+			Tags:     []string{long, long[:200]},
+			Data:     json.RawMessage(`"` + long + `"`),
+			Metadata: map[string]string{long: long},
+		}}}},
+		{"many events", Record{FirstPosition: 100, Timestamp: ts, Events: manyEvents}},
+		{"max position", Record{FirstPosition: 1<<64 - 1, Timestamp: ts, Events: []dcb.Event{{Type: "last"}}}},
+		{"unix epoch", Record{FirstPosition: 1, Timestamp: time.Unix(0, 0).UTC(), Events: []dcb.Event{{Type: "A"}}}},
+		{"before epoch", Record{FirstPosition: 1, Timestamp: time.Date(1900, 1, 1, 0, 0, 0, 1, time.UTC), Events: []dcb.Event{{Type: "A"}}}},
+		{"non-UTC timestamp", Record{FirstPosition: 1, Timestamp: ts.In(time.FixedZone("X", 5*3600)), Events: []dcb.Event{{Type: "A"}}}},
+		{"monotonic timestamp", Record{FirstPosition: 1, Timestamp: time.Now(), Events: []dcb.Event{{Type: "A"}}}},
+		{"empty slices and maps", Record{FirstPosition: 5, Timestamp: ts, Events: []dcb.Event{{
+			Type: "A", Tags: []string{}, Data: json.RawMessage{}, Metadata: map[string]string{},
+		}}}},
+		{"nil slices and maps", Record{FirstPosition: 5, Timestamp: ts, Events: []dcb.Event{{
+			Type: "A", Tags: nil, Data: nil, Metadata: nil,
+		}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			frame, err := AppendFrame(nil, tt.rec)
+			require.NoError(t, err)
+			got, err := DecodeFrame(frame)
+			require.NoError(t, err)
+			want := normalized(tt.rec)
+			requireRecordEqual(t, want, got)
+			assert.Equal(t, time.UTC, got.Timestamp.Location())
+			for i, e := range got.Events {
+				if len(tt.rec.Events[i].Data) == 0 {
+					assert.Nil(t, e.Data, "event %d: empty data must decode to nil", i)
+				}
+				if len(tt.rec.Events[i].Metadata) == 0 {
+					assert.Nil(t, e.Metadata, "event %d: empty metadata must decode to nil", i)
+				}
+				if len(tt.rec.Events[i].Tags) == 0 {
+					assert.Nil(t, e.Tags, "event %d: empty tags must decode to nil", i)
+				}
+			}
+			assert.Equal(t, tt.rec.FirstPosition+uint64(len(tt.rec.Events))-1, got.LastPosition())
+
+			// The encoding is deterministic (metadata keys are sorted), so
+			// re-encoding the decoded record gives the same bytes.
+			again, err := AppendFrame(nil, got)
+			require.NoError(t, err)
+			assert.Equal(t, frame, again)
+
+			// AppendFrame appends: a prefix in dst is kept as is.
+			prefix := []byte("prefix")
+			withPrefix, err := AppendFrame(prefix, tt.rec)
+			require.NoError(t, err)
+			assert.Equal(t, "prefix", string(withPrefix[:len(prefix)]))
+			assert.Equal(t, frame, withPrefix[len(prefix):])
+		})
+	}
+}
+
+func TestFrameLayout(t *testing.T) {
+	r := Record{FirstPosition: 1, Timestamp: time.Unix(0, 0x0102030405060708).UTC(), Events: []dcb.Event{{Type: "A"}}}
+	frame, err := AppendFrame(nil, r)
+	require.NoError(t, err)
+	payload := []byte{
+		0x01,                                           // first position
+		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // timestamp
+		0x01,      // one event
+		0x01, 'A', // type
+		0x00, // no tags
+		0x00, // no data
+		0x00, // no metadata
+	}
+	require.Len(t, frame, frameHeaderSize+len(payload))
+	assert.Equal(t, byte(FormatVersion), frame[0])
+	assert.Equal(t, uint32(len(payload)), binary.LittleEndian.Uint32(frame[1:5]))
+	assert.Equal(t, payload, frame[frameHeaderSize:])
+	assert.Equal(t, frameChecksum(frame), binary.LittleEndian.Uint64(frame[5:13]))
+}
+
+func TestRecordEvent(t *testing.T) {
+	r := Record{FirstPosition: 10, Timestamp: ts, Events: []dcb.Event{{Type: "A"}, {Type: "B"}, {Type: "C"}}}
+	assert.Equal(t, uint64(12), r.LastPosition())
+	e := r.Event(11)
+	assert.Equal(t, dcb.SequencedEvent{Event: dcb.Event{Type: "B"}, Position: 11, Timestamp: ts}, e)
+}
+
+// reframe rebuilds a frame's header around payload with a valid checksum.
+func reframe(payload []byte) []byte {
+	frame := make([]byte, frameHeaderSize, frameHeaderSize+len(payload))
+	frame = append(frame, payload...)
+	frame[0] = FormatVersion
+	binary.LittleEndian.PutUint32(frame[1:5], uint32(len(payload)))
+	binary.LittleEndian.PutUint64(frame[5:13], frameChecksum(frame))
+	return frame
+}
+
+func TestDecodeFrameDamaged(t *testing.T) {
+	good, err := AppendFrame(nil, Record{FirstPosition: 9, Timestamp: ts, Events: []dcb.Event{
+		{Type: "A", Tags: []string{"x", "y"}, Data: json.RawMessage(`{"a":1}`), Metadata: map[string]string{"k": "v"}},
+		{Type: "B"},
+	}})
+	require.NoError(t, err)
+	payload := good[frameHeaderSize:]
+	damaged := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	var le8 [8]byte
+	binary.LittleEndian.PutUint64(le8[:], uint64(ts.UnixNano()))
+
+	tests := []struct {
+		name  string
+		frame []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"header only", good[:frameHeaderSize]},
+		{"truncated header", good[:frameHeaderSize-1]},
+		{"truncated by one", good[:len(good)-1]},
+		{"truncated by half", good[:len(good)/2]},
+		{"one extra byte", append(append([]byte(nil), good...), 0)},
+		{"version 0", damaged(func(b []byte) []byte { b[0] = 0; return b })},
+		{"version 2", damaged(func(b []byte) []byte { b[0] = 2; return b })},
+		{"version 255", damaged(func(b []byte) []byte { b[0] = 0xff; return b })},
+		{"length too small", damaged(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[1:5], uint32(len(payload)-1)); return b })},
+		{"length too large", damaged(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[1:5], uint32(len(payload)+1)); return b })},
+		{"length huge", damaged(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[1:5], 1<<32-1); return b })},
+		{"checksum flipped", damaged(func(b []byte) []byte { b[5] ^= 0x10; return b })},
+		{"payload bit flip first", damaged(func(b []byte) []byte { b[frameHeaderSize] ^= 1; return b })},
+		{"payload bit flip middle", damaged(func(b []byte) []byte { b[frameHeaderSize+len(payload)/2] ^= 0x80; return b })},
+		{"payload bit flip last", damaged(func(b []byte) []byte { b[len(b)-1] ^= 4; return b })},
+		{"zeroed", make([]byte, len(good))},
+		// Valid checksums around payloads that do not decode: only a writer
+		// bug could produce these, but they must still be errors, not panics.
+		{"valid frame, empty payload", reframe(nil)},
+		{"valid frame, position 0", reframe(append(append([]byte{0}, le8[:]...), 1, 1, 'A', 0, 0, 0))},
+		{"valid frame, no events", reframe(append(append([]byte{1}, le8[:]...), 0))},
+		{"valid frame, short timestamp", reframe([]byte{1, 2, 3})},
+		{"valid frame, bad uvarint", reframe(append(append([]byte{1}, le8[:]...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))},
+		{"valid frame, huge event count", reframe(append(append([]byte{1}, le8[:]...), 0xff, 0xff, 0xff, 0xff, 0x0f, 0))},
+		{"valid frame, type runs past end", reframe(append(append([]byte{1}, le8[:]...), 1, 50, 'A'))},
+		{"valid frame, huge tag count", reframe(append(append([]byte{1}, le8[:]...), 1, 1, 'A', 0xff, 0xff, 0x7f, 0, 0))},
+		{"valid frame, data runs past end", reframe(append(append([]byte{1}, le8[:]...), 1, 1, 'A', 0, 9, '{'))},
+		{"valid frame, metadata value missing", reframe(append(append([]byte{1}, le8[:]...), 1, 1, 'A', 0, 0, 1, 1, 'k'))},
+		{"valid frame, trailing bytes", reframe(append(append([]byte(nil), payload...), 0))},
+		{"valid frame, payload cut", reframe(payload[:len(payload)-1])},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := DecodeFrame(tt.frame)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrCorrupt)
+			assert.Equal(t, Record{}, r, "no partial record")
+		})
+	}
+	t.Run("every truncation", func(t *testing.T) {
+		for n := range len(good) {
+			_, err := DecodeFrame(good[:n])
+			require.ErrorIs(t, err, ErrCorrupt, "cut to %d bytes", n)
+		}
+	})
+	t.Run("every bit flip", func(t *testing.T) {
+		for i := range len(good) {
+			for bit := range 8 {
+				b := append([]byte(nil), good...)
+				b[i] ^= 1 << bit
+				_, err := DecodeFrame(b)
+				require.ErrorIs(t, err, ErrCorrupt, "bit %d of byte %d flipped", bit, i)
+			}
+		}
+	})
+}
+
+func TestAppendFrameTooLarge(t *testing.T) {
+	// One buffer for all frames: growing a 64 MiB slice again and again is
+	// slow under the race detector.
+	buf := make([]byte, 0, frameHeaderSize+MaxRecordSize+64)
+	data := make([]byte, MaxRecordSize)
+	data[0], data[len(data)-1] = '"', '"'
+	r := Record{FirstPosition: 1, Timestamp: ts, Events: []dcb.Event{{Type: "A", Data: data}}}
+	buf = append(buf, "keep"...)
+	out, err := AppendFrame(buf, r)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrRecordTooLarge)
+	assert.False(t, errors.Is(err, ErrCorrupt))
+	assert.Equal(t, "keep", string(out), "dst comes back without a partial frame")
+
+	// The largest payload that fits is MaxRecordSize exactly. Its overhead:
+	// position, timestamp, event count, type, tag count, data length (a
+	// 4-byte uvarint), metadata count.
+	fixed := 1 + 8 + 1 + 2 + 1 + 4 + 1
+	r.Events[0].Data = data[:MaxRecordSize-fixed]
+	r.Events[0].Data[len(r.Events[0].Data)-1] = '"'
+	frame, err := AppendFrame(buf[:0], r)
+	require.NoError(t, err)
+	require.Len(t, frame, frameHeaderSize+MaxRecordSize)
+	got, err := DecodeFrame(frame)
+	require.NoError(t, err)
+	assert.Len(t, got.Events[0].Data, MaxRecordSize-fixed)
+
+	r.Events[0].Data = data[:MaxRecordSize-fixed+1]
+	_, err = AppendFrame(buf[:0], r)
+	assert.ErrorIs(t, err, ErrRecordTooLarge)
+}
