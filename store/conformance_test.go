@@ -758,6 +758,11 @@ func TestConformance(t *testing.T) {
 					cancel()
 				}
 			}
+			select {
+			case <-caughtUp:
+			default:
+				close(caughtUp) // the subscription ended early: let the appender finish
+			}
 			assert.Equal(t, []uint64{1, 3, 5, 7}, got)
 			assert.ErrorIs(t, final, context.Canceled, "ends with ctx.Err()")
 			assert.NoError(t, <-appended)
@@ -817,7 +822,9 @@ func TestConformance(t *testing.T) {
 			}
 			assert.Equal(t, 1, n)
 			assert.ErrorIs(t, final, store.ErrClosed)
-			assert.NoError(t, <-closed)
+			if n > 0 {
+				assert.NoError(t, <-closed)
+			}
 		})
 		t.Run("many subscribers see the same events", func(t *testing.T) {
 			s := open(t, t.TempDir())

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -92,6 +93,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 		writerDone: make(chan struct{}),
 		notify:     make(chan struct{}),
 	}
+	if err := checkFormat(dir); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	if err := s.load(); err != nil {
 		if s.wal != nil {
 			s.wal.Close()
@@ -120,6 +125,33 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("store: lock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// FormatVersion is the store format this package reads and writes, recorded
+// in the file FORMAT of every store directory.
+const FormatVersion = 1
+
+const formatFile = "FORMAT"
+
+// checkFormat writes the FORMAT file of a new store and refuses a store of
+// another format.
+func checkFormat(dir string) error {
+	path := filepath.Join(dir, formatFile)
+	want := fmt.Sprintf("possum %d\n", FormatVersion)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(path, []byte(want), 0o640); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if string(b) != want {
+		return fmt.Errorf("store: %s: format %q, this possum reads %q", dir, strings.TrimSpace(string(b)), strings.TrimSpace(want))
+	}
+	return nil
 }
 
 // load opens the WAL, trusting what the checkpoint vouches for, and brings
