@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func appendN(t *testing.T, l *Log, n int) {
+func appendPairs(t *testing.T, l *Log, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		next := l.LastPosition() + 1
@@ -26,7 +26,7 @@ func TestTrustPositionSkipsScan(t *testing.T) {
 	opts := Options{SegmentSize: 4096}
 	l, _, err := Open(dir, opts)
 	require.NoError(t, err)
-	appendN(t, l, 300) // positions 1..600, several segments
+	appendPairs(t, l, 300) // positions 1..600, several segments
 	require.NoError(t, l.Close())
 
 	for _, tc := range []struct {
@@ -60,7 +60,7 @@ func TestTrustPositionSkipsScan(t *testing.T) {
 	opts.TrustPosition = 600
 	l, _, err = Open(dir, opts)
 	require.NoError(t, err)
-	appendN(t, l, 50)
+	appendPairs(t, l, 50)
 	require.NoError(t, l.Close())
 	opts.TrustPosition = 700
 	l, _, err = Open(dir, opts)
