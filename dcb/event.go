@@ -1,6 +1,7 @@
 package dcb
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -15,6 +16,8 @@ type Event struct {
 	// each one non-empty UTF-8; duplicates are dropped when stored.
 	Tags []string
 	// Data is the event's payload. Optional; when set it must be valid JSON.
+	// It is stored byte for byte, less whitespace around the value; the JSON
+	// literal null counts as no data (Data comes back nil).
 	Data json.RawMessage
 	// Metadata carries context such as correlation or causation ids. Optional;
 	// keys and values must be valid UTF-8.
@@ -68,11 +71,13 @@ func validateTag(tag string) error {
 }
 
 // Normalized returns e as the store keeps it: duplicate tags dropped (the
-// first occurrence keeps its place) and empty Data or Metadata made nil.
-// It does not validate.
+// first occurrence keeps its place), whitespace around Data trimmed, and
+// empty Data or Metadata, or Data that is the JSON null, made nil. It does
+// not validate.
 func (e Event) Normalized() Event {
 	e.Tags = dedupe(e.Tags)
-	if len(e.Data) == 0 {
+	e.Data = bytes.TrimSpace(e.Data)
+	if len(e.Data) == 0 || string(e.Data) == "null" {
 		e.Data = nil
 	}
 	if len(e.Metadata) == 0 {

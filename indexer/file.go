@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 )
@@ -136,17 +135,14 @@ func ReadFrom(path string, from uint64) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	head := make([]byte, min(st.Size(), 12+1024))
-	if _, err := io.ReadFull(f, head); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	var fixed [12]byte
+	if _, err := f.ReadAt(fixed[:], 0); err != nil {
+		return nil, fmt.Errorf("%s: %w: short header: %v", path, ErrDamaged, err)
 	}
-	if len(head) >= 12 {
-		if n := int64(binary.LittleEndian.Uint32(head[8:12])); n > 1024 && n < st.Size() {
-			head = make([]byte, 12+n)
-			if _, err := f.ReadAt(head, 0); err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-		}
+	nameLen := int64(binary.LittleEndian.Uint32(fixed[8:12]))
+	head := make([]byte, min(st.Size(), (12+nameLen+7)&^7))
+	if _, err := f.ReadAt(head, 0); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	_, hs, err := readHeader(head)
 	if err != nil {
@@ -188,4 +184,21 @@ func AppendEntries(f *os.File, name string, empty bool, positions []uint64, buf 
 	}
 	_, err := f.Write(buf)
 	return buf, err
+}
+
+// WriteFile writes the whole index file of name, listing positions, at path:
+// written to tmp first and renamed over path, so readers see the old file or
+// the new one. Not fsync'd.
+func WriteFile(path, tmp, name string, positions []uint64) error {
+	buf := fileHeader(name)
+	for _, p := range positions {
+		buf = binary.LittleEndian.AppendUint64(buf, p)
+	}
+	if err := os.WriteFile(tmp, buf, 0o640); err != nil {
+		return fmt.Errorf("indexer: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("indexer: %w", err)
+	}
+	return nil
 }

@@ -60,9 +60,10 @@ func eventsMTime(dir string) int64 {
 	return st.ModTime().UnixNano()
 }
 
-// writeCheckpoint syncs the file system holding dir, then writes cp
-// atomically.
-func writeCheckpoint(dir string, cp Checkpoint) error {
+// WriteCheckpoint syncs the file system holding the store directory dir, so
+// that every projected file is durable, then writes cp atomically. It sets
+// cp's Version and EventsMTime.
+func WriteCheckpoint(dir string, cp Checkpoint) error {
 	if err := syncFS(dir); err != nil {
 		return err
 	}

@@ -20,8 +20,8 @@ const (
 // EventFileName returns the name of the event file of position pos.
 func EventFileName(pos uint64) string { return fmt.Sprintf("%020d%s", pos, eventExt) }
 
-// parseEventFileName returns the position an event file name stands for.
-func parseEventFileName(name string) (uint64, bool) {
+// ParseEventFileName returns the position an event file name stands for.
+func ParseEventFileName(name string) (uint64, bool) {
 	if len(name) != eventNameDigits+len(eventExt) || name[eventNameDigits:] != eventExt {
 		return 0, false
 	}

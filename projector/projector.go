@@ -41,6 +41,10 @@ type Projector struct {
 	tagEntries   int      // tag index entries at or below projected
 	missing      []uint64 // event files at or below the start to rewrite
 	eventsFrom   uint64   // event files below this exist (but for missing)
+	// dirty: the projection changed in a way the checkpoint does not show
+	// (a repair at Open); the next checkpoint is written even without new
+	// positions.
+	dirty bool
 
 	files   *fileCache
 	buf     []byte
@@ -131,7 +135,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 
 	// Event files: list events/ unless it is unchanged since the checkpoint.
 	if !trusted || eventsMTime(dir) != cp.EventsMTime {
-		rep.EventsListed = true
+		rep.EventsListed, p.dirty = true, true
 		if err := p.checkEventFiles(head, start, &rep); err != nil {
 			return nil, nil, rep, err
 		}
@@ -167,7 +171,7 @@ func (p *Projector) checkEventFiles(head, start uint64, rep *Report) error {
 	}
 	present := make([]bool, start+1)
 	for _, e := range ents {
-		pos, ok := parseEventFileName(e.Name())
+		pos, ok := ParseEventFileName(e.Name())
 		if !ok {
 			continue
 		}
@@ -273,7 +277,7 @@ func (p *Projector) run() {
 			stopping = true
 		}
 		err := p.catchUp(stopping)
-		if err == nil && p.projected.Load() > p.checkpointed.Load() &&
+		if err == nil && (p.dirty || p.projected.Load() > p.checkpointed.Load()) &&
 			(stopping || time.Since(lastCheckpoint) >= checkpointEvery) {
 			err = p.checkpoint()
 			lastCheckpoint = time.Now()
@@ -374,25 +378,35 @@ func (p *Projector) rewrite(positions []uint64) error {
 	return nil
 }
 
-// writeEvent writes e's file in tmp/ and renames it into events/.
+// writeEvent writes e's event file.
 func (p *Projector) writeEvent(e dcb.SequencedEvent) error {
-	p.buf = EncodeEvent(p.buf[:0], e)
-	tmp := filepath.Join(p.dir, TmpDir, "event")
+	var err error
+	p.buf, err = WriteEventFile(p.dir, e, p.buf)
+	return err
+}
+
+// WriteEventFile writes the event file of e in the store directory dir: in
+// tmp/, then renamed into events/, so that a watcher never sees it partial.
+// It is not fsync'd (see the checkpoint). buf is scratch space, returned for
+// reuse. One writer at a time per directory.
+func WriteEventFile(dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error) {
+	buf = EncodeEvent(buf[:0], e)
+	tmp := filepath.Join(dir, TmpDir, "event")
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
-		return fmt.Errorf("projector: %w", err)
+		return buf, fmt.Errorf("projector: %w", err)
 	}
-	_, err = f.Write(p.buf)
+	_, err = f.Write(buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("projector: write event %d: %w", e.Position, err)
+		return buf, fmt.Errorf("projector: write event %d: %w", e.Position, err)
 	}
-	if err := os.Rename(tmp, EventPath(p.dir, e.Position)); err != nil {
-		return fmt.Errorf("projector: %w", err)
+	if err := os.Rename(tmp, EventPath(dir, e.Position)); err != nil {
+		return buf, fmt.Errorf("projector: %w", err)
 	}
-	return nil
+	return buf, nil
 }
 
 func (p *Projector) appendIndex(k fileKey, positions []uint64) error {
@@ -409,9 +423,10 @@ func (p *Projector) appendIndex(k fileKey, positions []uint64) error {
 
 func (p *Projector) checkpoint() error {
 	pos := p.projected.Load()
-	if err := writeCheckpoint(p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries}); err != nil {
+	if err := WriteCheckpoint(p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries}); err != nil {
 		return err
 	}
 	p.checkpointed.Store(pos)
+	p.dirty = false
 	return nil
 }

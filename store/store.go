@@ -163,6 +163,9 @@ func (s *Store) load() error {
 		NoSync:        s.opts.NoSync,
 		TrustPosition: cp.Position,
 	})
+	if errors.Is(err, wal.ErrCorrupt) {
+		return fmt.Errorf("store: open %s: %w (not a torn write: run `possum verify %s`, then `possum recover`)", s.dir, err, s.dir)
+	}
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.dir, err)
 	}

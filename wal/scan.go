@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
-	"time"
 )
 
 // segmentNameLen is the length of a tidwall/wal segment file name.
@@ -56,15 +54,15 @@ type damage struct {
 	resumes bool
 }
 
-// listSegments returns the first indices of the segment files in dir, sorted.
-// Leftover tidwall truncation markers (.START/.END) are refused: possum never
-// truncates through tidwall, so one means the directory was touched by hand.
-func listSegments(dir string) ([]uint64, error) {
+// listSegments returns the first indices of the segment files in dir, sorted,
+// and the names of leftover tidwall truncation markers (.START/.END). possum
+// never truncates through tidwall, so a marker means the directory was
+// touched by something else.
+func listSegments(dir string) (firsts []uint64, markers []string, err error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("wal: list %s: %w", dir, err)
 	}
-	var firsts []uint64
 	for _, e := range ents {
 		name := e.Name()
 		if e.IsDir() || len(name) < segmentNameLen {
@@ -78,11 +76,11 @@ func listSegments(dir string) ([]uint64, error) {
 		case "":
 			firsts = append(firsts, first)
 		case ".START", ".END":
-			return nil, &CorruptionError{Segment: name, Reason: "leftover truncation marker " + suffix}
+			markers = append(markers, name)
 		}
 	}
 	slices.Sort(firsts)
-	return firsts, nil
+	return firsts, markers, nil
 }
 
 // scanSegment parses and verifies the entries of one segment file from byte
@@ -208,7 +206,7 @@ func repairTail(dir, name string, size int64, reason string) (*TornTail, error) 
 	if err != nil {
 		return nil, fmt.Errorf("wal: repair %s: %w", name, err)
 	}
-	copyPath := path + ".broken." + strings.ReplaceAll(time.Now().UTC().Format("20060102T150405.000000000"), ".", "")
+	copyPath := path + "." + brokenSuffix()
 	if err := copyFile(path, copyPath); err != nil {
 		return nil, fmt.Errorf("wal: repair %s: keep a copy: %w", name, err)
 	}

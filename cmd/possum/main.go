@@ -1,6 +1,9 @@
 // Command possum works with possum event stores from the shell.
 //
-//	possum demo [DIR]    append and read a few events (default DIR: ./possum-demo)
+//	possum demo [DIR]                 append and read a few events (default DIR: ./possum-demo)
+//	possum verify [--json] DIR        check a store (exit 0 consistent, 1 problems, 2 could not run)
+//	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
+//	                                  repair a store (exit 0 repaired, 1 refused or, dry run, repairs needed)
 //
 // Exit codes: 0 success, 1 the command found a problem, 2 it could not run.
 package main
@@ -21,6 +24,8 @@ var commands []command
 func init() {
 	commands = []command{
 		{"demo", "[DIR]", "append and read a few events in DIR (default ./possum-demo)", runDemo},
+		{"verify", "[--json] DIR", "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)", runVerify},
+		{"recover", "[--json] [--dry-run] [--allow-data-loss] DIR", "repair a closed store (exit 1: refused, data loss)", runRecover},
 	}
 }
 
@@ -63,6 +68,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: possum COMMAND [ARGS]")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %-22s %s\n", c.name, c.args, c.help)
+		fmt.Fprintf(w, "  %s %s\n      %s\n", c.name, c.args, c.help)
 	}
 }

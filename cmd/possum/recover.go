@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"github.com/possumstore/possum/recovery"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+func runVerify(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	dir, err := parseDir(fs, args)
+	if err != nil {
+		return err
+	}
+	rep, err := recovery.Verify(dir, recovery.Options{Progress: progress(*asJSON)})
+	if err != nil {
+		return err
+	}
+	if err := printReport(stdout, "verify", rep, *asJSON); err != nil {
+		return err
+	}
+	if !rep.Consistent() {
+		return exitError{1}
+	}
+	return nil
+}
+
+func runRecover(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	dryRun := fs.Bool("dry-run", false, "report what would be repaired, change nothing (exit 1 if anything would be)")
+	allowLoss := fs.Bool("allow-data-loss", false, "cut the WAL at mid-log damage, losing every event from there on (damaged files are kept aside)")
+	dir, err := parseDir(fs, args)
+	if err != nil {
+		return err
+	}
+	rep, err := recovery.Repair(dir, recovery.Options{Progress: progress(*asJSON), DryRun: *dryRun, AllowDataLoss: *allowLoss})
+	if errors.Is(err, recovery.ErrDataLoss) && rep != nil {
+		if perr := printReport(stdout, "recover", rep, *asJSON); perr != nil {
+			return perr
+		}
+		fmt.Fprintf(os.Stderr, "possum recover: %v\npossum recover: rerun with --allow-data-loss to cut there\n", err)
+		return exitError{1}
+	}
+	if err != nil {
+		return err
+	}
+	if err := printReport(stdout, "recover", rep, *asJSON); err != nil {
+		return err
+	}
+	if *dryRun && !rep.Consistent() {
+		return exitError{1}
+	}
+	return nil
+}
+
+func parseDir(fs *flag.FlagSet, args []string) (string, error) {
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if fs.NArg() != 1 {
+		return "", fmt.Errorf("want exactly one store directory, got %d arguments", fs.NArg())
+	}
+	return fs.Arg(0), nil
+}
+
+// progress returns a progress bar callback on a terminal, nil elsewhere.
+func progress(quiet bool) func(done, total uint64) {
+	if quiet || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	var bar *progressbar.ProgressBar
+	return func(done, total uint64) {
+		if bar == nil {
+			bar = progressbar.NewOptions64(int64(total), progressbar.OptionSetWriter(os.Stderr),
+				progressbar.OptionSetDescription("checking events"), progressbar.OptionShowCount(),
+				progressbar.OptionClearOnFinish())
+		}
+		if int64(total) > bar.GetMax64() {
+			bar.ChangeMax64(int64(total))
+		}
+		bar.Set64(int64(done))
+	}
+}
+
+func printReport(w io.Writer, verb string, rep *recovery.Report, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	state := "consistent"
+	if !rep.Consistent() {
+		n := 0
+		for _, c := range rep.Counts {
+			n += c
+		}
+		state = fmt.Sprintf("%d problems", n)
+	}
+	fmt.Fprintf(w, "possum %s %s: %s (WAL head %d, %d records in %d segments, %s)\n",
+		verb, rep.Dir, state, rep.Head, rep.WAL.Records, rep.WAL.Segments, rep.Elapsed.Round(1e6))
+	kinds := make([]string, 0, len(rep.Counts))
+	for k := range rep.Counts {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "  %-20s %d\n", k, rep.Counts[k])
+	}
+	for _, p := range rep.Problems {
+		loss := ""
+		if p.DataLoss {
+			loss = " [DATA LOSS]"
+		}
+		fmt.Fprintf(w, "  - %s: %s%s\n", p.Path, p.Detail, loss)
+	}
+	for _, r := range rep.Repairs {
+		fmt.Fprintf(w, "  repaired: %s\n", r)
+	}
+	if rep.Lost != nil {
+		fmt.Fprintf(w, "  LOST positions %d..%d (0: unknown end)\n", rep.Lost.From, rep.Lost.To)
+	}
+	for _, k := range rep.Kept {
+		fmt.Fprintf(w, "  kept aside: %s\n", k)
+	}
+	return nil
+}

@@ -1,0 +1,551 @@
+package projector_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ---- the projection checker ----
+//
+// store/projection_check_test.go holds a copy of requireProjectionMatches
+// (test files of two packages cannot share code); keep the two in step.
+
+// requireProjectionMatches asserts that the projection in the store
+// directory dir is exactly evs, the events 1..Head as Read returns them:
+// one event file per event, byte for byte EncodeEvent of the event and
+// decoding back to it, nothing else in events/; one index file per type and
+// per tag, named FileName of its header's name, listing exactly that type's
+// or tag's positions in order, nothing else in index/types/ and index/tags/.
+func requireProjectionMatches(t testing.TB, dir string, evs []dcb.SequencedEvent) {
+	t.Helper()
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	want := make(map[string]bool, len(evs))
+	types, tags := map[string][]uint64{}, map[string][]uint64{}
+	for i, e := range evs {
+		require.Equal(t, uint64(i+1), e.Position, "the checker needs every event 1..Head")
+		want[projector.EventFileName(e.Position)] = true
+		types[e.Type] = append(types[e.Type], e.Position)
+		for _, tag := range e.Tags {
+			tags[tag] = append(tags[tag], e.Position)
+		}
+	}
+
+	ents, err := os.ReadDir(filepath.Join(dir, projector.EventsDir))
+	require.NoError(t, err)
+	for _, ent := range ents {
+		if !want[ent.Name()] {
+			bad("events/%s: unexpected file", ent.Name())
+		}
+	}
+	var enc []byte
+	for _, e := range evs {
+		b, err := os.ReadFile(projector.EventPath(dir, e.Position))
+		if err != nil {
+			bad("event %d: %v", e.Position, err)
+			continue
+		}
+		enc = projector.EncodeEvent(enc[:0], e)
+		if !bytes.Equal(b, enc) {
+			bad("event %d: file holds %q, the WAL's event encodes as %q", e.Position, b, enc)
+			continue
+		}
+		got, err := projector.DecodeEvent(b)
+		if err != nil {
+			bad("event %d: %v", e.Position, err)
+		} else if !reflect.DeepEqual(got, e) {
+			bad("event %d: file decodes as %#v, Read returns %#v", e.Position, got, e)
+		}
+	}
+
+	for kind, m := range map[string]map[string][]uint64{indexer.TypesDir: types, indexer.TagsDir: tags} {
+		d := filepath.Join(dir, projector.IndexDir, kind)
+		ents, err := os.ReadDir(d)
+		require.NoError(t, err)
+		files := map[string]bool{}
+		for _, ent := range ents {
+			files[ent.Name()] = true
+			path := filepath.Join(d, ent.Name())
+			name, ps, valid, err := indexer.ReadFile(path)
+			if err != nil {
+				bad("%s/%s: %v", kind, ent.Name(), err)
+				continue
+			}
+			if fn := indexer.FileName(name); fn != ent.Name() {
+				bad("%s/%s: header names %q, whose file is %s", kind, ent.Name(), name, fn)
+			}
+			if st, err := os.Stat(path); err == nil && st.Size() != valid {
+				bad("%s/%s: %d bytes, of which %d valid", kind, ent.Name(), st.Size(), valid)
+			}
+			wantPs, ok := m[name]
+			if !ok {
+				bad("%s/%s: index file of %q, which no event has", kind, ent.Name(), name)
+				continue
+			}
+			if !slices.Equal(ps, wantPs) {
+				bad("%s/%s (%q): positions %v, want %v", kind, ent.Name(), name, ps, wantPs)
+			}
+		}
+		for name := range m {
+			if !files[indexer.FileName(name)] {
+				bad("%s: no index file for %q (%s)", kind, name, indexer.FileName(name))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		n := len(problems)
+		t.Fatalf("the projection in %s differs from the WAL (%d problems):\n%s", dir, n, strings.Join(problems[:min(n, 20)], "\n"))
+	}
+}
+
+// ---- fixtures ----
+
+// awkwardTags must all get distinct index files.
+var awkwardTags = []string{
+	"a/b", "a_b", "A", "a", "..", ".", "_41", "a_2fb", "🦘", "🦘🦘", "course:c1", "with space", `back\slash`, "CON",
+	strings.Repeat("x", 300), strings.Repeat("x", 299) + "y",
+}
+
+var fixtureTypes = []string{"Created", "created", "A", "a", "Type/With/Slash", "..", "Événement"}
+
+// appendFixture appends about n events in batches of 1..10 with types, tags
+// (duplicates included), data and metadata drawn from rng.
+func appendFixture(t testing.TB, s *store.Store, rng *rand.Rand, n int) {
+	t.Helper()
+	// Data with surrounding whitespace and data `null` do not survive an
+	// event file's round trip: TestEventFileRoundTrip.
+	datas := []json.RawMessage{nil, json.RawMessage(`{"i":1}`), json.RawMessage(`{ "spaced" : [1, 2.50, "x"] }`), json.RawMessage(`"str\u00e9"`), json.RawMessage(`[]`)}
+	for appended := 0; appended < n; {
+		batch := make([]dcb.Event, 1+rng.IntN(10))
+		for i := range batch {
+			e := dcb.Event{Type: fixtureTypes[rng.IntN(len(fixtureTypes))], Data: datas[rng.IntN(len(datas))]}
+			for range rng.IntN(4) {
+				e.Tags = append(e.Tags, awkwardTags[rng.IntN(len(awkwardTags))])
+			}
+			if rng.IntN(3) == 0 {
+				e.Metadata = map[string]string{"correlation": fmt.Sprint(appended + i), "user": "zoë \"quoted\""}
+			}
+			batch[i] = e
+		}
+		_, err := s.Append(context.Background(), batch, nil)
+		require.NoError(t, err)
+		appended += len(batch)
+	}
+}
+
+// allEvents reads every event of s.
+func allEvents(t testing.TB, s *store.Store) []dcb.SequencedEvent {
+	t.Helper()
+	var out []dcb.SequencedEvent
+	for e, err := range s.Read(context.Background(), dcb.All(), store.ReadOptions{}) {
+		require.NoError(t, err)
+		out = append(out, e)
+	}
+	require.Len(t, out, int(s.Head()))
+	return out
+}
+
+func openStore(t testing.TB, dir string, opts *store.Options) *store.Store {
+	t.Helper()
+	s, err := store.Open(dir, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// ---- tests ----
+
+func TestProjectionAfterClose(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openStore(t, dir, nil)
+	appendFixture(t, s, rand.New(rand.NewPCG(1, 1)), 300)
+	evs := allEvents(t, s)
+	require.NoError(t, s.Close())
+
+	requireProjectionMatches(t, dir, evs)
+	cp, err := projector.ReadCheckpoint(dir)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(len(evs)), cp.Position, "checkpoint after Close")
+	tagEntries := 0
+	for _, e := range evs {
+		tagEntries += len(e.Tags)
+	}
+	assert.Equal(t, tagEntries, cp.TagEntries, "checkpoint's tag entries")
+	tmp, err := os.ReadDir(filepath.Join(dir, projector.TmpDir))
+	require.NoError(t, err)
+	assert.Empty(t, tmp, "tmp/ after Close")
+}
+
+func TestProjectionAfterWaitProjected(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openStore(t, dir, nil)
+	appendFixture(t, s, rand.New(rand.NewPCG(2, 2)), 300)
+	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
+	st := s.Stats()
+	assert.Zero(t, st.Lag, "lag after WaitProjected: %+v", st)
+	assert.NoError(t, st.ProjectorErr)
+	requireProjectionMatches(t, dir, allEvents(t, s))
+
+	// And again after more appends to the same index files.
+	appendFixture(t, s, rand.New(rand.NewPCG(2, 3)), 100)
+	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
+	assert.Zero(t, s.Stats().Lag)
+	requireProjectionMatches(t, dir, allEvents(t, s))
+}
+
+func TestProjectionAwkwardNames(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openStore(t, dir, nil)
+	var batch []dcb.Event
+	for i, tag := range awkwardTags {
+		batch = append(batch, dcb.Event{Type: fixtureTypes[i%len(fixtureTypes)], Tags: []string{tag}})
+	}
+	_, err := s.Append(t.Context(), batch, nil)
+	require.NoError(t, err)
+	evs := allEvents(t, s)
+	require.NoError(t, s.Close())
+	requireProjectionMatches(t, dir, evs)
+
+	for kind, names := range map[string][]string{indexer.TagsDir: awkwardTags, indexer.TypesDir: fixtureTypes} {
+		seen := map[string]string{}
+		for _, name := range names {
+			fn := indexer.FileName(name)
+			if other, ok := seen[fn]; ok {
+				t.Errorf("%s %q and %q share the file name %s", kind, name, other, fn)
+			}
+			seen[fn] = name
+			assert.LessOrEqual(t, len(fn), 255, "file name of %q", name)
+			assert.NotContains(t, fn, "/")
+			got, ps, _, err := indexer.ReadFile(filepath.Join(dir, projector.IndexDir, kind, fn))
+			if assert.NoError(t, err, "%s %q", kind, name) {
+				assert.Equal(t, name, got, "header name of %s", fn)
+				assert.NotEmpty(t, ps)
+			}
+		}
+		// Case-insensitive file systems: no two names may differ only in case.
+		lower := map[string]string{}
+		for fn, name := range seen {
+			if other, ok := lower[strings.ToLower(fn)]; ok {
+				t.Errorf("%s %q and %q get file names differing only in case", kind, name, other)
+			}
+			lower[strings.ToLower(fn)] = name
+		}
+	}
+}
+
+// TestProjectionRepair damages the projection of a closed store by hand and
+// checks that Open repairs it, and says so in its report.
+func TestProjectionRepair(t *testing.T) {
+	t.Parallel()
+	type fixture struct {
+		dir  string
+		evs  []dcb.SequencedEvent
+		cp   projector.Checkpoint
+		head uint64
+	}
+	// biggest returns the path and size of the index file of kind with the
+	// most positions.
+	biggest := func(f fixture, kind string) (string, int64) {
+		counts := map[string]int{}
+		for _, e := range f.evs {
+			if kind == indexer.TypesDir {
+				counts[e.Type]++
+			}
+			for _, tag := range e.Tags {
+				if kind == indexer.TagsDir {
+					counts[tag]++
+				}
+			}
+		}
+		best := ""
+		for name, n := range counts {
+			if best == "" || n > counts[best] || n == counts[best] && name < best {
+				best = name
+			}
+		}
+		path := filepath.Join(f.dir, projector.IndexDir, kind, indexer.FileName(best))
+		st, err := os.Stat(path)
+		require.NoError(t, err)
+		return path, st.Size()
+	}
+	truncate := func(kind string, by int64) func(t *testing.T, f fixture) {
+		return func(t *testing.T, f fixture) {
+			path, size := biggest(f, kind)
+			require.NoError(t, os.Truncate(path, size-by))
+		}
+	}
+	remove := func(kind string) func(t *testing.T, f fixture) {
+		return func(t *testing.T, f fixture) {
+			path, _ := biggest(f, kind)
+			require.NoError(t, os.Remove(path))
+		}
+	}
+	writeCheckpoint := func(t *testing.T, dir string, b []byte) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, projector.CheckpointFile), b, 0o640))
+	}
+	clean := func(t *testing.T, f fixture, rep projector.Report) {
+		assert.Equal(t, f.head, rep.Checkpoint)
+		assert.Empty(t, rep.CheckpointProblem)
+		assert.Empty(t, rep.IndexRebuilt)
+		assert.Empty(t, rep.IndexDamaged)
+		assert.Zero(t, rep.IndexTrimmedBytes)
+		assert.Zero(t, rep.StrayEventFiles)
+		assert.Zero(t, rep.MissingEventFiles)
+		assert.Zero(t, rep.Replayed)
+	}
+	rebuilt := func(trimmed int64) func(t *testing.T, f fixture, rep projector.Report) {
+		return func(t *testing.T, f fixture, rep projector.Report) {
+			assert.NotEmpty(t, rep.IndexRebuilt, "index files rebuilt")
+			assert.Equal(t, trimmed, rep.IndexTrimmedBytes, "bytes trimmed")
+			assert.Equal(t, f.head, rep.Replayed, "the index is rebuilt from the whole WAL")
+			assert.Empty(t, rep.CheckpointProblem)
+			assert.Zero(t, rep.MissingEventFiles)
+		}
+	}
+	startOver := func(problem string) func(t *testing.T, f fixture, rep projector.Report) {
+		return func(t *testing.T, f fixture, rep projector.Report) {
+			if problem == "" {
+				assert.Empty(t, rep.CheckpointProblem)
+			} else {
+				assert.Contains(t, rep.CheckpointProblem, problem)
+			}
+			assert.Equal(t, f.head, rep.Replayed, "everything replayed")
+			assert.True(t, rep.EventsListed)
+			assert.Zero(t, rep.StrayEventFiles)
+		}
+	}
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, f fixture)
+		report func(t *testing.T, f fixture, rep projector.Report)
+	}{
+		{"no damage", func(*testing.T, fixture) {}, func(t *testing.T, f fixture, rep projector.Report) {
+			clean(t, f, rep)
+			assert.False(t, rep.EventsListed, "events/ is unchanged since the checkpoint")
+		}},
+		{"some event files deleted", func(t *testing.T, f fixture) {
+			for _, pos := range []uint64{1, 17, f.head / 2, f.head} {
+				require.NoError(t, os.Remove(projector.EventPath(f.dir, pos)))
+			}
+		}, func(t *testing.T, f fixture, rep projector.Report) {
+			assert.True(t, rep.EventsListed)
+			assert.Equal(t, 4, rep.MissingEventFiles)
+			assert.Empty(t, rep.IndexRebuilt)
+			assert.Zero(t, rep.Replayed)
+		}},
+		{"all event files deleted", func(t *testing.T, f fixture) {
+			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, projector.EventsDir)))
+			require.NoError(t, os.Mkdir(filepath.Join(f.dir, projector.EventsDir), 0o750))
+		}, func(t *testing.T, f fixture, rep projector.Report) {
+			assert.True(t, rep.EventsListed)
+			assert.Equal(t, int(f.head), rep.MissingEventFiles)
+			assert.Empty(t, rep.IndexRebuilt)
+		}},
+		{"events directory deleted", func(t *testing.T, f fixture) {
+			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, projector.EventsDir)))
+		}, func(t *testing.T, f fixture, rep projector.Report) {
+			assert.True(t, rep.EventsListed)
+			assert.Equal(t, int(f.head), rep.MissingEventFiles)
+		}},
+		{"type index truncated by 3 bytes", truncate(indexer.TypesDir, 3), rebuilt(5)},
+		{"tag index truncated by 3 bytes", truncate(indexer.TagsDir, 3), rebuilt(5)},
+		{"type index truncated by one entry", truncate(indexer.TypesDir, 8), rebuilt(0)},
+		{"tag index truncated by one entry", truncate(indexer.TagsDir, 8), rebuilt(0)},
+		{"type index file deleted", remove(indexer.TypesDir), rebuilt(0)},
+		{"tag index file deleted", remove(indexer.TagsDir), rebuilt(0)},
+		{"index header corrupted", func(t *testing.T, f fixture) {
+			path, _ := biggest(f, indexer.TagsDir)
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			copy(b, "XXXX")
+			require.NoError(t, os.WriteFile(path, b, 0o640))
+		}, func(t *testing.T, f fixture, rep projector.Report) {
+			assert.Len(t, rep.IndexDamaged, 1)
+			rebuilt(0)(t, f, rep)
+		}},
+		{"index file under another tag's name", func(t *testing.T, f fixture) {
+			path, _ := biggest(f, indexer.TagsDir)
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			ents, err := os.ReadDir(filepath.Dir(path))
+			require.NoError(t, err)
+			for _, ent := range ents {
+				if other := filepath.Join(filepath.Dir(path), ent.Name()); other != path {
+					require.NoError(t, os.WriteFile(other, b, 0o640))
+					return
+				}
+			}
+			t.Fatal("a single tag file")
+		}, func(t *testing.T, f fixture, rep projector.Report) {
+			assert.Len(t, rep.IndexDamaged, 1)
+			rebuilt(0)(t, f, rep)
+		}},
+		{"checkpoint is garbage", func(t *testing.T, f fixture) {
+			writeCheckpoint(t, f.dir, []byte("{\"version\":1,\"posit\x00garbage"))
+		}, startOver("damaged")},
+		{"checkpoint deleted", func(t *testing.T, f fixture) {
+			require.NoError(t, os.Remove(filepath.Join(f.dir, projector.CheckpointFile)))
+		}, startOver("")},
+		{"checkpoint beyond head", func(t *testing.T, f fixture) {
+			cp := f.cp
+			cp.Position = f.head + 100
+			b, err := json.Marshal(cp)
+			require.NoError(t, err)
+			writeCheckpoint(t, f.dir, b)
+		}, startOver("beyond")},
+		{"stray event file beyond head", func(t *testing.T, f fixture) {
+			e := f.evs[0]
+			e.Position = f.head + 5
+			require.NoError(t, os.WriteFile(projector.EventPath(f.dir, e.Position), projector.EncodeEvent(nil, e), 0o640))
+		}, func(t *testing.T, f fixture, rep projector.Report) {
+			assert.True(t, rep.EventsListed)
+			assert.Equal(t, 1, rep.StrayEventFiles)
+			assert.Zero(t, rep.MissingEventFiles)
+			assert.Zero(t, rep.Replayed)
+			assert.Empty(t, rep.IndexRebuilt)
+		}},
+		{"files left in tmp", func(t *testing.T, f fixture) {
+			require.NoError(t, os.WriteFile(filepath.Join(f.dir, projector.TmpDir, "event"), []byte(`{"position":`), 0o640))
+			require.NoError(t, os.WriteFile(filepath.Join(f.dir, projector.TmpDir, projector.CheckpointFile), []byte(`{`), 0o640))
+			require.NoError(t, os.MkdirAll(filepath.Join(f.dir, projector.TmpDir, "sub", "dir"), 0o750))
+		}, func(t *testing.T, f fixture, rep projector.Report) {
+			clean(t, f, rep)
+			tmp, err := os.ReadDir(filepath.Join(f.dir, projector.TmpDir))
+			require.NoError(t, err)
+			assert.Empty(t, tmp, "Open clears tmp/")
+		}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := fixture{dir: t.TempDir()}
+			s := openStore(t, f.dir, &store.Options{NoSync: true})
+			appendFixture(t, s, rand.New(rand.NewPCG(3, uint64(i))), 200)
+			f.evs = allEvents(t, s)
+			f.head = s.Head()
+			require.NoError(t, s.Close())
+			var err error
+			f.cp, err = projector.ReadCheckpoint(f.dir)
+			require.NoError(t, err)
+			require.Equal(t, f.head, f.cp.Position)
+
+			c.damage(t, f)
+
+			s = openStore(t, f.dir, nil)
+			rep := s.OpenReport().Projection
+			t.Logf("report: %+v", rep)
+			c.report(t, f, rep)
+			require.Equal(t, f.head, s.Head())
+			got := allEvents(t, s)
+			require.Equal(t, f.evs, got, "the WAL is untouched")
+			require.NoError(t, s.Close())
+			requireProjectionMatches(t, f.dir, f.evs)
+			cp, err := projector.ReadCheckpoint(f.dir)
+			require.NoError(t, err)
+			assert.Equal(t, f.head, cp.Position, "checkpoint after Close")
+
+			// Once repaired, the next Open finds nothing to do.
+			s = openStore(t, f.dir, nil)
+			rep = s.OpenReport().Projection
+			clean(t, f, rep)
+			assert.False(t, rep.EventsListed, "second Open after the repair lists events/ again: %+v", rep)
+			require.NoError(t, s.Close())
+			requireProjectionMatches(t, f.dir, f.evs)
+		})
+	}
+}
+
+func TestReadFromIndexFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openStore(t, dir, nil)
+	// Tag "every3" on every third event; tags with long names, whose headers
+	// are large and not multiples of 8 long.
+	long := []string{strings.Repeat("L", 1000), strings.Repeat("M", 1021), strings.Repeat("N", 1024), strings.Repeat("O", 2000), strings.Repeat("P", 2004)}
+	var batch []dcb.Event
+	for i := range 300 {
+		e := dcb.Event{Type: "T"}
+		if i%3 == 0 {
+			e.Tags = append(e.Tags, "every3")
+			e.Tags = append(e.Tags, long...)
+		}
+		batch = append(batch, e)
+	}
+	_, err := s.Append(t.Context(), batch, nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	for _, tag := range append([]string{"every3"}, long...) {
+		path := filepath.Join(dir, projector.IndexDir, indexer.TagsDir, indexer.FileName(tag))
+		name, all, _, err := indexer.ReadFile(path)
+		require.NoError(t, err)
+		require.Equal(t, tag, name)
+		require.Len(t, all, 100)
+		last := all[len(all)-1]
+		for _, from := range []uint64{0, 1, 2, 3, 4, 5, 150, 151, 152, last - 1, last, last + 1, last + 1000, ^uint64(0)} {
+			got, err := indexer.ReadFrom(path, from)
+			if !assert.NoError(t, err, "ReadFrom(%d) on the index of a tag of %d bytes", from, len(tag)) {
+				continue
+			}
+			var want []uint64
+			for _, p := range all {
+				if p >= from {
+					want = append(want, p)
+				}
+			}
+			assert.Equal(t, len(want), len(got), "ReadFrom(%d), tag of %d bytes", from, len(tag))
+			if len(want) > 0 {
+				assert.Equal(t, want, got, "ReadFrom(%d), tag of %d bytes", from, len(tag))
+			}
+		}
+	}
+}
+
+// TestEventFileRoundTrip: an event file decodes back to the event the store
+// holds, for data the store accepts and keeps verbatim.
+func TestEventFileRoundTrip(t *testing.T) {
+	t.Parallel()
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, c := range []struct {
+		name string
+		e    dcb.Event
+	}{
+		{"plain", dcb.Event{Type: "T", Tags: []string{"a", "b"}, Data: json.RawMessage(`{"x":1}`), Metadata: map[string]string{"k": "v"}}},
+		{"no data, tags or metadata", dcb.Event{Type: "T"}},
+		{"escapes", dcb.Event{Type: "<T&\"\\\u2028>", Tags: []string{"\t", "\u0001", "🦘"}, Metadata: map[string]string{"<": "&\n"}}},
+		{"data is the JSON null", dcb.Event{Type: "T", Data: json.RawMessage(`null`)}},
+		{"data with surrounding whitespace", dcb.Event{Type: "T", Data: json.RawMessage(" {\"x\": 1}\n")}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.NoError(t, c.e.Validate())
+			e := dcb.SequencedEvent{Event: c.e.Normalized(), Position: 42, Timestamp: ts}
+			b := projector.EncodeEvent(nil, e)
+			require.True(t, json.Valid(b), "%s", b)
+			got, err := projector.DecodeEvent(b)
+			require.NoError(t, err)
+			assert.Equal(t, e, got, "DecodeEvent(EncodeEvent(e)) for the event file %s", b)
+		})
+	}
+}

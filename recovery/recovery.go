@@ -1,0 +1,461 @@
+package recovery
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/wal"
+)
+
+var (
+	// ErrLocked: a writer holds the store open.
+	ErrLocked = errors.New("recovery: store is open for writing by another process")
+	// ErrDataLoss: a repair would lose acknowledged events and was not
+	// allowed to.
+	ErrDataLoss = errors.New("recovery: repair would lose events")
+)
+
+// Problem kinds.
+const (
+	WALTornTail      = "wal-torn-tail"      // repairable: cut, a copy kept
+	WALCorrupt       = "wal-corrupt"        // mid-log damage or a missing segment: data loss
+	WALMarker        = "wal-marker"         // leftover tidwall truncation marker
+	EventMissing     = "event-missing"      // an event file is missing
+	EventDiffers     = "event-differs"      // an event file does not match the WAL
+	EventStray       = "event-stray"        // an event file beyond the WAL's head
+	IndexMissing     = "index-missing"      // no index file for a type or tag
+	IndexDiffers     = "index-differs"      // an index file lists the wrong positions
+	IndexStray       = "index-stray"        // an index file for no type or tag in the WAL
+	CheckpointBad    = "checkpoint-invalid" // missing, unreadable, or inconsistent
+	maxListedPerKind = 20
+)
+
+// Problem is one thing wrong with a store.
+type Problem struct {
+	Kind   string `json:"kind"`
+	Path   string `json:"path,omitempty"`
+	Detail string `json:"detail"`
+	// DataLoss: repairing it loses acknowledged events.
+	DataLoss bool `json:"data_loss,omitempty"`
+}
+
+// Report is what Verify found, or what Repair found and did.
+type Report struct {
+	Dir    string           `json:"dir"`
+	Head   uint64           `json:"head"` // last position of the WAL's valid part
+	WAL    wal.VerifyReport `json:"wal"`
+	Counts map[string]int   `json:"counts"` // problems by kind
+	// Problems lists the problems found, at most 20 of each kind.
+	Problems []Problem `json:"problems"`
+	// Repairs lists what Repair did (or, dry run, would do).
+	Repairs []string `json:"repairs,omitempty"`
+	// Lost is set when a repair cut the WAL in the middle: the positions
+	// that are gone.
+	Lost *PositionRange `json:"lost,omitempty"`
+	// Kept lists the damaged files a repair moved or copied aside.
+	Kept    []string      `json:"kept,omitempty"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+// PositionRange is an inclusive range of positions; To 0 means unknown.
+type PositionRange struct {
+	From uint64 `json:"from"`
+	To   uint64 `json:"to"`
+}
+
+func newReport(dir string) *Report {
+	return &Report{Dir: dir, Counts: map[string]int{}, Problems: []Problem{}}
+}
+
+// Consistent reports whether nothing is wrong.
+func (r *Report) Consistent() bool { return len(r.Counts) == 0 }
+
+func (r *Report) add(p Problem) {
+	r.Counts[p.Kind]++
+	if r.Counts[p.Kind] <= maxListedPerKind {
+		r.Problems = append(r.Problems, p)
+	}
+}
+
+// Options shape Verify and Repair.
+type Options struct {
+	// Progress, if set, is called as events are checked (done of total).
+	Progress func(done, total uint64)
+	// DryRun: Repair reports what it would do and changes nothing.
+	DryRun bool
+	// AllowDataLoss: Repair may cut the WAL at mid-log damage, losing every
+	// event from there on.
+	AllowDataLoss bool
+}
+
+// lockDir takes the store's lock, shared or exclusive, without waiting.
+func lockDir(dir string, how int) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("recovery: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("recovery: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+func checkDir(dir string) error {
+	st, err := os.Stat(filepath.Join(dir, "wal"))
+	if err != nil || !st.IsDir() {
+		return fmt.Errorf("recovery: %s is not a possum store (no wal/ directory)", dir)
+	}
+	return nil
+}
+
+// Verify checks the store in dir without changing it.
+func Verify(dir string, opts Options) (*Report, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir, syscall.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	start := time.Now()
+	rep := newReport(dir)
+	c := newChecker(dir, false, opts.Progress)
+	wrep, err := wal.Verify(filepath.Join(dir, "wal"), c.event)
+	if err != nil {
+		return nil, fmt.Errorf("recovery: verify %s: %w", dir, err)
+	}
+	rep.WAL, rep.Head = wrep, wrep.LastPosition
+	addWALProblems(rep, wrep)
+	if err := c.finish(rep); err != nil {
+		return nil, err
+	}
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}
+
+func addWALProblems(rep *Report, w wal.VerifyReport) {
+	for _, m := range w.Markers {
+		rep.add(Problem{Kind: WALMarker, Path: filepath.Join(rep.Dir, "wal", m), Detail: "leftover truncation marker; the segments hold the data, it can be moved aside"})
+	}
+	if d := w.Damage; d != nil {
+		p := Problem{Path: filepath.Join(rep.Dir, "wal", d.Segment)}
+		if d.Torn {
+			p.Kind, p.Detail = WALTornTail, fmt.Sprintf("torn tail at offset %d: %s", d.Offset, d.Reason)
+		} else {
+			p.Kind, p.DataLoss = WALCorrupt, true
+			p.Detail = fmt.Sprintf("damage at offset %d: %s; a cut there loses positions %s", d.Offset, d.Reason, lostRange(d))
+		}
+		rep.add(p)
+	}
+}
+
+func lostRange(d *wal.Damage) string {
+	if d.LostTo == 0 {
+		return fmt.Sprintf("from %d (the damaged record's; none readable after it)", d.LostFrom)
+	}
+	return fmt.Sprintf("%d..%d", d.LostFrom, d.LostTo)
+}
+
+// Repair verifies the store in dir and repairs it (see the package doc).
+func Repair(dir string, opts Options) (*Report, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir, syscall.LOCK_EX)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	start := time.Now()
+	walDir := filepath.Join(dir, "wal")
+	rep := newReport(dir)
+
+	// The WAL first: decide before changing anything.
+	wrep, err := wal.Verify(walDir, nil)
+	if err != nil {
+		return nil, fmt.Errorf("recovery: repair %s: %w", dir, err)
+	}
+	addWALProblems(rep, wrep)
+	if d := wrep.Damage; d != nil && !d.Torn {
+		if !opts.AllowDataLoss {
+			rep.WAL, rep.Head = wrep, wrep.LastPosition
+			rep.Elapsed = time.Since(start)
+			return rep, fmt.Errorf("%w: WAL damage in %s at offset %d (%s); cutting there loses positions %s; nothing was changed",
+				ErrDataLoss, d.Segment, d.Offset, d.Reason, lostRange(d))
+		}
+		rep.Lost = &PositionRange{From: d.LostFrom, To: d.LostTo}
+	}
+	if wrep.Damage != nil || len(wrep.Markers) > 0 {
+		rep.Repairs = append(rep.Repairs, "cut the WAL after position "+fmt.Sprint(wrep.LastPosition)+", keeping the damaged files aside")
+		if !opts.DryRun {
+			kept, err := wal.Cut(walDir, wrep.Damage, wrep.Markers)
+			rep.Kept = kept
+			if err != nil {
+				return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
+			}
+		}
+	}
+
+	// Then the projection, checked against the WAL's valid part and fixed.
+	if !opts.DryRun {
+		// Opening the WAL rebuilds its offsets file from a full scan.
+		w, _, err := wal.Open(walDir, wal.Options{})
+		if err != nil {
+			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
+		}
+		if err := w.Close(); err != nil {
+			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
+		}
+	}
+	c := newChecker(dir, !opts.DryRun, opts.Progress)
+	vrep, err := wal.Verify(walDir, c.event)
+	if err != nil {
+		return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
+	}
+	if !opts.DryRun && (vrep.Damage != nil || len(vrep.Markers) > 0) {
+		return rep, fmt.Errorf("recovery: repair %s: WAL still damaged after the cut: %+v", dir, vrep.Damage)
+	}
+	rep.WAL, rep.Head = wrep, wrep.LastPosition
+	if err := c.finish(rep); err != nil {
+		return rep, err
+	}
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}
+
+// checker compares the projection with the WAL, event by event as the WAL
+// is read, then index files and checkpoint at the end; with fix, it repairs
+// as it goes.
+type checker struct {
+	dir      string
+	fix      bool
+	progress func(done, total uint64)
+	idx      *indexer.Index
+	head     uint64
+	total    uint64
+	problems []Problem
+	repairs  []string
+	buf      []byte
+	rewrote  int
+	err      error
+}
+
+func newChecker(dir string, fix bool, progress func(done, total uint64)) *checker {
+	c := &checker{dir: dir, fix: fix, progress: progress, idx: indexer.New()}
+	if progress != nil {
+		// A cheap estimate of the total for the progress bar: the offsets
+		// file has one 32-byte entry per record; fall back to 0 (unknown).
+		if cp, err := projector.ReadCheckpoint(dir); err == nil {
+			c.total = cp.Position
+		}
+	}
+	if fix {
+		// Leftovers in tmp/ are never needed; the directories may be gone.
+		os.RemoveAll(filepath.Join(dir, projector.TmpDir))
+		os.MkdirAll(filepath.Join(dir, projector.TmpDir), 0o750)
+		os.MkdirAll(filepath.Join(dir, projector.EventsDir), 0o750)
+	}
+	return c
+}
+
+func (c *checker) event(r wal.Record) error {
+	for i, e := range r.Events {
+		pos := r.FirstPosition + uint64(i)
+		if err := c.idx.Add(pos, e); err != nil {
+			return err
+		}
+		se := r.Event(pos)
+		c.head = pos
+		c.buf = projector.EncodeEvent(c.buf[:0], se)
+		path := projector.EventPath(c.dir, pos)
+		got, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			c.problem(Problem{Kind: EventMissing, Path: path, Detail: fmt.Sprintf("position %d has no event file", pos)})
+		case err != nil:
+			c.problem(Problem{Kind: EventDiffers, Path: path, Detail: err.Error()})
+		case !bytes.Equal(got, c.buf):
+			c.problem(Problem{Kind: EventDiffers, Path: path, Detail: fmt.Sprintf("event file of position %d does not match the WAL", pos)})
+		default:
+			continue
+		}
+		if c.fix {
+			want := slices.Clone(c.buf)
+			if _, err := projector.WriteEventFile(c.dir, se, want); err != nil {
+				return fmt.Errorf("recovery: %w", err)
+			}
+			c.rewrote++
+		}
+		if c.progress != nil && pos%4096 == 0 {
+			c.progress(pos, max(c.total, pos))
+		}
+	}
+	if c.progress != nil {
+		c.progress(c.head, max(c.total, c.head))
+	}
+	return nil
+}
+
+func (c *checker) problem(p Problem) { c.problems = append(c.problems, p) }
+
+// finish checks what only the whole WAL tells: stray event files, index
+// files, the checkpoint.
+func (c *checker) finish(rep *Report) error {
+	for _, p := range c.problems {
+		rep.add(p)
+	}
+	if c.rewrote > 0 {
+		rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrote %d event files", c.rewrote))
+	}
+	if err := c.strayEvents(rep); err != nil {
+		return err
+	}
+	tagEntries, err := c.indexFiles(rep)
+	if err != nil {
+		return err
+	}
+	cp, cpErr := projector.ReadCheckpoint(c.dir)
+	switch {
+	case cpErr != nil:
+		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile), Detail: cpErr.Error()})
+	case cp.Position != c.head || cp.TagEntries != tagEntries:
+		if cp.Position != 0 || c.head != 0 {
+			rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile),
+				Detail: fmt.Sprintf("checkpoint says position %d with %d tag entries; the WAL has %d and %d", cp.Position, cp.TagEntries, c.head, tagEntries)})
+		}
+	}
+	if c.fix {
+		if err := projector.WriteCheckpoint(c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries}); err != nil {
+			return fmt.Errorf("recovery: %w", err)
+		}
+		rep.Repairs = append(rep.Repairs, fmt.Sprintf("wrote the checkpoint at position %d", c.head))
+	}
+	return nil
+}
+
+func (c *checker) strayEvents(rep *Report) error {
+	dir := filepath.Join(c.dir, projector.EventsDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recovery: %w", err)
+	}
+	removed := 0
+	for _, e := range ents {
+		pos, ok := projector.ParseEventFileName(e.Name())
+		if !ok || pos <= c.head {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		rep.add(Problem{Kind: EventStray, Path: path, Detail: fmt.Sprintf("event file of position %d beyond the WAL's head %d", pos, c.head)})
+		if c.fix {
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("recovery: %w", err)
+			}
+			removed++
+		}
+	}
+	if removed > 0 {
+		rep.Repairs = append(rep.Repairs, fmt.Sprintf("removed %d stray event files", removed))
+	}
+	return nil
+}
+
+// indexFiles compares the index files with the index the WAL implies, and
+// returns the number of tag entries the WAL implies.
+func (c *checker) indexFiles(rep *Report) (int, error) {
+	tagEntries := 0
+	for _, kind := range []struct {
+		dir  string
+		want map[string][]uint64
+	}{{indexer.TypesDir, c.idx.Types()}, {indexer.TagsDir, c.idx.Tags()}} {
+		dir := filepath.Join(c.dir, projector.IndexDir, kind.dir)
+		if kind.dir == indexer.TagsDir {
+			for _, ps := range kind.want {
+				tagEntries += len(ps)
+			}
+		}
+		if c.fix {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return 0, fmt.Errorf("recovery: %w", err)
+			}
+		}
+		good := map[string]bool{} // types or tags whose file is right
+		ents, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("recovery: %w", err)
+		}
+		fixed := 0
+		onDisk := map[string]bool{}
+		for _, e := range ents {
+			onDisk[e.Name()] = true
+			path := filepath.Join(dir, e.Name())
+			name, ps, valid, err := indexer.ReadFile(path)
+			want, known := kind.want[name]
+			var p Problem
+			switch {
+			case err != nil:
+				p = Problem{Kind: IndexDiffers, Path: path, Detail: err.Error()}
+			case indexer.FileName(name) != e.Name():
+				p = Problem{Kind: IndexStray, Path: path, Detail: fmt.Sprintf("file holds the index of %q, whose file is %s", name, indexer.FileName(name))}
+			case !known:
+				p = Problem{Kind: IndexStray, Path: path, Detail: fmt.Sprintf("index of %q, which no event in the WAL has", name)}
+			default:
+				info, _ := e.Info()
+				if info == nil {
+					return 0, fmt.Errorf("recovery: %s vanished", path)
+				}
+				if slices.Equal(ps, want) && info.Size() == valid {
+					good[name] = true
+					continue
+				}
+				detail := fmt.Sprintf("index of %q lists %d positions, the WAL implies %d", name, len(ps), len(want))
+				if slices.Equal(ps, want) {
+					detail = fmt.Sprintf("index of %q ends in %d bytes of a torn entry", name, info.Size()-valid)
+				}
+				p = Problem{Kind: IndexDiffers, Path: path, Detail: detail}
+			}
+			rep.add(p)
+			if c.fix && (p.Kind == IndexStray || err != nil) {
+				if err := os.Remove(path); err != nil {
+					return 0, fmt.Errorf("recovery: %w", err)
+				}
+				fixed++
+			}
+		}
+		for name, ps := range kind.want {
+			if good[name] {
+				continue
+			}
+			path := filepath.Join(dir, indexer.FileName(name))
+			if !onDisk[indexer.FileName(name)] {
+				rep.add(Problem{Kind: IndexMissing, Path: path, Detail: fmt.Sprintf("no index file for %q", name)})
+			}
+			if c.fix {
+				if err := indexer.WriteFile(path, filepath.Join(c.dir, projector.TmpDir, "index"), name, ps); err != nil {
+					return 0, fmt.Errorf("recovery: %w", err)
+				}
+				fixed++
+			}
+		}
+		if fixed > 0 {
+			rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrote or removed %d index files in %s", fixed, kind.dir))
+		}
+	}
+	return tagEntries, nil
+}

@@ -1,0 +1,165 @@
+package wal
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Damage is the first place a WAL fails its checks.
+type Damage struct {
+	Segment string `json:"segment"` // segment file name
+	Offset  int64  `json:"offset"`  // where the valid part of the segment ends
+	Reason  string `json:"reason"`
+	// Torn: a torn tail (nothing valid follows); cutting it loses no
+	// acknowledged append but, at most, the last one. Otherwise the damage is
+	// in the middle of the log and cutting there loses every later event.
+	Torn bool `json:"torn"`
+	// LostFrom..LostTo are the positions a cut at the damage would lose:
+	// LostFrom is the first position after the valid part; LostTo the last
+	// position of any valid record found after the damage (0: none found,
+	// so only the damaged record itself, whose positions are unreadable).
+	LostFrom uint64 `json:"lost_from"`
+	LostTo   uint64 `json:"lost_to"`
+}
+
+// VerifyReport is what Verify found.
+type VerifyReport struct {
+	Segments     int      `json:"segments"`
+	Records      int      `json:"records"`       // valid records before any damage
+	LastPosition uint64   `json:"last_position"` // of the valid part
+	Damage       *Damage  `json:"damage,omitempty"`
+	Markers      []string `json:"markers,omitempty"` // leftover .START/.END files
+}
+
+// Verify reads every segment in dir, checks every record's framing, checksum
+// and position, and calls fn (if not nil) with each valid record in order. It
+// stops at the first damage and reports it, with the positions a cut there
+// would lose. It never writes. An error from fn stops it and is returned.
+func Verify(dir string, fn func(Record) error) (VerifyReport, error) {
+	var rep VerifyReport
+	firsts, markers, err := listSegments(dir)
+	if err != nil {
+		return rep, err
+	}
+	rep.Segments, rep.Markers = len(firsts), markers
+	nextIndex, nextPos := uint64(1), uint64(1)
+	for i, first := range firsts {
+		name := segmentName(first)
+		if first != nextIndex {
+			rep.Damage = &Damage{Segment: name, Reason: fmt.Sprintf("segment starts at entry %d, expected %d (missing segment)", first, nextIndex), LostFrom: nextPos}
+			rep.Damage.LostTo = lastValidPosition(dir, firsts[i:])
+			return rep, nil
+		}
+		path := filepath.Join(dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return rep, fmt.Errorf("wal: read segment: %w", err)
+		}
+		sc, err := scanSegment(path, uint32(i), 0, nextPos)
+		if err != nil {
+			return rep, err
+		}
+		for _, loc := range sc.locs {
+			if fn != nil {
+				r, err := DecodeFrame(data[loc.off : loc.off+loc.size])
+				if err != nil {
+					return rep, fmt.Errorf("%w (segment %s offset %d)", err, name, loc.off)
+				}
+				if err := fn(r); err != nil {
+					return rep, err
+				}
+			}
+			rep.Records++
+			rep.LastPosition = loc.lastPos()
+		}
+		nextIndex += uint64(len(sc.locs))
+		nextPos = rep.LastPosition + 1
+		if d := sc.damage; d != nil {
+			rep.Damage = &Damage{Segment: name, Offset: d.offset, Reason: d.reason, LostFrom: nextPos}
+			rep.Damage.Torn = i == len(firsts)-1 && !d.resumes
+			if !rep.Damage.Torn {
+				rep.Damage.LostTo = max(lastValidIn(data, int(d.offset)+1), lastValidPosition(dir, firsts[i+1:]))
+			}
+			return rep, nil
+		}
+	}
+	return rep, nil
+}
+
+// lastValidIn returns the last position of any valid record found at or
+// after byte from in data, by trying every offset (damage was found; the
+// cost is paid only then).
+func lastValidIn(data []byte, from int) uint64 {
+	last := uint64(0)
+	for o := from; o+frameHeaderSize < len(data); o++ {
+		if n, frame, reason := nextEntry(data[o:]); reason == "" {
+			if first, count, err := decodeHeader(frame); err == nil {
+				last = max(last, first+uint64(count)-1)
+				o += n - 1
+			}
+		}
+	}
+	return last
+}
+
+func lastValidPosition(dir string, firsts []uint64) uint64 {
+	last := uint64(0)
+	for _, first := range firsts {
+		if data, err := os.ReadFile(filepath.Join(dir, segmentName(first))); err == nil {
+			last = max(last, lastValidIn(data, 0))
+		}
+	}
+	return last
+}
+
+// Cut makes the WAL in dir end where d says its valid part ends: the damaged
+// segment is copied aside and truncated, every later segment and every
+// leftover marker is moved aside (renamed *.broken.<time>), and the offsets
+// file is removed (Open rebuilds it). Files and the directory are fsync'd.
+// It returns the paths of what was kept aside. A cut at a damage that is not
+// a torn tail loses the positions d reports: the caller decides.
+func Cut(dir string, d *Damage, markers []string) ([]string, error) {
+	var kept []string
+	stamp := "." + brokenSuffix()
+	if d != nil {
+		firsts, _, err := listSegments(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, first := range firsts {
+			name := segmentName(first)
+			switch {
+			case name == d.Segment && d.Offset > 0:
+				t, err := repairTail(dir, name, d.Offset, d.Reason)
+				if err != nil {
+					return kept, err
+				}
+				kept = append(kept, t.Copy)
+			case name >= d.Segment:
+				path := filepath.Join(dir, name)
+				if err := os.Rename(path, path+stamp); err != nil {
+					return kept, fmt.Errorf("wal: move aside %s: %w", name, err)
+				}
+				kept = append(kept, path+stamp)
+			}
+		}
+	}
+	for _, m := range markers {
+		path := filepath.Join(dir, m)
+		if err := os.Rename(path, path+stamp); err != nil {
+			return kept, fmt.Errorf("wal: move aside %s: %w", m, err)
+		}
+		kept = append(kept, path+stamp)
+	}
+	if err := os.Remove(filepath.Join(dir, offsetsName)); err != nil && !os.IsNotExist(err) {
+		return kept, fmt.Errorf("wal: %w", err)
+	}
+	return kept, syncDir(dir)
+}
+
+func brokenSuffix() string {
+	return "broken." + strings.ReplaceAll(time.Now().UTC().Format("20060102T150405.000000000"), ".", "")
+}
