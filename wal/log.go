@@ -91,8 +91,9 @@ type Log struct {
 	scratch  tidwall.Batch
 	buf      []byte
 
-	offsets *offsetsWriter
-	stats   OpenStats
+	offsets    *offsetsWriter // nil once a write to it failed
+	offsetsErr error
+	stats      OpenStats
 
 	mu   sync.RWMutex // guards locs and segs for readers
 	locs []recordLoc
@@ -224,6 +225,15 @@ func countInSeg(locs []recordLoc, seg uint32) uint64 {
 // Stats says how much of the log Open had to scan.
 func (l *Log) Stats() OpenStats { return l.stats }
 
+// OffsetsErr returns the error that made the log stop maintaining its
+// offsets file, nil while it is maintained. Appends are not affected; the
+// next Open scans more of the log.
+func (l *Log) OffsetsErr() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.offsetsErr
+}
+
 // LastPosition returns the position of the last event in the log, 0 if none.
 func (l *Log) LastPosition() uint64 {
 	l.mu.RLock()
@@ -325,8 +335,15 @@ func (l *Log) Append(recs []Record) error {
 	l.segs = append(l.segs, newSegs...)
 	l.locs = append(l.locs, locs...)
 	l.mu.Unlock()
-	if err := l.offsets.append(locs, l.segs); err != nil {
-		return l.poison(err)
+	if l.offsets != nil {
+		if err := l.offsets.append(locs, l.segs); err != nil {
+			// The records are durable; only the derived offsets file failed.
+			// Stop maintaining it: the next Open trusts it as far as its
+			// entries check out and scans the rest.
+			l.offsetsErr = err
+			l.offsets.close()
+			l.offsets = nil
+		}
 	}
 	return nil
 }

