@@ -202,3 +202,42 @@ func WriteFile(path, tmp, name string, positions []uint64) error {
 	}
 	return nil
 }
+
+// TrimFile cuts the index file at path to the positions at or below upTo
+// (and any torn entry); a file left with none is removed. A missing file is
+// fine.
+func TrimFile(path string, upTo uint64) error {
+	_, ps, valid, err := ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("indexer: trim: %w", err)
+	}
+	_, _, err = trim(path, ps, valid, upTo)
+	return err
+}
+
+// trim cuts the index file at path, holding positions ps in its first valid
+// bytes, to the positions at or below upTo, removing it when none remain. It
+// returns the positions kept and the bytes cut.
+func trim(path string, ps []uint64, valid int64, upTo uint64) ([]uint64, int64, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("indexer: trim: %w", err)
+	}
+	keep := sort.Search(len(ps), func(i int) bool { return ps[i] > upTo })
+	if keep == 0 {
+		if err := os.Remove(path); err != nil {
+			return nil, 0, fmt.Errorf("indexer: trim: %w", err)
+		}
+		return nil, st.Size(), nil
+	}
+	size := valid - int64(len(ps)-keep)*entrySize
+	if size != st.Size() {
+		if err := os.Truncate(path, size); err != nil {
+			return nil, 0, fmt.Errorf("indexer: trim %s: %w", path, err)
+		}
+	}
+	return ps[:keep:keep], st.Size() - size, nil
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 )
 
@@ -102,25 +101,15 @@ func loadDir(dir string, upTo uint64, st *LoadStats, add func(string, []uint64) 
 		if err != nil {
 			return fmt.Errorf("indexer: %w", err)
 		}
-		keep := sort.Search(len(ps), func(i int) bool { return ps[i] > upTo })
-		info, err := e.Info()
+		kept, cut, err := trim(path, ps, valid, upTo)
+		st.TrimmedBytes += cut
 		if err != nil {
-			return fmt.Errorf("indexer: %w", err)
+			return err
 		}
-		if keep == 0 {
-			st.TrimmedBytes += info.Size()
-			if err := os.Remove(path); err != nil {
-				return fmt.Errorf("indexer: %w", err)
-			}
+		if len(kept) == 0 {
 			continue
 		}
-		if size := valid - int64(len(ps)-keep)*entrySize; size != info.Size() {
-			st.TrimmedBytes += info.Size() - size
-			if err := os.Truncate(path, size); err != nil {
-				return fmt.Errorf("indexer: trim %s: %w", path, err)
-			}
-		}
-		if err := add(name, ps[:keep:keep]); err != nil {
+		if err := add(name, kept); err != nil {
 			return fmt.Errorf("indexer: %s: %w", path, err)
 		}
 	}

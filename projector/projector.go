@@ -333,7 +333,10 @@ func (p *Projector) catchUp(stopping bool) error {
 }
 
 // project writes the event files and index entries of positions from..to.
+// A failed attempt leaves no index entry beyond from-1, so the retry appends
+// each position once.
 func (p *Projector) project(from, to uint64) error {
+	clear(p.pending)
 	rd := p.log.NewReader()
 	for pos := from; pos <= to; pos++ {
 		rec, err := rd.Record(pos)
@@ -351,16 +354,31 @@ func (p *Projector) project(from, to uint64) error {
 			p.pending[fileKey{indexer.TagsDir, t}] = append(p.pending[fileKey{indexer.TagsDir, t}], pos)
 		}
 	}
+	tagEntries := 0
 	for k, ps := range p.pending {
 		if err := p.appendIndex(k, ps); err != nil {
-			return err
+			return errors.Join(err, p.rollBackIndex(from-1))
 		}
 		if k.kind == indexer.TagsDir {
-			p.tagEntries += len(ps)
+			tagEntries += len(ps)
 		}
-		delete(p.pending, k)
 	}
+	p.tagEntries += tagEntries
 	return nil
+}
+
+// rollBackIndex trims the index files of the failed batch to upTo.
+func (p *Projector) rollBackIndex(upTo uint64) error {
+	var errs []error
+	for k := range p.pending {
+		p.files.drop(k)
+		errs = append(errs, indexer.TrimFile(p.indexPath(k), upTo))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Projector) indexPath(k fileKey) string {
+	return filepath.Join(p.dir, IndexDir, k.kind, indexer.FileName(k.name))
 }
 
 // rewrite writes the event files of the given positions again.

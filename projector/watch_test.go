@@ -30,7 +30,7 @@ func TestWatcherSeesWholeFiles(t *testing.T) {
 		events = 10_000
 		batch  = 10
 	)
-	dir := t.TempDir()
+	dir := tmpfsDir(t)
 	s := openStore(t, dir, &store.Options{NoSync: true})
 	eventsDir := filepath.Join(dir, projector.EventsDir)
 

@@ -1,0 +1,168 @@
+package store_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReopenWithoutRereading: a cleanly closed store reopens from its
+// checkpoint and the WAL offsets file without reading WAL records, replaying
+// events or listing events/; a lagging checkpoint makes Open scan and replay
+// exactly what it does not cover.
+func TestReopenWithoutRereading(t *testing.T) {
+	t.Parallel()
+	n := envIntOr(t, "POSSUM_REOPEN_EVENTS", 20_000)
+	const perAppend = 1000
+	dir := tmpfsDir(t)
+	tagOf := func(pos uint64) string { return fmt.Sprintf("r:%d", pos%10) }
+
+	reopenStore := func(opts *store.Options) *store.Store {
+		t.Helper()
+		s, err := store.Open(dir, opts)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	// appendN appends count events at once, tagged by position (and extra).
+	appendN := func(s *store.Store, count int, extra ...string) {
+		t.Helper()
+		first := s.Head() + 1
+		batch := make([]dcb.Event, count)
+		for i := range batch {
+			batch[i] = dcb.Event{Type: "Reopened", Tags: append([]string{tagOf(first + uint64(i))}, extra...)}
+		}
+		last, err := s.Append(t.Context(), batch, nil)
+		require.NoError(t, err)
+		require.Equal(t, first+uint64(count)-1, last)
+	}
+	// requireTagRead checks a read by tag against the tagging rule.
+	requireTagRead := func(s *store.Store, tag string) {
+		t.Helper()
+		var want, got []uint64
+		for pos := uint64(1); pos <= s.Head(); pos++ {
+			if tagOf(pos) == tag {
+				want = append(want, pos)
+			}
+		}
+		for e, err := range s.Read(t.Context(), dcb.Query{Items: []dcb.QueryItem{{Tags: []string{tag}}}}, store.ReadOptions{}) {
+			require.NoError(t, err)
+			require.Equal(t, "Reopened", e.Type)
+			got = append(got, e.Position)
+		}
+		require.Equal(t, want, got, "read by tag %q", tag)
+	}
+	requireNothingReread := func(s *store.Store, records int) {
+		t.Helper()
+		rep := s.OpenReport()
+		assert.Zero(t, rep.WAL.ScannedRecords, "WAL records scanned: %+v", rep.WAL)
+		assert.Zero(t, rep.WAL.ScannedBytes, "WAL bytes scanned: %+v", rep.WAL)
+		assert.Equal(t, records, rep.WAL.TrustedRecords, "WAL records located by the offsets file")
+		assert.Nil(t, rep.TornTail)
+		assert.Zero(t, rep.Projection.Replayed, "events replayed: %+v", rep.Projection)
+		assert.False(t, rep.Projection.EventsListed, "events/ listed: %+v", rep.Projection)
+		assert.Empty(t, rep.Projection.CheckpointProblem)
+		assert.Empty(t, rep.Projection.IndexRebuilt)
+		assert.Zero(t, rep.Projection.IndexTrimmedBytes)
+	}
+
+	// Build the store: n events, appends of perAppend.
+	s := reopenStore(&store.Options{NoSync: true})
+	records := 0
+	for s.Head() < uint64(n) {
+		appendN(s, min(perAppend, n-int(s.Head())))
+		records++
+	}
+	require.NoError(t, s.Close())
+
+	s = reopenStore(nil)
+	requireNothingReread(s, records)
+	require.Equal(t, uint64(n), s.Head())
+	requireTagRead(s, "r:3")
+
+	// Appends after a clean reopen, projected, then a normal Close: the
+	// next Open still rereads nothing.
+	for range 10 {
+		appendN(s, 7, "late")
+		records++
+	}
+	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
+	require.Zero(t, s.Stats().Lag)
+	require.NoError(t, s.Close())
+	s = reopenStore(nil)
+	requireNothingReread(s, records)
+	requireTagRead(s, "r:7")
+
+	// A lagging checkpoint: keep the current one (it covers everything so
+	// far), append more (with a tag no event had before), close, and put the
+	// old checkpoint back. Open must scan exactly the records after it and
+	// replay exactly their events.
+	cpPath := filepath.Join(dir, projector.CheckpointFile)
+	oldCP, err := os.ReadFile(cpPath)
+	require.NoError(t, err)
+	cp, err := projector.ReadCheckpoint(dir)
+	require.NoError(t, err)
+	require.Equal(t, s.Head(), cp.Position)
+	trusted := records
+	for i := range 10 {
+		appendN(s, 3+i, "later")
+		records++
+	}
+	head := s.Head()
+	require.NoError(t, s.Close())
+	require.NoError(t, os.WriteFile(cpPath, oldCP, 0o640))
+
+	s = reopenStore(nil)
+	rep := s.OpenReport()
+	t.Logf("open report after restoring a lagging checkpoint: WAL %+v, projection %+v", rep.WAL, rep.Projection)
+	assert.Equal(t, trusted, rep.WAL.TrustedRecords, "records located by the offsets file")
+	assert.Equal(t, records-trusted, rep.WAL.ScannedRecords, "records scanned: exactly those after the checkpoint")
+	assert.Positive(t, rep.WAL.ScannedBytes)
+	assert.Equal(t, cp.Position, rep.Projection.Checkpoint)
+	assert.Equal(t, head-cp.Position, rep.Projection.Replayed, "events replayed: exactly those after the checkpoint")
+	assert.Empty(t, rep.Projection.CheckpointProblem)
+	assert.Empty(t, rep.Projection.IndexRebuilt, "index files trimmed to the checkpoint need no rebuild")
+	assert.Positive(t, rep.Projection.IndexTrimmedBytes, "index entries beyond the checkpoint are trimmed")
+	assert.Zero(t, rep.Projection.MissingEventFiles)
+	assert.Zero(t, rep.Projection.StrayEventFiles)
+	require.Equal(t, head, s.Head())
+	requireTagRead(s, "r:1")
+
+	var evs []dcb.SequencedEvent
+	for e, err := range s.Read(t.Context(), dcb.All(), store.ReadOptions{}) {
+		require.NoError(t, err)
+		evs = append(evs, e)
+	}
+	require.Len(t, evs, int(head))
+	require.NoError(t, s.Close())
+	requireProjectionMatches(t, dir, evs)
+
+	s = reopenStore(nil)
+	requireNothingReread(s, records)
+	require.NoError(t, s.Close())
+}
+
+// tmpfsDir returns a fresh directory on /dev/shm when there is one (unless
+// POSSUM_TEST_DISK is set), else t.TempDir(). For tests of many thousands of
+// event files whose subject is not the disk (rename atomicity as inotify
+// sees it, what Open scans): file creation on the shared disk runs at about
+// a thousand files a second, on tmpfs some thirty times faster.
+func tmpfsDir(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("POSSUM_TEST_DISK") == "" {
+		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+			if dir, err := os.MkdirTemp("/dev/shm", "possum-test-"); err == nil {
+				t.Cleanup(func() { _ = os.RemoveAll(dir) })
+				return dir
+			}
+		}
+	}
+	return t.TempDir()
+}
