@@ -55,7 +55,7 @@ type Report struct {
 	Counts map[string]int   `json:"counts"` // problems by kind
 	// Problems lists the problems found, at most 20 of each kind.
 	Problems []Problem `json:"problems"`
-	// Repairs lists what Repair did (or, dry run, would do).
+	// Repairs lists the actions Repair took (or, dry run, would take).
 	Repairs []string `json:"repairs,omitempty"`
 	// Lost is set when a repair cut the WAL in the middle: the positions
 	// that are gone.
@@ -221,6 +221,7 @@ func Repair(dir string, opts Options) (*Report, error) {
 		}
 	}
 	c := newChecker(dir, !opts.DryRun, opts.Progress)
+	c.collect = true // a dry run lists what it would do
 	vrep, err := wal.Verify(walDir, c.event)
 	if err != nil {
 		return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
@@ -242,6 +243,7 @@ func Repair(dir string, opts Options) (*Report, error) {
 type checker struct {
 	dir      string
 	fix      bool
+	collect  bool // list the repairs (done or, without fix, to do) in the report
 	progress func(done, total uint64)
 	idx      *indexer.Index
 	head     uint64
@@ -297,8 +299,8 @@ func (c *checker) event(r wal.Record) error {
 			if _, err := projector.WriteEventFile(c.dir, se, want); err != nil {
 				return fmt.Errorf("recovery: %w", err)
 			}
-			c.rewrote++
 		}
+		c.rewrote++ // or, dry run, would rewrite
 		if c.progress != nil && pos%4096 == 0 {
 			c.progress(pos, max(c.total, pos))
 		}
@@ -317,8 +319,8 @@ func (c *checker) finish(rep *Report) error {
 	for _, p := range c.problems {
 		rep.add(p)
 	}
-	if c.rewrote > 0 {
-		rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrote %d event files", c.rewrote))
+	if c.rewrote > 0 && c.collect {
+		rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrite %d event files", c.rewrote))
 	}
 	if err := c.strayEvents(rep); err != nil {
 		return err
@@ -328,11 +330,14 @@ func (c *checker) finish(rep *Report) error {
 		return err
 	}
 	cp, cpErr := projector.ReadCheckpoint(c.dir)
+	cpBad := false
 	switch {
 	case cpErr != nil:
+		cpBad = true
 		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile), Detail: cpErr.Error()})
 	case cp.Position != c.head || cp.TagEntries != tagEntries:
 		if cp.Position != 0 || c.head != 0 {
+			cpBad = true
 			rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile),
 				Detail: fmt.Sprintf("checkpoint says position %d with %d tag entries; the WAL has %d and %d", cp.Position, cp.TagEntries, c.head, tagEntries)})
 		}
@@ -341,7 +346,9 @@ func (c *checker) finish(rep *Report) error {
 		if err := projector.WriteCheckpoint(c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries}); err != nil {
 			return fmt.Errorf("recovery: %w", err)
 		}
-		rep.Repairs = append(rep.Repairs, fmt.Sprintf("wrote the checkpoint at position %d", c.head))
+		rep.Repairs = append(rep.Repairs, fmt.Sprintf("write the checkpoint at position %d", c.head))
+	} else if cpBad && c.collect {
+		rep.Repairs = append(rep.Repairs, fmt.Sprintf("write the checkpoint at position %d", c.head))
 	}
 	return nil
 }
@@ -367,11 +374,11 @@ func (c *checker) strayEvents(rep *Report) error {
 			if err := os.Remove(path); err != nil {
 				return fmt.Errorf("recovery: %w", err)
 			}
-			removed++
 		}
+		removed++ // or, dry run, would remove
 	}
-	if removed > 0 {
-		rep.Repairs = append(rep.Repairs, fmt.Sprintf("removed %d stray event files", removed))
+	if removed > 0 && c.collect {
+		rep.Repairs = append(rep.Repairs, fmt.Sprintf("remove %d stray event files", removed))
 	}
 	return nil
 }
@@ -431,11 +438,13 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				p = Problem{Kind: IndexDiffers, Path: path, Detail: detail}
 			}
 			rep.add(p)
-			if c.fix && (p.Kind == IndexStray || err != nil) {
-				if err := os.Remove(path); err != nil {
-					return 0, fmt.Errorf("recovery: %w", err)
+			if p.Kind == IndexStray || err != nil {
+				if c.fix {
+					if err := os.Remove(path); err != nil {
+						return 0, fmt.Errorf("recovery: %w", err)
+					}
 				}
-				fixed++
+				fixed++ // or, dry run, would remove
 			}
 		}
 		for name, ps := range kind.want {
@@ -450,11 +459,11 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				if err := indexer.WriteFile(path, filepath.Join(c.dir, projector.TmpDir, "index"), name, ps); err != nil {
 					return 0, fmt.Errorf("recovery: %w", err)
 				}
-				fixed++
 			}
+			fixed++ // or, dry run, would rewrite
 		}
-		if fixed > 0 {
-			rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrote or removed %d index files in %s", fixed, kind.dir))
+		if fixed > 0 && c.collect {
+			rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrite or remove %d index files in %s", fixed, kind.dir))
 		}
 	}
 	return tagEntries, nil

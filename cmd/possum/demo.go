@@ -14,8 +14,9 @@ import (
 
 // runDemo shows the DCB loop on a real store: decide from what was read,
 // append on the condition that nothing relevant changed since.
-func runDemo(args []string, stdout io.Writer) error {
+func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 type command struct {
 	name, args, help string
-	run              func(args []string, stdout io.Writer) error
+	run              func(args []string, stdout, stderr io.Writer) error
 }
 
 var commands []command
@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(args[1:], stdout)
+		err := c.run(args[1:], stdout, stderr)
 		if err == nil {
 			return 0
 		}

@@ -14,8 +14,9 @@ import (
 	"golang.org/x/term"
 )
 
-func runVerify(args []string, stdout io.Writer) error {
+func runVerify(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dir, err := parseDir(fs, args)
 	if err != nil {
@@ -25,7 +26,7 @@ func runVerify(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := printReport(stdout, "verify", rep, *asJSON); err != nil {
+	if err := printReport(stdout, "verify", rep, *asJSON, false); err != nil {
 		return err
 	}
 	if !rep.Consistent() {
@@ -34,8 +35,9 @@ func runVerify(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func runRecover(args []string, stdout io.Writer) error {
+func runRecover(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dryRun := fs.Bool("dry-run", false, "report what would be repaired, change nothing (exit 1 if anything would be)")
 	allowLoss := fs.Bool("allow-data-loss", false, "cut the WAL at mid-log damage, losing every event from there on (damaged files are kept aside)")
@@ -45,16 +47,16 @@ func runRecover(args []string, stdout io.Writer) error {
 	}
 	rep, err := recovery.Repair(dir, recovery.Options{Progress: progress(*asJSON), DryRun: *dryRun, AllowDataLoss: *allowLoss})
 	if errors.Is(err, recovery.ErrDataLoss) && rep != nil {
-		if perr := printReport(stdout, "recover", rep, *asJSON); perr != nil {
+		if perr := printReport(stdout, "recover", rep, *asJSON, *dryRun); perr != nil {
 			return perr
 		}
-		fmt.Fprintf(os.Stderr, "possum recover: %v\npossum recover: rerun with --allow-data-loss to cut there\n", err)
+		fmt.Fprintf(stderr, "possum recover: %v\npossum recover: rerun with --allow-data-loss to cut there\n", err)
 		return exitError{1}
 	}
 	if err != nil {
 		return err
 	}
-	if err := printReport(stdout, "recover", rep, *asJSON); err != nil {
+	if err := printReport(stdout, "recover", rep, *asJSON, *dryRun); err != nil {
 		return err
 	}
 	if *dryRun && !rep.Consistent() {
@@ -92,7 +94,11 @@ func progress(quiet bool) func(done, total uint64) {
 	}
 }
 
-func printReport(w io.Writer, verb string, rep *recovery.Report, asJSON bool) error {
+func printReport(w io.Writer, verb string, rep *recovery.Report, asJSON, dryRun bool) error {
+	repairVerb := "done"
+	if dryRun {
+		repairVerb = "to do"
+	}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -124,7 +130,7 @@ func printReport(w io.Writer, verb string, rep *recovery.Report, asJSON bool) er
 		fmt.Fprintf(w, "  - %s: %s%s\n", p.Path, p.Detail, loss)
 	}
 	for _, r := range rep.Repairs {
-		fmt.Fprintf(w, "  repaired: %s\n", r)
+		fmt.Fprintf(w, "  %s: %s\n", repairVerb, r)
 	}
 	if rep.Lost != nil {
 		fmt.Fprintf(w, "  LOST positions %d..%d (0: unknown end)\n", rep.Lost.From, rep.Lost.To)

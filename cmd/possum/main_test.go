@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/recovery"
+	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/wal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// runCmd runs the command with args and returns its exit code and output.
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// runJSON runs a command given --json and decodes its report.
+func runJSON(t *testing.T, wantCode int, args ...string) (*recovery.Report, string) {
+	t.Helper()
+	code, out, errOut := runCmd(args...)
+	require.Equal(t, wantCode, code, "possum %s\nstdout: %s\nstderr: %s", strings.Join(args, " "), out, errOut)
+	var rep recovery.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), "stdout: %s", out)
+	return &rep, out
+}
+
+// buildStore makes a closed store in dir of about n events over several WAL
+// segments, the last segment not empty.
+func buildStore(t *testing.T, dir string, n int) {
+	t.Helper()
+	s, err := store.Open(dir, &store.Options{SegmentSize: 4096})
+	require.NoError(t, err)
+	for i := 1; s.Head() < uint64(n) || len(segments(t, dir)[len(segments(t, dir))-1].offs) == 0; i++ {
+		evs := make([]dcb.Event, 1+i%3)
+		for j := range evs {
+			evs[j] = dcb.Event{
+				Type: fmt.Sprintf("T%d", i%2),
+				Tags: []string{"all", fmt.Sprintf("batch:%d", i)},
+				Data: json.RawMessage(fmt.Sprintf(`{"i":%d,"j":%d,"pad":%q}`, i, j, strings.Repeat("y", 40))),
+			}
+		}
+		_, err := s.Append(context.Background(), evs, nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+}
+
+type segment struct {
+	path string
+	size int64
+	offs []int64 // where each entry starts
+	ends []int64 // where each entry ends
+}
+
+// segments parses the WAL segments of the store in dir.
+func segments(t *testing.T, dir string) []segment {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "wal"))
+	require.NoError(t, err)
+	var segs []segment
+	for _, e := range ents {
+		if len(e.Name()) != 20 || strings.Trim(e.Name(), "0123456789") != "" {
+			continue
+		}
+		path := filepath.Join(dir, "wal", e.Name())
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		seg := segment{path: path, size: int64(len(b))}
+		for off := 0; off < len(b); {
+			n, un := binary.Uvarint(b[off:])
+			require.Positive(t, un)
+			_, err := wal.DecodeFrame(b[off+un : off+un+int(n)])
+			require.NoError(t, err)
+			seg.offs = append(seg.offs, int64(off))
+			off += un + int(n)
+			seg.ends = append(seg.ends, int64(off))
+		}
+		segs = append(segs, seg)
+	}
+	return segs
+}
+
+func hashDir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if d.IsDir() {
+			m[rel] = "dir"
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		m[rel] = hex.EncodeToString(sum[:])
+		return nil
+	}))
+	return m
+}
+
+func headOf(t *testing.T, dir string) uint64 {
+	t.Helper()
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	return s.Head()
+}
+
+func TestHealthyStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	buildStore(t, dir, 40)
+
+	rep, _ := runJSON(t, 0, "verify", "--json", dir)
+	assert.True(t, rep.Consistent())
+	assert.Equal(t, dir, rep.Dir)
+	assert.GreaterOrEqual(t, rep.Head, uint64(40))
+	assert.Empty(t, rep.Problems)
+
+	before := hashDir(t, dir)
+	rep, _ = runJSON(t, 0, "recover", "--json", "--dry-run", dir)
+	assert.True(t, rep.Consistent())
+	assert.Equal(t, before, hashDir(t, dir))
+	rep, _ = runJSON(t, 0, "recover", "--json", dir)
+	assert.True(t, rep.Consistent())
+	assert.Nil(t, rep.Lost)
+
+	// The text report too.
+	code, out, _ := runCmd("verify", dir)
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "consistent")
+	assert.Contains(t, out, dir)
+}
+
+func TestRepairableStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	buildStore(t, dir, 40)
+	segs := segments(t, dir)
+	last := segs[len(segs)-1]
+	// A torn last record and a lost event file.
+	require.NoError(t, os.Truncate(last.path, last.size-3))
+	require.NoError(t, os.Remove(filepath.Join(dir, "events", fmt.Sprintf("%020d.json", 5))))
+	before := hashDir(t, dir)
+
+	rep, _ := runJSON(t, 1, "verify", "--json", dir)
+	assert.False(t, rep.Consistent())
+	assert.Equal(t, 1, rep.Counts[recovery.WALTornTail])
+	assert.Equal(t, 1, rep.Counts[recovery.EventMissing])
+	for _, p := range rep.Problems {
+		assert.False(t, p.DataLoss, "%+v", p)
+	}
+	code, out, _ := runCmd("verify", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, recovery.WALTornTail)
+	assert.Equal(t, before, hashDir(t, dir), "verify changed the store")
+
+	rep, _ = runJSON(t, 1, "recover", "--json", "--dry-run", dir)
+	assert.False(t, rep.Consistent())
+	assert.NotEmpty(t, rep.Repairs)
+	assert.Equal(t, before, hashDir(t, dir), "recover --dry-run changed the store")
+
+	rep, _ = runJSON(t, 0, "recover", "--json", dir)
+	assert.Equal(t, 1, rep.Counts[recovery.WALTornTail])
+	assert.NotEmpty(t, rep.Repairs)
+	assert.Nil(t, rep.Lost)
+	require.Len(t, rep.Kept, 1)
+	assert.FileExists(t, rep.Kept[0])
+
+	rep, _ = runJSON(t, 0, "verify", "--json", dir)
+	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
+	// The torn record is gone; everything before it is there.
+	assert.Equal(t, rep.Head, headOf(t, dir))
+}
+
+func TestRefusedStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	buildStore(t, dir, 100)
+	segs := segments(t, dir)
+	require.GreaterOrEqual(t, len(segs), 3, "the damage must be in the middle of the log")
+	// A bit flip in the middle of the first segment: every later event is
+	// at stake.
+	seg := segs[0]
+	i := len(seg.offs) / 2
+	b, err := os.ReadFile(seg.path)
+	require.NoError(t, err)
+	b[(seg.offs[i]+seg.ends[i])/2] ^= 1
+	require.NoError(t, os.WriteFile(seg.path, b, 0o640))
+	before := hashDir(t, dir)
+
+	rep, _ := runJSON(t, 1, "verify", "--json", dir)
+	require.Equal(t, 1, rep.Counts[recovery.WALCorrupt], "%+v", rep.Problems)
+	dataLoss := false
+	for _, p := range rep.Problems {
+		dataLoss = dataLoss || p.DataLoss
+	}
+	assert.True(t, dataLoss, "verify must flag data loss: %+v", rep.Problems)
+	require.NotNil(t, rep.WAL.Damage)
+	from, to := rep.WAL.Damage.LostFrom, rep.WAL.Damage.LostTo
+	assert.Positive(t, from)
+	assert.Greater(t, to, from)
+	assert.Equal(t, before, hashDir(t, dir))
+
+	for _, args := range [][]string{{"recover", "--json", dir}, {"recover", "--json", "--dry-run", dir}} {
+		rep, out := runJSON(t, 1, args...)
+		assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt])
+		assert.Nil(t, rep.Lost)
+		assert.NotContains(t, out, `"lost"`)
+		assert.Equal(t, before, hashDir(t, dir), "%v changed the store", args)
+	}
+	code, out, _ := runCmd("recover", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "DATA LOSS")
+	assert.Equal(t, before, hashDir(t, dir))
+
+	rep, out = runJSON(t, 0, "recover", "--json", "--allow-data-loss", dir)
+	assert.Contains(t, out, `"lost"`)
+	require.NotNil(t, rep.Lost)
+	assert.Equal(t, recovery.PositionRange{From: from, To: to}, *rep.Lost)
+	assert.NotEmpty(t, rep.Kept)
+	for _, k := range rep.Kept {
+		assert.FileExists(t, k)
+	}
+
+	rep, _ = runJSON(t, 0, "verify", "--json", dir)
+	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
+	assert.Equal(t, from-1, rep.Head)
+	assert.Equal(t, from-1, headOf(t, dir))
+}
+
+func TestLockedStoreCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	buildStore(t, dir, 5)
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	before := hashDir(t, dir)
+	for _, args := range [][]string{
+		{"verify", dir},
+		{"verify", "--json", dir},
+		{"recover", dir},
+		{"recover", "--dry-run", dir},
+		{"recover", "--allow-data-loss", "--json", dir},
+	} {
+		code, out, errOut := runCmd(args...)
+		assert.Equal(t, 2, code, "%v", args)
+		assert.Contains(t, errOut, dir, "%v: the message must name the directory", args)
+		assert.Contains(t, errOut, "open for writing", "%v", args)
+		assert.Empty(t, out, "%v", args)
+	}
+	assert.Equal(t, before, hashDir(t, dir))
+}
+
+func TestBadUsage(t *testing.T) {
+	notStore := t.TempDir()
+	for _, args := range [][]string{
+		nil,
+		{"verify"},
+		{"recover"},
+		{"verify", "--json"},
+		{"verify", "a", "b"},
+		{"recover", "--no-such-flag", notStore},
+		{"no-such-command"},
+	} {
+		code, out, errOut := runCmd(args...)
+		assert.Equal(t, 2, code, "%q", args)
+		assert.Empty(t, out, "%q", args)
+		assert.NotEmpty(t, errOut, "%q", args)
+	}
+	for _, cmd := range []string{"verify", "recover"} {
+		code, _, errOut := runCmd(cmd, notStore)
+		assert.Equal(t, 2, code)
+		assert.Contains(t, errOut, "not a possum store")
+		assert.Contains(t, errOut, notStore)
+	}
+	entries, err := os.ReadDir(notStore)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing may be created in a directory that is not a store")
+
+	code, _, errOut := runCmd("help")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, errOut, "usage")
+}
+
+func TestDemo(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	code, out, errOut := runCmd("demo", dir)
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
+	assert.Contains(t, out, "0 events before the demo")
+	assert.Contains(t, out, "is full")
+	assert.Contains(t, out, "head is now 3")
+
+	code, out, errOut = runCmd("demo", dir)
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
+	assert.Contains(t, out, "3 events before the demo")
+	assert.Contains(t, out, "head is now 6")
+
+	rep, _ := runJSON(t, 0, "verify", "--json", dir)
+	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
+	assert.Equal(t, uint64(6), rep.Head)
+}
