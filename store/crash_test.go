@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,6 +29,7 @@ const (
 	crashChildSeedEnv   = "POSSUM_CRASH_CHILD_SEED"
 	crashChildNoSyncEnv = "POSSUM_CRASH_CHILD_NOSYNC"
 	crashChildPaceEnv   = "POSSUM_CRASH_CHILD_PACE" // a duration between two appends of a goroutine
+	crashChildRunEnv    = "POSSUM_CRASH_CHILD_RUN"  // which run on the directory this is
 	crashChildMaxTime   = 2 * time.Minute
 )
 
@@ -46,8 +49,10 @@ func envIntOr(t testing.TB, name string, def int) int {
 
 // TestCrashChild is not a test: it is the process TestCrashRecovery kills.
 // With POSSUM_CRASH_CHILD=dir it opens the store in dir and appends random
-// batches from two goroutines until it is killed, writing the last position
-// of every acknowledged append to stdout, one line per append. With
+// batches from two goroutines until it is killed, writing one line per
+// acknowledged append to stdout: its last position, goroutine, sequence
+// number and size. Every event's content is crashEvent's, so the parent can
+// check each one exactly. With
 // POSSUM_CRASH_CHILD_PACE each goroutine pauses that long between appends,
 // so that the child lives long enough to write checkpoints without
 // appending more than the parent wants to check.
@@ -79,22 +84,19 @@ func TestCrashChild(t *testing.T) {
 	time.AfterFunc(crashChildMaxTime, func() { fail(errors.New("not killed in time")) })
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for g := range 2 {
+	// Goroutine numbers are unique across the runs on one directory, so
+	// batch names (goroutine, sequence) never repeat.
+	run, _ := strconv.Atoi(os.Getenv(crashChildRunEnv))
+	for gi := range 2 {
+		g := run*2 + gi
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(g)))
-			for {
+			for seq := 0; ; seq++ {
 				batch := make([]dcb.Event, 1+rng.IntN(20))
 				for i := range batch {
-					e := dcb.Event{Type: []string{"Even", "Odd", "Other"}[rng.IntN(3)]}
-					for range rng.IntN(3) {
-						e.Tags = append(e.Tags, crashTags[rng.IntN(len(crashTags))])
-					}
-					if rng.IntN(2) == 0 {
-						e.Data = fmt.Appendf(nil, `{"g":%d,"i":%d}`, g, i)
-					}
-					batch[i] = e
+					batch[i] = crashEvent(g, seq, i, len(batch))
 				}
 				var cond *dcb.AppendCondition
 				if rng.IntN(3) == 0 {
@@ -109,7 +111,7 @@ func TestCrashChild(t *testing.T) {
 					fail(err)
 				}
 				mu.Lock()
-				_, err = os.Stdout.WriteString(strconv.FormatUint(last, 10) + "\n")
+				_, err = fmt.Fprintf(os.Stdout, "%d %d %d %d\n", last, g, seq, len(batch))
 				mu.Unlock()
 				if err != nil {
 					fail(err)
@@ -140,14 +142,15 @@ func TestCrashRecovery(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	dir := t.TempDir()
 	var prevHead uint64
+	var allAcks []crashAck
 	for it := range iterations {
 		target := 50 + rng.IntN(251)
 		mode := crashMode{noSync: it%3 == 1}
 		if it%3 == 2 {
 			mode.pace, mode.untilCheckpoint = 15*time.Millisecond, prevHead+1
 		}
-		acked, maxAck := crashChild(t, dir, rng.Uint64(), mode, target)
-		t.Logf("iteration %d: killed after %d acknowledged appends (wanted %d, %+v), last acknowledged position %d", it, acked, target, mode, maxAck)
+		acks, maxAck := crashChild(t, dir, it, rng.Uint64(), mode, target)
+		t.Logf("iteration %d: killed after %d acknowledged appends (wanted %d, %+v), last acknowledged position %d", it, len(acks), target, mode, maxAck)
 
 		s, err := store.Open(dir, nil)
 		require.NoError(t, err, "iteration %d: reopen after the crash", it)
@@ -168,6 +171,8 @@ func TestCrashRecovery(t *testing.T) {
 			evs = append(evs, e)
 		}
 		require.Len(t, evs, int(head), "iteration %d: Read returns every event", it)
+		allAcks = append(allAcks, acks...)
+		requireCrashLog(t, evs, allAcks)
 		// The in-memory index, loaded from the projection's index files
 		// and the WAL, must agree with the events.
 		for _, tag := range crashTags {
@@ -188,7 +193,64 @@ func TestCrashRecovery(t *testing.T) {
 		cp, err := projector.ReadCheckpoint(dir)
 		require.NoError(t, err)
 		assert.Equal(t, head, cp.Position, "iteration %d: checkpoint after Close", it)
+		vrep, err := recovery.Verify(dir, recovery.Options{})
+		require.NoError(t, err)
+		require.True(t, vrep.Consistent(), "iteration %d: possum verify: %+v", it, vrep.Problems)
 		prevHead = head
+	}
+}
+
+// crashEvent is event i of n in batch seq of goroutine g: its content is a
+// function of those alone, and its data says which it is.
+func crashEvent(g, seq, i, n int) dcb.Event {
+	h := uint64(g)*1_000_003 + uint64(seq)*7919 + uint64(i)*104_729
+	e := dcb.Event{
+		Type:     []string{"Even", "Odd", "Other"}[h%3],
+		Tags:     []string{fmt.Sprintf("batch:%d-%d", g, seq)},
+		Data:     fmt.Appendf(nil, `{"g":%d,"s":%d,"i":%d,"n":%d}`, g, seq, i, n),
+		Metadata: map[string]string{"g": strconv.Itoa(g)},
+	}
+	for k, tag := range crashTags {
+		if h>>(k+2)&1 == 1 {
+			e.Tags = append(e.Tags, tag)
+		}
+	}
+	return e
+}
+
+// crashAck is one acknowledged append of the crash child.
+type crashAck struct{ last, g, seq, n uint64 }
+
+// requireCrashLog checks the events after a crash: each is exactly the
+// crashEvent its data names; every batch is whole, at consecutive positions
+// (no append is half present); every acknowledged batch is there, where the
+// child was told it is.
+func requireCrashLog(t *testing.T, evs []dcb.SequencedEvent, acks []crashAck) {
+	t.Helper()
+	type batchKey struct{ g, seq uint64 }
+	type batchSeen struct{ first, count, n uint64 }
+	seen := map[batchKey]*batchSeen{}
+	for _, e := range evs {
+		var d struct{ G, S, I, N uint64 }
+		require.NoError(t, json.Unmarshal(e.Data, &d), "position %d", e.Position)
+		want := crashEvent(int(d.G), int(d.S), int(d.I), int(d.N))
+		require.Equal(t, want, e.Event, "position %d: content", e.Position)
+		b := seen[batchKey{d.G, d.S}]
+		if b == nil {
+			b = &batchSeen{first: e.Position - d.I, n: d.N}
+			seen[batchKey{d.G, d.S}] = b
+		}
+		require.Equal(t, b.first+d.I, e.Position, "position %d: batch %d-%d not contiguous", e.Position, d.G, d.S)
+		b.count++
+	}
+	for k, b := range seen {
+		require.Equal(t, b.n, b.count, "batch %d-%d is half present", k.g, k.seq)
+	}
+	for _, a := range acks {
+		b := seen[batchKey{a.g, a.seq}]
+		require.NotNil(t, b, "acknowledged batch %d-%d (last position %d) is missing", a.g, a.seq, a.last)
+		require.Equal(t, a.last, b.first+b.n-1, "acknowledged batch %d-%d moved", a.g, a.seq)
+		require.Equal(t, a.n, b.n)
 	}
 }
 
@@ -201,13 +263,13 @@ type crashMode struct {
 }
 
 // crashChild runs TestCrashChild on dir until it has acknowledged target
-// appends (and, if asked, written a checkpoint), kills it, and returns how
-// many appends it acknowledged in all (lines still in the pipe count too)
-// and the highest position among them.
-func crashChild(t *testing.T, dir string, seed uint64, mode crashMode, target int) (int, uint64) {
+// appends (and, if asked, written a checkpoint), kills it, and returns the
+// appends it acknowledged (lines still in the pipe count too) and the
+// highest position among them.
+func crashChild(t *testing.T, dir string, run int, seed uint64, mode crashMode, target int) ([]crashAck, uint64) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChildSeedEnv+"="+strconv.FormatUint(seed, 10))
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChildSeedEnv+"="+strconv.FormatUint(seed, 10), crashChildRunEnv+"="+strconv.Itoa(run))
 	if mode.noSync {
 		cmd.Env = append(cmd.Env, crashChildNoSyncEnv+"=1")
 	}
@@ -222,16 +284,18 @@ func crashChild(t *testing.T, dir string, seed uint64, mode crashMode, target in
 	watchdog := time.AfterFunc(crashChildMaxTime, func() { _ = cmd.Process.Kill() })
 	defer watchdog.Stop()
 
+	var acks []crashAck
 	acked, maxAck, killed := 0, uint64(0), false
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		pos, err := strconv.ParseUint(sc.Text(), 10, 64)
-		if err != nil {
+		var a crashAck
+		if _, err := fmt.Sscanf(sc.Text(), "%d %d %d %d", &a.last, &a.g, &a.seq, &a.n); err != nil {
 			t.Logf("crash child printed %q", sc.Text())
 			continue
 		}
+		acks = append(acks, a)
 		acked++
-		maxAck = max(maxAck, pos)
+		maxAck = max(maxAck, a.last)
 		if acked >= target && !killed && mode.untilCheckpoint > 0 {
 			// The checkpoint file is replaced atomically: it is read whole
 			// or not at all.
@@ -251,5 +315,5 @@ func crashChild(t *testing.T, dir string, seed uint64, mode crashMode, target in
 	var exit *exec.ExitError
 	require.ErrorAs(t, werr, &exit, "stderr:\n%s", stderr.String())
 	require.False(t, exit.Exited(), "the crash child exited on its own (%v) instead of being killed:\n%s", werr, stderr.String())
-	return acked, maxAck
+	return acks, maxAck
 }
