@@ -1,9 +1,6 @@
 package indexer
 
-import (
-	"slices"
-	"sort"
-)
+import "sort"
 
 // Cursor yields matching positions in order. It is not safe for concurrent
 // use.
@@ -98,11 +95,19 @@ func (c *listCursor) seek(target uint64) (uint64, bool) {
 	return c.list[c.i], true
 }
 
-// intersection yields positions present in every list (an item's tags, AND'd)
-// by leapfrogging: each list seeks to the current candidate with a binary
-// search, so a rare tag bounds the work however common the others are.
+// seeker is a cursor that can also jump: seek moves to the first position at
+// or past target in the cursor's direction and returns it without consuming
+// it; next consumes it.
+type seeker interface {
+	cursor
+	seek(target uint64) (uint64, bool)
+}
+
+// intersection yields positions present in every list (an item's tags and,
+// as one more list, its types) by leapfrogging: each list seeks to the
+// current candidate with a binary search, so the rarest list bounds the work.
 type intersection struct {
-	lists     []*listCursor
+	lists     []seeker
 	backwards bool
 }
 
@@ -130,24 +135,33 @@ func (x *intersection) next() (uint64, bool) {
 	return cand, true
 }
 
-// typeFilter keeps the positions whose event type is one of types (an item's
-// types, OR'd, AND'd with its tags).
-type typeFilter struct {
-	c      cursor
-	typeOf []uint32
-	types  []uint32
+// typeUnion is the union of an item's type lists, as a seeker.
+type typeUnion struct {
+	lists     []*listCursor
+	backwards bool
 }
 
-func (f *typeFilter) next() (uint64, bool) {
-	for {
-		p, ok := f.c.next()
-		if !ok {
-			return 0, false
-		}
-		if slices.Contains(f.types, f.typeOf[p-1]) {
-			return p, true
+func (u *typeUnion) seek(target uint64) (uint64, bool) {
+	best, found := uint64(0), false
+	for _, l := range u.lists {
+		if p, ok := l.seek(target); ok && (!found || (u.backwards && p > best) || (!u.backwards && p < best)) {
+			best, found = p, true
 		}
 	}
+	return best, found
+}
+
+func (u *typeUnion) next() (uint64, bool) {
+	p, ok := u.seek(pick(u.backwards, ^uint64(0), 0))
+	if !ok {
+		return 0, false
+	}
+	for _, l := range u.lists {
+		if q, ok := l.seek(p); ok && q == p {
+			l.next()
+		}
+	}
+	return p, true
 }
 
 // union merges cursors (a query's items, OR'd, or an item's types), yielding

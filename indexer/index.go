@@ -105,10 +105,9 @@ func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
 		x.mu.RUnlock()
 		return &Cursor{c: &rangeCursor{lo: from, hi: to, pos: pick(backwards, to, from), backwards: backwards}}
 	}
-	typeOf := x.typeOf[:head:head]
 	items := make([]cursor, 0, len(q.Items))
 	for _, it := range q.Items {
-		if c := x.itemCursor(it, typeOf, from, to, backwards); c != nil {
+		if c := x.itemCursor(it, from, to, backwards); c != nil {
 			items = append(items, c)
 		}
 	}
@@ -123,7 +122,7 @@ func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
 }
 
 // itemCursor plans one query item under the read lock; nil means no match.
-func (x *Index) itemCursor(it dcb.QueryItem, typeOf []uint32, from, to uint64, backwards bool) cursor {
+func (x *Index) itemCursor(it dcb.QueryItem, from, to uint64, backwards bool) cursor {
 	var types []uint32
 	for _, t := range it.Types {
 		if id, ok := x.typeIDs[t]; ok {
@@ -143,22 +142,28 @@ func (x *Index) itemCursor(it dcb.QueryItem, typeOf []uint32, from, to uint64, b
 		}
 		return newUnion(lists, backwards)
 	}
-	lists := make([]*listCursor, len(it.Tags))
-	for i, tag := range it.Tags {
+	lists := make([]seeker, 0, len(it.Tags)+1)
+	for _, tag := range it.Tags {
 		id, ok := x.tagIDs[tag]
 		if !ok {
 			return nil // an unknown tag: nothing carries it
 		}
-		lists[i] = newListCursor(x.tagLists[id], from, to, backwards)
-	}
-	var c cursor = lists[0]
-	if len(lists) > 1 {
-		c = &intersection{lists: lists, backwards: backwards}
+		lists = append(lists, newListCursor(x.tagLists[id], from, to, backwards))
 	}
 	if len(types) > 0 {
-		c = &typeFilter{c: c, typeOf: typeOf, types: types}
+		// The item's types, OR'd, join the intersection as one more list:
+		// a rare type bounds the work however common the tags are, and
+		// the other way round.
+		ts := &typeUnion{backwards: backwards}
+		for _, id := range types {
+			ts.lists = append(ts.lists, newListCursor(x.typeLists[id], from, to, backwards))
+		}
+		lists = append(lists, ts)
 	}
-	return c
+	if len(lists) == 1 {
+		return lists[0]
+	}
+	return &intersection{lists: lists, backwards: backwards}
 }
 
 func pick(backwards bool, hi, lo uint64) uint64 {

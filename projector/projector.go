@@ -339,11 +339,10 @@ func (p *Projector) project(from, to uint64) error {
 	clear(p.pending)
 	rd := p.log.NewReader()
 	for pos := from; pos <= to; pos++ {
-		rec, err := rd.Record(pos)
+		e, err := rd.Event(pos)
 		if err != nil {
 			return err
 		}
-		e := rec.Event(pos)
 		if pos >= p.eventsFrom {
 			if err := p.writeEvent(e); err != nil {
 				return err
@@ -385,11 +384,11 @@ func (p *Projector) indexPath(k fileKey) string {
 func (p *Projector) rewrite(positions []uint64) error {
 	rd := p.log.NewReader()
 	for _, pos := range positions {
-		rec, err := rd.Record(pos)
+		e, err := rd.Event(pos)
 		if err != nil {
 			return err
 		}
-		if err := p.writeEvent(rec.Event(pos)); err != nil {
+		if err := p.writeEvent(e); err != nil {
 			return err
 		}
 	}

@@ -70,12 +70,12 @@ func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwa
 		if !ok {
 			return true
 		}
-		rec, err := rd.Record(pos)
+		e, err := rd.Event(pos)
 		if err != nil {
 			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read position %d: %w", pos, err))
 			return false
 		}
-		if !yield(rec.Event(pos), nil) {
+		if !yield(e, nil) {
 			return false
 		}
 	}

@@ -9,7 +9,9 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/possumstore/possum/dcb"
 	tidwall "github.com/tidwall/wal"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultSegmentSize is the size at which a segment is closed and a new one
@@ -348,9 +350,17 @@ func (l *Log) Append(recs []Record) error {
 	return nil
 }
 
-// syncFile makes a segment's written bytes durable. Tests replace it to
-// inject fsync failures.
-var syncFile = (*os.File).Sync
+// syncFile makes a segment's written bytes durable: fdatasync, which flushes
+// the data and the size that reaching it needs, not timestamps. Tests replace
+// it to inject fsync failures.
+var syncFile = func(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
 
 func (l *Log) poison(err error) error {
 	l.poisoned = fmt.Errorf("%w: %w", ErrPoisoned, err)
@@ -413,21 +423,23 @@ func (l *Log) locate(pos uint64) (recordLoc, *segment, error) {
 // ReadRecord returns the record holding position pos, verified against its
 // checksum.
 func (l *Log) ReadRecord(pos uint64) (Record, error) {
-	var r Reader
-	r.l = l
-	return r.Record(pos)
+	return l.NewReader().Record(pos)
 }
 
-// Reader reads records for one goroutine. Reading records in order, it reads
-// ahead in growing chunks (a full scan costs one read per megabyte); reading
-// scattered records, it reads each one exactly (a selective query costs one
-// positional read per record). The zero Reader is not usable; see NewReader.
+// Reader reads records and events for one goroutine. Reading records in
+// order, it reads ahead in growing chunks (a full scan costs one read per
+// megabyte); reading scattered records, it reads each one exactly (a
+// selective query costs one positional read per record). It keeps the last
+// record's verified frame, so the events of one record cost one read and one
+// checksum, and an event is decoded alone, not with its whole record. The
+// zero Reader is not usable; see NewReader.
 type Reader struct {
 	l        *Log
-	last     recordLoc // the record last returned
-	lastRec  Record
+	cur      recordLoc // the record whose frame is held
 	have     bool
-	chunk    []byte // read-ahead bytes of segment chunkSeg from chunkOff
+	frameHdr recordHeader
+	rec      *Record // the decoded record, once asked for
+	chunk    []byte  // read-ahead bytes of segment chunkSeg from chunkOff
 	chunkSeg uint32
 	chunkOff int64
 	ahead    int // current read-ahead size; 0 reads records exactly
@@ -441,16 +453,56 @@ const (
 	maxReadAhead = 1 << 20
 )
 
-// Record returns the record holding position pos.
+// Event returns the event at position pos.
+func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
+	if err := r.load(pos); err != nil {
+		return dcb.SequencedEvent{}, err
+	}
+	if r.rec != nil {
+		return r.rec.Event(pos), nil
+	}
+	e, err := r.frameHdr.event(int(pos - r.cur.firstPos))
+	if err != nil {
+		return dcb.SequencedEvent{}, r.corrupt(err)
+	}
+	return dcb.SequencedEvent{Event: e, Position: pos, Timestamp: r.frameHdr.timestamp}, nil
+}
+
+// Record returns the record holding position pos. The caller must not
+// modify it.
 func (r *Reader) Record(pos uint64) (Record, error) {
-	if r.have && pos >= r.last.firstPos && pos <= r.last.lastPos() {
-		return r.lastRec, nil
+	if err := r.load(pos); err != nil {
+		return Record{}, err
+	}
+	if r.rec == nil {
+		rec := Record{FirstPosition: r.cur.firstPos, Timestamp: r.frameHdr.timestamp, Events: make([]dcb.Event, r.cur.count)}
+		for i := range rec.Events {
+			e, err := r.frameHdr.event(i)
+			if err != nil {
+				return Record{}, r.corrupt(err)
+			}
+			rec.Events[i] = e
+		}
+		r.rec = &rec
+	}
+	return *r.rec, nil
+}
+
+func (r *Reader) corrupt(err error) error {
+	return fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, segmentName(r.l.segmentFirst(r.cur.seg)), r.cur.off)
+}
+
+// load makes the record holding pos the held one, reading and verifying it
+// unless it already is.
+func (r *Reader) load(pos uint64) error {
+	if r.have && pos >= r.cur.firstPos && pos <= r.cur.lastPos() {
+		return nil
 	}
 	loc, seg, err := r.l.locate(pos)
 	if err != nil {
-		return Record{}, err
+		return err
 	}
-	sequential := r.have && loc.seg == r.last.seg && loc.off == r.last.off+r.last.size+uint32(uvarintLen(uint64(loc.size)))
+	sequential := r.have && loc.seg == r.cur.seg && loc.off == r.cur.off+r.cur.size+uint32(uvarintLen(uint64(loc.size)))
 	switch {
 	case !sequential:
 		r.ahead = 0
@@ -459,22 +511,31 @@ func (r *Reader) Record(pos uint64) (Record, error) {
 	case r.ahead < maxReadAhead:
 		r.ahead *= 2
 	}
+	r.have, r.rec = false, nil
 	frame, err := r.frame(loc, seg)
 	if err != nil {
-		return Record{}, err
+		return err
 	}
-	rec, err := DecodeFrame(frame)
+	where := func(err error) error {
+		return fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
+	}
+	payload, err := checkFrame(frame)
 	if err != nil {
-		return Record{}, fmt.Errorf("%w (segment %s offset %d)", err, filepath.Base(seg.path), loc.off)
+		return where(err)
 	}
-	if rec.FirstPosition != loc.firstPos || len(rec.Events) != int(loc.count) {
-		return Record{}, fmt.Errorf("%w: record at segment %s offset %d holds positions %d..%d, expected %d..%d",
-			ErrCorrupt, filepath.Base(seg.path), loc.off, rec.FirstPosition, rec.LastPosition(), loc.firstPos, loc.lastPos())
+	h, err := parseHeader(payload)
+	if err != nil {
+		return where(err)
 	}
-	r.last, r.lastRec, r.have = loc, rec, true
-	return rec, nil
+	if h.first != loc.firstPos || len(h.events) != int(loc.count) {
+		return fmt.Errorf("%w: record at segment %s offset %d holds positions %d..%d, expected %d..%d",
+			ErrCorrupt, filepath.Base(seg.path), loc.off, h.first, h.first+uint64(len(h.events))-1, loc.firstPos, loc.lastPos())
+	}
+	r.cur, r.frameHdr, r.have = loc, h, true
+	return nil
 }
 
+// frame returns the frame at loc. It stays valid until the next call.
 func (r *Reader) frame(loc recordLoc, seg *segment) ([]byte, error) {
 	off, end := int64(loc.off), int64(loc.off)+int64(loc.size)
 	if loc.seg == r.chunkSeg && off >= r.chunkOff && end <= r.chunkOff+int64(len(r.chunk)) {
@@ -497,8 +558,15 @@ func (r *Reader) frame(loc recordLoc, seg *segment) ([]byte, error) {
 	r.chunk, r.chunkSeg, r.chunkOff = r.chunk[:got], loc.seg, off
 	frame := r.chunk[:loc.size]
 	if r.ahead == 0 {
-		// An exact read is not kept: the next read will overwrite it.
+		// An exact read is not kept as read-ahead; its bytes stay valid
+		// until the next read.
 		r.chunk = r.chunk[:0]
 	}
 	return frame, nil
+}
+
+func (l *Log) segmentFirst(seg uint32) uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.segs[seg].first
 }

@@ -171,54 +171,101 @@ func (d *payloadDecoder) bytes() []byte {
 
 func (d *payloadDecoder) string() string { return string(d.bytes()) }
 
+func (d *payloadDecoder) skip() { d.bytes() }
+
 func decodePayload(p []byte) (Record, error) {
+	h, err := parseHeader(p)
+	if err != nil {
+		return Record{}, err
+	}
+	r := Record{FirstPosition: h.first, Timestamp: h.timestamp, Events: make([]dcb.Event, len(h.events))}
+	for i := range r.Events {
+		if r.Events[i], err = h.event(i); err != nil {
+			return Record{}, err
+		}
+	}
+	return r, nil
+}
+
+// recordHeader is a payload parsed down to where each event starts, without
+// decoding any: an event is then decoded alone.
+type recordHeader struct {
+	first     uint64
+	timestamp time.Time
+	events    []int // payload offset of each event
+	payload   []byte
+}
+
+// parseHeader reads a payload's header and walks its events' lengths,
+// checking that they add up exactly to the payload.
+func parseHeader(p []byte) (recordHeader, error) {
 	d := payloadDecoder{b: p}
-	var r Record
-	r.FirstPosition = d.uvarint()
+	var h recordHeader
+	h.first = d.uvarint()
 	if d.err == nil && len(d.b) < 8 {
 		d.err = errors.New("payload too short for timestamp")
 	}
 	if d.err != nil {
-		return Record{}, d.err
+		return h, d.err
 	}
-	r.Timestamp = time.Unix(0, int64(binary.LittleEndian.Uint64(d.b))).UTC()
+	h.timestamp = time.Unix(0, int64(binary.LittleEndian.Uint64(d.b))).UTC()
 	d.b = d.b[8:]
 	n := d.count()
 	if d.err == nil && n == 0 {
 		d.err = errors.New("record holds no events")
 	}
-	if d.err == nil && r.FirstPosition == 0 {
+	if d.err == nil && h.first == 0 {
 		d.err = errors.New("record starts at position 0")
 	}
 	if d.err != nil {
-		return Record{}, d.err
+		return h, d.err
 	}
-	r.Events = make([]dcb.Event, n)
-	for i := range r.Events {
-		e := &r.Events[i]
-		e.Type = d.string()
-		if nt := d.count(); nt > 0 {
-			e.Tags = make([]string, nt)
-			for j := range e.Tags {
-				e.Tags[j] = d.string()
-			}
+	h.events = make([]int, n)
+	for i := range h.events {
+		h.events[i] = len(p) - len(d.b)
+		d.skip()              // type
+		for range d.count() { // tags
+			d.skip()
 		}
-		if data := d.bytes(); len(data) > 0 {
-			e.Data = slices.Clone(data)
-		}
-		if nm := d.count(); nm > 0 {
-			e.Metadata = make(map[string]string, nm)
-			for range nm {
-				k := d.string()
-				e.Metadata[k] = d.string()
-			}
+		d.skip()              // data
+		for range d.count() { // metadata
+			d.skip()
+			d.skip()
 		}
 		if d.err != nil {
-			return Record{}, fmt.Errorf("event %d: %w", i, d.err)
+			return h, fmt.Errorf("event %d: %w", i, d.err)
 		}
 	}
 	if len(d.b) != 0 {
-		return Record{}, fmt.Errorf("%d trailing bytes after the last event", len(d.b))
+		return h, fmt.Errorf("%d trailing bytes after the last event", len(d.b))
 	}
-	return r, nil
+	h.payload = p
+	return h, nil
+}
+
+// event decodes event i of the record.
+func (h *recordHeader) event(i int) (dcb.Event, error) {
+	d := payloadDecoder{b: h.payload[h.events[i]:]}
+	var e dcb.Event
+	e.Type = d.string()
+	if nt := d.count(); nt > 0 {
+		e.Tags = make([]string, nt)
+		for j := range e.Tags {
+			e.Tags[j] = d.string()
+		}
+	}
+	if data := d.bytes(); len(data) > 0 {
+		e.Data = slices.Clone(data)
+	}
+	if nm := d.count(); nm > 0 {
+		e.Metadata = make(map[string]string, nm)
+		for range nm {
+			k := d.string()
+			e.Metadata[k] = d.string()
+		}
+	}
+	if d.err != nil {
+		return dcb.Event{}, fmt.Errorf("event %d: %w", i, d.err)
+	}
+	return e, nil
 }
