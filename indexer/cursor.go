@@ -1,6 +1,9 @@
 package indexer
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // Cursor yields matching positions in order. It is not safe for concurrent
 // use.
@@ -71,15 +74,26 @@ func (c *listCursor) next() (uint64, bool) {
 }
 
 // seek moves to the first position at or past target in the cursor's
-// direction and returns it without consuming it.
+// direction and returns it without consuming it. It gallops (probes 1, 2, 4,
+// ... entries ahead, then binary-searches the last step), so a run of small
+// steps costs what a merge would and a long jump costs a logarithm.
 func (c *listCursor) seek(target uint64) (uint64, bool) {
 	if c.backwards {
 		if c.i < 0 {
 			return 0, false
 		}
-		// largest index <= c.i whose value <= target
-		j := sort.Search(c.i+1, func(k int) bool { return c.list[k] > target })
-		c.i = j - 1
+		// the largest index <= c.i whose position <= target
+		if c.list[c.i] > target {
+			step, lo := 1, c.i
+			for lo >= 0 && c.list[lo] > target {
+				lo, step = c.i-step, step*2
+			}
+			// c.list[lo] <= target (or lo < 0) and every index in
+			// (lo, c.i] holds a position > target, up to the last probe.
+			from := max(lo, -1) + 1
+			j := from + sort.Search(c.i-from+1, func(k int) bool { return c.list[from+k] > target })
+			c.i = j - 1
+		}
 		if c.i < 0 {
 			return 0, false
 		}
@@ -88,7 +102,14 @@ func (c *listCursor) seek(target uint64) (uint64, bool) {
 	if c.i >= len(c.list) {
 		return 0, false
 	}
-	c.i += sort.Search(len(c.list)-c.i, func(k int) bool { return c.list[c.i+k] >= target })
+	if c.list[c.i] < target {
+		step, hi := 1, c.i
+		for hi < len(c.list) && c.list[hi] < target {
+			hi, step = c.i+step, step*2
+		}
+		to := min(hi, len(c.list)-1)
+		c.i += sort.Search(to-c.i+1, func(k int) bool { return c.list[c.i+k] >= target })
+	}
 	if c.i >= len(c.list) {
 		return 0, false
 	}
@@ -162,6 +183,27 @@ func (u *typeUnion) next() (uint64, bool) {
 		}
 	}
 	return p, true
+}
+
+// typeFilter keeps the positions whose event type is one of types (an item's
+// types, OR'd, AND'd with its tags), looking each one up: cheaper than a
+// leapfrog when the types are at least as common as the tags.
+type typeFilter struct {
+	c      cursor
+	typeOf []uint32
+	types  []uint32
+}
+
+func (f *typeFilter) next() (uint64, bool) {
+	for {
+		p, ok := f.c.next()
+		if !ok {
+			return 0, false
+		}
+		if slices.Contains(f.types, f.typeOf[p-1]) {
+			return p, true
+		}
+	}
 }
 
 // union merges cursors (a query's items, OR'd, or an item's types), yielding

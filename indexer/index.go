@@ -105,9 +105,10 @@ func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
 		x.mu.RUnlock()
 		return &Cursor{c: &rangeCursor{lo: from, hi: to, pos: pick(backwards, to, from), backwards: backwards}}
 	}
+	typeOf := x.typeOf[:head:head]
 	items := make([]cursor, 0, len(q.Items))
 	for _, it := range q.Items {
-		if c := x.itemCursor(it, from, to, backwards); c != nil {
+		if c := x.itemCursor(it, typeOf, from, to, backwards); c != nil {
 			items = append(items, c)
 		}
 	}
@@ -122,7 +123,7 @@ func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
 }
 
 // itemCursor plans one query item under the read lock; nil means no match.
-func (x *Index) itemCursor(it dcb.QueryItem, from, to uint64, backwards bool) cursor {
+func (x *Index) itemCursor(it dcb.QueryItem, typeOf []uint32, from, to uint64, backwards bool) cursor {
 	var types []uint32
 	for _, t := range it.Types {
 		if id, ok := x.typeIDs[t]; ok {
@@ -151,13 +152,25 @@ func (x *Index) itemCursor(it dcb.QueryItem, from, to uint64, backwards bool) cu
 		lists = append(lists, newListCursor(x.tagLists[id], from, to, backwards))
 	}
 	if len(types) > 0 {
-		// The item's types, OR'd, join the intersection as one more list:
-		// a rare type bounds the work however common the tags are, and
-		// the other way round.
 		ts := &typeUnion{backwards: backwards}
+		typeLen, tagLen := 0, len(lists[0].(*listCursor).list)
+		for _, l := range lists {
+			tagLen = min(tagLen, len(l.(*listCursor).list))
+		}
 		for _, id := range types {
 			ts.lists = append(ts.lists, newListCursor(x.typeLists[id], from, to, backwards))
+			typeLen += len(ts.lists[len(ts.lists)-1].list)
 		}
+		if typeLen >= tagLen {
+			// The tags are the rarer: check each of their matches' type.
+			var c cursor = lists[0]
+			if len(lists) > 1 {
+				c = &intersection{lists: lists, backwards: backwards}
+			}
+			return &typeFilter{c: c, typeOf: typeOf, types: types}
+		}
+		// The types are the rarer: they join the intersection as one
+		// more leapfrogged list.
 		lists = append(lists, ts)
 	}
 	if len(lists) == 1 {

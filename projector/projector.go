@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/wal"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -23,6 +25,8 @@ const (
 	// checkpointEvery is how often, at most, a busy projector syncs and
 	// writes its checkpoint.
 	checkpointEvery = time.Second
+	// projectorNice is the nice value of the projector's thread.
+	projectorNice = 10
 	// openIndexFiles bounds the index files kept open for appending.
 	openIndexFiles = 256
 )
@@ -264,6 +268,11 @@ func (p *Projector) Stop() error {
 
 func (p *Projector) run() {
 	defer close(p.done)
+	// Projection is background work: on its own thread at a lower CPU
+	// priority, its file system calls (inode allocation costs a CPU here)
+	// yield to the writer's. Best effort: an error leaves the priority as is.
+	runtime.LockOSThread()
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), projectorNice)
 	defer p.files.closeAll()
 	ticker := time.NewTicker(checkpointEvery)
 	defer ticker.Stop()

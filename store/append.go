@@ -140,7 +140,12 @@ func (s *Store) commit(group []*appendRequest) {
 	if len(recs) == 0 {
 		return
 	}
-	if err := s.wal.Append(recs); err != nil {
+	start := time.Now()
+	err := s.wal.Append(recs)
+	s.commits.Add(1)
+	s.commitNanos.Add(int64(time.Since(start)))
+	s.committed.Add(uint64(len(recs)))
+	if err != nil {
 		// The index now holds positions that never became durable; reads
 		// never see them (they stop at head) and no append follows: the
 		// writer is poisoned until the store is reopened.

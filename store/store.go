@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/projector"
@@ -52,6 +53,11 @@ type Store struct {
 	// head is the last acknowledged position: what reads may see. The index
 	// may hold later positions, still pending in the writer's group.
 	head atomic.Uint64
+
+	// Group commit counters: WAL writes, the appends they carried, and
+	// the time spent writing and syncing.
+	commits, committed atomic.Uint64
+	commitNanos        atomic.Int64
 
 	reqs       chan *appendRequest
 	quit       chan struct{}
@@ -257,18 +263,28 @@ type Stats struct {
 	Checkpointed uint64 // last position the checkpoint vouches for
 	Lag          uint64 // Head - Projected
 	ProjectorErr error  // the projector's last error, nil when it is healthy
+
+	// Group commit since Open: WAL writes (each one fsync), the appends
+	// they carried, and the mean time of one write and fsync.
+	Commits, CommittedAppends uint64
+	MeanCommit                time.Duration
 }
 
 // Stats returns the store's positions and the projector's lag.
 func (s *Store) Stats() Stats {
 	head, projected := s.head.Load(), s.proj.Projected()
-	return Stats{
+	st := Stats{
 		Head:         head,
 		Projected:    projected,
 		Checkpointed: s.proj.Checkpointed(),
 		Lag:          head - min(head, projected),
 		ProjectorErr: s.proj.Err(),
 	}
+	if st.Commits = s.commits.Load(); st.Commits > 0 {
+		st.CommittedAppends = s.committed.Load()
+		st.MeanCommit = time.Duration(s.commitNanos.Load() / int64(st.Commits))
+	}
+	return st
 }
 
 // WaitProjected blocks until the event files and index entries of every

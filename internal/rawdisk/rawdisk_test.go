@@ -38,3 +38,25 @@ func requireEmpty(t *testing.T, dir string) {
 	require.NoError(t, err)
 	require.Empty(t, entries)
 }
+
+// BenchmarkRates reports the machine's raw rates (go test -bench . -benchtime 1x
+// ./internal/rawdisk): each run measures for a second.
+func BenchmarkRates(b *testing.B) {
+	for _, m := range []struct {
+		name, unit string
+		rate       func(string, time.Duration) (float64, error)
+	}{{"fsync", "fsync/s", FsyncRate}, {"file-create", "files/s", FileCreateRate}} {
+		b.Run(m.name, func(b *testing.B) {
+			dir := b.TempDir()
+			var sum float64
+			for b.Loop() {
+				r, err := m.rate(dir, time.Second)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sum += r
+			}
+			b.ReportMetric(sum/float64(b.N), m.unit)
+		})
+	}
+}
