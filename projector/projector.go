@@ -50,6 +50,7 @@ type Projector struct {
 	// positions.
 	dirty bool
 
+	idx     *indexer.Index // the store's in-memory index, for the snapshot at Stop
 	files   *fileCache
 	buf     []byte
 	pending map[fileKey][]uint64
@@ -67,6 +68,7 @@ type Report struct {
 	Checkpoint        uint64   // position of the checkpoint as read (0: none)
 	CheckpointProblem string   // why the checkpoint was not used, if it was not
 	IndexRebuilt      string   // why the index files are rebuilt from the WAL, if they are
+	IndexFromSnapshot bool     // the index came from the snapshot of a clean Close
 	IndexTrimmedBytes int64    // bytes cut from index files beyond the checkpoint
 	IndexDamaged      []string // index files removed as unreadable
 	EventsListed      bool     // events/ was listed (it changed since the checkpoint)
@@ -115,15 +117,23 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 		eventsFrom: start + 1,
 	}
 
-	// Index files: trusted up to start when they add up to the checkpoint,
-	// else rebuilt from the WAL.
-	idx, st, err := indexer.Load(filepath.Join(dir, IndexDir), start)
-	rep.IndexTrimmedBytes, rep.IndexDamaged = st.TrimmedBytes, st.DamagedFiles
-	switch {
-	case err != nil:
-		rep.IndexRebuilt = err.Error()
-	case trusted && st.TagEntries != cp.TagEntries:
-		rep.IndexRebuilt = fmt.Sprintf("tag index files hold %d positions, the checkpoint %d", st.TagEntries, cp.TagEntries)
+	// The index: from the snapshot a clean Close left, if it matches the
+	// checkpoint and the index files; else from the index files, trusted up
+	// to start when they add up to the checkpoint; else rebuilt from the WAL.
+	idx, tagEntries := p.loadSnapshot(start, trusted)
+	rep.IndexFromSnapshot = idx != nil
+	if idx == nil {
+		var st indexer.LoadStats
+		var err error
+		idx, st, err = indexer.Load(filepath.Join(dir, IndexDir), start)
+		rep.IndexTrimmedBytes, rep.IndexDamaged = st.TrimmedBytes, st.DamagedFiles
+		tagEntries = st.TagEntries
+		switch {
+		case err != nil:
+			rep.IndexRebuilt = err.Error()
+		case trusted && st.TagEntries != cp.TagEntries:
+			rep.IndexRebuilt = fmt.Sprintf("tag index files hold %d positions, the checkpoint %d", st.TagEntries, cp.TagEntries)
+		}
 	}
 	indexFrom := start + 1
 	if rep.IndexRebuilt != "" {
@@ -134,7 +144,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 		}
 		idx, indexFrom = indexer.New(), 1
 	} else {
-		p.tagEntries = st.TagEntries
+		p.tagEntries = tagEntries
 	}
 
 	// Event files: list events/ unless it is unchanged since the checkpoint.
@@ -159,10 +169,32 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 			}
 		}
 	}
+	p.idx = idx
 	p.projected.Store(indexFrom - 1)
 	p.checkpointed.Store(start)
 	rep.Replayed = head - (indexFrom - 1)
 	return p, idx, rep, nil
+}
+
+// loadSnapshot returns the index in the snapshot when it covers exactly
+// start, the checkpoint, and the index files are all there at the sizes it
+// implies; nil otherwise. The snapshot is removed either way: once the store
+// runs, it goes stale.
+func (p *Projector) loadSnapshot(start uint64, trusted bool) (*indexer.Index, int) {
+	path := filepath.Join(p.dir, IndexDir, snapshotFile)
+	defer os.Remove(path)
+	if !trusted || start == 0 {
+		return nil, 0
+	}
+	idx, upTo, err := indexer.ReadSnapshot(path)
+	if err != nil || upTo != start || indexer.CheckFiles(filepath.Join(p.dir, IndexDir), idx) != nil {
+		return nil, 0
+	}
+	tagEntries := 0
+	for _, ps := range idx.Tags() {
+		tagEntries += len(ps)
+	}
+	return idx, tagEntries
 }
 
 // checkEventFiles lists events/: it removes files beyond head and notes the
@@ -286,6 +318,13 @@ func (p *Projector) run() {
 			stopping = true
 		}
 		err := p.catchUp(stopping)
+		if err == nil && stopping {
+			// A clean stop leaves the whole index in one file, so the next
+			// Open reads it instead of every index file.
+			err = indexer.WriteSnapshot(filepath.Join(p.dir, IndexDir, snapshotFile),
+				filepath.Join(p.dir, TmpDir, snapshotFile), p.idx, p.projected.Load())
+			p.dirty = true // the checkpoint below makes the snapshot durable
+		}
 		if err == nil && (p.dirty || p.projected.Load() > p.checkpointed.Load()) &&
 			(stopping || time.Since(lastCheckpoint) >= checkpointEvery) {
 			err = p.checkpoint()

@@ -68,6 +68,7 @@ func TestReopenWithoutRereading(t *testing.T) {
 		assert.Nil(t, rep.TornTail)
 		assert.Zero(t, rep.Projection.Replayed, "events replayed: %+v", rep.Projection)
 		assert.False(t, rep.Projection.EventsListed, "events/ listed: %+v", rep.Projection)
+		assert.True(t, rep.Projection.IndexFromSnapshot, "index read from the snapshot, not every index file: %+v", rep.Projection)
 		assert.Empty(t, rep.Projection.CheckpointProblem)
 		assert.Empty(t, rep.Projection.IndexRebuilt)
 		assert.Zero(t, rep.Projection.IndexTrimmedBytes)
