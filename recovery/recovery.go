@@ -16,8 +16,9 @@ import (
 )
 
 var (
-	// ErrLocked: a writer holds the store open.
-	ErrLocked = errors.New("recovery: store is open for writing by another process")
+	// ErrLocked: another holder of the store's lock has it: a writer, or,
+	// for a writer, a verify or repair in progress.
+	ErrLocked = errors.New("possum: store directory in use (open for writing, or being verified or repaired)")
 	// ErrDataLoss: a repair would lose acknowledged events and was not
 	// allowed to.
 	ErrDataLoss = errors.New("recovery: repair would lose events")
@@ -96,18 +97,27 @@ type Options struct {
 	AllowDataLoss bool
 }
 
-// lockDir takes the store's lock, shared or exclusive, without waiting.
-func lockDir(dir string, how int) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o640)
+// Lock takes the lock of the store in dir without waiting: exclusive for a
+// writer or a repair, shared for a verify. A lock held elsewhere, in this
+// process or another, gives an error wrapping ErrLocked that names dir.
+// flock(2) locks belong to an open file, so two handles in one process
+// exclude each other too. Closing the file releases the lock.
+func Lock(dir string, exclusive bool) (*os.File, error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("recovery: %w", err)
+		return nil, fmt.Errorf("possum: open %s: %w", path, err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
 	}
 	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
 		}
-		return nil, fmt.Errorf("recovery: lock %s: %w", dir, err)
+		return nil, fmt.Errorf("possum: lock %s: %w", path, err)
 	}
 	return f, nil
 }
@@ -125,7 +135,7 @@ func Verify(dir string, opts Options) (*Report, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(dir, syscall.LOCK_SH)
+	lock, err := Lock(dir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +184,7 @@ func Repair(dir string, opts Options) (*Report, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(dir, syscall.LOCK_EX)
+	lock, err := Lock(dir, true)
 	if err != nil {
 		return nil, err
 	}

@@ -10,20 +10,20 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/wal"
 )
 
 var (
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
-	// ErrLocked: another writer (in this or another process) holds the
-	// store directory.
-	ErrLocked = errors.New("store: directory locked by another writer")
+	// ErrLocked: another writer (in this or another process), or a verify
+	// or repair, holds the store directory.
+	ErrLocked = recovery.ErrLocked
 )
 
 // Options configure a store. A nil *Options means the defaults.
@@ -85,7 +85,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := recovery.Lock(dir, true)
 	if err != nil {
 		return nil, err
 	}
@@ -113,24 +113,6 @@ func Open(dir string, opts *Options) (*Store, error) {
 	s.proj.Start()
 	go s.writer()
 	return s, nil
-}
-
-// lockDir takes the exclusive writer lock of dir. flock locks belong to an
-// open file, so a second Open in the same process is refused too.
-func lockDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
-		return nil, fmt.Errorf("store: lock %s: %w", path, err)
-	}
-	return f, nil
 }
 
 // FormatVersion is the store format this package reads and writes, recorded
