@@ -1,123 +1,24 @@
 package projector_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// ---- the projection checker ----
-//
-// store/projection_check_test.go holds a copy of requireProjectionMatches
-// (test files of two packages cannot share code); keep the two in step.
-
-// requireProjectionMatches asserts that the projection in the store
-// directory dir is exactly evs, the events 1..Head as Read returns them:
-// one event file per event, byte for byte EncodeEvent of the event and
-// decoding back to it, nothing else in events/; one index file per type and
-// per tag, named FileName of its header's name, listing exactly that type's
-// or tag's positions in order, nothing else in index/types/ and index/tags/.
-func requireProjectionMatches(t testing.TB, dir string, evs []dcb.SequencedEvent) {
-	t.Helper()
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-
-	want := make(map[string]bool, len(evs))
-	types, tags := map[string][]uint64{}, map[string][]uint64{}
-	for i, e := range evs {
-		require.Equal(t, uint64(i+1), e.Position, "the checker needs every event 1..Head")
-		want[projector.EventFileName(e.Position)] = true
-		types[e.Type] = append(types[e.Type], e.Position)
-		for _, tag := range e.Tags {
-			tags[tag] = append(tags[tag], e.Position)
-		}
-	}
-
-	ents, err := os.ReadDir(filepath.Join(dir, projector.EventsDir))
-	require.NoError(t, err)
-	for _, ent := range ents {
-		if !want[ent.Name()] {
-			bad("events/%s: unexpected file", ent.Name())
-		}
-	}
-	var enc []byte
-	for _, e := range evs {
-		b, err := os.ReadFile(projector.EventPath(dir, e.Position))
-		if err != nil {
-			bad("event %d: %v", e.Position, err)
-			continue
-		}
-		enc = projector.EncodeEvent(enc[:0], e)
-		if !bytes.Equal(b, enc) {
-			bad("event %d: file holds %q, the WAL's event encodes as %q", e.Position, b, enc)
-			continue
-		}
-		got, err := projector.DecodeEvent(b)
-		if err != nil {
-			bad("event %d: %v", e.Position, err)
-		} else if !reflect.DeepEqual(got, e) {
-			bad("event %d: file decodes as %#v, Read returns %#v", e.Position, got, e)
-		}
-	}
-
-	for kind, m := range map[string]map[string][]uint64{indexer.TypesDir: types, indexer.TagsDir: tags} {
-		d := filepath.Join(dir, projector.IndexDir, kind)
-		ents, err := os.ReadDir(d)
-		require.NoError(t, err)
-		files := map[string]bool{}
-		for _, ent := range ents {
-			files[ent.Name()] = true
-			path := filepath.Join(d, ent.Name())
-			name, ps, valid, err := indexer.ReadFile(path)
-			if err != nil {
-				bad("%s/%s: %v", kind, ent.Name(), err)
-				continue
-			}
-			if fn := indexer.FileName(name); fn != ent.Name() {
-				bad("%s/%s: header names %q, whose file is %s", kind, ent.Name(), name, fn)
-			}
-			if st, err := os.Stat(path); err == nil && st.Size() != valid {
-				bad("%s/%s: %d bytes, of which %d valid", kind, ent.Name(), st.Size(), valid)
-			}
-			wantPs, ok := m[name]
-			if !ok {
-				bad("%s/%s: index file of %q, which no event has", kind, ent.Name(), name)
-				continue
-			}
-			if !slices.Equal(ps, wantPs) {
-				bad("%s/%s (%q): positions %v, want %v", kind, ent.Name(), name, ps, wantPs)
-			}
-		}
-		for name := range m {
-			if !files[indexer.FileName(name)] {
-				bad("%s: no index file for %q (%s)", kind, name, indexer.FileName(name))
-			}
-		}
-	}
-	if len(problems) > 0 {
-		slices.Sort(problems)
-		n := len(problems)
-		t.Fatalf("the projection in %s differs from the WAL (%d problems):\n%s", dir, n, strings.Join(problems[:min(n, 20)], "\n"))
-	}
-}
-
-// ---- fixtures ----
 
 // awkwardTags must all get distinct index files.
 var awkwardTags = []string{
@@ -198,7 +99,7 @@ func TestProjectionAfterClose(t *testing.T) {
 	evs := allEvents(t, s)
 	require.NoError(t, s.Close())
 
-	requireProjectionMatches(t, dir, evs)
+	projectiontest.RequireMatches(t, dir, evs)
 	cp, err := projector.ReadCheckpoint(dir)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(len(evs)), cp.Position, "checkpoint after Close")
@@ -221,13 +122,13 @@ func TestProjectionAfterWaitProjected(t *testing.T) {
 	st := s.Stats()
 	assert.Zero(t, st.Lag, "lag after WaitProjected: %+v", st)
 	assert.NoError(t, st.ProjectorErr)
-	requireProjectionMatches(t, dir, allEvents(t, s))
+	projectiontest.RequireMatches(t, dir, allEvents(t, s))
 
 	// And again after more appends to the same index files.
 	appendFixture(t, s, rand.New(rand.NewPCG(2, 3)), 100)
 	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
 	assert.Zero(t, s.Stats().Lag)
-	requireProjectionMatches(t, dir, allEvents(t, s))
+	projectiontest.RequireMatches(t, dir, allEvents(t, s))
 }
 
 func TestProjectionAwkwardNames(t *testing.T) {
@@ -242,7 +143,7 @@ func TestProjectionAwkwardNames(t *testing.T) {
 	require.NoError(t, err)
 	evs := allEvents(t, s)
 	require.NoError(t, s.Close())
-	requireProjectionMatches(t, dir, evs)
+	projectiontest.RequireMatches(t, dir, evs)
 
 	for kind, names := range map[string][]string{indexer.TagsDir: awkwardTags, indexer.TypesDir: fixtureTypes} {
 		seen := map[string]string{}
@@ -482,7 +383,7 @@ func TestProjectionRepair(t *testing.T) {
 			got := allEvents(t, s)
 			require.Equal(t, f.evs, got, "the WAL is untouched")
 			require.NoError(t, s.Close())
-			requireProjectionMatches(t, f.dir, f.evs)
+			projectiontest.RequireMatches(t, f.dir, f.evs)
 			cp, err := projector.ReadCheckpoint(f.dir)
 			require.NoError(t, err)
 			assert.Equal(t, f.head, cp.Position, "checkpoint after Close")
@@ -493,7 +394,7 @@ func TestProjectionRepair(t *testing.T) {
 			clean(t, f, rep)
 			assert.False(t, rep.EventsListed, "second Open after the repair lists events/ again: %+v", rep)
 			require.NoError(t, s.Close())
-			requireProjectionMatches(t, f.dir, f.evs)
+			projectiontest.RequireMatches(t, f.dir, f.evs)
 		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
@@ -189,7 +190,7 @@ func TestCrashRecovery(t *testing.T) {
 			require.Equal(t, want, got, "iteration %d: read by tag %q", it, tag)
 		}
 		require.NoError(t, s.Close(), "iteration %d: close", it)
-		requireProjectionMatches(t, dir, evs)
+		projectiontest.RequireMatches(t, dir, evs)
 		cp, err := projector.ReadCheckpoint(dir)
 		require.NoError(t, err)
 		assert.Equal(t, head, cp.Position, "iteration %d: checkpoint after Close", it)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
@@ -143,7 +144,7 @@ func TestReopenWithoutRereading(t *testing.T) {
 	}
 	require.Len(t, evs, int(head))
 	require.NoError(t, s.Close())
-	requireProjectionMatches(t, dir, evs)
+	projectiontest.RequireMatches(t, dir, evs)
 
 	s = reopenStore(nil)
 	requireNothingReread(s, records)

@@ -1,4 +1,7 @@
-package store_test
+// Package projectiontest checks a store's projection against its events, for
+// the tests of several packages. It is an oracle written apart from the
+// recovery package's verify, so that each checks the other.
+package projectiontest
 
 import (
 	"bytes"
@@ -16,16 +19,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// A copy of the checker in projector/projection_test.go (test files of two
-// packages cannot share code); keep the two in step.
-
-// requireProjectionMatches asserts that the projection in the store
+// RequireMatches asserts that the projection in the store
 // directory dir is exactly evs, the events 1..Head as Read returns them:
 // one event file per event, byte for byte EncodeEvent of the event and
 // decoding back to it, nothing else in events/; one index file per type and
 // per tag, named FileName of its header's name, listing exactly that type's
 // or tag's positions in order, nothing else in index/types/ and index/tags/.
-func requireProjectionMatches(t testing.TB, dir string, evs []dcb.SequencedEvent) {
+func RequireMatches(t testing.TB, dir string, evs []dcb.SequencedEvent) {
 	t.Helper()
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
