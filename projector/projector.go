@@ -28,7 +28,7 @@ const (
 	// projectorNice is the nice value of the projector's thread.
 	projectorNice = 10
 	// openIndexFiles bounds the index files kept open for appending.
-	openIndexFiles = 256
+	openIndexFiles = 1024
 )
 
 // ErrClosed: the projector was stopped.
