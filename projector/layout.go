@@ -11,8 +11,8 @@ const (
 	IndexDir       = "index"
 	TmpDir         = "tmp"
 	CheckpointFile = "checkpoint"
-	// snapshotFile, under index/, is the whole index as a clean Close left it.
-	snapshotFile = "snapshot"
+	// SnapshotFile, under index/, is the whole index as a clean Close left it.
+	SnapshotFile = "snapshot"
 	// eventNameDigits: event files are named by their position zero-padded
 	// to 20 digits (every uint64 fits), so names sort in position order.
 	eventNameDigits = 20

@@ -302,7 +302,7 @@ func TestProjectionRepair(t *testing.T) {
 			require.NoError(t, err)
 			copy(b, "XXXX")
 			require.NoError(t, os.WriteFile(path, b, 0o640))
-			require.NoError(t, os.Remove(filepath.Join(f.dir, projector.IndexDir, "snapshot")))
+			require.NoError(t, os.Remove(filepath.Join(f.dir, projector.IndexDir, projector.SnapshotFile)))
 		}, func(t *testing.T, f fixture, rep projector.Report) {
 			assert.Len(t, rep.IndexDamaged, 1)
 			rebuilt(0)(t, f, rep)

@@ -120,7 +120,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 	// The index: from the snapshot a clean Close left, if it matches the
 	// checkpoint and the index files; else from the index files, trusted up
 	// to start when they add up to the checkpoint; else rebuilt from the WAL.
-	idx, tagEntries := p.loadSnapshot(start, trusted)
+	idx, tagEntries := p.loadSnapshot(start, trusted, cp)
 	rep.IndexFromSnapshot = idx != nil
 	if idx == nil {
 		var st indexer.LoadStats
@@ -180,8 +180,8 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 // start, the checkpoint, and the index files are all there at the sizes it
 // implies; nil otherwise. The snapshot is removed either way: once the store
 // runs, it goes stale.
-func (p *Projector) loadSnapshot(start uint64, trusted bool) (*indexer.Index, int) {
-	path := filepath.Join(p.dir, IndexDir, snapshotFile)
+func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*indexer.Index, int) {
+	path := filepath.Join(p.dir, IndexDir, SnapshotFile)
 	defer os.Remove(path)
 	if !trusted || start == 0 {
 		return nil, 0
@@ -193,6 +193,9 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool) (*indexer.Index, in
 	tagEntries := 0
 	for _, ps := range idx.Tags() {
 		tagEntries += len(ps)
+	}
+	if tagEntries != cp.TagEntries {
+		return nil, 0
 	}
 	return idx, tagEntries
 }
@@ -321,8 +324,8 @@ func (p *Projector) run() {
 		if err == nil && stopping {
 			// A clean stop leaves the whole index in one file, so the next
 			// Open reads it instead of every index file.
-			err = indexer.WriteSnapshot(filepath.Join(p.dir, IndexDir, snapshotFile),
-				filepath.Join(p.dir, TmpDir, snapshotFile), p.idx, p.projected.Load())
+			err = indexer.WriteSnapshot(filepath.Join(p.dir, IndexDir, SnapshotFile),
+				filepath.Join(p.dir, TmpDir, SnapshotFile), p.idx, p.projected.Load())
 			p.dirty = true // the checkpoint below makes the snapshot durable
 		}
 		if err == nil && (p.dirty || p.projected.Load() > p.checkpointed.Load()) &&

@@ -353,6 +353,10 @@ func (c *checker) finish(rep *Report) error {
 		}
 	}
 	if c.fix {
+		// A snapshot of the index from before the repair is stale.
+		if err := os.Remove(filepath.Join(c.dir, projector.IndexDir, projector.SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("recovery: %w", err)
+		}
 		if err := projector.WriteCheckpoint(c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries}); err != nil {
 			return fmt.Errorf("recovery: %w", err)
 		}
