@@ -50,13 +50,10 @@ type Projector struct {
 	// positions.
 	dirty bool
 
-	idx   *indexer.Index // the store's in-memory index, for the snapshot at Stop
-	files *fileCache
-	// eventJobs and eventDone talk to the goroutine writing event files.
-	eventJobs chan []dcb.SequencedEvent
-	eventDone chan error
-	buf       []byte
-	pending   map[fileKey][]uint64
+	idx     *indexer.Index // the store's in-memory index, for the snapshot at Stop
+	files   *fileCache
+	buf     []byte
+	pending map[fileKey][]uint64
 
 	wake     chan struct{}
 	stop     chan struct{}
@@ -306,11 +303,12 @@ func (p *Projector) Stop() error {
 
 func (p *Projector) run() {
 	defer close(p.done)
-	lowerPriority()
+	// Projection is background work: on its own thread at a lower CPU
+	// priority, its file system calls (inode allocation costs a CPU here)
+	// yield to the writer's. Best effort: an error leaves the priority as is.
+	runtime.LockOSThread()
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), projectorNice)
 	defer p.files.closeAll()
-	p.eventJobs, p.eventDone = make(chan []dcb.SequencedEvent), make(chan error)
-	defer close(p.eventJobs)
-	go p.eventWriter()
 	ticker := time.NewTicker(checkpointEvery)
 	defer ticker.Stop()
 	lastCheckpoint := time.Now()
@@ -385,65 +383,35 @@ func (p *Projector) catchUp(stopping bool) error {
 	}
 }
 
-// lowerPriority puts the calling goroutine on its own thread at a lower CPU
-// priority. Projection is background work: its file system calls (inode
-// allocation costs a CPU here) yield to the writer's. Best effort: an error
-// leaves the priority as it is.
-func lowerPriority() {
-	runtime.LockOSThread()
-	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), projectorNice)
-}
-
-// eventWriter writes the event files of each batch it is sent, in parallel
-// with the index appends of the same batch (another directory, another
-// core), and answers each batch on eventDone.
-func (p *Projector) eventWriter() {
-	lowerPriority()
-	var buf []byte
-	for events := range p.eventJobs {
-		var err error
-		for _, e := range events {
-			if buf, err = WriteEventFile(p.dir, e, buf); err != nil {
-				break
-			}
-		}
-		p.eventDone <- err
-	}
-}
-
 // project writes the event files and index entries of positions from..to.
 // A failed attempt leaves no index entry beyond from-1, so the retry appends
 // each position once.
 func (p *Projector) project(from, to uint64) error {
 	clear(p.pending)
 	rd := p.log.NewReader()
-	events := make([]dcb.SequencedEvent, 0, to-from+1)
 	for pos := from; pos <= to; pos++ {
 		e, err := rd.Event(pos)
 		if err != nil {
 			return err
 		}
 		if pos >= p.eventsFrom {
-			events = append(events, e)
+			if err := p.writeEvent(e); err != nil {
+				return err
+			}
 		}
 		p.pending[fileKey{indexer.TypesDir, e.Type}] = append(p.pending[fileKey{indexer.TypesDir, e.Type}], pos)
 		for _, t := range e.Tags {
 			p.pending[fileKey{indexer.TagsDir, t}] = append(p.pending[fileKey{indexer.TagsDir, t}], pos)
 		}
 	}
-	p.eventJobs <- events
-	var indexErr error
 	tagEntries := 0
 	for k, ps := range p.pending {
-		if indexErr = p.appendIndex(k, ps); indexErr != nil {
-			break
+		if err := p.appendIndex(k, ps); err != nil {
+			return errors.Join(err, p.rollBackIndex(from-1))
 		}
 		if k.kind == indexer.TagsDir {
 			tagEntries += len(ps)
 		}
-	}
-	if err := errors.Join(<-p.eventDone, indexErr); err != nil {
-		return errors.Join(err, p.rollBackIndex(from-1))
 	}
 	p.tagEntries += tagEntries
 	return nil
