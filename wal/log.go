@@ -191,10 +191,11 @@ func (l *Log) load(trust uint64) (*TornTail, error) {
 		} else if first != nextIndex {
 			return nil, &CorruptionError{Segment: name, Reason: fmt.Sprintf("segment starts at entry %d, expected %d (missing segment)", first, nextIndex)}
 		}
-		sc, err := scanSegment(l.segs[i].path, uint32(i), off, nextPos)
+		data, err := readFrom(l.segs[i].path, off)
 		if err != nil {
 			return nil, err
 		}
+		sc := scanSegment(data, uint32(i), off, nextPos)
 		l.stats.ScannedBytes += sizes[i] - off
 		if d := sc.damage; d != nil {
 			if i != len(firsts)-1 || d.resumes {

@@ -173,6 +173,28 @@ func (d *payloadDecoder) string() string { return string(d.bytes()) }
 
 func (d *payloadDecoder) skip() { d.bytes() }
 
+// header reads a payload's first position, timestamp and event count, and
+// checks that the record holds events from a real position on.
+func (d *payloadDecoder) header() (first uint64, ts time.Time, count int) {
+	first = d.uvarint()
+	if d.err == nil && len(d.b) < 8 {
+		d.err = errors.New("payload too short for timestamp")
+	}
+	if d.err != nil {
+		return 0, time.Time{}, 0
+	}
+	ts = time.Unix(0, int64(binary.LittleEndian.Uint64(d.b))).UTC()
+	d.b = d.b[8:]
+	count = d.count()
+	if d.err == nil && count == 0 {
+		d.err = errors.New("record holds no events")
+	}
+	if d.err == nil && first == 0 {
+		d.err = errors.New("record starts at position 0")
+	}
+	return first, ts, count
+}
+
 func decodePayload(p []byte) (Record, error) {
 	h, err := parseHeader(p)
 	if err != nil {
@@ -201,22 +223,8 @@ type recordHeader struct {
 func parseHeader(p []byte) (recordHeader, error) {
 	d := payloadDecoder{b: p}
 	var h recordHeader
-	h.first = d.uvarint()
-	if d.err == nil && len(d.b) < 8 {
-		d.err = errors.New("payload too short for timestamp")
-	}
-	if d.err != nil {
-		return h, d.err
-	}
-	h.timestamp = time.Unix(0, int64(binary.LittleEndian.Uint64(d.b))).UTC()
-	d.b = d.b[8:]
-	n := d.count()
-	if d.err == nil && n == 0 {
-		d.err = errors.New("record holds no events")
-	}
-	if d.err == nil && h.first == 0 {
-		d.err = errors.New("record starts at position 0")
-	}
+	var n int
+	h.first, h.timestamp, n = d.header()
 	if d.err != nil {
 		return h, d.err
 	}

@@ -83,13 +83,9 @@ func listSegments(dir string) (firsts []uint64, markers []string, err error) {
 	return firsts, markers, nil
 }
 
-// scanSegment parses and verifies the entries of one segment file from byte
+// scanSegment parses and verifies the entries of one segment's bytes from
 // offset from on; nextPos is the position the first of them must start at.
-func scanSegment(path string, seg uint32, from int64, nextPos uint64) (segmentScan, error) {
-	data, err := readFrom(path, from)
-	if err != nil {
-		return segmentScan{}, fmt.Errorf("wal: read segment: %w", err)
-	}
+func scanSegment(data []byte, seg uint32, from int64, nextPos uint64) segmentScan {
 	var sc segmentScan
 	off := int(from)
 	for off < len(data) {
@@ -116,11 +112,11 @@ func scanSegment(path string, seg uint32, from int64, nextPos uint64) (segmentSc
 				continue
 			}
 		}
-		sc.damage = &damage{offset: int64(off), reason: reason, resumes: validEntryAfter(data, off+1)}
+		sc.damage = &damage{offset: int64(off), reason: reason, resumes: lastValidAfter(data, off+1) > 0}
 		break
 	}
 	sc.size = int64(off)
-	return sc, nil
+	return sc
 }
 
 // readFrom returns the segment's bytes, with the first from bytes left zero
@@ -140,7 +136,7 @@ func readFrom(path string, from int64) ([]byte, error) {
 	}
 	data := make([]byte, st.Size())
 	if _, err := f.ReadAt(data[from:], from); err != nil && err != io.EOF {
-		return nil, err
+		return nil, fmt.Errorf("wal: read segment: %w", err)
 	}
 	return data, nil
 }
@@ -163,38 +159,33 @@ func nextEntry(b []byte) (n int, frame []byte, reason string) {
 	return un + int(size), frame, ""
 }
 
-// validEntryAfter reports whether any offset at or after from starts a valid
-// entry: the sign that damage is in the middle of the log, not a torn tail.
-// It is only called once damage is found, so its cost is paid only then.
-func validEntryAfter(data []byte, from int) bool {
+// lastValidAfter returns the last position of any valid record starting at
+// or after byte from in data (0: none), by trying every offset: the sign
+// that damage is in the middle of the log, not a torn tail, and where the
+// log would end without it. It is only called once damage is found, so its
+// cost is paid only then.
+func lastValidAfter(data []byte, from int) uint64 {
+	last := uint64(0)
 	for o := from; o+frameHeaderSize < len(data); o++ {
 		// cheap filter before the checksum: the version byte right after the length
 		if _, un := binary.Uvarint(data[o:]); un <= 0 || data[o+un] != FormatVersion {
 			continue
 		}
-		if _, _, reason := nextEntry(data[o:]); reason == "" {
-			return true
+		if n, frame, reason := nextEntry(data[o:]); reason == "" {
+			if first, count, err := decodeHeader(frame); err == nil {
+				last = max(last, first+uint64(count)-1)
+				o += n - 1
+			}
 		}
 	}
-	return false
+	return last
 }
 
 // decodeHeader reads the first position and event count of the record in a
 // verified frame; the checksum already vouches for the rest.
 func decodeHeader(frame []byte) (first uint64, count int, err error) {
 	d := payloadDecoder{b: frame[frameHeaderSize:]}
-	first = d.uvarint()
-	if d.err == nil && len(d.b) < 8 {
-		d.err = fmt.Errorf("payload too short for timestamp")
-	}
-	if d.err != nil {
-		return 0, 0, d.err
-	}
-	d.b = d.b[8:]
-	count = d.count()
-	if d.err == nil && (count == 0 || first == 0) {
-		d.err = fmt.Errorf("record header is empty or starts at position 0")
-	}
+	first, _, count = d.header()
 	return first, count, d.err
 }
 

@@ -53,15 +53,11 @@ func Verify(dir string, fn func(Record) error) (VerifyReport, error) {
 			rep.Damage.LostTo = lastValidPosition(dir, firsts[i:])
 			return rep, nil
 		}
-		path := filepath.Join(dir, name)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return rep, fmt.Errorf("wal: read segment: %w", err)
-		}
-		sc, err := scanSegment(path, uint32(i), 0, nextPos)
+		data, err := readFrom(filepath.Join(dir, name), 0)
 		if err != nil {
 			return rep, err
 		}
+		sc := scanSegment(data, uint32(i), 0, nextPos)
 		for _, loc := range sc.locs {
 			if fn != nil {
 				r, err := DecodeFrame(data[loc.off : loc.off+loc.size])
@@ -81,7 +77,7 @@ func Verify(dir string, fn func(Record) error) (VerifyReport, error) {
 			rep.Damage = &Damage{Segment: name, Offset: d.offset, Reason: d.reason, LostFrom: nextPos}
 			rep.Damage.Torn = i == len(firsts)-1 && !d.resumes
 			if !rep.Damage.Torn {
-				rep.Damage.LostTo = max(lastValidIn(data, int(d.offset)+1), lastValidPosition(dir, firsts[i+1:]))
+				rep.Damage.LostTo = max(lastValidAfter(data, int(d.offset)+1), lastValidPosition(dir, firsts[i+1:]))
 			}
 			return rep, nil
 		}
@@ -89,27 +85,13 @@ func Verify(dir string, fn func(Record) error) (VerifyReport, error) {
 	return rep, nil
 }
 
-// lastValidIn returns the last position of any valid record found at or
-// after byte from in data, by trying every offset (damage was found; the
-// cost is paid only then).
-func lastValidIn(data []byte, from int) uint64 {
-	last := uint64(0)
-	for o := from; o+frameHeaderSize < len(data); o++ {
-		if n, frame, reason := nextEntry(data[o:]); reason == "" {
-			if first, count, err := decodeHeader(frame); err == nil {
-				last = max(last, first+uint64(count)-1)
-				o += n - 1
-			}
-		}
-	}
-	return last
-}
-
+// lastValidPosition returns the last position of any valid record in the
+// given segments (0: none).
 func lastValidPosition(dir string, firsts []uint64) uint64 {
 	last := uint64(0)
 	for _, first := range firsts {
 		if data, err := os.ReadFile(filepath.Join(dir, segmentName(first))); err == nil {
-			last = max(last, lastValidIn(data, 0))
+			last = max(last, lastValidAfter(data, 0))
 		}
 	}
 	return last
