@@ -142,7 +142,10 @@ func Verify(dir string, opts Options) (*Report, error) {
 	defer lock.Close()
 	start := time.Now()
 	rep := newReport(dir)
-	c := newChecker(dir, false, opts.Progress)
+	c, err := newChecker(dir, false, false, opts.Progress)
+	if err != nil {
+		return nil, err
+	}
 	wrep, err := wal.Verify(filepath.Join(dir, "wal"), c.event)
 	if err != nil {
 		return nil, fmt.Errorf("recovery: verify %s: %w", dir, err)
@@ -230,8 +233,10 @@ func Repair(dir string, opts Options) (*Report, error) {
 			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
 		}
 	}
-	c := newChecker(dir, !opts.DryRun, opts.Progress)
-	c.collect = true // a dry run lists what it would do
+	c, err := newChecker(dir, !opts.DryRun, true, opts.Progress)
+	if err != nil {
+		return rep, err
+	}
 	vrep, err := wal.Verify(walDir, c.event)
 	if err != nil {
 		return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
@@ -259,28 +264,32 @@ type checker struct {
 	head     uint64
 	total    uint64
 	problems []Problem
-	repairs  []string
 	buf      []byte
 	rewrote  int
-	err      error
 }
 
-func newChecker(dir string, fix bool, progress func(done, total uint64)) *checker {
-	c := &checker{dir: dir, fix: fix, progress: progress, idx: indexer.New()}
+// newChecker returns a checker of the store in dir; with fix it repairs what
+// it finds, with collect it lists the repairs (done or, without fix, to do).
+func newChecker(dir string, fix, collect bool, progress func(done, total uint64)) (*checker, error) {
+	c := &checker{dir: dir, fix: fix, collect: collect, progress: progress, idx: indexer.New()}
 	if progress != nil {
-		// A cheap estimate of the total for the progress bar: the offsets
-		// file has one 32-byte entry per record; fall back to 0 (unknown).
+		// An estimate of the total for the progress bar: the checkpoint's
+		// position; 0 (unknown) without one. The bar grows past it if needed.
 		if cp, err := projector.ReadCheckpoint(dir); err == nil {
 			c.total = cp.Position
 		}
 	}
 	if fix {
 		// Leftovers in tmp/ are never needed; the directories may be gone.
-		os.RemoveAll(filepath.Join(dir, projector.TmpDir))
-		os.MkdirAll(filepath.Join(dir, projector.TmpDir), 0o750)
-		os.MkdirAll(filepath.Join(dir, projector.EventsDir), 0o750)
+		err := errors.Join(
+			os.RemoveAll(filepath.Join(dir, projector.TmpDir)),
+			os.MkdirAll(filepath.Join(dir, projector.TmpDir), 0o750),
+			os.MkdirAll(filepath.Join(dir, projector.EventsDir), 0o750))
+		if err != nil {
+			return nil, fmt.Errorf("recovery: %w", err)
+		}
 	}
-	return c
+	return c, nil
 }
 
 func (c *checker) event(r wal.Record) error {

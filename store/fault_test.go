@@ -304,14 +304,14 @@ func TestFaultProjectorFailsMidBatch(t *testing.T) {
 	for i := range evs {
 		evs[i] = faultEvent(uint64(i) + 1)
 	}
-	head, err := s.Append(context.Background(), evs, nil)
+	_, err = s.Append(context.Background(), evs, nil)
 	require.NoError(t, err)
 	perr := faultWaitProjectorErr(t, s)
 	t.Logf("projector error: %v", perr)
 	assert.Less(t, s.Stats().Projected, uint64(3))
 
 	require.NoError(t, os.Remove(blocker))
-	head = faultAppend(t, s, 1)
+	head := faultAppend(t, s, 1)
 	faultWaitHealthy(t, s, head)
 	faultRequireEvents(t, s, head)
 	require.NoError(t, s.Close())
