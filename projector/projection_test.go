@@ -71,24 +71,6 @@ func openStore(t testing.TB, dir string, opts *store.Options) *store.Store {
 	return s
 }
 
-// tmpfsDir returns a fresh directory on /dev/shm when there is one (unless
-// POSSUM_TEST_DISK is set), else t.TempDir(). For tests of many thousands of
-// event files whose subject is not the disk (rename atomicity as inotify
-// sees it, what Open scans): file creation on the shared disk runs at about
-// a thousand files a second, on tmpfs some thirty times faster.
-func tmpfsDir(t testing.TB) string {
-	t.Helper()
-	if os.Getenv("POSSUM_TEST_DISK") == "" {
-		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-			if dir, err := os.MkdirTemp("/dev/shm", "possum-test-"); err == nil {
-				t.Cleanup(func() { _ = os.RemoveAll(dir) })
-				return dir
-			}
-		}
-	}
-	return t.TempDir()
-}
-
 // ---- tests ----
 
 func TestProjectionAfterClose(t *testing.T) {

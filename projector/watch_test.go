@@ -13,6 +13,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/require"
@@ -30,7 +31,7 @@ func TestWatcherSeesWholeFiles(t *testing.T) {
 		events = 10_000
 		batch  = 10
 	)
-	dir := tmpfsDir(t)
+	dir := testdir.Tmpfs(t)
 	s := openStore(t, dir, &store.Options{NoSync: true})
 	eventsDir := filepath.Join(dir, projector.EventsDir)
 

@@ -2,9 +2,7 @@ package recovery_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/wal"
@@ -190,32 +189,6 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// hashDir returns every file and directory under dir with a hash of its
-// content: equal maps mean nothing was changed, added or removed.
-func hashDir(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if d.IsDir() {
-			m[rel] = "dir"
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		m[rel] = hex.EncodeToString(sum[:])
-		return nil
-	})
-	require.NoError(t, err)
-	return m
 }
 
 func kinds(counts map[string]int) []string {
@@ -500,7 +473,7 @@ func TestRepairDamage(t *testing.T) {
 				lost = &r
 				wantHead = r.From - 1
 			}
-			before := hashDir(t, dir)
+			before := testdir.Hash(t, dir)
 
 			// Verify: the problems, and nothing changed.
 			v, err := recovery.Verify(dir, recovery.Options{})
@@ -516,7 +489,7 @@ func TestRepairDamage(t *testing.T) {
 				assert.NotEmpty(t, p.Detail)
 				assert.Equal(t, p.Kind == recovery.WALCorrupt, p.DataLoss, "%+v", p)
 			}
-			require.Equal(t, before, hashDir(t, dir), "Verify changed the store")
+			require.Equal(t, before, testdir.Hash(t, dir), "Verify changed the store")
 
 			if lost != nil {
 				checkRefusal(t, dir, v, *lost, before)
@@ -527,7 +500,7 @@ func TestRepairDamage(t *testing.T) {
 				assert.NotEmpty(t, dry.Repairs)
 				assert.Nil(t, dry.Lost)
 				assert.Empty(t, dry.Kept)
-				require.Equal(t, before, hashDir(t, dir), "Repair with DryRun changed the store")
+				require.Equal(t, before, testdir.Hash(t, dir), "Repair with DryRun changed the store")
 			}
 
 			// Repair.
@@ -598,7 +571,7 @@ func checkRefusal(t *testing.T, dir string, v *recovery.Report, lost recovery.Po
 		assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt])
 		assert.Nil(t, rep.Lost)
 		assert.Empty(t, rep.Kept)
-		require.Equal(t, before, hashDir(t, dir), "a refused repair (%+v) changed the store", opts)
+		require.Equal(t, before, testdir.Hash(t, dir), "a refused repair (%+v) changed the store", opts)
 	}
 
 	dry, err := recovery.Repair(dir, recovery.Options{DryRun: true, AllowDataLoss: true})
@@ -607,7 +580,7 @@ func checkRefusal(t *testing.T, dir string, v *recovery.Report, lost recovery.Po
 	assert.Equal(t, lost, *dry.Lost)
 	assert.Equal(t, v.Counts, dry.Counts)
 	assert.Empty(t, dry.Kept)
-	require.Equal(t, before, hashDir(t, dir), "a dry run with data loss allowed changed the store")
+	require.Equal(t, before, testdir.Hash(t, dir), "a dry run with data loss allowed changed the store")
 }
 
 // checkStore opens the store in dir and checks that it needs no repair and
@@ -666,7 +639,7 @@ func TestLockedStore(t *testing.T) {
 	s, err := store.Open(dir, nil)
 	require.NoError(t, err)
 	defer s.Close()
-	before := hashDir(t, dir)
+	before := testdir.Hash(t, dir)
 
 	_, err = recovery.Verify(dir, recovery.Options{})
 	require.ErrorIs(t, err, recovery.ErrLocked)
@@ -676,7 +649,7 @@ func TestLockedStore(t *testing.T) {
 		require.ErrorIs(t, err, recovery.ErrLocked, "options %+v", opts)
 		assert.Contains(t, err.Error(), dir)
 	}
-	require.Equal(t, before, hashDir(t, dir))
+	require.Equal(t, before, testdir.Hash(t, dir))
 
 	// Once the writer is gone, both run.
 	require.NoError(t, s.Close())
@@ -720,7 +693,7 @@ func TestNotAStore(t *testing.T) {
 	walFile := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(walFile, "wal"), []byte("x"), 0o640))
 	for _, dir := range []string{empty, filepath.Join(empty, "missing"), file, walFile} {
-		before := hashDir(t, filepath.Dir(dir))
+		before := testdir.Hash(t, filepath.Dir(dir))
 		_, err := recovery.Verify(dir, recovery.Options{})
 		require.Error(t, err, dir)
 		assert.Contains(t, err.Error(), "not a possum store")
@@ -730,7 +703,7 @@ func TestNotAStore(t *testing.T) {
 			require.Error(t, err, dir)
 			assert.Contains(t, err.Error(), "not a possum store")
 		}
-		assert.Equal(t, before, hashDir(t, filepath.Dir(dir)), "%s: nothing may be created", dir)
+		assert.Equal(t, before, testdir.Hash(t, filepath.Dir(dir)), "%s: nothing may be created", dir)
 	}
 }
 

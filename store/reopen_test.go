@@ -8,6 +8,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/projectiontest"
+	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
@@ -22,7 +23,7 @@ func TestReopenWithoutRereading(t *testing.T) {
 	t.Parallel()
 	n := envIntOr(t, "POSSUM_REOPEN_EVENTS", 20_000)
 	const perAppend = 1000
-	dir := tmpfsDir(t)
+	dir := testdir.Tmpfs(t)
 	tagOf := func(pos uint64) string { return fmt.Sprintf("r:%d", pos%10) }
 
 	reopenStore := func(opts *store.Options) *store.Store {
@@ -149,22 +150,4 @@ func TestReopenWithoutRereading(t *testing.T) {
 	s = reopenStore(nil)
 	requireNothingReread(s, records)
 	require.NoError(t, s.Close())
-}
-
-// tmpfsDir returns a fresh directory on /dev/shm when there is one (unless
-// POSSUM_TEST_DISK is set), else t.TempDir(). For tests of many thousands of
-// event files whose subject is not the disk (rename atomicity as inotify
-// sees it, what Open scans): file creation on the shared disk runs at about
-// a thousand files a second, on tmpfs some thirty times faster.
-func tmpfsDir(t testing.TB) string {
-	t.Helper()
-	if os.Getenv("POSSUM_TEST_DISK") == "" {
-		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-			if dir, err := os.MkdirTemp("/dev/shm", "possum-test-"); err == nil {
-				t.Cleanup(func() { _ = os.RemoveAll(dir) })
-				return dir
-			}
-		}
-	}
-	return t.TempDir()
 }

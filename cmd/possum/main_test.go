@@ -3,18 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/wal"
@@ -95,29 +93,6 @@ func segments(t *testing.T, dir string) []segment {
 	return segs
 }
 
-func hashDir(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if d.IsDir() {
-			m[rel] = "dir"
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		m[rel] = hex.EncodeToString(sum[:])
-		return nil
-	}))
-	return m
-}
-
 func headOf(t *testing.T, dir string) uint64 {
 	t.Helper()
 	s, err := store.Open(dir, nil)
@@ -136,10 +111,10 @@ func TestHealthyStore(t *testing.T) {
 	assert.GreaterOrEqual(t, rep.Head, uint64(40))
 	assert.Empty(t, rep.Problems)
 
-	before := hashDir(t, dir)
+	before := testdir.Hash(t, dir)
 	rep, _ = runJSON(t, 0, "recover", "--json", "--dry-run", dir)
 	assert.True(t, rep.Consistent())
-	assert.Equal(t, before, hashDir(t, dir))
+	assert.Equal(t, before, testdir.Hash(t, dir))
 	rep, _ = runJSON(t, 0, "recover", "--json", dir)
 	assert.True(t, rep.Consistent())
 	assert.Nil(t, rep.Lost)
@@ -159,7 +134,7 @@ func TestRepairableStore(t *testing.T) {
 	// A torn last record and a lost event file.
 	require.NoError(t, os.Truncate(last.path, last.size-3))
 	require.NoError(t, os.Remove(filepath.Join(dir, "events", fmt.Sprintf("%020d.json", 5))))
-	before := hashDir(t, dir)
+	before := testdir.Hash(t, dir)
 
 	rep, _ := runJSON(t, 1, "verify", "--json", dir)
 	assert.False(t, rep.Consistent())
@@ -171,12 +146,12 @@ func TestRepairableStore(t *testing.T) {
 	code, out, _ := runCmd("verify", dir)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, recovery.WALTornTail)
-	assert.Equal(t, before, hashDir(t, dir), "verify changed the store")
+	assert.Equal(t, before, testdir.Hash(t, dir), "verify changed the store")
 
 	rep, _ = runJSON(t, 1, "recover", "--json", "--dry-run", dir)
 	assert.False(t, rep.Consistent())
 	assert.NotEmpty(t, rep.Repairs)
-	assert.Equal(t, before, hashDir(t, dir), "recover --dry-run changed the store")
+	assert.Equal(t, before, testdir.Hash(t, dir), "recover --dry-run changed the store")
 
 	rep, _ = runJSON(t, 0, "recover", "--json", dir)
 	assert.Equal(t, 1, rep.Counts[recovery.WALTornTail])
@@ -204,7 +179,7 @@ func TestRefusedStore(t *testing.T) {
 	require.NoError(t, err)
 	b[(seg.offs[i]+seg.ends[i])/2] ^= 1
 	require.NoError(t, os.WriteFile(seg.path, b, 0o640))
-	before := hashDir(t, dir)
+	before := testdir.Hash(t, dir)
 
 	rep, _ := runJSON(t, 1, "verify", "--json", dir)
 	require.Equal(t, 1, rep.Counts[recovery.WALCorrupt], "%+v", rep.Problems)
@@ -217,19 +192,19 @@ func TestRefusedStore(t *testing.T) {
 	from, to := rep.WAL.Damage.LostFrom, rep.WAL.Damage.LostTo
 	assert.Positive(t, from)
 	assert.Greater(t, to, from)
-	assert.Equal(t, before, hashDir(t, dir))
+	assert.Equal(t, before, testdir.Hash(t, dir))
 
 	for _, args := range [][]string{{"recover", "--json", dir}, {"recover", "--json", "--dry-run", dir}} {
 		rep, out := runJSON(t, 1, args...)
 		assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt])
 		assert.Nil(t, rep.Lost)
 		assert.NotContains(t, out, `"lost"`)
-		assert.Equal(t, before, hashDir(t, dir), "%v changed the store", args)
+		assert.Equal(t, before, testdir.Hash(t, dir), "%v changed the store", args)
 	}
 	code, out, _ := runCmd("recover", dir)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "DATA LOSS")
-	assert.Equal(t, before, hashDir(t, dir))
+	assert.Equal(t, before, testdir.Hash(t, dir))
 
 	rep, out = runJSON(t, 0, "recover", "--json", "--allow-data-loss", dir)
 	assert.Contains(t, out, `"lost"`)
@@ -252,7 +227,7 @@ func TestLockedStoreCommands(t *testing.T) {
 	s, err := store.Open(dir, nil)
 	require.NoError(t, err)
 	defer s.Close()
-	before := hashDir(t, dir)
+	before := testdir.Hash(t, dir)
 	for _, args := range [][]string{
 		{"verify", dir},
 		{"verify", "--json", dir},
@@ -266,7 +241,7 @@ func TestLockedStoreCommands(t *testing.T) {
 		assert.Contains(t, errOut, "open for writing", "%v", args)
 		assert.Empty(t, out, "%v", args)
 	}
-	assert.Equal(t, before, hashDir(t, dir))
+	assert.Equal(t, before, testdir.Hash(t, dir))
 }
 
 func TestBadUsage(t *testing.T) {
