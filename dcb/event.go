@@ -52,6 +52,11 @@ func (e Event) Validate() error {
 	if len(e.Data) > 0 && !json.Valid(e.Data) {
 		return fmt.Errorf("%w: event of type %q: data is not valid JSON", ErrInvalidEvent, e.Type)
 	}
+	// json.Valid accepts invalid UTF-8 inside strings; the event files must
+	// be JSON every reader accepts (RFC 8259 requires UTF-8).
+	if !utf8.Valid(e.Data) {
+		return fmt.Errorf("%w: event of type %q: data is not valid UTF-8", ErrInvalidEvent, e.Type)
+	}
 	for k, v := range e.Metadata {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
 			return fmt.Errorf("%w: event of type %q: metadata %q is not valid UTF-8", ErrInvalidEvent, e.Type, k)
@@ -86,31 +91,49 @@ func (e Event) Normalized() Event {
 	return e
 }
 
-// dedupe drops repeated strings, keeping first occurrences in order. It
-// allocates only when there is something to drop.
+// smallTagCount is the tag count up to which dedupe compares every pair
+// (no allocation) instead of building a set.
+const smallTagCount = 16
+
+// dedupe drops repeated strings, keeping first occurrences in order, in time
+// linear in len(ss). It allocates only when there is something to drop or
+// when ss is long.
 func dedupe(ss []string) []string {
 	if len(ss) == 0 {
 		return nil
 	}
-	for i := 1; i < len(ss); i++ {
-		for j := 0; j < i; j++ {
-			if ss[i] == ss[j] {
-				return dedupeSlow(ss)
+	if len(ss) <= smallTagCount {
+		for i := 1; i < len(ss); i++ {
+			for j := 0; j < i; j++ {
+				if ss[i] == ss[j] {
+					return dedupeSet(ss)
+				}
 			}
 		}
+		return ss
 	}
-	return ss
+	return dedupeSet(ss)
 }
 
-func dedupeSlow(ss []string) []string {
+// dedupeSet returns ss itself when it holds no duplicate, else a copy
+// without them.
+func dedupeSet(ss []string) []string {
 	seen := make(map[string]struct{}, len(ss))
-	out := make([]string, 0, len(ss))
-	for _, s := range ss {
-		if _, ok := seen[s]; ok {
+	var out []string // nil until the first duplicate
+	for i, s := range ss {
+		if _, dup := seen[s]; dup {
+			if out == nil {
+				out = append(make([]string, 0, len(ss)-1), ss[:i]...)
+			}
 			continue
 		}
 		seen[s] = struct{}{}
-		out = append(out, s)
+		if out != nil {
+			out = append(out, s)
+		}
+	}
+	if out == nil {
+		return ss
 	}
 	return out
 }
