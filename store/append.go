@@ -43,12 +43,14 @@ func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.Append
 			return 0, fmt.Errorf("store: append condition: %w", err)
 		}
 	}
-	if n := encodedSizeBound(events); n > wal.MaxRecordSize {
-		return 0, fmt.Errorf("store: append: %w: batch of about %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, wal.MaxRecordSize)
-	}
+	// The size limit applies to what is stored: duplicate tags dropped and
+	// whitespace around Data trimmed.
 	batch := make([]dcb.Event, len(events))
 	for i, e := range events {
 		batch[i] = e.Normalized()
+	}
+	if n := wal.PayloadSizeBound(batch); n > wal.MaxRecordSize {
+		return 0, fmt.Errorf("store: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, wal.MaxRecordSize)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -63,22 +65,6 @@ func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.Append
 	}
 	res := <-req.done
 	return res.last, res.err
-}
-
-// encodedSizeBound is an upper bound of a batch's WAL payload size.
-func encodedSizeBound(events []dcb.Event) int {
-	const varint = 10
-	n := 3 * varint
-	for _, e := range events {
-		n += 4*varint + len(e.Type) + len(e.Data)
-		for _, t := range e.Tags {
-			n += varint + len(t)
-		}
-		for k, v := range e.Metadata {
-			n += 2*varint + len(k) + len(v)
-		}
-	}
-	return n
 }
 
 // writer is the only goroutine that appends: it gathers the appends waiting

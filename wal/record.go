@@ -82,6 +82,25 @@ func AppendFrame(dst []byte, r Record) ([]byte, error) {
 	return dst, nil
 }
 
+// PayloadSizeBound returns the size of the payload of a record holding
+// events, exact but for the first position's uvarint, counted at its
+// largest. A record whose bound is at most MaxRecordSize is never refused as
+// too large.
+func PayloadSizeBound(events []dcb.Event) int {
+	str := func(n int) int { return uvarintLen(uint64(n)) + n }
+	n := binary.MaxVarintLen64 + 8 + uvarintLen(uint64(len(events)))
+	for _, e := range events {
+		n += str(len(e.Type)) + uvarintLen(uint64(len(e.Tags))) + str(len(e.Data)) + uvarintLen(uint64(len(e.Metadata)))
+		for _, t := range e.Tags {
+			n += str(len(t))
+		}
+		for k, v := range e.Metadata {
+			n += str(len(k)) + str(len(v))
+		}
+	}
+	return n
+}
+
 func appendString(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)
