@@ -28,6 +28,7 @@ var (
 const (
 	WALTornTail      = "wal-torn-tail"      // repairable: cut, a copy kept
 	WALCorrupt       = "wal-corrupt"        // mid-log damage or a missing segment: data loss
+	WALLost          = "wal-lost"           // the WAL ends before positions that were acknowledged: data loss
 	WALMarker        = "wal-marker"         // leftover tidwall truncation marker
 	EventMissing     = "event-missing"      // an event file is missing
 	EventDiffers     = "event-differs"      // an event file does not match the WAL
@@ -151,7 +152,7 @@ func Verify(dir string, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("recovery: verify %s: %w", dir, err)
 	}
 	rep.WAL, rep.Head = wrep, wrep.LastPosition
-	addWALProblems(rep, wrep)
+	addWALProblems(rep, wrep, acknowledged(dir))
 	if err := c.finish(rep); err != nil {
 		return nil, err
 	}
@@ -159,7 +160,33 @@ func Verify(dir string, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-func addWALProblems(rep *Report, w wal.VerifyReport) {
+// acknowledged returns the last position the store in dir vouches was
+// acknowledged: the larger of the checkpoint's and the WAL offsets file's.
+func acknowledged(dir string) uint64 {
+	cp, _ := projector.ReadCheckpoint(dir) // an unreadable checkpoint vouches for nothing
+	return max(cp.Position, wal.Vouched(filepath.Join(dir, "wal")))
+}
+
+// lostPositions returns the positions a repair of the WAL w loses, nil when
+// none: those after mid-log damage, and those up to acked (the last position
+// the store vouches was acknowledged) that the WAL's valid part lacks.
+func lostPositions(w wal.VerifyReport, acked uint64) *PositionRange {
+	var r *PositionRange
+	if d := w.Damage; d != nil && !d.Torn {
+		r = &PositionRange{From: d.LostFrom, To: d.LostTo}
+	}
+	if acked > w.LastPosition {
+		if r == nil {
+			r = &PositionRange{From: w.LastPosition + 1}
+		}
+		r.To = max(r.To, acked)
+	}
+	return r
+}
+
+// addWALProblems reports the WAL's damage; acked is the last position the
+// checkpoint or the offsets file vouch for.
+func addWALProblems(rep *Report, w wal.VerifyReport, acked uint64) {
 	for _, m := range w.Markers {
 		rep.add(Problem{Kind: WALMarker, Path: filepath.Join(rep.Dir, "wal", m), Detail: "leftover truncation marker; the segments hold the data, it can be moved aside"})
 	}
@@ -173,13 +200,24 @@ func addWALProblems(rep *Report, w wal.VerifyReport) {
 		}
 		rep.add(p)
 	}
+	// Mid-log damage already reports its loss; otherwise the WAL may still
+	// end short of what was acknowledged (a truncated or deleted segment).
+	if d := w.Damage; (d == nil || d.Torn) && acked > w.LastPosition {
+		rep.add(Problem{Kind: WALLost, Path: filepath.Join(rep.Dir, "wal"), DataLoss: true,
+			Detail: fmt.Sprintf("the WAL's valid part ends at position %d, but positions up to %d were acknowledged (the checkpoint or the WAL offsets file vouch for them): positions %d..%d are lost",
+				w.LastPosition, acked, w.LastPosition+1, acked)})
+	}
 }
 
 func lostRange(d *wal.Damage) string {
-	if d.LostTo == 0 {
-		return fmt.Sprintf("from %d (the damaged record's; none readable after it)", d.LostFrom)
+	return formatRange(PositionRange{From: d.LostFrom, To: d.LostTo})
+}
+
+func formatRange(r PositionRange) string {
+	if r.To == 0 {
+		return fmt.Sprintf("from %d (the damaged record's; none readable after it)", r.From)
 	}
-	return fmt.Sprintf("%d..%d", d.LostFrom, d.LostTo)
+	return fmt.Sprintf("%d..%d", r.From, r.To)
 }
 
 // Repair verifies the store in dir and repairs it (see the package doc).
@@ -201,17 +239,22 @@ func Repair(dir string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recovery: repair %s: %w", dir, err)
 	}
-	addWALProblems(rep, wrep)
-	if d := wrep.Damage; d != nil && !d.Torn {
-		if !opts.AllowDataLoss {
-			rep.WAL, rep.Head = wrep, wrep.LastPosition
-			rep.Elapsed = time.Since(start)
+	acked := acknowledged(dir)
+	addWALProblems(rep, wrep, acked)
+	lost := lostPositions(wrep, acked)
+	if lost != nil && !opts.AllowDataLoss {
+		rep.WAL, rep.Head = wrep, wrep.LastPosition
+		rep.Elapsed = time.Since(start)
+		if d := wrep.Damage; d != nil && !d.Torn {
 			return rep, fmt.Errorf("%w: WAL damage in %s at offset %d (%s); cutting there loses positions %s; nothing was changed",
-				ErrDataLoss, d.Segment, d.Offset, d.Reason, lostRange(d))
+				ErrDataLoss, d.Segment, d.Offset, d.Reason, formatRange(*lost))
 		}
-		rep.Lost = &PositionRange{From: d.LostFrom, To: d.LostTo}
+		return rep, fmt.Errorf("%w: the WAL's valid part ends at position %d, but positions up to %d were acknowledged: positions %s are lost; nothing was changed",
+			ErrDataLoss, wrep.LastPosition, lost.To, formatRange(*lost))
 	}
-	if wrep.Damage != nil || len(wrep.Markers) > 0 {
+	rep.Lost = lost
+	// The cut also drops the offsets file, which vouches for lost positions.
+	if wrep.Damage != nil || len(wrep.Markers) > 0 || lost != nil {
 		rep.Repairs = append(rep.Repairs, "cut the WAL after position "+fmt.Sprint(wrep.LastPosition)+", keeping the damaged files aside")
 		if !opts.DryRun {
 			kept, err := wal.Cut(walDir, wrep.Damage, wrep.Markers)

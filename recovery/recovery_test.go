@@ -255,15 +255,20 @@ type damageCase struct {
 // WAL that lost its last record(s).
 var projectionAfterCut = []string{recovery.EventStray, recovery.IndexDiffers, recovery.IndexStray, recovery.CheckpointBad}
 
+// tornTail damages the last record of the fixture's closed store. It looks
+// like a torn write, but the checkpoint and the offsets file vouch that the
+// record was acknowledged: repairing it loses data.
 func tornTail(cut func(l layout) int64) damageCase {
 	return damageCase{
 		damage: func(t *testing.T, l layout) { truncateFile(t, l.lastSeg().path, cut(l)) },
-		kinds:  sortedKinds(append([]string{recovery.WALTornTail}, projectionAfterCut...)...),
+		kinds:  sortedKinds(append([]string{recovery.WALTornTail, recovery.WALLost}, projectionAfterCut...)...),
 		counts: func(l layout) map[string]int {
 			r := l.lastRec()
-			return map[string]int{recovery.WALTornTail: 1, recovery.EventStray: int(r.last - r.first + 1), recovery.IndexStray: 1, recovery.CheckpointBad: 1}
+			return map[string]int{recovery.WALTornTail: 1, recovery.WALLost: 1, recovery.EventStray: int(r.last - r.first + 1), recovery.IndexStray: 1, recovery.CheckpointBad: 1}
 		},
-		head: func(l layout) uint64 { return l.lastRec().first - 1 },
+		lost: func(l layout) recovery.PositionRange {
+			return recovery.PositionRange{From: l.lastRec().first, To: l.head}
+		},
 		kept: func(layout) int { return 1 },
 	}
 }
@@ -437,8 +442,24 @@ func damageCases() []damageCase {
 				b := fmt.Sprintf(`{"version":1,"position":%d,"tag_entries":5,"events_mtime":0}`+"\n", l.head+10)
 				require.NoError(t, os.WriteFile(filepath.Join(l.dir, "checkpoint"), []byte(b), 0o640))
 			},
-			kinds:  []string{recovery.CheckpointBad},
-			counts: one(recovery.CheckpointBad),
+			// The checkpoint vouches for positions the WAL lacks: they were
+			// acknowledged, so they count as lost (nothing tells a lying
+			// checkpoint from a lost WAL tail).
+			kinds:  sortedKinds(recovery.WALLost, recovery.CheckpointBad),
+			counts: func(layout) map[string]int { return map[string]int{recovery.WALLost: 1, recovery.CheckpointBad: 1} },
+			lost: func(l layout) recovery.PositionRange {
+				return recovery.PositionRange{From: l.head + 1, To: l.head + 10}
+			},
+		},
+		{
+			name: "last segment deleted",
+			damage: func(t *testing.T, l layout) {
+				require.NoError(t, os.Remove(l.lastSeg().path))
+			},
+			kinds: sortedKinds(append([]string{recovery.WALLost}, projectionAfterCut...)...),
+			lost: func(l layout) recovery.PositionRange {
+				return recovery.PositionRange{From: l.lastSeg().recs[0].first, To: l.head}
+			},
 		},
 		{
 			name:   "missing checkpoint",
@@ -487,7 +508,7 @@ func TestRepairDamage(t *testing.T) {
 			}
 			for _, p := range v.Problems {
 				assert.NotEmpty(t, p.Detail)
-				assert.Equal(t, p.Kind == recovery.WALCorrupt, p.DataLoss, "%+v", p)
+				assert.Equal(t, p.Kind == recovery.WALCorrupt || p.Kind == recovery.WALLost, p.DataLoss, "%+v", p)
 			}
 			require.Equal(t, before, testdir.Hash(t, dir), "Verify changed the store")
 
@@ -547,28 +568,31 @@ func TestRepairDamage(t *testing.T) {
 // with the loss allowed; none of them may change the store.
 func checkRefusal(t *testing.T, dir string, v *recovery.Report, lost recovery.PositionRange, before map[string]string) {
 	t.Helper()
-	require.NotNil(t, v.WAL.Damage)
-	assert.False(t, v.WAL.Damage.Torn)
-	assert.Equal(t, lost.From, v.WAL.Damage.LostFrom)
-	assert.Equal(t, lost.To, v.WAL.Damage.LostTo)
+	// Mid-log damage, or a WAL that ends before what was acknowledged.
+	lossKind := recovery.WALLost
+	if d := v.WAL.Damage; d != nil && !d.Torn {
+		lossKind = recovery.WALCorrupt
+		assert.Equal(t, lost.From, d.LostFrom)
+		assert.Equal(t, lost.To, d.LostTo)
+	}
 	assert.Equal(t, lost.From-1, v.Head)
 	at := fmt.Sprintf("%d..%d", lost.From, lost.To)
 	found := false
 	for _, p := range v.Problems {
-		if p.Kind == recovery.WALCorrupt {
+		if p.Kind == lossKind {
 			found = true
 			assert.True(t, p.DataLoss)
 			assert.Contains(t, p.Detail, at)
 		}
 	}
-	assert.True(t, found, "no %s problem: %+v", recovery.WALCorrupt, v.Problems)
+	assert.True(t, found, "no %s problem: %+v", lossKind, v.Problems)
 
 	for _, opts := range []recovery.Options{{}, {DryRun: true}} {
 		rep, err := recovery.Repair(dir, opts)
 		require.ErrorIs(t, err, recovery.ErrDataLoss, "options %+v", opts)
 		assert.Contains(t, err.Error(), at, "the error must name the positions at stake")
 		require.NotNil(t, rep)
-		assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt])
+		assert.Equal(t, 1, rep.Counts[lossKind])
 		assert.Nil(t, rep.Lost)
 		assert.Empty(t, rep.Kept)
 		require.Equal(t, before, testdir.Hash(t, dir), "a refused repair (%+v) changed the store", opts)

@@ -57,11 +57,14 @@ func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwa
 	rd := s.wal.NewReader()
 	for n := 0; limit == 0 || n < limit; n++ {
 		pos, ok := cur.Next()
+		// Every step looks at the closed flag (one atomic load), so a read
+		// that meets Close ends with ErrClosed, never with what closing did
+		// to the files under it.
+		if s.closed() {
+			yield(dcb.SequencedEvent{}, ErrClosed)
+			return false
+		}
 		if n%ctxCheckEvery == 0 {
-			if s.closed() {
-				yield(dcb.SequencedEvent{}, ErrClosed)
-				return false
-			}
 			if err := ctx.Err(); err != nil {
 				yield(dcb.SequencedEvent{}, err)
 				return false
@@ -72,6 +75,10 @@ func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwa
 		}
 		e, err := rd.Event(pos)
 		if err != nil {
+			if s.closed() {
+				// Close shut the WAL during this read.
+				err = ErrClosed
+			}
 			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read position %d: %w", pos, err))
 			return false
 		}

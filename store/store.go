@@ -18,12 +18,27 @@ import (
 	"github.com/possumstore/possum/wal"
 )
 
+// The errors a caller of this package may branch on, with errors.Is. Next to
+// them, dcb.ErrAppendConditionFailed, dcb.ErrInvalidEvent and
+// dcb.ErrInvalidQuery. Every error the store returns that means one of these
+// wraps it; no other package's error is part of the API.
 var (
-	// ErrClosed: the store was closed.
+	// ErrClosed: the store was closed. Every operation that meets a closed
+	// store (Append, Read, Subscribe, WaitProjected, including those running
+	// when Close is called) reports it.
 	ErrClosed = errors.New("store: closed")
 	// ErrLocked: another writer (in this or another process), or a verify
 	// or repair, holds the store directory.
 	ErrLocked = recovery.ErrLocked
+	// ErrCorrupt: the store's files are damaged: Open refuses a WAL with
+	// damage that is not a torn tail, or that lost positions the checkpoint
+	// or the offsets file vouch for; a Read meets a record that fails its
+	// checksum. Run `possum verify`, then `possum recover`.
+	ErrCorrupt = wal.ErrCorrupt
+	// ErrPoisoned: a WAL write or fsync failed. The append that met it and
+	// every later one fail with it; Close and Open the store again to go on
+	// (an fsync error is never retried).
+	ErrPoisoned = wal.ErrPoisoned
 )
 
 // Options configure a store. A nil *Options means the defaults.
@@ -151,6 +166,10 @@ func (s *Store) load() error {
 		NoSync:        s.opts.NoSync,
 		TrustPosition: cp.Position,
 	})
+	var lost *wal.LostError
+	if errors.As(err, &lost) {
+		return fmt.Errorf("store: open %s: %w (run `possum verify %s`; `possum recover --allow-data-loss %s` accepts the loss)", s.dir, err, s.dir, s.dir)
+	}
 	if errors.Is(err, wal.ErrCorrupt) {
 		return fmt.Errorf("store: open %s: %w (not a torn write: run `possum verify %s`, then `possum recover`)", s.dir, err, s.dir)
 	}
@@ -172,7 +191,12 @@ func (s *Store) load() error {
 			"index_damaged", rep.IndexDamaged, "stray_event_files", rep.StrayEventFiles,
 			"missing_event_files", rep.MissingEventFiles)
 	}
-	s.proj, s.idx, s.openReport = p, idx, OpenReport{WAL: w.Stats(), TornTail: torn, Projection: rep}
+	s.proj, s.idx = p, idx
+	s.openReport = OpenReport{WAL: WALReport(w.Stats()), Projection: ProjectionReport(rep)}
+	if torn != nil {
+		t := TornTail(*torn)
+		s.openReport.TornTail = &t
+	}
 	s.head.Store(w.LastPosition())
 	return nil
 }
@@ -230,9 +254,41 @@ func (s *Store) publish(head uint64) {
 // OpenReport says what Open found: how much of the WAL it scanned and what it
 // repaired.
 type OpenReport struct {
-	WAL        wal.OpenStats
-	TornTail   *wal.TornTail // nil: none
-	Projection projector.Report
+	WAL        WALReport
+	TornTail   *TornTail // nil: none
+	Projection ProjectionReport
+}
+
+// WALReport says how much of the WAL Open read.
+type WALReport struct {
+	TrustedRecords int   // located through the offsets file, not read
+	ScannedRecords int   // read and verified
+	ScannedBytes   int64 // bytes of segment read by the scan
+}
+
+// TornTail describes a torn WAL tail that Open cut off: the bytes of an
+// append that was never acknowledged.
+type TornTail struct {
+	Segment string // segment file name
+	Offset  int64  // the segment was cut to this length
+	Dropped int64  // bytes removed
+	Copy    string // path of the copy of the damaged segment, kept for audit
+	Reason  string // what did not hold at Offset
+}
+
+// ProjectionReport says what Open found of the projection (the event files,
+// index files and checkpoint) and what it repaired.
+type ProjectionReport struct {
+	Checkpoint        uint64   // position of the checkpoint as read (0: none)
+	CheckpointProblem string   // why the checkpoint was not used, if it was not
+	IndexRebuilt      string   // why the index files are rebuilt from the WAL, if they are
+	IndexFromSnapshot bool     // the index came from the snapshot of a clean Close
+	IndexTrimmedBytes int64    // bytes cut from index files beyond the checkpoint
+	IndexDamaged      []string // index files removed as unreadable
+	EventsListed      bool     // events/ was listed (it changed since the checkpoint)
+	StrayEventFiles   int      // event files beyond the WAL's head, removed
+	MissingEventFiles int      // event files at or below the checkpoint, rewritten
+	Replayed          uint64   // events projected again from the WAL
 }
 
 // OpenReport returns what Open found and repaired.
@@ -273,7 +329,14 @@ func (s *Store) Stats() Stats {
 // position at or below pos are written (not yet fsync'd: see the
 // checkpoint), or ctx ends.
 func (s *Store) WaitProjected(ctx context.Context, pos uint64) error {
-	if err := s.proj.Wait(ctx, pos); err != nil {
+	if s.closed() {
+		return ErrClosed
+	}
+	err := s.proj.Wait(ctx, pos)
+	if errors.Is(err, projector.ErrClosed) {
+		return fmt.Errorf("store: wait for projection of %d: %w", pos, ErrClosed)
+	}
+	if err != nil {
 		return fmt.Errorf("store: wait for projection of %d: %w", pos, err)
 	}
 	return nil

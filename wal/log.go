@@ -33,6 +33,8 @@ type Options struct {
 	// position were verified before (a checkpoint vouches for them). Open
 	// takes their locations from the offsets file instead of scanning them;
 	// their checksums are still verified whenever they are read. 0: scan all.
+	// A log that ends before TrustPosition lost acknowledged appends: Open
+	// refuses it with a *LostError.
 	TrustPosition uint64
 }
 
@@ -171,7 +173,13 @@ func (l *Log) load(trust uint64) (*TornTail, error) {
 		sizes[i] = st.Size()
 		l.segs = append(l.segs, &segment{first: first, path: filepath.Join(l.dir, segmentName(first))})
 	}
-	l.locs = trustedPrefix(filepath.Join(l.dir, offsetsName), trust, segIndex, sizes)
+	// Whatever the offsets file or the caller's checkpoint vouch for must
+	// still be in the log: a shorter log lost acknowledged appends.
+	entries, entrySegs := offsetsEntries(filepath.Join(l.dir, offsetsName))
+	vouch := lostBound{checkpoint: trust, offsets: vouched(entries)}
+	if trust > 0 {
+		l.locs = trustedPrefix(entries, entrySegs, trust, segIndex, sizes)
+	}
 	l.stats.TrustedRecords = len(l.locs)
 
 	// Resume scanning right after the last trusted record.
@@ -201,6 +209,14 @@ func (l *Log) load(trust uint64) (*TornTail, error) {
 			if i != len(firsts)-1 || d.resumes {
 				return nil, &CorruptionError{Segment: name, Offset: d.offset, Reason: d.reason}
 			}
+			// Cut nothing that was acknowledged: refuse before repairing.
+			last := nextPos - 1
+			if n := len(sc.locs); n > 0 {
+				last = sc.locs[n-1].lastPos()
+			}
+			if err := vouch.check(last); err != nil {
+				return nil, err
+			}
 			if torn, err = repairTail(l.dir, name, d.offset, d.reason); err != nil {
 				return nil, err
 			}
@@ -213,7 +229,22 @@ func (l *Log) load(trust uint64) (*TornTail, error) {
 			nextPos = l.locs[len(l.locs)-1].lastPos() + 1
 		}
 	}
+	if err := vouch.check(nextPos - 1); err != nil {
+		return nil, err
+	}
 	return torn, nil
+}
+
+// lostBound is what the log must reach: the positions a checkpoint and the
+// offsets file vouch for.
+type lostBound struct{ checkpoint, offsets uint64 }
+
+// check returns a *LostError when a log ending at last falls short.
+func (b lostBound) check(last uint64) error {
+	if last >= max(b.checkpoint, b.offsets) {
+		return nil
+	}
+	return &LostError{From: last + 1, To: max(b.checkpoint, b.offsets), Last: last, Checkpoint: b.checkpoint, Offsets: b.offsets}
 }
 
 // countInSeg counts the records of segment seg at the end of locs.

@@ -216,6 +216,18 @@ func writeDamageLog(t *testing.T, dir string, minLast, maxLast int) []Record {
 	return want
 }
 
+// unacknowledge drops the offsets file's entries of the last n records, as
+// if their appends had died before being acknowledged: a real torn write
+// never gets its entry, which is written after the fsync.
+func unacknowledge(t *testing.T, dir string, n int) {
+	t.Helper()
+	path := filepath.Join(dir, offsetsName)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, st.Size(), int64(offsetsHeaderSize+n*offsetsEntrySize))
+	truncate(t, path, st.Size()-int64(n*offsetsEntrySize))
+}
+
 func truncate(t *testing.T, path string, size int64) {
 	t.Helper()
 	require.NoError(t, os.Truncate(path, size))
@@ -324,6 +336,7 @@ func TestTornTailRepaired(t *testing.T) {
 			name := segs[len(segs)-1]
 			path := filepath.Join(dir, name)
 			offset, lost := tt.damage(t, path, segmentEntries(t, path))
+			unacknowledge(t, dir, lost)
 			damaged := readFile(t, path)
 			before := snapshot(t, dir)
 
@@ -369,6 +382,7 @@ func TestTornTailEmptiesLastSegment(t *testing.T) {
 	ents := segmentEntries(t, path)
 	require.Len(t, ents, 1)
 	truncate(t, path, ents[0].size-5)
+	unacknowledge(t, dir, 1)
 
 	l, torn, err := Open(dir, damageOpts)
 	require.NoError(t, err)
@@ -544,8 +558,9 @@ func TestDamageBeforeLargeRecordRefused(t *testing.T) {
 			assert.Equal(t, ents[1].off, ce.Offset)
 			assert.Equal(t, before, snapshot(t, dir))
 
-			// The same large record torn is a torn tail.
+			// The same large record torn, never acknowledged, is a torn tail.
 			writeFile(t, path, original[:len(original)-1])
+			unacknowledge(t, dir, 1)
 			l, torn, err := Open(dir, Options{})
 			require.NoError(t, err)
 			require.NotNil(t, torn)
@@ -757,4 +772,58 @@ func TestConcurrentReaders(t *testing.T) {
 	l = openLog(t, dir, Options{SegmentSize: 2000})
 	checkLog(t, l, want)
 	require.NoError(t, l.Close())
+}
+
+// TestAcknowledgedLossRefused: a log that ends before positions the offsets
+// file or a checkpoint vouch for lost acknowledged appends. Open refuses it,
+// naming the lost positions, and changes nothing, whether the loss looks
+// like a torn tail, a truncated segment or a deleted last segment.
+func TestAcknowledgedLossRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, dir string, segs []string, ents []entry) // ents: of the last segment
+		// lostFrom: the first position lost, given the records and the last
+		// segment's entries.
+		lostFrom func(want []Record, ents []entry) uint64
+		trust    bool // open with the checkpoint at the head
+	}{
+		{"last record torn", func(t *testing.T, dir string, segs []string, ents []entry) {
+			truncate(t, filepath.Join(dir, segs[len(segs)-1]), ents[len(ents)-1].end()-1)
+		}, func(want []Record, _ []entry) uint64 { return want[len(want)-1].FirstPosition }, false},
+		{"last segment emptied", func(t *testing.T, dir string, segs []string, _ []entry) {
+			truncate(t, filepath.Join(dir, segs[len(segs)-1]), 0)
+		}, func(want []Record, ents []entry) uint64 { return want[len(want)-len(ents)].FirstPosition }, false},
+		{"last segment deleted", func(t *testing.T, dir string, segs []string, _ []entry) {
+			require.NoError(t, os.Remove(filepath.Join(dir, segs[len(segs)-1])))
+		}, func(want []Record, ents []entry) uint64 { return want[len(want)-len(ents)].FirstPosition }, false},
+		{"last segment deleted, offsets file too: the checkpoint vouches", func(t *testing.T, dir string, segs []string, _ []entry) {
+			require.NoError(t, os.Remove(filepath.Join(dir, segs[len(segs)-1])))
+			require.NoError(t, os.Remove(filepath.Join(dir, offsetsName)))
+		}, func(want []Record, ents []entry) uint64 { return want[len(want)-len(ents)].FirstPosition }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			want := writeDamageLog(t, dir, 3, 1000)
+			segs := segmentFiles(t, dir)
+			ents := segmentEntries(t, filepath.Join(dir, segs[len(segs)-1]))
+			tc.damage(t, dir, segs, ents)
+			before := snapshot(t, dir)
+			opts := damageOpts
+			if tc.trust {
+				opts.TrustPosition = lastPos(want)
+			}
+			_, _, err := Open(dir, opts)
+			var lost *LostError
+			require.ErrorAs(t, err, &lost)
+			assert.ErrorIs(t, err, ErrCorrupt)
+			assert.Equal(t, tc.lostFrom(want, ents), lost.From)
+			assert.Equal(t, lastPos(want), lost.To)
+			assert.Equal(t, lost.From-1, lost.Last)
+			assert.Contains(t, err.Error(), fmt.Sprintf("positions %d..%d are lost", lost.From, lost.To))
+			assert.Equal(t, before, snapshot(t, dir), "nothing changed")
+			if !tc.trust {
+				assert.Equal(t, lastPos(want), Vouched(dir))
+			}
+		})
+	}
 }

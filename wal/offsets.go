@@ -40,21 +40,19 @@ func appendOffsetEntry(dst []byte, loc recordLoc, segFirst uint64) []byte {
 	return binary.LittleEndian.AppendUint32(dst, uint32(xxhash.Sum64(dst[start:])))
 }
 
-// trustedPrefix reads the offsets file and returns the locations of the
-// leading records that check out and lie wholly at or below trust. segFirst
-// maps a segment's first entry index to its place in the segment list, and
-// segSize gives each segment's size.
-func trustedPrefix(path string, trust uint64, segIndex map[uint64]uint32, segSize []int64) []recordLoc {
-	if trust == 0 {
-		return nil
-	}
+// offsetsEntries reads the offsets file and returns its leading entries that
+// check out (checksum, gap-free positions), segments not yet resolved: seg
+// is unset and segFirsts holds each entry's segment name. A missing or
+// foreign file has none.
+func offsetsEntries(path string) (locs []recordLoc, segFirsts []uint64) {
 	b, err := os.ReadFile(path)
 	if err != nil || len(b) < offsetsHeaderSize || string(b[:4]) != offsetsMagic ||
 		binary.LittleEndian.Uint32(b[4:8]) != FormatVersion {
-		return nil
+		return nil, nil
 	}
 	b = b[offsetsHeaderSize:]
-	locs := make([]recordLoc, 0, len(b)/offsetsEntrySize)
+	locs = make([]recordLoc, 0, len(b)/offsetsEntrySize)
+	segFirsts = make([]uint64, 0, len(b)/offsetsEntrySize)
 	next := uint64(1)
 	for ; len(b) >= offsetsEntrySize; b = b[offsetsEntrySize:] {
 		e := b[:offsetsEntrySize]
@@ -67,17 +65,41 @@ func trustedPrefix(path string, trust uint64, segIndex map[uint64]uint32, segSiz
 			size:     binary.LittleEndian.Uint32(e[20:]),
 			count:    binary.LittleEndian.Uint32(e[24:]),
 		}
-		seg, ok := segIndex[binary.LittleEndian.Uint64(e[8:])]
-		if !ok || loc.firstPos != next || loc.count == 0 || loc.lastPos() > trust ||
-			int64(loc.off)+int64(loc.size) > segSize[seg] {
+		if loc.firstPos != next || loc.count == 0 {
 			break
 		}
-		if n := len(locs); n > 0 && (seg < locs[n-1].seg || (seg == locs[n-1].seg && loc.off <= locs[n-1].off)) {
-			break
+		locs = append(locs, loc)
+		segFirsts = append(segFirsts, binary.LittleEndian.Uint64(e[8:]))
+		next = loc.lastPos() + 1
+	}
+	return locs, segFirsts
+}
+
+// vouched returns the last position the entries list: an entry is written
+// only after its record's fsync, so each one vouches that its record was
+// acknowledged.
+func vouched(locs []recordLoc) uint64 {
+	if len(locs) == 0 {
+		return 0
+	}
+	return locs[len(locs)-1].lastPos()
+}
+
+// trustedPrefix returns the leading entries that lie wholly at or below
+// trust and inside the segments as they are now, with their segments
+// resolved. segIndex maps a segment's first entry index to its place in the
+// segment list, and segSize gives each segment's size.
+func trustedPrefix(locs []recordLoc, segFirsts []uint64, trust uint64, segIndex map[uint64]uint32, segSize []int64) []recordLoc {
+	for i := range locs {
+		loc := &locs[i]
+		seg, ok := segIndex[segFirsts[i]]
+		if !ok || loc.lastPos() > trust || int64(loc.off)+int64(loc.size) > segSize[seg] {
+			return locs[:i]
+		}
+		if i > 0 && (seg < locs[i-1].seg || (seg == locs[i-1].seg && loc.off <= locs[i-1].off)) {
+			return locs[:i]
 		}
 		loc.seg = seg
-		locs = append(locs, loc)
-		next = loc.lastPos() + 1
 	}
 	return locs
 }

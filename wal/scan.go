@@ -31,6 +31,31 @@ func (e *CorruptionError) Error() string {
 
 func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
 
+// LostError reports a log that ends before positions that were acknowledged:
+// a checkpoint or the log's own offsets file vouch for them (a truncated or
+// deleted segment, say). Open refuses such a log; it wraps ErrCorrupt.
+type LostError struct {
+	From, To   uint64 // the positions lost
+	Last       uint64 // where the log ends
+	Checkpoint uint64 // what the checkpoint vouches for (0: none)
+	Offsets    uint64 // what the offsets file vouches for (0: none)
+}
+
+func (e *LostError) Error() string {
+	return fmt.Sprintf("wal: positions %d..%d are lost: the log ends at position %d, but they were acknowledged (the checkpoint vouches for positions up to %d, the offsets file up to %d)",
+		e.From, e.To, e.Last, e.Checkpoint, e.Offsets)
+}
+
+func (e *LostError) Unwrap() error { return ErrCorrupt }
+
+// Vouched returns the last position the offsets file of the log in dir
+// vouches for: every position up to it was acknowledged (0: none, or no
+// offsets file).
+func Vouched(dir string) uint64 {
+	locs, _ := offsetsEntries(filepath.Join(dir, offsetsName))
+	return vouched(locs)
+}
+
 // TornTail describes a torn tail that Open cut off.
 type TornTail struct {
 	Segment string // segment file name

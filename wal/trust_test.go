@@ -37,7 +37,6 @@ func TestTrustPositionSkipsScan(t *testing.T) {
 		{600, 300, 0},
 		{599, 299, 1}, // a record is trusted only when wholly covered
 		{400, 200, 100},
-		{10_000, 300, 0},
 	} {
 		opts.TrustPosition = tc.trust
 		l, torn, err := Open(dir, opts)
@@ -55,6 +54,13 @@ func TestTrustPositionSkipsScan(t *testing.T) {
 		}
 		require.NoError(t, l.Close())
 	}
+
+	// A checkpoint beyond the log's end vouches for positions it lost.
+	opts.TrustPosition = 10_000
+	_, _, err = Open(dir, opts)
+	var lost *LostError
+	require.ErrorAs(t, err, &lost)
+	assert.Equal(t, LostError{From: 601, To: 10_000, Last: 600, Checkpoint: 10_000, Offsets: 600}, *lost)
 
 	// Appends after a trusted open land in the offsets file too.
 	opts.TrustPosition = 600
