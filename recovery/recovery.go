@@ -497,9 +497,20 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 					good[name] = true
 					continue
 				}
-				detail := fmt.Sprintf("index of %q lists %d positions, the WAL implies %d", name, len(ps), len(want))
-				if slices.Equal(ps, want) {
+				var detail string
+				switch {
+				case slices.Equal(ps, want):
 					detail = fmt.Sprintf("index of %q ends in %d bytes of a torn entry", name, info.Size()-valid)
+				case len(ps) == len(want):
+					// Entries are numbered from 1, the way a reader counts them.
+					i := 0
+					for ps[i] == want[i] {
+						i++
+					}
+					detail = fmt.Sprintf("index of %q lists %d positions, the WAL implies %d different ones (first difference at entry %d: %d vs %d)",
+						name, len(ps), len(want), i+1, ps[i], want[i])
+				default:
+					detail = fmt.Sprintf("index of %q lists %d positions, the WAL implies %d", name, len(ps), len(want))
 				}
 				p = Problem{Kind: IndexDiffers, Path: path, Detail: detail}
 			}

@@ -749,3 +749,45 @@ func TestEmptyStore(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 }
+
+// An index file listing as many positions as the WAL implies, but other
+// ones, is reported with the first entry that differs, not as a count
+// mismatch that reads like none.
+func TestIndexSameCountOtherPositions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	for p := 1; p <= 30; p++ {
+		tags := []string{"all"}
+		if p%2 == 0 {
+			tags = append(tags, "even")
+		}
+		_, err := s.Append(context.Background(), []dcb.Event{{Type: "T", Tags: tags}}, nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+
+	path := indexPath(dir, indexer.TagsDir, "even")
+	name, ps, _, err := indexer.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "even", name)
+	require.Len(t, ps, 15)
+	require.Equal(t, uint64(12), ps[5])
+	ps[5] = 13 // still in order, same count
+	require.NoError(t, indexer.WriteFile(path, path+".tmp", name, ps))
+
+	rep, err := recovery.Verify(dir, recovery.Options{})
+	require.NoError(t, err)
+	require.Len(t, rep.Problems, 1, "%+v", rep.Problems)
+	p := rep.Problems[0]
+	assert.Equal(t, recovery.IndexDiffers, p.Kind)
+	assert.Equal(t, path, p.Path)
+	assert.Equal(t, `index of "even" lists 15 positions, the WAL implies 15 different ones (first difference at entry 6: 13 vs 12)`, p.Detail)
+
+	rep, err = recovery.Repair(dir, recovery.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Counts[recovery.IndexDiffers])
+	rep, err = recovery.Verify(dir, recovery.Options{})
+	require.NoError(t, err)
+	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
+}

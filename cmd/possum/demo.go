@@ -14,15 +14,14 @@ import (
 
 // runDemo shows the DCB loop on a real store: decide from what was read,
 // append on the condition that nothing relevant changed since.
+func demoCommand(*flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
+	return runDemo
+}
+
 func runDemo(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
 	dir := "possum-demo"
-	if fs.NArg() > 0 {
-		dir = fs.Arg(0)
+	if len(args) > 0 {
+		dir = args[0]
 	}
 	ctx := context.Background()
 	s, err := store.Open(dir, nil)

@@ -4,28 +4,44 @@
 //	possum verify [--json] DIR        check a store (exit 0 consistent, 1 problems, 2 could not run)
 //	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
 //	                                  repair a store (exit 0 repaired, 1 refused or, dry run, repairs needed)
+//	possum COMMAND --help             a command's usage and flags (also -h, possum help COMMAND)
 //
-// Exit codes: 0 success, 1 the command found a problem, 2 it could not run.
+// Flags may come before or after DIR, in any order; "--" ends the flags, so
+// that "possum verify -- -odd-dir" checks a directory named -odd-dir.
+// Help, when asked for, goes to stdout; usage errors print a message and the
+// usage to stderr.
+//
+// Exit codes: 0 success, 1 the command found a problem, 2 it could not run
+// (bad usage included; a usage error never touches the store).
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 type command struct {
-	name, args, help string
-	run              func(args []string, stdout, stderr io.Writer) error
+	// operands are the positional arguments as the usage line shows them;
+	// the flags come from setup.
+	name, operands, help string
+	// minArgs and maxArgs bound the number of positional arguments.
+	minArgs, maxArgs int
+	// setup defines the command's flags on fs and returns the function
+	// that runs the command on its positional arguments once fs is parsed.
+	setup func(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error
 }
 
 var commands []command
 
 func init() {
 	commands = []command{
-		{"demo", "[DIR]", "append and read a few events in DIR (default ./possum-demo)", runDemo},
-		{"verify", "[--json] DIR", "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)", runVerify},
-		{"recover", "[--json] [--dry-run] [--allow-data-loss] DIR", "repair a closed store (exit 1: refused, data loss)", runRecover},
+		{"demo", "[DIR]", "append and read a few events in DIR (default ./possum-demo)", 0, 1, demoCommand},
+		{"verify", "DIR", "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)", 1, 1, verifyCommand},
+		{"recover", "DIR", "repair a closed store (exit 1: refused, data loss)", 1, 1, recoverCommand},
 	}
 }
 
@@ -39,35 +55,190 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	for _, c := range commands {
-		if c.name != args[0] {
-			continue
-		}
-		err := c.run(args[1:], stdout, stderr)
-		if err == nil {
-			return 0
-		}
-		if e, ok := err.(exitError); ok {
-			return e.code
-		}
-		fmt.Fprintf(stderr, "possum %s: %v\n", c.name, err)
 		return 2
 	}
-	fmt.Fprintf(stderr, "possum: unknown command %q\n", args[0])
-	usage(stderr)
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		switch len(args) {
+		case 1:
+			usage(stdout)
+			return 0
+		case 2: // possum help COMMAND
+			if c, ok := lookup(args[1]); ok {
+				fs := c.flagSet()
+				c.setup(fs)
+				c.usage(stdout, fs)
+				return 0
+			}
+			fmt.Fprintf(stderr, "possum: unknown command %q\n", args[1])
+		default:
+			fmt.Fprintf(stderr, "possum: %s takes at most one argument, a command\n", args[0])
+		}
+		usage(stderr)
+		return 2
+	}
+	c, ok := lookup(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "possum: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	return c.run(args[1:], stdout, stderr)
+}
+
+func lookup(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// flagSet returns a flag set for c that reports errors but prints nothing:
+// run prints the messages and the usage.
+func (c command) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// run parses args, flags anywhere, and runs the command.
+func (c command) run(args []string, stdout, stderr io.Writer) int {
+	fs := c.flagSet()
+	do := c.setup(fs)
+	pos, err := parseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		c.usage(stdout, fs)
+		return 0
+	}
+	if err == nil && (len(pos) < c.minArgs || len(pos) > c.maxArgs) {
+		got := "none"
+		if len(pos) > 0 {
+			got = fmt.Sprintf("%d: %q", len(pos), pos)
+		}
+		err = fmt.Errorf("%s, got %s", c.wantArgs(), got)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "possum %s: %v\n", c.name, err)
+		c.usage(stderr, fs)
+		return 2
+	}
+	err = do(pos, stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(exitError); ok {
+		return e.code
+	}
+	fmt.Fprintf(stderr, "possum %s: %v\n", c.name, err)
 	return 2
 }
 
+func (c command) wantArgs() string {
+	arguments := func(n int) string {
+		if n == 1 {
+			return "1 argument"
+		}
+		return fmt.Sprintf("%d arguments", n)
+	}
+	switch {
+	case c.minArgs == c.maxArgs:
+		return fmt.Sprintf("want exactly %s (%s)", arguments(c.minArgs), c.operands)
+	case c.minArgs == 0:
+		return fmt.Sprintf("want at most %s (%s)", arguments(c.maxArgs), c.operands)
+	default:
+		return fmt.Sprintf("want %d to %s (%s)", c.minArgs, arguments(c.maxArgs), c.operands)
+	}
+}
+
+// line is the command line of c: its name, flags and operands.
+func (c command) line(fs *flag.FlagSet) string {
+	parts := []string{"possum", c.name}
+	fs.VisitAll(func(f *flag.Flag) {
+		parts = append(parts, "["+flagArg(f)+"]")
+	})
+	return strings.Join(append(parts, c.operands), " ")
+}
+
+// flagArg is how a flag is written: --name, or --name VALUE if it takes one.
+func flagArg(f *flag.Flag) string {
+	name, _ := flag.UnquoteUsage(f)
+	if name == "" {
+		return "--" + f.Name
+	}
+	return "--" + f.Name + " " + name
+}
+
+// usage prints the command line of c, what it does, and its flags with
+// their defaults.
+func (c command) usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: %s\n  %s\n", c.line(fs), c.help)
+	fmt.Fprintln(w, "flags, before or after the arguments (-- ends them):")
+	fs.VisitAll(func(f *flag.Flag) {
+		_, use := flag.UnquoteUsage(f)
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  %-20s %s (default %s)\n", flagArg(f), use, def)
+	})
+	fmt.Fprintf(w, "  %-20s %s\n", "-h, --help", "print this help")
+}
+
+// usage prints the command lines of every command.
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: possum COMMAND [ARGS]")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %s %s\n      %s\n", c.name, c.args, c.help)
+		fs := c.flagSet()
+		c.setup(fs)
+		fmt.Fprintf(w, "  %s\n      %s\n", strings.TrimPrefix(c.line(fs), "possum "), c.help)
 	}
+	fmt.Fprintln(w, "possum COMMAND --help prints a command's flags; flags may also follow the arguments")
+}
+
+// parseArgs parses args with fs, allowing flags before, between and after
+// the positional arguments, which it returns in order. "--" ends the flags:
+// everything after it is positional. A flag that is not boolean takes its
+// value from the same argument (--name=value) or the next (--name value),
+// as with the flag package, even when that next argument starts with "-".
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' { // "-" alone is an argument, as with the flag package
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimPrefix(a[1:], "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // fs.Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 { // cannot happen: flags holds flags and their values only
+		return nil, fmt.Errorf("unexpected argument %q among the flags", fs.Arg(0))
+	}
+	return pos, nil
 }

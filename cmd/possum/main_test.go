@@ -275,9 +275,10 @@ func TestBadUsage(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, entries, "nothing may be created in a directory that is not a store")
 
-	code, _, errOut := runCmd("help")
+	code, out, errOut := runCmd("help")
 	assert.Equal(t, 0, code)
-	assert.Contains(t, errOut, "usage")
+	assert.Contains(t, out, "usage", "asked for, help goes to stdout")
+	assert.Empty(t, errOut)
 }
 
 func TestDemo(t *testing.T) {

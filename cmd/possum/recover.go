@@ -14,19 +14,19 @@ import (
 	"golang.org/x/term"
 )
 
-func runVerify(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func verifyCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	dir, err := parseDir(fs, args)
+	return func(args []string, stdout, stderr io.Writer) error {
+		return runVerify(args[0], *asJSON, stdout)
+	}
+}
+
+func runVerify(dir string, asJSON bool, stdout io.Writer) error {
+	rep, err := recovery.Verify(dir, recovery.Options{Progress: progress(asJSON)})
 	if err != nil {
 		return err
 	}
-	rep, err := recovery.Verify(dir, recovery.Options{Progress: progress(*asJSON)})
-	if err != nil {
-		return err
-	}
-	if err := printReport(stdout, "verify", rep, *asJSON, false); err != nil {
+	if err := printReport(stdout, "verify", rep, asJSON, false); err != nil {
 		return err
 	}
 	if !rep.Consistent() {
@@ -35,19 +35,19 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runRecover(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func recoverCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dryRun := fs.Bool("dry-run", false, "report what would be repaired, change nothing (exit 1 if anything would be)")
 	allowLoss := fs.Bool("allow-data-loss", false, "cut the WAL at mid-log damage, losing every event from there on (damaged files are kept aside)")
-	dir, err := parseDir(fs, args)
-	if err != nil {
-		return err
+	return func(args []string, stdout, stderr io.Writer) error {
+		return runRecover(args[0], *asJSON, *dryRun, *allowLoss, stdout, stderr)
 	}
-	rep, err := recovery.Repair(dir, recovery.Options{Progress: progress(*asJSON), DryRun: *dryRun, AllowDataLoss: *allowLoss})
+}
+
+func runRecover(dir string, asJSON, dryRun, allowLoss bool, stdout, stderr io.Writer) error {
+	rep, err := recovery.Repair(dir, recovery.Options{Progress: progress(asJSON), DryRun: dryRun, AllowDataLoss: allowLoss})
 	if errors.Is(err, recovery.ErrDataLoss) && rep != nil {
-		if perr := printReport(stdout, "recover", rep, *asJSON, *dryRun); perr != nil {
+		if perr := printReport(stdout, "recover", rep, asJSON, dryRun); perr != nil {
 			return perr
 		}
 		fmt.Fprintf(stderr, "possum recover: %v\npossum recover: rerun with --allow-data-loss to cut there\n", err)
@@ -56,23 +56,13 @@ func runRecover(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := printReport(stdout, "recover", rep, *asJSON, *dryRun); err != nil {
+	if err := printReport(stdout, "recover", rep, asJSON, dryRun); err != nil {
 		return err
 	}
-	if *dryRun && !rep.Consistent() {
+	if dryRun && !rep.Consistent() {
 		return exitError{1}
 	}
 	return nil
-}
-
-func parseDir(fs *flag.FlagSet, args []string) (string, error) {
-	if err := fs.Parse(args); err != nil {
-		return "", err
-	}
-	if fs.NArg() != 1 {
-		return "", fmt.Errorf("want exactly one store directory, got %d arguments", fs.NArg())
-	}
-	return fs.Arg(0), nil
 }
 
 // progress returns a progress bar callback on a terminal, nil elsewhere.
