@@ -37,8 +37,9 @@
 // finds such files and `possum recover` rewrites them from the WAL.
 //
 // SyncDir makes a directory's entries (a rename, a created or removed file)
-// durable. Windows cannot open a directory for writing and does not need it:
-// NTFS journals its metadata, so SyncDir does nothing there.
+// durable. On Windows it does nothing: FlushFileBuffers needs a handle with
+// write access, which os.Open of a directory does not give, and NTFS
+// journals its metadata itself.
 //
 // Lock takes a whole-file advisory lock without waiting, shared or
 // exclusive. Both flock(2) and LockFileEx locks belong to the open file, so two
