@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
+	"github.com/possumstore/possum/internal/platform"
 )
 
 // CheckpointVersion is the format version of the checkpoint file.
@@ -97,26 +97,17 @@ func WriteCheckpoint(dir string, cp Checkpoint) error {
 
 // syncFS flushes every file of the file system holding dir: one call makes
 // all the event and index files written since the last checkpoint durable.
+// Durable on Linux only; platform's doc says what darwin and Windows give.
 func syncFS(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("projector: syncfs: %w", err)
-	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("projector: syncfs %s: %w", dir, err)
+	if err := platform.SyncFS(dir); err != nil {
+		return fmt.Errorf("projector: %w", err)
 	}
 	return nil
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("projector: fsync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("projector: fsync dir %s: %w", dir, err)
+	if err := platform.SyncDir(dir); err != nil {
+		return fmt.Errorf("projector: %w", err)
 	}
 	return nil
 }

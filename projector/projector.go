@@ -14,8 +14,8 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/internal/platform"
 	"github.com/possumstore/possum/wal"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -307,7 +307,7 @@ func (p *Projector) run() {
 	// priority, its file system calls (inode allocation costs a CPU here)
 	// yield to the writer's. Best effort: an error leaves the priority as is.
 	runtime.LockOSThread()
-	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), projectorNice)
+	_ = platform.LowerThreadPriority(projectorNice)
 	defer p.files.closeAll()
 	ticker := time.NewTicker(checkpointEvery)
 	defer ticker.Stop()

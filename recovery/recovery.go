@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/internal/platform"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/wal"
 )
@@ -63,7 +63,11 @@ type Report struct {
 	// that are gone.
 	Lost *PositionRange `json:"lost,omitempty"`
 	// Kept lists the damaged files a repair moved or copied aside.
-	Kept    []string      `json:"kept,omitempty"`
+	Kept []string `json:"kept,omitempty"`
+	// Lock says which lock Verify held while it checked: "shared", or, on
+	// a store it cannot write (a read-only mount), "none: " and why. Repair
+	// always holds the exclusive lock and leaves it empty.
+	Lock    string        `json:"lock,omitempty"`
 	Elapsed time.Duration `json:"elapsed_ns"`
 }
 
@@ -101,26 +105,69 @@ type Options struct {
 // Lock takes the lock of the store in dir without waiting: exclusive for a
 // writer or a repair, shared for a verify. A lock held elsewhere, in this
 // process or another, gives an error wrapping ErrLocked that names dir.
-// flock(2) locks belong to an open file, so two handles in one process
-// exclude each other too. Closing the file releases the lock.
+// The lock belongs to the open file (flock(2), or LockFileEx on Windows), so
+// two handles in one process exclude each other too. Closing the file
+// releases the lock.
 func Lock(dir string, exclusive bool) (*os.File, error) {
-	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
+	path := filepath.Join(dir, lockFile)
+	f, err := openLockFile(path, os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("possum: open %s: %w", path, err)
 	}
-	how := syscall.LOCK_SH
-	if exclusive {
-		how = syscall.LOCK_EX
-	}
-	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+	if err := lock(f, dir, exclusive); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
-		return nil, fmt.Errorf("possum: lock %s: %w", path, err)
+		return nil, err
 	}
 	return f, nil
+}
+
+const lockFile = "LOCK"
+
+// openLockFile opens the LOCK file; a test replaces it to fail as a
+// read-only file system does where it cannot mount one.
+var openLockFile = os.OpenFile
+
+// LockShared is Report.Lock when Verify held the shared lock.
+const LockShared = "shared"
+
+// lockShared takes the shared lock for a check that changes nothing, also on
+// a store that cannot be written (a read-only mount, a backup): there it
+// opens LOCK read-only, which is enough for a shared lock, and when LOCK
+// does not exist and cannot be created it goes on without a lock. It returns
+// the lock (nil for none) and what Report.Lock says: LockShared, or "none: "
+// and why. A writer holding the lock still gives ErrLocked.
+func lockShared(dir string) (*os.File, string, error) {
+	path := filepath.Join(dir, lockFile)
+	f, err := openLockFile(path, os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil && platform.ReadOnly(err) {
+		rwErr := err
+		f, err = openLockFile(path, os.O_RDONLY, 0)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Sprintf("none: no %s file and none can be created (%v)", lockFile, rwErr), nil
+		case err != nil && platform.ReadOnly(err):
+			return nil, fmt.Sprintf("none: %s cannot be opened (%v)", lockFile, err), nil
+		}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("possum: open %s: %w", path, err)
+	}
+	if err := lock(f, dir, false); err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	return f, LockShared, nil
+}
+
+func lock(f *os.File, dir string, exclusive bool) error {
+	err := platform.Lock(f, exclusive)
+	if errors.Is(err, platform.ErrLocked) {
+		return fmt.Errorf("%w: %s", ErrLocked, dir)
+	}
+	if err != nil {
+		return fmt.Errorf("possum: lock %s: %w", f.Name(), err)
+	}
+	return nil
 }
 
 func checkDir(dir string) error {
@@ -136,13 +183,16 @@ func Verify(dir string, opts Options) (*Report, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	lock, err := Lock(dir, false)
+	lock, how, err := lockShared(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Close()
+	if lock != nil {
+		defer lock.Close()
+	}
 	start := time.Now()
 	rep := newReport(dir)
+	rep.Lock = how
 	c, err := newChecker(dir, false, false, opts.Progress)
 	if err != nil {
 		return nil, err

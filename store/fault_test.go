@@ -1,3 +1,7 @@
+//go:build linux
+
+// The file-size fault needs RLIMIT_FSIZE and SIGXFSZ: Linux only.
+
 package store_test
 
 import (

@@ -10,8 +10,8 @@ import (
 	"sync"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/platform"
 	tidwall "github.com/tidwall/wal"
-	"golang.org/x/sys/unix"
 )
 
 // DefaultSegmentSize is the size at which a segment is closed and a new one
@@ -382,17 +382,11 @@ func (l *Log) Append(recs []Record) error {
 	return nil
 }
 
-// syncFile makes a segment's written bytes durable: fdatasync, which flushes
-// the data and the size that reaching it needs, not timestamps. Tests replace
-// it to inject fsync failures.
-var syncFile = func(f *os.File) error {
-	for {
-		err := unix.Fdatasync(int(f.Fd()))
-		if err != unix.EINTR {
-			return err
-		}
-	}
-}
+// syncFile makes a segment's written bytes durable: the data and the size
+// that reaching it needs, not timestamps (fdatasync on Linux, F_FULLFSYNC on
+// darwin, FlushFileBuffers on Windows). Tests replace it to inject fsync
+// failures.
+var syncFile = platform.DataSync
 
 func (l *Log) poison(err error) error {
 	l.poisoned = fmt.Errorf("%w: %w", ErrPoisoned, err)

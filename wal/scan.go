@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+
+	"github.com/possumstore/possum/internal/platform"
 )
 
 // segmentNameLen is the length of a tidwall/wal segment file name.
@@ -269,13 +271,8 @@ func copyFile(src, dst string) error {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("wal: fsync dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("wal: fsync dir %s: %w", dir, err)
+	if err := platform.SyncDir(dir); err != nil {
+		return fmt.Errorf("wal: %w", err)
 	}
 	return nil
 }

@@ -108,6 +108,7 @@ func TestHealthyStore(t *testing.T) {
 	rep, _ := runJSON(t, 0, "verify", "--json", dir)
 	assert.True(t, rep.Consistent())
 	assert.Equal(t, dir, rep.Dir)
+	assert.Equal(t, recovery.LockShared, rep.Lock)
 	assert.GreaterOrEqual(t, rep.Head, uint64(40))
 	assert.Empty(t, rep.Problems)
 
@@ -124,6 +125,7 @@ func TestHealthyStore(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "consistent")
 	assert.Contains(t, out, dir)
+	assert.Contains(t, out, "lock: shared")
 }
 
 func TestRepairableStore(t *testing.T) {

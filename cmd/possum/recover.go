@@ -104,6 +104,9 @@ func printReport(w io.Writer, verb string, rep *recovery.Report, asJSON, dryRun 
 	}
 	fmt.Fprintf(w, "possum %s %s: %s (WAL head %d, %d records in %d segments, %s)\n",
 		verb, rep.Dir, state, rep.Head, rep.WAL.Records, rep.WAL.Segments, rep.Elapsed.Round(1e6))
+	if rep.Lock != "" {
+		fmt.Fprintf(w, "  lock: %s\n", rep.Lock)
+	}
 	kinds := make([]string, 0, len(rep.Counts))
 	for k := range rep.Counts {
 		kinds = append(kinds, k)

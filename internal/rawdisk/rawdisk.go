@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/possumstore/possum/internal/platform"
 )
 
 // fsyncBlock is the size of each write of FsyncRate.
@@ -48,7 +50,7 @@ func FsyncRate(dir string, d time.Duration) (perSec float64, err error) {
 		if _, err := f.WriteAt(block, n*fsyncBlock); err != nil {
 			return 0, fmt.Errorf("rawdisk: %w", err)
 		}
-		if err := datasync(f); err != nil {
+		if err := platform.DataSync(f); err != nil {
 			return 0, fmt.Errorf("rawdisk: fdatasync %s: %w", f.Name(), err)
 		}
 		n++

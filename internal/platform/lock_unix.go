@@ -1,0 +1,39 @@
+//go:build unix
+
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock locks f whole without waiting (flock(2) with LOCK_NB): exclusive, or
+// shared. A conflicting lock held through another open file gives an error
+// wrapping ErrLocked. Closing f releases the lock.
+func Lock(f *os.File, exclusive bool) error {
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		switch {
+		case err == nil:
+			return nil
+		case err == unix.EINTR:
+			continue
+		case errors.Is(err, unix.EWOULDBLOCK):
+			return fmt.Errorf("%w: %s", ErrLocked, f.Name())
+		}
+		return fmt.Errorf("platform: flock %s: %w", f.Name(), err)
+	}
+}
+
+// ReadOnly reports whether err says a file could not be created or opened
+// for writing because the file system is read-only or access is denied.
+func ReadOnly(err error) bool {
+	return errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
+}
