@@ -101,6 +101,18 @@ func headOf(t *testing.T, dir string) uint64 {
 	return s.Head()
 }
 
+// tearTail leaves a torn tail on a WAL segment: the zero-filled space of an
+// append that died mid-write, never acknowledged. (Cutting an acknowledged
+// record off loses data: a different case.)
+func tearTail(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.Write(make([]byte, 300))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
 func TestHealthyStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	buildStore(t, dir, 40)
@@ -133,13 +145,8 @@ func TestRepairableStore(t *testing.T) {
 	buildStore(t, dir, 40)
 	segs := segments(t, dir)
 	last := segs[len(segs)-1]
-	// A torn tail (an append that died mid-write, never acknowledged: its
-	// space zero-filled) and a lost event file.
-	f, err := os.OpenFile(last.path, os.O_WRONLY|os.O_APPEND, 0)
-	require.NoError(t, err)
-	_, err = f.Write(make([]byte, 300))
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	// A torn tail and a lost event file.
+	tearTail(t, last.path)
 	require.NoError(t, os.Remove(filepath.Join(dir, "events", fmt.Sprintf("%020d.json", 5))))
 	before := testdir.Hash(t, dir)
 
@@ -225,6 +232,39 @@ func TestRefusedStore(t *testing.T) {
 	rep, _ = runJSON(t, 0, "verify", "--json", dir)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 	assert.Equal(t, from-1, rep.Head)
+	assert.Equal(t, from-1, headOf(t, dir))
+}
+
+// TestLostTailStore: a WAL whose last segment was emptied lost positions the
+// checkpoint vouches for. verify flags data loss, recover refuses, and
+// recover --allow-data-loss accepts it and prints the positions lost.
+func TestLostTailStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	buildStore(t, dir, 100)
+	head := headOf(t, dir)
+	segs := segments(t, dir)
+	require.NoError(t, os.Truncate(segs[len(segs)-1].path, 0))
+	before := testdir.Hash(t, dir)
+
+	rep, _ := runJSON(t, 1, "verify", "--json", dir)
+	require.Equal(t, 1, rep.Counts[recovery.WALLost], "%+v", rep.Problems)
+	from := rep.Head + 1
+	require.Less(t, from, head)
+	lost := fmt.Sprintf("%d..%d", from, head)
+	code, out, _ := runCmd("verify", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "DATA LOSS")
+	assert.Contains(t, out, lost)
+
+	code, _, errOut := runCmd("recover", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, lost)
+	assert.Contains(t, errOut, "--allow-data-loss")
+	assert.Equal(t, before, testdir.Hash(t, dir))
+
+	code, out, _ = runCmd("recover", "--allow-data-loss", dir)
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "LOST positions "+lost)
 	assert.Equal(t, from-1, headOf(t, dir))
 }
 

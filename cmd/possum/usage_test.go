@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,7 +81,7 @@ func TestFlagsAfterDir(t *testing.T) {
 	buildStore(t, dir, 40)
 	segs := segments(t, dir)
 	last := segs[len(segs)-1]
-	require.NoError(t, os.Truncate(last.path, last.size-3)) // a torn last record: repairable
+	tearTail(t, last.path) // repairable
 	before := testdir.Hash(t, dir)
 
 	// On a store that needs a repair, verify exits 1, and so does recover
