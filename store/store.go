@@ -47,7 +47,7 @@ type Options struct {
 	// and unsafe: a machine crash or power loss can then lose appends that
 	// were acknowledged (a process crash alone loses nothing). Off by default.
 	NoSync bool
-	// SegmentSize is the WAL segment size in bytes; 0: wal.DefaultSegmentSize.
+	// SegmentSize is the WAL segment size in bytes; 0: 20 MiB.
 	SegmentSize int
 	// Logger receives what Open repaired; nil: slog.Default().
 	Logger *slog.Logger
