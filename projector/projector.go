@@ -14,6 +14,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/wal"
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +40,7 @@ type Projector struct {
 	dir string
 	log *wal.Log
 	lg  *slog.Logger
+	fs  vfs.FS // every change to the projection goes through it
 
 	projected    atomic.Uint64 // every event at or below has its files
 	checkpointed atomic.Uint64
@@ -79,17 +81,21 @@ type Report struct {
 
 // Open prepares the projection of the store in dir for the WAL log, whose
 // records up to cp.Position were not scanned (wal.Options.TrustPosition).
-// cpErr is the error ReadCheckpoint gave, if any. It returns the projector
-// (not yet running) and the in-memory index of every event in the WAL.
-func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger) (*Projector, *indexer.Index, Report, error) {
+// cpErr is the error ReadCheckpoint gave, if any. Every change to the
+// projection goes through fs (nil: vfs.OS). It returns the projector (not yet
+// running) and the in-memory index of every event in the WAL.
+func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger, fs vfs.FS) (*Projector, *indexer.Index, Report, error) {
 	var rep Report
 	rep.Checkpoint = cp.Position
+	if fs == nil {
+		fs = vfs.OS
+	}
 	for _, d := range []string{EventsDir, TmpDir, filepath.Join(IndexDir, indexer.TypesDir), filepath.Join(IndexDir, indexer.TagsDir)} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
+		if err := fs.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
 			return nil, nil, rep, fmt.Errorf("projector: %w", err)
 		}
 	}
-	if err := clearDir(filepath.Join(dir, TmpDir)); err != nil {
+	if err := clearDir(fs, filepath.Join(dir, TmpDir)); err != nil {
 		return nil, nil, rep, err
 	}
 	head := log.LastPosition()
@@ -108,7 +114,8 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 		dir:        dir,
 		log:        log,
 		lg:         lg,
-		files:      newFileCache(openIndexFiles),
+		fs:         fs,
+		files:      newFileCache(fs, openIndexFiles),
 		pending:    map[fileKey][]uint64{},
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
@@ -125,7 +132,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 	if idx == nil {
 		var st indexer.LoadStats
 		var err error
-		idx, st, err = indexer.Load(filepath.Join(dir, IndexDir), start)
+		idx, st, err = indexer.Load(fs, filepath.Join(dir, IndexDir), start)
 		rep.IndexTrimmedBytes, rep.IndexDamaged = st.TrimmedBytes, st.DamagedFiles
 		tagEntries = st.TagEntries
 		switch {
@@ -138,7 +145,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 	indexFrom := start + 1
 	if rep.IndexRebuilt != "" {
 		for _, d := range []string{indexer.TypesDir, indexer.TagsDir} {
-			if err := clearDir(filepath.Join(dir, IndexDir, d)); err != nil {
+			if err := clearDir(fs, filepath.Join(dir, IndexDir, d)); err != nil {
 				return nil, nil, rep, err
 			}
 		}
@@ -182,7 +189,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 // runs, it goes stale.
 func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*indexer.Index, int) {
 	path := filepath.Join(p.dir, IndexDir, SnapshotFile)
-	defer os.Remove(path)
+	defer p.fs.Remove(path)
 	if !trusted || start == 0 {
 		return nil, 0
 	}
@@ -215,7 +222,7 @@ func (p *Projector) checkEventFiles(head, start uint64, rep *Report) error {
 			continue
 		}
 		if pos > head {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			if err := p.fs.Remove(filepath.Join(dir, e.Name())); err != nil {
 				return fmt.Errorf("projector: remove stray event file: %w", err)
 			}
 			rep.StrayEventFiles++
@@ -234,13 +241,13 @@ func (p *Projector) checkEventFiles(head, start uint64, rep *Report) error {
 	return nil
 }
 
-func clearDir(dir string) error {
+func clearDir(fs vfs.FS, dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("projector: %w", err)
 	}
 	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		if err := fs.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("projector: %w", err)
 		}
 	}
@@ -324,7 +331,7 @@ func (p *Projector) run() {
 		if err == nil && stopping {
 			// A clean stop leaves the whole index in one file, so the next
 			// Open reads it instead of every index file.
-			err = indexer.WriteSnapshot(filepath.Join(p.dir, IndexDir, SnapshotFile),
+			err = indexer.WriteSnapshot(p.fs, filepath.Join(p.dir, IndexDir, SnapshotFile),
 				filepath.Join(p.dir, TmpDir, SnapshotFile), p.idx, p.projected.Load())
 			p.dirty = true // the checkpoint below makes the snapshot durable
 		}
@@ -422,7 +429,7 @@ func (p *Projector) rollBackIndex(upTo uint64) error {
 	var errs []error
 	for k := range p.pending {
 		p.files.drop(k)
-		errs = append(errs, indexer.TrimFile(p.indexPath(k), upTo))
+		errs = append(errs, indexer.TrimFile(p.fs, p.indexPath(k), upTo))
 	}
 	return errors.Join(errs...)
 }
@@ -449,18 +456,18 @@ func (p *Projector) rewrite(positions []uint64) error {
 // writeEvent writes e's event file.
 func (p *Projector) writeEvent(e dcb.SequencedEvent) error {
 	var err error
-	p.buf, err = WriteEventFile(p.dir, e, p.buf)
+	p.buf, err = WriteEventFile(p.fs, p.dir, e, p.buf)
 	return err
 }
 
 // WriteEventFile writes the event file of e in the store directory dir: in
 // tmp/, then renamed into events/, so that a watcher never sees it partial.
 // It is not fsync'd (see the checkpoint). buf is scratch space, returned for
-// reuse. One writer at a time per directory.
-func WriteEventFile(dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error) {
+// reuse. One writer at a time per directory. Every change goes through fs.
+func WriteEventFile(fs vfs.FS, dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error) {
 	buf = EncodeEvent(buf[:0], e)
 	tmp := filepath.Join(dir, TmpDir, "event")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return buf, fmt.Errorf("projector: %w", err)
 	}
@@ -471,7 +478,7 @@ func WriteEventFile(dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error
 	if err != nil {
 		return buf, fmt.Errorf("projector: write event %d: %w", e.Position, err)
 	}
-	if err := os.Rename(tmp, EventPath(dir, e.Position)); err != nil {
+	if err := fs.Rename(tmp, EventPath(dir, e.Position)); err != nil {
 		return buf, fmt.Errorf("projector: %w", err)
 	}
 	return buf, nil
@@ -491,7 +498,7 @@ func (p *Projector) appendIndex(k fileKey, positions []uint64) error {
 
 func (p *Projector) checkpoint() error {
 	pos := p.projected.Load()
-	if err := WriteCheckpoint(p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries}); err != nil {
+	if err := WriteCheckpoint(p.fs, p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries}); err != nil {
 		return err
 	}
 	p.checkpointed.Store(pos)
