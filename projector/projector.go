@@ -47,6 +47,11 @@ type Projector struct {
 	tagEntries   int      // tag index entries at or below projected
 	missing      []uint64 // event files at or below the start to rewrite
 	eventsFrom   uint64   // event files below this exist (but for missing)
+	// eventsUnchecked: Open trusted events/ by its modification time (see
+	// Checkpoint.EventsMTime) without listing it. The goroutine lists it
+	// before anything else, and before any checkpoint, so that no
+	// checkpoint vouches for event files nobody looked for.
+	eventsUnchecked bool
 	// dirty: the projection changed in a way the checkpoint does not show
 	// (a repair at Open); the next checkpoint is written even without new
 	// positions.
@@ -154,12 +159,20 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 		p.tagEntries = tagEntries
 	}
 
-	// Event files: list events/ unless it is unchanged since the checkpoint.
+	// Event files: list events/ now unless its modification time is the
+	// checkpoint's; then the goroutine lists it in the background (a
+	// million names take a second, too long for Open), before its first
+	// checkpoint.
 	if !trusted || eventsMTime(dir) != cp.EventsMTime {
 		rep.EventsListed, p.dirty = true, true
-		if err := p.checkEventFiles(head, start, &rep); err != nil {
+		missing, strays, err := p.checkEventFiles(head, start)
+		if err != nil {
 			return nil, nil, rep, err
 		}
+		p.missing, rep.MissingEventFiles, rep.StrayEventFiles = missing, len(missing), strays
+	} else {
+		p.eventsUnchecked = true
+		p.wake <- struct{}{} // the goroutine's first round starts at once
 	}
 
 	// Everything after the trusted part goes into the in-memory index now
@@ -207,37 +220,63 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*in
 	return idx, tagEntries
 }
 
-// checkEventFiles lists events/: it removes files beyond head and notes the
-// missing ones at or below start.
-func (p *Projector) checkEventFiles(head, start uint64, rep *Report) error {
+// checkEventFiles lists events/ (names only): it removes the files beyond
+// head and returns the positions at or below start with no file, and how
+// many files it removed.
+func (p *Projector) checkEventFiles(head, start uint64) ([]uint64, int, error) {
 	dir := filepath.Join(p.dir, EventsDir)
-	ents, err := os.ReadDir(dir)
+	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("projector: %w", err)
+		return nil, 0, fmt.Errorf("projector: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, 0, fmt.Errorf("projector: list %s: %w", dir, err)
 	}
 	present := make([]bool, start+1)
-	for _, e := range ents {
-		pos, ok := ParseEventFileName(e.Name())
+	strays := 0
+	for _, name := range names {
+		pos, ok := ParseEventFileName(name)
 		if !ok {
 			continue
 		}
 		if pos > head {
-			if err := p.fs.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return fmt.Errorf("projector: remove stray event file: %w", err)
+			if err := p.fs.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, strays, fmt.Errorf("projector: remove stray event file: %w", err)
 			}
-			rep.StrayEventFiles++
+			strays++
 			continue
 		}
 		if pos <= start {
 			present[pos] = true
 		}
 	}
+	var missing []uint64
 	for pos := uint64(1); pos <= start; pos++ {
 		if !present[pos] {
-			p.missing = append(p.missing, pos)
+			missing = append(missing, pos)
 		}
 	}
-	rep.MissingEventFiles = len(p.missing)
+	return missing, strays, nil
+}
+
+// checkEventsLate is checkEventFiles for the goroutine, when Open trusted
+// events/ by its modification time: a deletion within the same tick as the
+// last write, or a tool that restores directory times (cp -a, rsync -a,
+// tar), leaves the time as the checkpoint saw it. Files the projector wrote
+// since Open are at or below the WAL's head, read before the listing.
+func (p *Projector) checkEventsLate() error {
+	missing, strays, err := p.checkEventFiles(p.log.LastPosition(), p.checkpointed.Load())
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 || strays > 0 {
+		p.lg.Warn("possum: events/ had changed since the checkpoint though its modification time had not; repairing",
+			"dir", p.dir, "missing_event_files", len(missing), "stray_event_files", strays)
+		p.missing, p.dirty = append(p.missing, missing...), true
+	}
+	p.eventsUnchecked = false
 	return nil
 }
 
@@ -327,7 +366,13 @@ func (p *Projector) run() {
 		case <-p.stop:
 			stopping = true
 		}
-		err := p.catchUp(stopping)
+		var err error
+		if p.eventsUnchecked {
+			err = p.checkEventsLate()
+		}
+		if err == nil {
+			err = p.catchUp(stopping)
+		}
 		if err == nil && stopping {
 			// A clean stop leaves the whole index in one file, so the next
 			// Open reads it instead of every index file.
@@ -438,16 +483,31 @@ func (p *Projector) indexPath(k fileKey) string {
 	return filepath.Join(p.dir, IndexDir, k.kind, indexer.FileName(k.name))
 }
 
-// rewrite writes the event files of the given positions again.
+// rewrite writes the event files of the given positions again. A checkpoint
+// already vouches for them, so each must be durable before its name is back
+// in events/: a power cut must not leave a name there with no content (the
+// next Open lists names only). They are written to tmp/, made durable by one
+// sync of the file system, and renamed into place.
 func (p *Projector) rewrite(positions []uint64) error {
 	rd := p.log.NewReader()
-	for _, pos := range positions {
+	tmps := make([]string, len(positions))
+	for i, pos := range positions {
 		e, err := rd.Event(pos)
 		if err != nil {
 			return err
 		}
-		if err := p.writeEvent(e); err != nil {
-			return err
+		p.buf = EncodeEvent(p.buf[:0], e)
+		tmps[i] = filepath.Join(p.dir, TmpDir, "rewrite-"+EventFileName(pos))
+		if err := vfs.WriteFile(p.fs, tmps[i], p.buf, 0o640); err != nil {
+			return fmt.Errorf("projector: rewrite event %d: %w", pos, err)
+		}
+	}
+	if err := p.fs.SyncFS(p.dir); err != nil {
+		return fmt.Errorf("projector: syncfs %s: %w", p.dir, err)
+	}
+	for i, pos := range positions {
+		if err := p.fs.Rename(tmps[i], EventPath(p.dir, pos)); err != nil {
+			return fmt.Errorf("projector: rewrite event %d: %w", pos, err)
 		}
 	}
 	return nil

@@ -105,6 +105,10 @@ func newPowerLoss(t *testing.T, mode string) *powerLoss {
 // iteration runs one child, cuts the power, and checks the store the cut
 // left with c; t (the test itself) is for everything else.
 func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
+	deleted := 0
+	if pl.prevHead > 0 && pl.rng.IntN(3) == 0 {
+		deleted = pl.deleteEventFiles(t)
+	}
 	before := readTree(t, pl.dir, func(rel string) bool { return !strings.HasPrefix(rel, "wal/") && rel != "LOCK" && rel != "FORMAT" })
 	// Paced so that the projector keeps up and checkpoints (it does so
 	// only once it has caught up): the child is killed once it has written
@@ -116,7 +120,7 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 	cut := pl.rng.Uint64()
 	rb, err := rollBack(pl.dir, before, lines, pl.prevHead, rand.New(rand.NewPCG(cut, 2)))
 	require.NoError(t, err, "iteration %d: roll back", it)
-	t.Logf("iteration %d (rollback seed %d): %s", it, cut, rb.summary)
+	t.Logf("iteration %d (rollback seed %d): %d event files deleted before the child; %s", it, cut, deleted, rb.summary)
 
 	acks := append(slices.Clone(pl.acks), rb.acks...)
 	// What Open repaired is in its report, logged below.
@@ -127,7 +131,7 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 	rep := s.OpenReport()
 	t.Logf("iteration %d: open report: torn tail %+v, projection %+v", it, rep.TornTail, rep.Projection)
 	require.Empty(c, rep.Projection.CheckpointProblem, "iteration %d: the checkpoint", it)
-	require.Zero(c, rep.Projection.MissingEventFiles, "iteration %d: event files the checkpoint vouched for were lost", it)
+	require.LessOrEqual(c, rep.Projection.MissingEventFiles, deleted, "iteration %d: event files the checkpoint vouched for were lost (%d deleted on purpose)", it, deleted)
 	head := s.Head()
 	require.GreaterOrEqual(c, head, rb.maxAck, "iteration %d: an acknowledged append was lost", it)
 	require.GreaterOrEqual(c, head, pl.prevHead, "iteration %d: events of an earlier iteration were lost", it)
@@ -161,6 +165,27 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 	require.NoError(c, err)
 	require.True(c, vrep.Consistent(), "iteration %d: possum verify: %+v", it, vrep.Problems)
 	pl.prevHead, pl.acks = head, acks
+}
+
+// deleteEventFiles deletes a few event files the checkpoint vouches for and
+// gives events/ back its modification time, as TestDeletedEventFilesAfterClose
+// does: the child's projector must rewrite them, durably, before its first
+// checkpoint. It returns how many it deleted.
+func (pl *powerLoss) deleteEventFiles(t *testing.T) int {
+	cp, err := projector.ReadCheckpoint(pl.dir)
+	require.NoError(t, err)
+	events := filepath.Join(pl.dir, projector.EventsDir)
+	st, err := os.Stat(events)
+	require.NoError(t, err)
+	n := 1 + pl.rng.IntN(5)
+	for range n {
+		err := os.Remove(projector.EventPath(pl.dir, 1+pl.rng.Uint64N(cp.Position)))
+		if !os.IsNotExist(err) {
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, os.Chtimes(events, st.ModTime(), st.ModTime()))
+	return n
 }
 
 // rolledBack is what rollBack did.
@@ -231,7 +256,7 @@ func rollBack(dir string, before map[string][]byte, lines []string, prevHead uin
 		}
 	}
 	durable = max(durable, rb.maxAck, m.maxPos)
-	files, mtime, projSummary := m.crash(rng)
+	files, mtime, projSummary := m.crash(rng, false)
 
 	walFiles := readTree(nil, filepath.Join(dir, "wal"), func(string) bool { return true })
 	walSummary, err := cutWAL(walFiles, durable, rng)
@@ -586,11 +611,15 @@ func (m *plModel) synced(op []string) {
 
 // crash returns the projection's files after a power cut: each pending entry
 // change kept or lost, each file's pending writes kept up to a random one,
-// that one lost, torn or zero-filled. It also returns the modification time
+// that one lost, torn or zero-filled; or, worst, every pending entry change
+// kept and every pending write lost. It also returns the modification time
 // events/ would show (0: a new one): the checkpoint's, when the checkpoint
 // that survived saw the same event files.
-func (m *plModel) crash(rng *rand.Rand) (map[string][]byte, int64, string) {
-	keep := rng.Float64()
+func (m *plModel) crash(rng *rand.Rand, worst bool) (map[string][]byte, int64, string) {
+	keep := 1.0
+	if !worst {
+		keep = rng.Float64()
+	}
 	entries := maps.Clone(m.durable)
 	changes, kept := 0, 0
 	for _, c := range m.pending {
@@ -602,7 +631,7 @@ func (m *plModel) crash(rng *rand.Rand) (map[string][]byte, int64, string) {
 			continue
 		}
 		changes++
-		if rng.Float64() >= keep {
+		if !worst && rng.Float64() >= keep {
 			continue
 		}
 		kept++
@@ -626,13 +655,16 @@ func (m *plModel) crash(rng *rand.Rand) (map[string][]byte, int64, string) {
 		if !ok {
 			in := m.inodes[ino]
 			b = slices.Clone(in.durable)
-			k := rng.IntN(len(in.pending) + 1)
+			k := 0
+			if !worst {
+				k = rng.IntN(len(in.pending) + 1)
+			}
 			for _, w := range in.pending[:k] {
 				b = w.apply(b)
 			}
 			writes += len(in.pending)
 			lostWrites += len(in.pending) - k
-			if k < len(in.pending) && !in.pending[k].truncate {
+			if k < len(in.pending) && !in.pending[k].truncate && !worst {
 				w := in.pending[k]
 				switch rng.IntN(3) {
 				case 1: // torn: a prefix of it
