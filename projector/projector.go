@@ -161,8 +161,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 
 	// Event files: list events/ now unless its modification time is the
 	// checkpoint's; then the goroutine lists it in the background (a
-	// million names take a second, too long for Open), before its first
-	// checkpoint.
+	// million names would make Open slow), before its first checkpoint.
 	if !trusted || eventsMTime(dir) != cp.EventsMTime {
 		rep.EventsListed, p.dirty = true, true
 		missing, strays, err := p.checkEventFiles(head, start)
