@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
+
+	"github.com/possumstore/possum/internal/vfs"
 )
 
 // Index files: one append-only file per type (index/types/) and per tag
@@ -174,7 +177,7 @@ func ReadFrom(path string, from uint64) ([]uint64, error) {
 
 // AppendEntries appends positions to the open index file f (opened with
 // O_APPEND), creating its header when the file is empty. One write call.
-func AppendEntries(f *os.File, name string, empty bool, positions []uint64, buf []byte) ([]byte, error) {
+func AppendEntries(f io.Writer, name string, empty bool, positions []uint64, buf []byte) ([]byte, error) {
 	buf = buf[:0]
 	if empty {
 		buf = append(buf, fileHeader(name)...)
@@ -188,16 +191,16 @@ func AppendEntries(f *os.File, name string, empty bool, positions []uint64, buf 
 
 // WriteFile writes the whole index file of name, listing positions, at path:
 // written to tmp first and renamed over path, so readers see the old file or
-// the new one. Not fsync'd.
-func WriteFile(path, tmp, name string, positions []uint64) error {
+// the new one. Not fsync'd. Every change goes through fs.
+func WriteFile(fs vfs.FS, path, tmp, name string, positions []uint64) error {
 	buf := fileHeader(name)
 	for _, p := range positions {
 		buf = binary.LittleEndian.AppendUint64(buf, p)
 	}
-	if err := os.WriteFile(tmp, buf, 0o640); err != nil {
+	if err := vfs.WriteFile(fs, tmp, buf, 0o640); err != nil {
 		return fmt.Errorf("indexer: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := fs.Rename(tmp, path); err != nil {
 		return fmt.Errorf("indexer: %w", err)
 	}
 	return nil
@@ -205,8 +208,8 @@ func WriteFile(path, tmp, name string, positions []uint64) error {
 
 // TrimFile cuts the index file at path to the positions at or below upTo
 // (and any torn entry); a file left with none is removed. A missing file is
-// fine.
-func TrimFile(path string, upTo uint64) error {
+// fine. Every change goes through fs.
+func TrimFile(fs vfs.FS, path string, upTo uint64) error {
 	_, ps, valid, err := ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -214,28 +217,28 @@ func TrimFile(path string, upTo uint64) error {
 	if err != nil {
 		return fmt.Errorf("indexer: trim: %w", err)
 	}
-	_, _, err = trim(path, ps, valid, upTo)
+	_, _, err = trim(fs, path, ps, valid, upTo)
 	return err
 }
 
 // trim cuts the index file at path, holding positions ps in its first valid
 // bytes, to the positions at or below upTo, removing it when none remain. It
 // returns the positions kept and the bytes cut.
-func trim(path string, ps []uint64, valid int64, upTo uint64) ([]uint64, int64, error) {
+func trim(fs vfs.FS, path string, ps []uint64, valid int64, upTo uint64) ([]uint64, int64, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("indexer: trim: %w", err)
 	}
 	keep := sort.Search(len(ps), func(i int) bool { return ps[i] > upTo })
 	if keep == 0 {
-		if err := os.Remove(path); err != nil {
+		if err := fs.Remove(path); err != nil {
 			return nil, 0, fmt.Errorf("indexer: trim: %w", err)
 		}
 		return nil, st.Size(), nil
 	}
 	size := valid - int64(len(ps)-keep)*entrySize
 	if size != st.Size() {
-		if err := os.Truncate(path, size); err != nil {
+		if err := fs.Truncate(path, size); err != nil {
 			return nil, 0, fmt.Errorf("indexer: trim %s: %w", path, err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/possumstore/possum/internal/vfs"
 )
 
 // Directories of the index files, under a store's index/ directory.
@@ -28,15 +30,15 @@ type LoadStats struct {
 // An unreadable or misnamed file is removed and listed in the stats; a
 // position with no type or two is an error wrapping ErrDamaged. Either way,
 // the caller compares the counts with what it expects and rebuilds from the
-// WAL when they differ.
-func Load(dir string, upTo uint64) (*Index, LoadStats, error) {
+// WAL when they differ. Trims and removals go through fs.
+func Load(fs vfs.FS, dir string, upTo uint64) (*Index, LoadStats, error) {
 	var st LoadStats
 	x := New()
 	x.typeOf = make([]uint32, upTo)
 	for i := range x.typeOf {
 		x.typeOf[i] = ^uint32(0)
 	}
-	err := loadDir(filepath.Join(dir, TypesDir), upTo, &st, func(name string, ps []uint64) error {
+	err := loadDir(fs, filepath.Join(dir, TypesDir), upTo, &st, func(name string, ps []uint64) error {
 		st.TypeFiles++
 		id := uint32(len(x.typeLists))
 		x.typeIDs[name] = id
@@ -57,7 +59,7 @@ func Load(dir string, upTo uint64) (*Index, LoadStats, error) {
 			return nil, st, fmt.Errorf("%w: position %d is in no type index file", ErrDamaged, i+1)
 		}
 	}
-	err = loadDir(filepath.Join(dir, TagsDir), upTo, &st, func(name string, ps []uint64) error {
+	err = loadDir(fs, filepath.Join(dir, TagsDir), upTo, &st, func(name string, ps []uint64) error {
 		st.TagFiles++
 		x.tagIDs[name] = uint32(len(x.tagLists))
 		x.tagLists = append(x.tagLists, ps)
@@ -72,7 +74,7 @@ func Load(dir string, upTo uint64) (*Index, LoadStats, error) {
 
 // loadDir reads every index file in dir, trims each to the positions at or
 // below upTo (removing files left empty) and hands the rest to add.
-func loadDir(dir string, upTo uint64, st *LoadStats, add func(string, []uint64) error) error {
+func loadDir(fs vfs.FS, dir string, upTo uint64, st *LoadStats, add func(string, []uint64) error) error {
 	ents, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return nil
@@ -93,7 +95,7 @@ func loadDir(dir string, upTo uint64, st *LoadStats, add func(string, []uint64) 
 			// A torn header or damaged file goes; if it held positions the
 			// caller needed, its counts no longer add up and it rebuilds.
 			st.DamagedFiles = append(st.DamagedFiles, err.Error())
-			if err := os.Remove(path); err != nil {
+			if err := fs.Remove(path); err != nil {
 				return fmt.Errorf("indexer: %w", err)
 			}
 			continue
@@ -101,7 +103,7 @@ func loadDir(dir string, upTo uint64, st *LoadStats, add func(string, []uint64) 
 		if err != nil {
 			return fmt.Errorf("indexer: %w", err)
 		}
-		kept, cut, err := trim(path, ps, valid, upTo)
+		kept, cut, err := trim(fs, path, ps, valid, upTo)
 		st.TrimmedBytes += cut
 		if err != nil {
 			return err

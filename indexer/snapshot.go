@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/possumstore/possum/internal/vfs"
 )
 
 // A snapshot is the whole in-memory index in one file, written when a store
@@ -26,8 +27,9 @@ const (
 )
 
 // WriteSnapshot writes the positions of x at or below upTo to path, through
-// tmp and a rename. It is not fsync'd: the checkpoint that follows syncs it.
-func WriteSnapshot(path, tmp string, x *Index, upTo uint64) error {
+// tmp and a rename, through fs. It is not fsync'd: the checkpoint that
+// follows syncs it.
+func WriteSnapshot(fs vfs.FS, path, tmp string, x *Index, upTo uint64) error {
 	types, tags := x.Types(), x.Tags()
 	buf := append([]byte(snapshotMagic), 0, 0, 0, 0)
 	binary.LittleEndian.PutUint32(buf[4:], snapshotVersion)
@@ -54,10 +56,10 @@ func WriteSnapshot(path, tmp string, x *Index, upTo uint64) error {
 		binary.LittleEndian.PutUint32(buf[countAt+4*i:], uint32(n))
 	}
 	buf = binary.LittleEndian.AppendUint64(buf, xxhash.Sum64(buf))
-	if err := os.WriteFile(tmp, buf, 0o640); err != nil {
+	if err := vfs.WriteFile(fs, tmp, buf, 0o640); err != nil {
 		return fmt.Errorf("indexer: snapshot: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := fs.Rename(tmp, path); err != nil {
 		return fmt.Errorf("indexer: snapshot: %w", err)
 	}
 	return nil

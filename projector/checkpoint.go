@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/vfs"
 )
 
 // CheckpointVersion is the format version of the checkpoint file.
@@ -61,11 +61,12 @@ func eventsMTime(dir string) int64 {
 }
 
 // WriteCheckpoint syncs the file system holding the store directory dir, so
-// that every projected file is durable, then writes cp atomically. It sets
-// cp's Version and EventsMTime.
-func WriteCheckpoint(dir string, cp Checkpoint) error {
-	if err := syncFS(dir); err != nil {
-		return err
+// that every projected file is durable, then writes cp atomically (temp file,
+// fsync, rename, fsync of dir), every change through fs. It sets cp's Version
+// and EventsMTime.
+func WriteCheckpoint(fs vfs.FS, dir string, cp Checkpoint) error {
+	if err := fs.SyncFS(dir); err != nil {
+		return fmt.Errorf("projector: syncfs %s: %w", dir, err)
 	}
 	cp.Version = CheckpointVersion
 	cp.EventsMTime = eventsMTime(dir)
@@ -74,7 +75,7 @@ func WriteCheckpoint(dir string, cp Checkpoint) error {
 		return err
 	}
 	tmp := filepath.Join(dir, TmpDir, CheckpointFile)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return fmt.Errorf("projector: checkpoint: %w", err)
 	}
@@ -89,25 +90,11 @@ func WriteCheckpoint(dir string, cp Checkpoint) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("projector: checkpoint: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, CheckpointFile)); err != nil {
+	if err := fs.Rename(tmp, filepath.Join(dir, CheckpointFile)); err != nil {
 		return fmt.Errorf("projector: checkpoint: %w", err)
 	}
-	return syncDir(dir)
-}
-
-// syncFS flushes every file of the file system holding dir: one call makes
-// all the event and index files written since the last checkpoint durable.
-// Durable on Linux only; platform's doc says what darwin and Windows give.
-func syncFS(dir string) error {
-	if err := platform.SyncFS(dir); err != nil {
-		return fmt.Errorf("projector: %w", err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	if err := platform.SyncDir(dir); err != nil {
-		return fmt.Errorf("projector: %w", err)
+	if err := fs.SyncDir(dir); err != nil {
+		return fmt.Errorf("projector: fsync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/internal/vfs"
 )
 
 type fileKey struct {
@@ -17,6 +18,7 @@ type fileKey struct {
 // fileCache keeps the most recently used index files open for appending, so
 // a hot type or tag costs one write per batch and no open.
 type fileCache struct {
+	fs    vfs.FS
 	max   int
 	order *list.List // of *openFile, most recent first
 	files map[fileKey]*list.Element
@@ -24,22 +26,22 @@ type fileCache struct {
 
 type openFile struct {
 	key fileKey
-	f   *os.File
+	f   vfs.File
 }
 
-func newFileCache(max int) *fileCache {
-	return &fileCache{max: max, order: list.New(), files: map[fileKey]*list.Element{}}
+func newFileCache(fs vfs.FS, max int) *fileCache {
+	return &fileCache{fs: fs, max: max, order: list.New(), files: map[fileKey]*list.Element{}}
 }
 
 // get returns the open index file of k and whether it is empty (it then
 // needs its header).
-func (c *fileCache) get(dir string, k fileKey) (*os.File, bool, error) {
+func (c *fileCache) get(dir string, k fileKey) (vfs.File, bool, error) {
 	if el, ok := c.files[k]; ok {
 		c.order.MoveToFront(el)
 		return el.Value.(*openFile).f, false, nil
 	}
 	path := filepath.Join(dir, IndexDir, k.kind, indexer.FileName(k.name))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := c.fs.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, false, fmt.Errorf("projector: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/wal"
 )
 
@@ -39,12 +40,18 @@ type Projector struct {
 	dir string
 	log *wal.Log
 	lg  *slog.Logger
+	fs  vfs.FS // every change to the projection goes through it
 
 	projected    atomic.Uint64 // every event at or below has its files
 	checkpointed atomic.Uint64
 	tagEntries   int      // tag index entries at or below projected
 	missing      []uint64 // event files at or below the start to rewrite
 	eventsFrom   uint64   // event files below this exist (but for missing)
+	// eventsUnchecked: Open trusted events/ by its modification time (see
+	// Checkpoint.EventsMTime) without listing it. The goroutine lists it
+	// before anything else, and before any checkpoint, so that no
+	// checkpoint vouches for event files nobody looked for.
+	eventsUnchecked bool
 	// dirty: the projection changed in a way the checkpoint does not show
 	// (a repair at Open); the next checkpoint is written even without new
 	// positions.
@@ -79,17 +86,21 @@ type Report struct {
 
 // Open prepares the projection of the store in dir for the WAL log, whose
 // records up to cp.Position were not scanned (wal.Options.TrustPosition).
-// cpErr is the error ReadCheckpoint gave, if any. It returns the projector
-// (not yet running) and the in-memory index of every event in the WAL.
-func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger) (*Projector, *indexer.Index, Report, error) {
+// cpErr is the error ReadCheckpoint gave, if any. Every change to the
+// projection goes through fs (nil: vfs.OS). It returns the projector (not yet
+// running) and the in-memory index of every event in the WAL.
+func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger, fs vfs.FS) (*Projector, *indexer.Index, Report, error) {
 	var rep Report
 	rep.Checkpoint = cp.Position
+	if fs == nil {
+		fs = vfs.OS
+	}
 	for _, d := range []string{EventsDir, TmpDir, filepath.Join(IndexDir, indexer.TypesDir), filepath.Join(IndexDir, indexer.TagsDir)} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
+		if err := fs.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
 			return nil, nil, rep, fmt.Errorf("projector: %w", err)
 		}
 	}
-	if err := clearDir(filepath.Join(dir, TmpDir)); err != nil {
+	if err := clearDir(fs, filepath.Join(dir, TmpDir)); err != nil {
 		return nil, nil, rep, err
 	}
 	head := log.LastPosition()
@@ -108,7 +119,8 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 		dir:        dir,
 		log:        log,
 		lg:         lg,
-		files:      newFileCache(openIndexFiles),
+		fs:         fs,
+		files:      newFileCache(fs, openIndexFiles),
 		pending:    map[fileKey][]uint64{},
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
@@ -125,7 +137,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 	if idx == nil {
 		var st indexer.LoadStats
 		var err error
-		idx, st, err = indexer.Load(filepath.Join(dir, IndexDir), start)
+		idx, st, err = indexer.Load(fs, filepath.Join(dir, IndexDir), start)
 		rep.IndexTrimmedBytes, rep.IndexDamaged = st.TrimmedBytes, st.DamagedFiles
 		tagEntries = st.TagEntries
 		switch {
@@ -138,7 +150,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 	indexFrom := start + 1
 	if rep.IndexRebuilt != "" {
 		for _, d := range []string{indexer.TypesDir, indexer.TagsDir} {
-			if err := clearDir(filepath.Join(dir, IndexDir, d)); err != nil {
+			if err := clearDir(fs, filepath.Join(dir, IndexDir, d)); err != nil {
 				return nil, nil, rep, err
 			}
 		}
@@ -147,12 +159,19 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 		p.tagEntries = tagEntries
 	}
 
-	// Event files: list events/ unless it is unchanged since the checkpoint.
+	// Event files: list events/ now unless its modification time is the
+	// checkpoint's; then the goroutine lists it in the background (a
+	// million names would make Open slow), before its first checkpoint.
 	if !trusted || eventsMTime(dir) != cp.EventsMTime {
 		rep.EventsListed, p.dirty = true, true
-		if err := p.checkEventFiles(head, start, &rep); err != nil {
+		missing, strays, err := p.checkEventFiles(head, start)
+		if err != nil {
 			return nil, nil, rep, err
 		}
+		p.missing, rep.MissingEventFiles, rep.StrayEventFiles = missing, len(missing), strays
+	} else {
+		p.eventsUnchecked = true
+		p.wake <- struct{}{} // the goroutine's first round starts at once
 	}
 
 	// Everything after the trusted part goes into the in-memory index now
@@ -182,7 +201,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger)
 // runs, it goes stale.
 func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*indexer.Index, int) {
 	path := filepath.Join(p.dir, IndexDir, SnapshotFile)
-	defer os.Remove(path)
+	defer p.fs.Remove(path)
 	if !trusted || start == 0 {
 		return nil, 0
 	}
@@ -200,47 +219,73 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*in
 	return idx, tagEntries
 }
 
-// checkEventFiles lists events/: it removes files beyond head and notes the
-// missing ones at or below start.
-func (p *Projector) checkEventFiles(head, start uint64, rep *Report) error {
+// checkEventFiles lists events/ (names only): it removes the files beyond
+// head and returns the positions at or below start with no file, and how
+// many files it removed.
+func (p *Projector) checkEventFiles(head, start uint64) ([]uint64, int, error) {
 	dir := filepath.Join(p.dir, EventsDir)
-	ents, err := os.ReadDir(dir)
+	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("projector: %w", err)
+		return nil, 0, fmt.Errorf("projector: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, 0, fmt.Errorf("projector: list %s: %w", dir, err)
 	}
 	present := make([]bool, start+1)
-	for _, e := range ents {
-		pos, ok := ParseEventFileName(e.Name())
+	strays := 0
+	for _, name := range names {
+		pos, ok := ParseEventFileName(name)
 		if !ok {
 			continue
 		}
 		if pos > head {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return fmt.Errorf("projector: remove stray event file: %w", err)
+			if err := p.fs.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, strays, fmt.Errorf("projector: remove stray event file: %w", err)
 			}
-			rep.StrayEventFiles++
+			strays++
 			continue
 		}
 		if pos <= start {
 			present[pos] = true
 		}
 	}
+	var missing []uint64
 	for pos := uint64(1); pos <= start; pos++ {
 		if !present[pos] {
-			p.missing = append(p.missing, pos)
+			missing = append(missing, pos)
 		}
 	}
-	rep.MissingEventFiles = len(p.missing)
+	return missing, strays, nil
+}
+
+// checkEventsLate is checkEventFiles for the goroutine, when Open trusted
+// events/ by its modification time: a deletion within the same tick as the
+// last write, or a tool that restores directory times (cp -a, rsync -a,
+// tar), leaves the time as the checkpoint saw it. Files the projector wrote
+// since Open are at or below the WAL's head, read before the listing.
+func (p *Projector) checkEventsLate() error {
+	missing, strays, err := p.checkEventFiles(p.log.LastPosition(), p.checkpointed.Load())
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 || strays > 0 {
+		p.lg.Warn("possum: events/ had changed since the checkpoint though its modification time had not; repairing",
+			"dir", p.dir, "missing_event_files", len(missing), "stray_event_files", strays)
+		p.missing, p.dirty = append(p.missing, missing...), true
+	}
+	p.eventsUnchecked = false
 	return nil
 }
 
-func clearDir(dir string) error {
+func clearDir(fs vfs.FS, dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("projector: %w", err)
 	}
 	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		if err := fs.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("projector: %w", err)
 		}
 	}
@@ -320,11 +365,17 @@ func (p *Projector) run() {
 		case <-p.stop:
 			stopping = true
 		}
-		err := p.catchUp(stopping)
+		var err error
+		if p.eventsUnchecked {
+			err = p.checkEventsLate()
+		}
+		if err == nil {
+			err = p.catchUp(stopping)
+		}
 		if err == nil && stopping {
 			// A clean stop leaves the whole index in one file, so the next
 			// Open reads it instead of every index file.
-			err = indexer.WriteSnapshot(filepath.Join(p.dir, IndexDir, SnapshotFile),
+			err = indexer.WriteSnapshot(p.fs, filepath.Join(p.dir, IndexDir, SnapshotFile),
 				filepath.Join(p.dir, TmpDir, SnapshotFile), p.idx, p.projected.Load())
 			p.dirty = true // the checkpoint below makes the snapshot durable
 		}
@@ -422,7 +473,7 @@ func (p *Projector) rollBackIndex(upTo uint64) error {
 	var errs []error
 	for k := range p.pending {
 		p.files.drop(k)
-		errs = append(errs, indexer.TrimFile(p.indexPath(k), upTo))
+		errs = append(errs, indexer.TrimFile(p.fs, p.indexPath(k), upTo))
 	}
 	return errors.Join(errs...)
 }
@@ -431,16 +482,31 @@ func (p *Projector) indexPath(k fileKey) string {
 	return filepath.Join(p.dir, IndexDir, k.kind, indexer.FileName(k.name))
 }
 
-// rewrite writes the event files of the given positions again.
+// rewrite writes the event files of the given positions again. A checkpoint
+// already vouches for them, so each must be durable before its name is back
+// in events/: a power cut must not leave a name there with no content (the
+// next Open lists names only). They are written to tmp/, made durable by one
+// sync of the file system, and renamed into place.
 func (p *Projector) rewrite(positions []uint64) error {
 	rd := p.log.NewReader()
-	for _, pos := range positions {
+	tmps := make([]string, len(positions))
+	for i, pos := range positions {
 		e, err := rd.Event(pos)
 		if err != nil {
 			return err
 		}
-		if err := p.writeEvent(e); err != nil {
-			return err
+		p.buf = EncodeEvent(p.buf[:0], e)
+		tmps[i] = filepath.Join(p.dir, TmpDir, "rewrite-"+EventFileName(pos))
+		if err := vfs.WriteFile(p.fs, tmps[i], p.buf, 0o640); err != nil {
+			return fmt.Errorf("projector: rewrite event %d: %w", pos, err)
+		}
+	}
+	if err := p.fs.SyncFS(p.dir); err != nil {
+		return fmt.Errorf("projector: syncfs %s: %w", p.dir, err)
+	}
+	for i, pos := range positions {
+		if err := p.fs.Rename(tmps[i], EventPath(p.dir, pos)); err != nil {
+			return fmt.Errorf("projector: rewrite event %d: %w", pos, err)
 		}
 	}
 	return nil
@@ -449,18 +515,18 @@ func (p *Projector) rewrite(positions []uint64) error {
 // writeEvent writes e's event file.
 func (p *Projector) writeEvent(e dcb.SequencedEvent) error {
 	var err error
-	p.buf, err = WriteEventFile(p.dir, e, p.buf)
+	p.buf, err = WriteEventFile(p.fs, p.dir, e, p.buf)
 	return err
 }
 
 // WriteEventFile writes the event file of e in the store directory dir: in
 // tmp/, then renamed into events/, so that a watcher never sees it partial.
 // It is not fsync'd (see the checkpoint). buf is scratch space, returned for
-// reuse. One writer at a time per directory.
-func WriteEventFile(dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error) {
+// reuse. One writer at a time per directory. Every change goes through fs.
+func WriteEventFile(fs vfs.FS, dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error) {
 	buf = EncodeEvent(buf[:0], e)
 	tmp := filepath.Join(dir, TmpDir, "event")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return buf, fmt.Errorf("projector: %w", err)
 	}
@@ -471,7 +537,7 @@ func WriteEventFile(dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error
 	if err != nil {
 		return buf, fmt.Errorf("projector: write event %d: %w", e.Position, err)
 	}
-	if err := os.Rename(tmp, EventPath(dir, e.Position)); err != nil {
+	if err := fs.Rename(tmp, EventPath(dir, e.Position)); err != nil {
 		return buf, fmt.Errorf("projector: %w", err)
 	}
 	return buf, nil
@@ -491,7 +557,7 @@ func (p *Projector) appendIndex(k fileKey, positions []uint64) error {
 
 func (p *Projector) checkpoint() error {
 	pos := p.projected.Load()
-	if err := WriteCheckpoint(p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries}); err != nil {
+	if err := WriteCheckpoint(p.fs, p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries}); err != nil {
 		return err
 	}
 	p.checkpointed.Store(pos)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/wal"
 )
@@ -408,7 +409,7 @@ func (c *checker) event(r wal.Record) error {
 		}
 		if c.fix {
 			want := slices.Clone(c.buf)
-			if _, err := projector.WriteEventFile(c.dir, se, want); err != nil {
+			if _, err := projector.WriteEventFile(vfs.OS, c.dir, se, want); err != nil {
 				return fmt.Errorf("recovery: %w", err)
 			}
 		}
@@ -459,7 +460,7 @@ func (c *checker) finish(rep *Report) error {
 		if err := os.Remove(filepath.Join(c.dir, projector.IndexDir, projector.SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("recovery: %w", err)
 		}
-		if err := projector.WriteCheckpoint(c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries}); err != nil {
+		if err := projector.WriteCheckpoint(vfs.OS, c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries}); err != nil {
 			return fmt.Errorf("recovery: %w", err)
 		}
 		rep.Repairs = append(rep.Repairs, fmt.Sprintf("write the checkpoint at position %d", c.head))
@@ -583,7 +584,7 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				rep.add(Problem{Kind: IndexMissing, Path: path, Detail: fmt.Sprintf("no index file for %q", name)})
 			}
 			if c.fix {
-				if err := indexer.WriteFile(path, filepath.Join(c.dir, projector.TmpDir, "index"), name, ps); err != nil {
+				if err := indexer.WriteFile(vfs.OS, path, filepath.Join(c.dir, projector.TmpDir, "index"), name, ps); err != nil {
 					return 0, fmt.Errorf("recovery: %w", err)
 				}
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/testdir"
+	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/wal"
@@ -774,7 +775,7 @@ func TestIndexSameCountOtherPositions(t *testing.T) {
 	require.Len(t, ps, 15)
 	require.Equal(t, uint64(12), ps[5])
 	ps[5] = 13 // still in order, same count
-	require.NoError(t, indexer.WriteFile(path, path+".tmp", name, ps))
+	require.NoError(t, indexer.WriteFile(vfs.OS, path, path+".tmp", name, ps))
 
 	rep, err := recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)

@@ -12,12 +12,14 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/projectiontest"
+	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
@@ -48,20 +50,18 @@ func envIntOr(t testing.TB, name string, def int) int {
 	return n
 }
 
-// TestCrashChild is not a test: it is the process TestCrashRecovery kills.
-// With POSSUM_CRASH_CHILD=dir it opens the store in dir and appends random
-// batches from two goroutines until it is killed, writing one line per
-// acknowledged append to stdout: its last position, goroutine, sequence
-// number and size. Every event's content is crashEvent's, so the parent can
-// check each one exactly. With
-// POSSUM_CRASH_CHILD_PACE each goroutine pauses that long between appends,
-// so that the child lives long enough to write checkpoints without
-// appending more than the parent wants to check.
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(crashChildEnv)
-	if dir == "" {
-		return
-	}
+// runCrashChild is the process TestCrashRecovery and TestPowerLoss kill,
+// started from TestMain when POSSUM_CRASH_CHILD=dir. It opens the store in
+// dir and appends random batches from two goroutines until it is killed,
+// writing one line per acknowledged append to stdout: its last position,
+// goroutine, sequence number and size. Every event's content is crashEvent's,
+// so the parent can check each one exactly. With POSSUM_CRASH_CHILD_PACE
+// each goroutine pauses that long between appends, so that the child lives
+// long enough to write checkpoints without appending more than the parent
+// wants to check. With POSSUM_POWERLOSS_CHILD the projector's file system
+// calls are recorded on stdout too (see recordingFS), in one order with the
+// acknowledgements.
+func runCrashChild(dir string) {
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		os.Exit(3)
@@ -76,14 +76,18 @@ func TestCrashChild(t *testing.T) {
 			fail(err)
 		}
 	}
-	s, err := store.Open(dir, &store.Options{NoSync: os.Getenv(crashChildNoSyncEnv) != ""})
+	var mu sync.Mutex // one line at a time on stdout, acknowledgements and file system calls alike
+	var fs vfs.FS = vfs.OS
+	if mode := os.Getenv(powerLossChildEnv); mode != "" {
+		fs = newRecordingFS(dir, vfs.OS, &mu, os.Stdout, mode == powerLossBroken)
+	}
+	s, err := store.OpenFS(dir, &store.Options{NoSync: os.Getenv(crashChildNoSyncEnv) != ""}, fs)
 	if err != nil {
 		fail(err)
 	}
 	// Never outlive a parent that went away: a write to its closed pipe
 	// kills this process, and so does this timer.
 	time.AfterFunc(crashChildMaxTime, func() { fail(errors.New("not killed in time")) })
-	var mu sync.Mutex
 	var wg sync.WaitGroup
 	// Goroutine numbers are unique across the runs on one directory, so
 	// batch names (goroutine, sequence) never repeat.
@@ -122,6 +126,7 @@ func TestCrashChild(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	fail(errors.New("every appender stopped"))
 }
 
 // TestCrashRecovery kills a process appending to a store (SIGKILL, in the
@@ -133,9 +138,6 @@ func TestCrashChild(t *testing.T) {
 // killed only once the child has written a checkpoint of its own (so that
 // Open starts from a checkpoint written under load, not at a clean Close).
 func TestCrashRecovery(t *testing.T) {
-	if os.Getenv(crashChildEnv) != "" {
-		t.Skip("in the crash child")
-	}
 	t.Parallel()
 	iterations := envIntOr(t, "POSSUM_CRASH_ITERATIONS", 3)
 	seed := uint64(time.Now().UnixNano())
@@ -150,7 +152,7 @@ func TestCrashRecovery(t *testing.T) {
 		if it%3 == 2 {
 			mode.pace, mode.untilCheckpoint = 15*time.Millisecond, prevHead+1
 		}
-		acks, maxAck := crashChild(t, dir, it, rng.Uint64(), mode, target)
+		acks, maxAck, _ := crashChild(t, dir, it, rng.Uint64(), mode, target)
 		t.Logf("iteration %d: killed after %d acknowledged appends (wanted %d, %+v), last acknowledged position %d", it, len(acks), target, mode, maxAck)
 
 		s, err := store.Open(dir, nil)
@@ -226,7 +228,7 @@ type crashAck struct{ last, g, seq, n uint64 }
 // crashEvent its data names; every batch is whole, at consecutive positions
 // (no append is half present); every acknowledged batch is there, where the
 // child was told it is.
-func requireCrashLog(t *testing.T, evs []dcb.SequencedEvent, acks []crashAck) {
+func requireCrashLog(t testing.TB, evs []dcb.SequencedEvent, acks []crashAck) {
 	t.Helper()
 	type batchKey struct{ g, seq uint64 }
 	type batchSeen struct{ first, count, n uint64 }
@@ -261,21 +263,27 @@ type crashMode struct {
 	// untilCheckpoint: when not 0, the child is killed only once the
 	// checkpoint is at or beyond this position.
 	untilCheckpoint uint64
+	// powerLoss: when not "", the child records its projector's file system
+	// calls on stdout (POSSUM_POWERLOSS_CHILD takes this value).
+	powerLoss string
 }
 
-// crashChild runs TestCrashChild on dir until it has acknowledged target
+// crashChild runs runCrashChild on dir until it has acknowledged target
 // appends (and, if asked, written a checkpoint), kills it, and returns the
-// appends it acknowledged (lines still in the pipe count too) and the
-// highest position among them.
-func crashChild(t *testing.T, dir string, run int, seed uint64, mode crashMode, target int) ([]crashAck, uint64) {
+// appends it acknowledged (lines still in the pipe count too), the
+// highest position among them, and every line it printed.
+func crashChild(t *testing.T, dir string, run int, seed uint64, mode crashMode, target int) ([]crashAck, uint64, []string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChildSeedEnv+"="+strconv.FormatUint(seed, 10), crashChildRunEnv+"="+strconv.Itoa(run))
 	if mode.noSync {
 		cmd.Env = append(cmd.Env, crashChildNoSyncEnv+"=1")
 	}
 	if mode.pace > 0 {
 		cmd.Env = append(cmd.Env, crashChildPaceEnv+"="+mode.pace.String())
+	}
+	if mode.powerLoss != "" {
+		cmd.Env = append(cmd.Env, powerLossChildEnv+"="+mode.powerLoss)
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -286,9 +294,17 @@ func crashChild(t *testing.T, dir string, run int, seed uint64, mode crashMode, 
 	defer watchdog.Stop()
 
 	var acks []crashAck
+	var lines []string
 	acked, maxAck, killed := 0, uint64(0), false
 	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 64<<20) // a file system line carries the bytes written
 	for sc.Scan() {
+		if mode.powerLoss != "" {
+			lines = append(lines, sc.Text())
+			if strings.HasPrefix(sc.Text(), "fs ") {
+				continue
+			}
+		}
 		var a crashAck
 		if _, err := fmt.Sscanf(sc.Text(), "%d %d %d %d", &a.last, &a.g, &a.seq, &a.n); err != nil {
 			t.Logf("crash child printed %q", sc.Text())
@@ -311,10 +327,11 @@ func crashChild(t *testing.T, dir string, run int, seed uint64, mode crashMode, 
 			killed = true
 		}
 	}
+	require.NoError(t, sc.Err(), "reading the crash child's stdout")
 	werr := cmd.Wait()
 	require.True(t, killed, "the crash child stopped after %d acknowledged appends: %v\nstderr:\n%s", acked, werr, stderr.String())
 	var exit *exec.ExitError
 	require.ErrorAs(t, werr, &exit, "stderr:\n%s", stderr.String())
 	require.False(t, exit.Exited(), "the crash child exited on its own (%v) instead of being killed:\n%s", werr, stderr.String())
-	return acks, maxAck
+	return acks, maxAck, lines
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/wal"
@@ -62,6 +63,9 @@ type Store struct {
 	wal  *wal.Log
 	idx  *indexer.Index
 	proj *projector.Projector
+	// fs is the file system under the projection: nil (vfs.OS) but in
+	// tests, which set it through export_test.go.
+	fs vfs.FS
 
 	openReport OpenReport
 
@@ -89,7 +93,10 @@ type Store struct {
 // Open opens the store in dir, creating the directory when needed. It takes
 // the directory's writer lock, repairs a torn WAL tail (logging what was cut)
 // and refuses a WAL damaged anywhere else.
-func Open(dir string, opts *Options) (*Store, error) {
+func Open(dir string, opts *Options) (*Store, error) { return open(dir, opts, nil) }
+
+// open is Open with the file system under the projection (nil: vfs.OS).
+func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -109,6 +116,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		opts:       o,
 		log:        o.Logger,
 		lock:       lock,
+		fs:         fs,
 		reqs:       make(chan *appendRequest),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -181,7 +189,7 @@ func (s *Store) load() error {
 		s.log.Warn("possum: cut a torn WAL tail", "dir", s.dir, "segment", torn.Segment,
 			"offset", torn.Offset, "dropped_bytes", torn.Dropped, "copy", torn.Copy, "reason", torn.Reason)
 	}
-	p, idx, rep, err := projector.Open(s.dir, w, cp, cpErr, s.log)
+	p, idx, rep, err := projector.Open(s.dir, w, cp, cpErr, s.log, s.fs)
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.dir, err)
 	}

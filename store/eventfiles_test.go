@@ -1,0 +1,137 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/projectiontest"
+	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/recovery"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDeletedEventFilesAfterClose deletes event files of a closed store
+// and gives events/ back its old modification time, as a deletion in the
+// same mtime tick as the last write does, or a tool that restores
+// directory times (cp -a, rsync -a, tar): Open's fast path then trusts
+// events/, and the projector must still find and rewrite the missing files
+// before it writes a checkpoint that vouches for them (issue 7, defect 7).
+func TestDeletedEventFilesAfterClose(t *testing.T) {
+	for _, then := range []string{"close", "append and wait"} {
+		t.Run(then, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := store.Open(dir, nil)
+			require.NoError(t, err)
+			for i := range 20 {
+				_, err := s.Append(t.Context(), []dcb.Event{{Type: "T", Tags: []string{fmt.Sprintf("n:%d", i%3)}, Data: []byte(`{"i":1}`)}}, nil)
+				require.NoError(t, err)
+			}
+			require.NoError(t, s.Close())
+
+			events := filepath.Join(dir, projector.EventsDir)
+			st, err := os.Stat(events)
+			require.NoError(t, err)
+			for _, pos := range []uint64{1, 7, 20} {
+				require.NoError(t, os.Remove(projector.EventPath(dir, pos)))
+			}
+			require.NoError(t, os.Chtimes(events, st.ModTime(), st.ModTime()))
+
+			s, err = store.Open(dir, nil)
+			require.NoError(t, err)
+			assert.False(t, s.OpenReport().Projection.EventsListed, "Open's fast path trusts an unchanged events/ mtime")
+			if then == "append and wait" {
+				last, err := s.Append(t.Context(), []dcb.Event{{Type: "T"}}, nil)
+				require.NoError(t, err)
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				defer cancel()
+				require.NoError(t, s.WaitProjected(ctx, last))
+				for _, pos := range []uint64{1, 7, 20} {
+					assert.FileExists(t, projector.EventPath(dir, pos), "rewritten before the projection advanced")
+				}
+			}
+			var evs []dcb.SequencedEvent
+			for e, err := range s.Read(t.Context(), dcb.All(), store.ReadOptions{}) {
+				require.NoError(t, err)
+				evs = append(evs, e)
+			}
+			require.NoError(t, s.Close())
+			projectiontest.RequireMatches(t, dir, evs)
+			rep, err := recovery.Verify(dir, recovery.Options{})
+			require.NoError(t, err)
+			assert.True(t, rep.Consistent(), "possum verify: %+v", rep.Problems)
+		})
+	}
+}
+
+// TestRewrittenEventFilesDurableBeforeNamed: an event file the projector
+// rewrites (it went missing below the checkpoint) must be durable before
+// its name is back in events/, since the next Open lists names only. The
+// projector's file system calls are recorded in this process, and at every
+// moment of the recording the worst power cut (every directory change kept,
+// every unsynced write lost) is worked out: every event file at or below the
+// checkpoint that survives it must hold its event.
+func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	for i := range 30 {
+		_, err := s.Append(t.Context(), []dcb.Event{{Type: "T", Tags: []string{fmt.Sprintf("n:%d", i%4)}}}, nil)
+		require.NoError(t, err)
+	}
+	var evs []dcb.SequencedEvent
+	for e, err := range s.Read(t.Context(), dcb.All(), store.ReadOptions{}) {
+		require.NoError(t, err)
+		evs = append(evs, e)
+	}
+	require.NoError(t, s.Close())
+	events := filepath.Join(dir, projector.EventsDir)
+	st, err := os.Stat(events)
+	require.NoError(t, err)
+	for _, pos := range []uint64{2, 3, 29} {
+		require.NoError(t, os.Remove(projector.EventPath(dir, pos)))
+	}
+	require.NoError(t, os.Chtimes(events, st.ModTime(), st.ModTime()))
+
+	before := readTree(t, dir, func(rel string) bool { return !strings.HasPrefix(rel, "wal/") && rel != "LOCK" && rel != "FORMAT" })
+	var mu sync.Mutex
+	var rec bytes.Buffer
+	s, err = store.OpenFS(dir, nil, newRecordingFS(dir, vfs.OS, &mu, &rec, false))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	projectiontest.RequireMatches(t, dir, evs)
+
+	lines := strings.Split(strings.TrimSpace(rec.String()), "\n")
+	renames := 0
+	for cut := range len(lines) + 1 {
+		m := newPLModel(before)
+		for _, l := range lines[:cut] {
+			require.NoError(t, m.apply(l), "line %q", l)
+		}
+		files, _, _ := m.crash(nil, true)
+		var cp projector.Checkpoint
+		require.NoError(t, json.Unmarshal(files[projector.CheckpointFile], &cp), "cut after line %d", cut)
+		for _, e := range evs[:cp.Position] {
+			b, ok := files[projector.EventsDir+"/"+projector.EventFileName(e.Position)]
+			if ok {
+				require.Equal(t, string(projector.EncodeEvent(nil, e)), string(b),
+					"cut after line %d of %d (%s): event file %d, which the checkpoint at %d vouches for", cut, len(lines), lines[max(cut-1, 0)], e.Position, cp.Position)
+			}
+		}
+		if cut > 0 && strings.Contains(lines[cut-1], " rename ") && strings.Contains(lines[cut-1], `"events/`) {
+			renames++
+		}
+	}
+	assert.Equal(t, 3, renames, "the three missing files were renamed into place")
+}

@@ -1,0 +1,7 @@
+package store
+
+import "github.com/possumstore/possum/internal/vfs"
+
+// OpenFS is Open with fs under the projection: for tests that record, fail
+// or roll back the projector's file system calls.
+func OpenFS(dir string, opts *Options, fs vfs.FS) (*Store, error) { return open(dir, opts, fs) }
