@@ -331,6 +331,20 @@ func Repair(dir string, opts Options) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	if !opts.DryRun {
+		// The old checkpoint (the checker has read it) must not outlive a
+		// power cut in the middle of the repair, vouching for event files
+		// the repair was rewriting (named, their content not yet on disk):
+		// with no checkpoint, the next Open rewrites every event file.
+		// finish writes a new one.
+		cp := filepath.Join(dir, projector.CheckpointFile)
+		if err := vfs.OS.Remove(cp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
+		}
+		if err := vfs.OS.SyncDir(dir); err != nil {
+			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
+		}
+	}
 	vrep, err := wal.Verify(walDir, c.event)
 	if err != nil {
 		return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
@@ -354,6 +368,8 @@ type checker struct {
 	fix      bool
 	collect  bool // list the repairs (done or, without fix, to do) in the report
 	progress func(done, total uint64)
+	cp       projector.Checkpoint // as it was when the check began
+	cpErr    error
 	idx      *indexer.Index
 	head     uint64
 	total    uint64
@@ -366,12 +382,11 @@ type checker struct {
 // it finds, with collect it lists the repairs (done or, without fix, to do).
 func newChecker(dir string, fix, collect bool, progress func(done, total uint64)) (*checker, error) {
 	c := &checker{dir: dir, fix: fix, collect: collect, progress: progress, idx: indexer.New()}
-	if progress != nil {
+	c.cp, c.cpErr = projector.ReadCheckpoint(dir)
+	if progress != nil && c.cpErr == nil {
 		// An estimate of the total for the progress bar: the checkpoint's
 		// position; 0 (unknown) without one. The bar grows past it if needed.
-		if cp, err := projector.ReadCheckpoint(dir); err == nil {
-			c.total = cp.Position
-		}
+		c.total = c.cp.Position
 	}
 	if fix {
 		// Leftovers in tmp/ are never needed; the directories may be gone.
@@ -442,7 +457,7 @@ func (c *checker) finish(rep *Report) error {
 	if err != nil {
 		return err
 	}
-	cp, cpErr := projector.ReadCheckpoint(c.dir)
+	cp, cpErr := c.cp, c.cpErr
 	cpBad := false
 	switch {
 	case cpErr != nil:
