@@ -176,21 +176,7 @@ func TestCrashRecovery(t *testing.T) {
 		require.Len(t, evs, int(head), "iteration %d: Read returns every event", it)
 		allAcks = append(allAcks, acks...)
 		requireCrashLog(t, evs, allAcks)
-		// The in-memory index, loaded from the projection's index files
-		// and the WAL, must agree with the events.
-		for _, tag := range crashTags {
-			var want, got []uint64
-			for _, e := range evs {
-				if slices.Contains(e.Tags, tag) {
-					want = append(want, e.Position)
-				}
-			}
-			for e, err := range s.Read(t.Context(), dcb.Query{Items: []dcb.QueryItem{{Tags: []string{tag}}}}, store.ReadOptions{}) {
-				require.NoError(t, err)
-				got = append(got, e.Position)
-			}
-			require.Equal(t, want, got, "iteration %d: read by tag %q", it, tag)
-		}
+		requireTagReads(t, s, evs, it)
 		require.NoError(t, s.Close(), "iteration %d: close", it)
 		projectiontest.RequireMatches(t, dir, evs)
 		cp, err := projector.ReadCheckpoint(dir)
@@ -205,6 +191,24 @@ func TestCrashRecovery(t *testing.T) {
 
 // crashEvent is event i of n in batch seq of goroutine g: its content is a
 // function of those alone, and its data says which it is.
+// requireTagReads checks that the store's in-memory index, loaded from the
+// projection's index files and the WAL, agrees with evs for every tag.
+func requireTagReads(t require.TestingT, s *store.Store, evs []dcb.SequencedEvent, it int) {
+	for _, tag := range crashTags {
+		var want, got []uint64
+		for _, e := range evs {
+			if slices.Contains(e.Tags, tag) {
+				want = append(want, e.Position)
+			}
+		}
+		for e, err := range s.Read(context.Background(), dcb.Query{Items: []dcb.QueryItem{{Tags: []string{tag}}}}, store.ReadOptions{}) {
+			require.NoError(t, err)
+			got = append(got, e.Position)
+		}
+		require.Equal(t, want, got, "iteration %d: read by tag %q", it, tag)
+	}
+}
+
 func crashEvent(g, seq, i, n int) dcb.Event {
 	h := uint64(g)*1_000_003 + uint64(seq)*7919 + uint64(i)*104_729
 	e := dcb.Event{

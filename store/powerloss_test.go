@@ -143,19 +143,7 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 	}
 	require.Len(c, evs, int(head), "iteration %d: Read returns every event", it)
 	requireCrashLog(c, evs, acks)
-	for _, tag := range crashTags {
-		var want, got []uint64
-		for _, e := range evs {
-			if slices.Contains(e.Tags, tag) {
-				want = append(want, e.Position)
-			}
-		}
-		for e, err := range s.Read(t.Context(), dcb.Query{Items: []dcb.QueryItem{{Tags: []string{tag}}}}, store.ReadOptions{}) {
-			require.NoError(c, err)
-			got = append(got, e.Position)
-		}
-		require.Equal(c, want, got, "iteration %d: read by tag %q", it, tag)
-	}
+	requireTagReads(c, s, evs, it)
 	require.NoError(c, s.Close(), "iteration %d: close", it)
 	projectiontest.RequireMatches(c, pl.dir, evs)
 	cp, err := projector.ReadCheckpoint(pl.dir)
