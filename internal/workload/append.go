@@ -117,40 +117,49 @@ func Batches(ctx context.Context, s Store, batches, size int, seed uint64, progr
 	}
 	n := batches * size
 	sh := Shape{Events: (n + EventsPerTag - 1) / EventsPerTag * EventsPerTag, Seed: seed}
-	return appendShape(ctx, s, sh, n, size, true, progress)
+	return appendShape(ctx, s, sh, 0, n, size, true, progress)
 }
 
 // Load appends the events of sh, in order, in appends of batch events (the
 // last one may be smaller), without a condition, and returns the appends
 // as Ops. Into an empty store, event i of sh lands at position i+1.
 func Load(ctx context.Context, s Store, sh Shape, batch int, progress Progress) (Result, error) {
+	return LoadRange(ctx, s, sh, 0, sh.Events, batch, progress)
+}
+
+// LoadRange is Load of events from to to-1 of sh only: loading a shape in
+// slices, one after the other, loads the same store as Load.
+func LoadRange(ctx context.Context, s Store, sh Shape, from, to, batch int, progress Progress) (Result, error) {
 	if err := sh.Validate(); err != nil {
 		return Result{}, err
 	}
 	if batch <= 0 {
 		return Result{}, fmt.Errorf("workload: load in appends of %d events", batch)
 	}
-	return appendShape(ctx, s, sh, sh.Events, batch, false, progress)
+	if from < 0 || to > sh.Events || from >= to {
+		return Result{}, fmt.Errorf("workload: load events %d..%d of %d", from, to-1, sh.Events)
+	}
+	return appendShape(ctx, s, sh, from, to, batch, false, progress)
 }
 
-// appendShape appends the first n events of sh in appends of batch events,
+// appendShape appends events from to to-1 of sh in appends of batch events,
 // timing each append if timed. The events of each append are built before
 // the clock runs for it.
-func appendShape(ctx context.Context, s Store, sh Shape, n, batch int, timed bool, progress Progress) (Result, error) {
+func appendShape(ctx context.Context, s Store, sh Shape, from, to, batch int, timed bool, progress Progress) (Result, error) {
 	pc := newProgressCounter(progress)
 	defer pc.flush()
 	var lat []time.Duration
 	if timed {
-		lat = make([]time.Duration, 0, (n+batch-1)/batch)
+		lat = make([]time.Duration, 0, (to-from+batch-1)/batch)
 	}
 	events := make([]dcb.Event, 0, batch)
 	var r Result
 	var built time.Duration // time spent building events, not appending
 	start := time.Now()
-	for k := 0; k < n; k += batch {
+	for k := from; k < to; k += batch {
 		b := time.Now()
 		events = events[:0]
-		for i := k; i < min(k+batch, n); i++ {
+		for i := k; i < min(k+batch, to); i++ {
 			events = append(events, sh.Event(i))
 		}
 		t := time.Now()

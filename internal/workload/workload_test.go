@@ -201,6 +201,26 @@ func TestLoadAndRead(t *testing.T) {
 	}
 }
 
+// Loading a shape in slices loads the same store as loading it at once.
+func TestLoadRange(t *testing.T) {
+	ctx := context.Background()
+	sh := workload.Shape{Events: 300, Seed: 5}
+	s := openStore(t, &store.Options{NoSync: true})
+	for _, r := range [][2]int{{0, 100}, {100, 250}, {250, 300}} {
+		res, err := workload.LoadRange(ctx, s, sh, r[0], r[1], 7, nil)
+		require.NoError(t, err)
+		assert.Equal(t, r[1]-r[0], res.Events)
+	}
+	for _, e := range readAll(t, s, dcb.All()) {
+		assert.Equal(t, sh.Event(int(e.Position)-1).Tags, e.Tags)
+	}
+	assert.Equal(t, uint64(300), s.Head())
+	for _, r := range [][2]int{{-1, 10}, {10, 10}, {0, 301}} {
+		_, err := workload.LoadRange(ctx, s, sh, r[0], r[1], 7, nil)
+		assert.Error(t, err, "%v", r)
+	}
+}
+
 // ReadNewest returns the newest event of the type asked for: checked against
 // the shape, position by position.
 func TestReadNewestIsNewest(t *testing.T) {
