@@ -252,12 +252,11 @@ func (b *bench) run() error {
 	if err := b.batches(max(10, n/1000)); err != nil {
 		return err
 	}
-	for _, batch := range []int{1000, 10, 1} {
-		if err := b.readStore(batch); err != nil {
-			return err
-		}
+	if err := b.readStore(); err != nil {
+		return err
 	}
-	b.note("read stores are loaded with Options.NoSync (durable, a load of %d single-event appends would take as many fsyncs); the append workloads are durable", n)
+	b.note("the read store is loaded with Options.NoSync (durably, its single-event appends would take as many fsyncs); the append workloads are durable")
+	b.note("one read store of %d events: its first third appended 1,000 events at a time, the second 10, the rest 1; a tag's 10 events all lie in one third", n)
 	return nil
 }
 
@@ -366,55 +365,57 @@ func walFiles(storeDir string) (total int64, segments []string, err error) {
 	return total, segments, nil
 }
 
-// readStore loads a store of b.n events in appends of batch events (NoSync)
-// and measures the reads on it, its reopen, and, for the largest batches
-// (the fastest load, so the largest backlog), the projector's pace.
-func (b *bench) readStore(batch int) error {
-	sh := workload.Shape{Events: b.n, Seed: benchSeed}
-	layout := fmt.Sprintf("appends of %d", batch)
-	var fileRate float64
-	if batch == 1000 {
-		var err error
-		fileRate, err = b.raw("file creation (temp write + rename)", "files/s", "projector pace", b.rawTime,
-			func(d time.Duration) (float64, error) { return rawdisk.FileCreateRate(b.root, d) })
-		if err != nil {
-			return err
-		}
+// readStore loads one store of b.n events (NoSync) in three slices of whole
+// orders: the first third in appends of 1,000 events, the second in appends
+// of 10, the rest in appends of 1, so that reading a tag of a slice reads
+// events stored as that slice was appended, from a store of b.n events
+// (one projection of b.n files rather than three). It measures the
+// projector's pace on the first slice's backlog, the reads, and the reopen.
+func (b *bench) readStore() error {
+	sh := workload.Shape{Events: b.n, Seed: benchSeed, Interleave: min(workload.DefaultInterleave, b.n/(3*workload.EventsPerTag))}
+	block := sh.BlockEvents()
+	third := b.n / block / 3 * block
+	slices := []struct{ batch, from, to int }{{1000, 0, third}, {10, third, 2 * third}, {1, 2 * third, b.n}}
+	fileRate, err := b.raw("file creation (temp write + rename)", "files/s", "projector pace", b.rawTime,
+		func(d time.Duration) (float64, error) { return rawdisk.FileCreateRate(b.root, d) })
+	if err != nil {
+		return err
 	}
-	s, err := b.openStore(fmt.Sprintf("read-%d", batch), &store.Options{NoSync: true})
+	s, err := b.openStore("read", &store.Options{NoSync: true})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	progress, finish := b.phase(fmt.Sprintf("load %d events, %s", b.n, layout), (b.n+batch-1)/batch)
-	loaded, err := workload.Load(b.ctx, s, sh, batch, progress)
-	finish()
-	if err != nil {
-		return err
-	}
-	// The projector writes a file per event and lags behind a fast load:
-	// its catch-up on the backlog, alone, is its pace.
-	head := s.Head()
-	backlog, start := head-s.Stats().Projected, time.Now()
-	progress, finish = b.phase("projector catch-up, "+layout, int(backlog))
-	stopWatch := watchProjection(s, progress)
-	err = s.WaitProjected(b.ctx, head)
-	stopWatch()
-	finish()
-	if err != nil {
-		return err
-	}
-	if batch == 1000 {
-		caught := time.Since(start)
-		pace := workload.Result{Ops: int(backlog), Events: int(backlog), Elapsed: caught}
-		note := fmt.Sprintf("backlog of %d events after a load of %d (%s, NoSync) in %s", backlog, b.n, layout, loaded.Elapsed.Round(time.Millisecond))
+	for i, sl := range slices {
+		layout := fmt.Sprintf("appends of %d", sl.batch)
+		progress, finish := b.phase(fmt.Sprintf("load events %d..%d, %s", sl.from+1, sl.to, layout), (sl.to-sl.from+sl.batch-1)/sl.batch)
+		loaded, err := workload.LoadRange(b.ctx, s, sh, sl.from, sl.to, sl.batch, progress)
+		finish()
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			continue
+		}
+		// The projector writes a file per event and lags behind a fast
+		// load: its catch-up on the backlog, alone, is its pace.
+		head := s.Head()
+		backlog, start := head-s.Stats().Projected, time.Now()
+		if err := b.waitProjected(s, "projector catch-up, "+layout, backlog); err != nil {
+			return err
+		}
+		pace := workload.Result{Ops: int(backlog), Events: int(backlog), Elapsed: time.Since(start)}
+		note := fmt.Sprintf("catch-up on a backlog of %d events after a load of %d in %s (%s, NoSync)", backlog, head, loaded.Elapsed.Round(time.Millisecond), layout)
 		if backlog < head/10 {
-			// The projector kept up: its pace is at least the load's.
-			pace = workload.Result{Ops: int(head), Events: int(head), Elapsed: loaded.Elapsed + caught}
-			note = fmt.Sprintf("the projector kept up with the load; pace over the whole load of %d events (a lower bound)", head)
+			pace = workload.Result{Ops: int(head), Events: int(head), Elapsed: loaded.Elapsed + pace.Elapsed}
+			note = fmt.Sprintf("the projector kept up with the load: pace over the whole load of %d events (a lower bound)", head)
 		}
 		b.add(benchResult{Name: "projector pace", Value: pace.EventsPerSec(), Unit: "events/s", Limit: fileRate,
 			LimitName: "raw files/s (200-byte temp write + rename, fresh directory)", HigherIsBetter: true, Note: note}, pace)
+	}
+	head := s.Head()
+	if err := b.waitProjected(s, "projector catch-up", head-s.Stats().Projected); err != nil {
+		return err
 	}
 
 	walBytes, segments, err := walFiles(s.Dir())
@@ -423,70 +424,83 @@ func (b *bench) readStore(batch int) error {
 	}
 	perEvent := float64(walBytes) / float64(head)
 	readSize := max(1, int(perEvent))
-	preads, err := b.raw(fmt.Sprintf("random %d-byte preads of the WAL", readSize), "reads/s", "reads, "+layout, b.rawTime,
+	preads, err := b.raw(fmt.Sprintf("random %d-byte preads of the WAL", readSize), "reads/s", "reads", b.rawTime,
 		func(d time.Duration) (float64, error) {
 			return rawdisk.RandomReadRate(segments, readSize, d, benchSeed)
 		})
 	if err != nil {
 		return err
 	}
-	w, err := b.reads("read 10 events by tag, "+layout, func(n int, p workload.Progress) (workload.Result, error) {
-		return workload.ReadByTag(b.ctx, s, sh, n, p)
-	})
-	if err != nil {
-		return err
-	}
-	b.add(benchResult{Name: "read 10 events by tag, " + layout, Value: w.OpsPerSec(), Unit: "queries/s", Limit: preads / workload.EventsPerTag,
-		LimitName: fmt.Sprintf("raw random %d-byte preads/s of the WAL ÷ 10", readSize), HigherIsBetter: true,
-		Note: fmt.Sprintf("random tags of a %d-event store", b.n)}, w)
-
-	if batch == 1000 {
-		w, err = b.reads("read newest of a type", func(n int, p workload.Progress) (workload.Result, error) {
-			return workload.ReadNewest(b.ctx, s, sh, n, p)
+	for _, sl := range slices {
+		layout := fmt.Sprintf("appends of %d", sl.batch)
+		w, err := b.reads("read 10 events by tag, "+layout, func(n int, p workload.Progress) (workload.Result, error) {
+			return workload.ReadByTagRange(b.ctx, s, sh, sl.from, sl.to, n, p)
 		})
 		if err != nil {
 			return err
 		}
-		b.add(benchResult{Name: "read newest of a type", Value: w.OpsPerSec(), Unit: "queries/s", Limit: preads,
-			LimitName: fmt.Sprintf("raw random %d-byte preads/s of the WAL", readSize), HigherIsBetter: true,
-			Note: "Backwards, Limit 1, random type of 8"}, w)
-
-		seq, err := b.raw("sequential read of the WAL", "bytes/s", "full scan, reopen", b.rawTime,
-			func(d time.Duration) (float64, error) { return rawdisk.SequentialReadBandwidth(segments, d) })
-		if err != nil {
-			return err
-		}
-		progress, finish = b.phase("full scan", int(head))
-		w, err = workload.FullScan(b.ctx, s, progress)
-		finish()
-		if err != nil {
-			return err
-		}
-		b.add(benchResult{Name: "full scan", Value: w.EventsPerSec(), Unit: "events/s", Limit: seq / perEvent,
-			LimitName: fmt.Sprintf("raw sequential read bandwidth of the WAL ÷ %.0f bytes per event", perEvent), HigherIsBetter: true}, w)
-
-		if err := s.Close(); err != nil {
-			return err
-		}
-		_, finish = b.phase("reopen in a fresh process", 1)
-		r, err := reopenInChild(s.Dir())
-		finish()
-		if err != nil {
-			return err
-		}
-		b.add(benchResult{Name: "reopen", Value: r.Elapsed.Seconds(), Unit: "s", Limit: float64(walBytes) / seq,
-			LimitName: "time to read the WAL once at the raw sequential bandwidth",
-			Note:      fmt.Sprintf("a closed %d-event store, opened by a fresh process", b.n)},
-			workload.Result{Ops: 1, Elapsed: r.Elapsed})
-		if r.RSS > 0 {
-			b.add(benchResult{Name: "resident memory after reopen", Value: float64(r.RSS) / (1 << 20), Unit: "MiB",
-				Limit: float64(walBytes) / (1 << 20), LimitName: "WAL size on disk, MiB",
-				Note: "VmRSS of the fresh process with the store open, after a GC"}, workload.Result{})
-		} else {
-			b.note("resident memory: unknown on %s (read from /proc/self/status on linux only)", runtime.GOOS)
-		}
+		b.add(benchResult{Name: "read 10 events by tag, " + layout, Value: w.OpsPerSec(), Unit: "queries/s", Limit: preads / workload.EventsPerTag,
+			LimitName: fmt.Sprintf("raw random %d-byte preads/s of the WAL ÷ 10", readSize), HigherIsBetter: true,
+			Note: fmt.Sprintf("random tags of events %d..%d of a %d-event store, loaded in %s", sl.from+1, sl.to, b.n, layout)}, w)
 	}
+
+	w, err := b.reads("read newest of a type", func(n int, p workload.Progress) (workload.Result, error) {
+		return workload.ReadNewest(b.ctx, s, sh, n, p)
+	})
+	if err != nil {
+		return err
+	}
+	b.add(benchResult{Name: "read newest of a type", Value: w.OpsPerSec(), Unit: "queries/s", Limit: preads,
+		LimitName: fmt.Sprintf("raw random %d-byte preads/s of the WAL", readSize), HigherIsBetter: true,
+		Note: "Backwards, Limit 1, a random type of 8 (the newest events were appended one by one)"}, w)
+
+	seq, err := b.raw("sequential read of the WAL", "bytes/s", "full scan, reopen", b.rawTime,
+		func(d time.Duration) (float64, error) { return rawdisk.SequentialReadBandwidth(segments, d) })
+	if err != nil {
+		return err
+	}
+	progress, finish := b.phase("full scan", int(head))
+	w, err = workload.FullScan(b.ctx, s, progress)
+	finish()
+	if err != nil {
+		return err
+	}
+	b.add(benchResult{Name: "full scan", Value: w.EventsPerSec(), Unit: "events/s", Limit: seq / perEvent,
+		LimitName: fmt.Sprintf("raw sequential read bandwidth of the WAL ÷ %.0f bytes per event", perEvent), HigherIsBetter: true}, w)
+
+	if err := s.Close(); err != nil {
+		return err
+	}
+	_, finish = b.phase("reopen in a fresh process", 1)
+	r, err := reopenInChild(s.Dir())
+	finish()
+	if err != nil {
+		return err
+	}
+	b.add(benchResult{Name: "reopen", Value: r.Elapsed.Seconds(), Unit: "s", Limit: float64(walBytes) / seq,
+		LimitName: "time to read the WAL once at the raw sequential bandwidth",
+		Note:      fmt.Sprintf("the closed %d-event store, opened by a fresh process", b.n)},
+		workload.Result{Ops: 1, Elapsed: r.Elapsed})
+	if r.RSS > 0 {
+		b.add(benchResult{Name: "resident memory after reopen", Value: float64(r.RSS) / (1 << 20), Unit: "MiB",
+			Limit: float64(walBytes) / (1 << 20), LimitName: "WAL size on disk, MiB",
+			Note: "VmRSS of the fresh process with the store open, after a GC"}, workload.Result{})
+	} else {
+		b.note("resident memory: unknown on %s (read from /proc/self/status on linux only)", runtime.GOOS)
+	}
+	_, finish = b.phase("remove the store", 1)
+	defer finish()
 	return done(s)
+}
+
+// waitProjected waits until the projector has caught up with the head of
+// s, showing its progress on a backlog of backlog events.
+func (b *bench) waitProjected(s *store.Store, desc string, backlog uint64) error {
+	progress, finish := b.phase(desc, int(backlog))
+	defer finish()
+	stop := watchProjection(s, progress)
+	defer stop()
+	return s.WaitProjected(b.ctx, s.Head())
 }
 
 // readProbe is how many reads a read workload makes first, to learn how
