@@ -1,0 +1,4 @@
+// Command bench runs possum's peer benchmark.
+package main
+
+func main() {}
