@@ -11,6 +11,11 @@
 //   - FileCreateRate: how many "write a small file to a temporary directory,
 //     rename it into place" steps (no fsync) complete per second: the cost
 //     floor of a projector that keeps one JSON file per event.
+//   - SyncWriteBandwidth: bytes per second of "write 1 MiB at the end of a
+//     file, then fdatasync": the ceiling of durable appends of large batches.
+//   - RandomReadRate and SequentialReadBandwidth: positional reads of a few
+//     bytes at random offsets of given files (a store's log), and reading
+//     them whole: the floor under reading one event, and under a full scan.
 //
 // It uses the standard library only.
 package rawdisk
