@@ -46,7 +46,8 @@ type workloadSpec struct {
 	Name string
 	Unit string // what the figure counts per second
 	// read workloads run on the stores loaded before the rounds; the others
-	// on a fresh store each time.
+	// on a fresh, durable store each time, and are also reported as a
+	// ratio to the raw fsync rate.
 	read bool
 	run  func(ctx context.Context, cfg config, s workload.Store, loaded *loadedStores) (float64, error)
 }
@@ -104,8 +105,13 @@ type summary struct {
 	Median  float64   `json:"median"`
 	Min     float64   `json:"min"`
 	Max     float64   `json:"max"`
-	// PossumRatio is possum's median over this store's median.
+	// PossumRatio is the median over the rounds of possum's figure over
+	// this store's figure of the same round (the disk drifts between
+	// rounds, far less within one).
 	PossumRatio float64 `json:"possum_ratio,omitempty"`
+	// PerFsync is the median over the rounds of the figure over that
+	// round's raw fsync rate (append workloads only).
+	PerFsync float64 `json:"per_raw_fsync,omitempty"`
 }
 
 type workloadReport struct {
@@ -135,7 +141,7 @@ func main() {
 	flag.IntVar(&cfg.Events, "events", 100_000, "events in each read store (a multiple of 10)")
 	flag.IntVar(&cfg.Rounds, "rounds", 3, "interleaved rounds")
 	flag.IntVar(&cfg.Appends, "appends", 200, "conditional appends per run with 1 writer (64 writers: 5× as many)")
-	flag.IntVar(&cfg.Batches, "batches", 20, "batches of 100 events per run")
+	flag.IntVar(&cfg.Batches, "batches", 50, "batches of 100 events per run")
 	flag.IntVar(&cfg.Reads, "reads", 5000, "queries per run of a read workload")
 	flag.StringVar(&cfg.Dir, "dir", ".", "directory to put the stores in (on the disk to measure; a temporary directory is made in it and removed)")
 	flag.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -259,19 +265,20 @@ func run(ctx context.Context, cfg config, log io.Writer) (rep *report, err error
 	}
 
 	rep.FsyncMedian = median(rep.FsyncPerSec)
-	for _, wr := range rep.Workloads {
-		for _, sum := range wr.Stores {
+	for wi, wr := range rep.Workloads {
+		possum := wr.Stores["possum"]
+		for name, sum := range wr.Stores {
 			sum.Median = median(sum.Samples)
 			sum.Min, sum.Max = slices.Min(sum.Samples), slices.Max(sum.Samples)
-		}
-		if possum := wr.Stores["possum"]; possum != nil {
-			for name, sum := range wr.Stores {
-				if name != "possum" && sum.Median > 0 {
-					sum.PossumRatio = possum.Median / sum.Median
-				}
+			if !workloads[wi].read {
+				sum.PerFsync = medianRatio(sum.Samples, rep.FsyncPerSec)
+			}
+			if possum != nil && name != "possum" {
+				sum.PossumRatio = medianRatio(possum.Samples, sum.Samples)
 			}
 		}
 	}
+	fmt.Fprintln(log, "removing the stores (possum's projection is one file per event: this takes a while)")
 	return rep, nil
 }
 
@@ -300,6 +307,17 @@ func rotate(ps []peer, r int) []peer {
 	return append(slices.Clone(ps[k:]), ps[:k]...)
 }
 
+// medianRatio is the median of a[i]/b[i] over the rounds where b[i] > 0.
+func medianRatio(a, b []float64) float64 {
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			rs = append(rs, a[i]/b[i])
+		}
+	}
+	return median(rs)
+}
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
@@ -317,23 +335,20 @@ func printTable(w io.Writer, rep *report) error {
 	fmt.Fprintf(&b, "%d events per read store, %d rounds, nproc %d; raw fsync (4 KiB write + fdatasync) median %.0f/s, per round %s\n",
 		rep.Config.Events, rep.Config.Rounds, rep.NumCPU, rep.FsyncMedian, formatRates(rep.FsyncPerSec))
 	fmt.Fprintf(&b, "Note: %s\n", rep.LoadNote)
+	b.WriteString("÷ raw fsync and possum × are medians over the rounds of ratios taken within each round.\n")
 	for name, why := range rep.Refused {
 		fmt.Fprintf(&b, "NOT MEASURED: %s failed the DCB conformance check: %s\n", name, why)
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tstore\tmedian\tmin\tmax\tunit\tpossum ×\t")
+	fmt.Fprintln(tw, "workload\tstore\tmedian\tmin\tmax\tunit\t÷ raw fsync\tpossum ×\t")
 	for _, wr := range rep.Workloads {
 		for _, name := range rep.Measured {
 			sum := wr.Stores[name]
 			if sum == nil {
 				continue
 			}
-			ratio := ""
-			if sum.PossumRatio > 0 {
-				ratio = fmt.Sprintf("%.2f", sum.PossumRatio)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t\n", wr.Name, name, sum.Median, sum.Min, sum.Max, wr.Unit, ratio)
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t\n", wr.Name, name, sum.Median, sum.Min, sum.Max, wr.Unit, ratio(sum.PerFsync), ratio(sum.PossumRatio))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -341,6 +356,13 @@ func printTable(w io.Writer, rep *report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func ratio(x float64) string {
+	if x == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f", x)
 }
 
 func formatRates(xs []float64) string {
