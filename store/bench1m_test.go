@@ -1,28 +1,24 @@
-package store
+package store_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"math/rand/v2"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/rawdisk"
+	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/store"
 )
 
 // BenchmarkStore1M builds a store of POSSUM_BENCH_EVENTS events (default 1M)
-// with 3 tags each, appended 10 at a time by 8 writers, and reports, as
-// ratios to this machine's limits where there is one:
+// of workload.Shape (each order tag carries exactly 10 events), appended 10
+// at a time (workload.Load, NoSync), and reports, as ratios to this
+// machine's limits where there is one:
 //
 //   - proj-files/s and x-raw-create: the projector's pace catching up on a
 //     backlog, against raw temp-write-and-rename file creation in the same
@@ -35,6 +31,8 @@ import (
 // It takes minutes (a million files to write and delete): run it alone,
 //
 //	go test -run XXX -bench Store1M -benchtime 1x ./store
+//
+// `possum bench` measures the same and more.
 func BenchmarkStore1M(b *testing.B) {
 	n := 1_000_000
 	if v := os.Getenv("POSSUM_BENCH_EVENTS"); v != "" {
@@ -43,31 +41,13 @@ func BenchmarkStore1M(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	students := n / 10 // each student tag: exactly 10 events
+	sh := workload.Shape{Events: n, Seed: benchSeed}
 	dir := b.TempDir()
 	ctx := context.Background()
-	s := openBench(b, dir, &Options{NoSync: true})
-	event := func(i int) dcb.Event {
-		return dcb.Event{Type: "StudentSubscribed", Data: benchData, Tags: []string{
-			"course:" + strconv.Itoa(i%10_000), "student:" + strconv.Itoa(i%students), "tenant:" + strconv.Itoa(i%10)}}
+	s := openBench(b, dir, &store.Options{NoSync: true})
+	if _, err := workload.Load(ctx, s, sh, 10, nil); err != nil {
+		b.Fatal(err)
 	}
-	const writers, batch = 8, 10
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			for k := w * batch; k < n; k += writers * batch {
-				events := make([]dcb.Event, 0, batch)
-				for i := k; i < min(k+batch, n); i++ {
-					events = append(events, event(i))
-				}
-				if _, err := s.Append(ctx, events, nil); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
 	// The projector lagged behind the appends; time its catch-up alone.
 	backlog, start := s.Head()-s.Stats().Projected, time.Now()
 	if err := s.WaitProjected(ctx, s.Head()); err != nil {
@@ -88,90 +68,64 @@ func BenchmarkStore1M(b *testing.B) {
 	// Reopen in a fresh process: its time and resident memory are the
 	// store's, not this builder's.
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchReopenChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "POSSUM_BENCH_REOPEN="+filepath.Join(dir, "store"))
-	out, err := cmd.CombinedOutput()
+	cmd.Env = append(os.Environ(), reopenEnv+"="+filepath.Join(dir, "store"))
+	out, err := cmd.Output()
 	if err != nil {
 		b.Fatalf("reopen child: %v\n%s", err, out)
 	}
-	var reopen time.Duration
-	var rssKB, scanned int64
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if _, err := fmt.Sscanf(sc.Text(), "REOPEN %d %d %d", &reopen, &rssKB, &scanned); err == nil {
-			break
-		}
+	var child reopenResult
+	if err := json.Unmarshal(out, &child); err != nil {
+		b.Fatalf("reopen child printed %q: %v", out, err)
 	}
-	if reopen == 0 {
-		b.Fatalf("reopen child printed no result:\n%s", out)
-	}
-	b.ReportMetric(float64(reopen.Milliseconds()), "reopen-ms")
-	b.ReportMetric(float64(rssKB)/1024, "reopen-rss-MB")
-	b.ReportMetric(float64(scanned), "reopen-scanned-records")
+	b.ReportMetric(float64(child.Elapsed.Milliseconds()), "reopen-ms")
+	b.ReportMetric(float64(child.RSS)/(1<<20), "reopen-rss-MB")
+	b.ReportMetric(float64(child.ScannedRecords), "reopen-scanned-records")
 
 	s = openBench(b, dir, nil)
 	defer s.Close()
-	rng := rand.New(rand.NewPCG(1, 2))
-	lat := make([]time.Duration, 0, 20_000)
-	for range cap(lat) {
-		q := dcb.Query{Items: []dcb.QueryItem{{Tags: []string{"student:" + strconv.Itoa(rng.IntN(students))}}}}
-		t := time.Now()
-		got := 0
-		for _, err := range s.Read(ctx, q, ReadOptions{}) {
-			if err != nil {
-				b.Fatal(err)
-			}
-			got++
-		}
-		lat = append(lat, time.Since(t))
-		if got != 10 {
-			b.Fatalf("read %d events of a student, want 10", got)
-		}
+	w, err := workload.ReadByTag(ctx, s, sh, 20_000, nil)
+	if err != nil {
+		b.Fatal(err)
 	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "tag10-p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "tag10-p99-µs")
+	b.ReportMetric(float64(w.P50.Nanoseconds())/1e3, "tag10-p50-µs")
+	b.ReportMetric(float64(w.P99.Nanoseconds())/1e3, "tag10-p99-µs")
 
-	start = time.Now()
-	count := 0
-	for _, err := range s.Read(ctx, dcb.All(), ReadOptions{}) {
-		if err != nil {
-			b.Fatal(err)
-		}
-		count++
+	scan, err := workload.FullScan(ctx, s, nil)
+	if err != nil {
+		b.Fatal(err)
 	}
-	if count != n {
-		b.Fatalf("scanned %d events, want %d", count, n)
-	}
-	b.ReportMetric(float64(count)/time.Since(start).Seconds(), "scan-events/s")
+	b.ReportMetric(scan.EventsPerSec(), "scan-events/s")
+}
+
+// reopenEnv names the store TestBenchReopenChild opens.
+const reopenEnv = "POSSUM_BENCH_REOPEN"
+
+// reopenResult is what TestBenchReopenChild prints.
+type reopenResult struct {
+	workload.Reopen
+	ScannedRecords int
 }
 
 // TestBenchReopenChild is not a test: BenchmarkStore1M runs it in a fresh
-// process to open a store and report the time, resident memory and WAL
-// records scanned.
+// process to open a store and print the time, resident memory and WAL
+// records scanned, as JSON.
 func TestBenchReopenChild(t *testing.T) {
-	dir := os.Getenv("POSSUM_BENCH_REOPEN")
+	dir := os.Getenv(reopenEnv)
 	if dir == "" {
-		return
+		t.Skip("child process of BenchmarkStore1M")
 	}
-	start := time.Now()
-	s, err := Open(dir, nil)
+	r, s, err := workload.MeasureOpen(func() (workload.Store, error) { return store.Open(dir, nil) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := time.Since(start)
-	runtime.GC()
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rss int64
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			fmt.Sscanf(strings.TrimSpace(v), "%d", &rss)
-		}
-	}
-	fmt.Printf("REOPEN %d %d %d\n", took, rss, s.OpenReport().WAL.ScannedRecords)
+	res := reopenResult{Reopen: r, ScannedRecords: s.(*store.Store).OpenReport().WAL.ScannedRecords}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Stdout.Write(append(b, '\n'))
+	os.Exit(0)
 }

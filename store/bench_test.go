@@ -1,8 +1,10 @@
-package store
+package store_test
 
 // Benchmarks of what users care about, reported as ratios of this machine's
 // own limits measured in the same run: the machine is shared and noisy, so
-// "events/s" alone means little, "events/s ÷ raw fsyncs/s" a lot.
+// "events/s" alone means little, "events/s ÷ raw fsyncs/s" a lot. The
+// workloads are those of internal/workload, which `possum bench` and the
+// peer module under bench/ run too.
 //
 //	go test -run XXX -bench . -benchtime 2s ./store
 //
@@ -10,7 +12,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -20,6 +21,8 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/rawdisk"
+	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/store"
 )
 
 // rawFsyncTime is how long the raw fsync rate is measured for each run of an
@@ -28,7 +31,8 @@ import (
 // (the projector's file writes share the file system journal) in it.
 const rawFsyncTime = 300 * time.Millisecond
 
-var benchData = json.RawMessage(`{"course":"c1","student":"s1","at":"2026-11-26T10:00:00Z"}`)
+// benchSeed seeds the data of the loaded stores and the order of reads.
+const benchSeed = 1
 
 // measureRawFsync measures the raw fsync rate of dir's file system for half
 // of rawFsyncTime.
@@ -41,9 +45,9 @@ func measureRawFsync(b *testing.B, dir string) float64 {
 	return rate
 }
 
-func openBench(b *testing.B, dir string, opts *Options) *Store {
+func openBench(b *testing.B, dir string, opts *store.Options) *store.Store {
 	b.Helper()
-	s, err := Open(filepath.Join(dir, "store"), opts)
+	s, err := store.Open(filepath.Join(dir, "store"), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,7 +59,7 @@ func openBench(b *testing.B, dir string, opts *Options) *Store {
 type appendBench struct {
 	b         *testing.B
 	dir       string
-	s         *Store
+	s         *store.Store
 	rawBefore float64
 }
 
@@ -70,20 +74,20 @@ func startAppendBench(b *testing.B) *appendBench {
 
 // finish, called once the timer has stopped, closes the store and reports:
 //
-//   - events/s (and appends/s for batches) of the timed section;
+//   - events/s (and appends/s for batches) of w, and its latency p50/p99;
 //   - raw-fsync/s, the mean of the raw rates measured before Open and after
 //     Close, and x-raw-fsync = events/s ÷ raw-fsync/s;
 //   - raw-drift = (after-before)/mean: far from 0, the machine's load
 //     changed during the run and the ratio is not to be trusted;
 //   - projected/s, the projector's pace (event files written) during the
-//     timed section, and close-s, how long Close took (it projects the
-//     backlog before returning).
-func (a *appendBench) finish(events, appends int) {
+//     run, and close-s, how long Close took.
+func (a *appendBench) finish(w workload.Result) {
 	b := a.b
 	b.Helper()
-	secs := b.Elapsed().Seconds()
+	if w.Failures > 0 {
+		b.Fatalf("%d conditions failed: each writer owns its tag", w.Failures)
+	}
 	st := a.s.Stats()
-	projected := st.Projected
 	if st.Commits > 0 {
 		b.ReportMetric(float64(st.CommittedAppends)/float64(st.Commits), "appends/commit")
 		b.ReportMetric(float64(st.MeanCommit.Microseconds()), "commit-µs")
@@ -94,106 +98,57 @@ func (a *appendBench) finish(events, appends int) {
 	}
 	closeSecs := time.Since(t).Seconds()
 	rawAfter := measureRawFsync(b, a.dir)
+	secs := w.Elapsed.Seconds()
 	if secs == 0 {
 		return
 	}
 	raw := (a.rawBefore + rawAfter) / 2
-	eps := float64(events) / secs
+	eps := w.EventsPerSec()
 	b.ReportMetric(eps, "events/s")
-	if appends != events {
-		b.ReportMetric(float64(appends)/secs, "appends/s")
+	if w.Ops != w.Events {
+		b.ReportMetric(w.OpsPerSec(), "appends/s")
 	}
+	b.ReportMetric(float64(w.P50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(w.P99.Microseconds()), "p99-µs")
 	b.ReportMetric(raw, "raw-fsync/s")
 	b.ReportMetric(eps/raw, "x-raw-fsync")
 	b.ReportMetric((rawAfter-a.rawBefore)/raw, "raw-drift")
-	b.ReportMetric(float64(projected)/secs, "projected/s")
+	b.ReportMetric(float64(st.Projected)/secs, "projected/s")
 	b.ReportMetric(closeSecs, "close-s")
 }
 
-func tagCondition(tag string, after uint64) *dcb.AppendCondition {
-	return &dcb.AppendCondition{FailIfEventsMatch: dcb.Query{Items: []dcb.QueryItem{{Tags: []string{tag}}}}, After: after}
-}
-
-// BenchmarkAppendOneWriter: one goroutine appends one event at a time,
-// durably, each on the condition that nothing happened to its tag since its
-// previous append. Each append waits for its own fsync, so the ceiling is
-// about 1x the raw fsync rate.
-func BenchmarkAppendOneWriter(b *testing.B) {
-	a := startAppendBench(b)
-	ctx := context.Background()
-	const tag = "writer:0"
-	var last uint64
-	for b.Loop() {
-		ev := []dcb.Event{{Type: "StudentSubscribed", Tags: []string{tag}, Data: benchData}}
-		pos, err := a.s.Append(ctx, ev, tagCondition(tag, last))
-		if err != nil {
-			b.Fatal(err)
-		}
-		last = pos
-	}
-	a.finish(b.N, b.N)
-}
-
-// BenchmarkAppend64Writers: 64 goroutines append one event at a time,
-// durably, each on a condition on its own tag: group commit lets them share
-// fsyncs, so events/s should be many times the raw fsync rate.
-func BenchmarkAppend64Writers(b *testing.B) {
-	const writers = 64
-	a := startAppendBench(b)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	start := make(chan struct{})
-	for w := range writers {
-		n := b.N / writers
-		if w < b.N%writers {
-			n++
-		}
-		tag := fmt.Sprintf("writer:%d", w)
-		wg.Go(func() {
-			<-start
-			var last uint64
-			for range n {
-				ev := []dcb.Event{{Type: "StudentSubscribed", Tags: []string{tag}, Data: benchData}}
-				pos, err := a.s.Append(ctx, ev, tagCondition(tag, last))
-				if err != nil {
-					errs <- err
-					return
-				}
-				last = pos
+// BenchmarkAppendConditional: 1, 8 or 64 goroutines append one event at a
+// time, durably, each on the condition that nothing happened to its own tag
+// since its previous append (workload.ConditionalAppend). One writer waits
+// for its own fsync each time, so its ceiling is about 1x the raw fsync
+// rate; group commit lets more writers share fsyncs, so events/s should
+// grow with them.
+func BenchmarkAppendConditional(b *testing.B) {
+	for _, writers := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			a := startAppendBench(b)
+			b.ResetTimer()
+			w, err := workload.ConditionalAppend(context.Background(), a.s, writers, (b.N+writers-1)/writers, nil)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
 			}
+			a.finish(w)
 		})
 	}
-	b.ResetTimer()
-	close(start)
-	wg.Wait()
-	b.StopTimer()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	if got := a.s.Head(); got != uint64(b.N) {
-		b.Fatalf("head %d after %d appends", got, b.N)
-	}
-	a.finish(b.N, b.N)
 }
 
 // BenchmarkAppendBatch100: one goroutine appends batches of 100 events,
-// durably, without condition.
+// durably, without condition (workload.Batches).
 func BenchmarkAppendBatch100(b *testing.B) {
-	const batch = 100
 	a := startAppendBench(b)
-	ctx := context.Background()
-	events := make([]dcb.Event, batch)
-	for i := range events {
-		events[i] = dcb.Event{Type: "StudentSubscribed", Tags: []string{fmt.Sprintf("student:%d", i)}, Data: benchData}
+	b.ResetTimer()
+	w, err := workload.Batches(context.Background(), a.s, b.N, 100, benchSeed, nil)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
 	}
-	for b.Loop() {
-		if _, err := a.s.Append(ctx, events, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-	a.finish(b.N*batch, b.N)
+	a.finish(w)
 }
 
 // The 1M-event index of BenchmarkConditionCheck1M, built once per process.
@@ -231,9 +186,9 @@ func conditionIndex(b *testing.B) *indexer.Index {
 	return index1M
 }
 
-// lastMatch is the last position matching q: what a decider that just read
-// q's events passes as After.
-func lastMatch(x *indexer.Index, q dcb.Query) uint64 {
+// lastIndexed is the last position of x matching q: what a decider that
+// just read q's events passes as After.
+func lastIndexed(x *indexer.Index, q dcb.Query) uint64 {
 	p, _ := x.Cursor(q, 1, ^uint64(0), true).Next()
 	return p
 }
@@ -255,7 +210,7 @@ func BenchmarkConditionCheck1M(b *testing.B) {
 	}{
 		{name: "tag", q: items(course)},
 		{name: "tag-conflict", q: items(course), fails: true,
-			after: func(q dcb.Query) uint64 { return lastMatch(x, q) - 1 }},
+			after: func(q dcb.Query) uint64 { return lastIndexed(x, q) - 1 }},
 		{name: "two-tags", q: items(courseStudent)},
 		{name: "type+tag", q: items(dcb.QueryItem{Types: []string{"Type4"}, Tags: []string{"course:4242"}})},
 		// The DCB course-subscription condition: the course's events and
@@ -273,7 +228,7 @@ func BenchmarkConditionCheck1M(b *testing.B) {
 			after: func(dcb.Query) uint64 { return 0 }},
 	}
 	for _, c := range cases {
-		after := lastMatch(x, c.q)
+		after := lastIndexed(x, c.q)
 		if c.after != nil {
 			after = c.after(c.q)
 		}
@@ -290,15 +245,14 @@ func BenchmarkConditionCheck1M(b *testing.B) {
 	}
 }
 
-const (
-	readStoreSize = 100_000
-	readTags      = 10_000 // order:<k%readTags>: each tag has exactly 10 events
-)
+// readShape is the store the read benchmarks read: 100k events of
+// workload.Shape, each order tag carrying exactly 10 of them.
+var readShape = workload.Shape{Events: 100_000, Seed: benchSeed}
 
 // readStore is a store for the read benchmarks, with what its build showed of
 // the projector.
 type readStore struct {
-	*Store
+	*store.Store
 	projected float64 // events/s the projector wrote files for, from the first append until it caught up
 	rawCreate float64 // rawdisk.FileCreateRate of the same file system, just before
 }
@@ -313,10 +267,10 @@ func (r readStore) report(b *testing.B) {
 	b.ReportMetric(r.rawCreate, "raw-create/s")
 }
 
-// buildReadStore fills a NoSync store with readStoreSize events, appended in
-// batches of batch events; batch 1 appends them one by one from several
-// goroutines (one WAL record per event). It returns once the projector has
-// caught up, so that the reads run on a quiet store.
+// buildReadStore fills a NoSync store with readShape, appended in batches of
+// batch events (workload.Load; batch 1: one WAL record per event). It
+// returns once the projector has caught up, so that the reads run on a
+// quiet store.
 func buildReadStore(b *testing.B, batch int) readStore {
 	b.Helper()
 	dir := b.TempDir()
@@ -324,50 +278,17 @@ func buildReadStore(b *testing.B, batch int) readStore {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := openBench(b, dir, &Options{NoSync: true})
+	s := openBench(b, dir, &store.Options{NoSync: true})
 	b.Cleanup(func() { s.Close() })
 	ctx := context.Background()
-	event := func(k int) dcb.Event {
-		return dcb.Event{Type: "OrderPlaced", Tags: []string{fmt.Sprintf("order:%d", k%readTags)}, Data: benchData}
-	}
 	start := time.Now()
-	if batch > 1 {
-		for k := 0; k < readStoreSize; k += batch {
-			events := make([]dcb.Event, 0, batch)
-			for j := k; j < min(k+batch, readStoreSize); j++ {
-				events = append(events, event(j))
-			}
-			if _, err := s.Append(ctx, events, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-	} else {
-		const workers = 16
-		var wg sync.WaitGroup
-		errs := make(chan error, workers)
-		for w := range workers {
-			wg.Go(func() {
-				for k := w; k < readStoreSize; k += workers {
-					if _, err := s.Append(ctx, []dcb.Event{event(k)}, nil); err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
-	}
-	if s.Head() != readStoreSize {
-		b.Fatalf("head %d, want %d", s.Head(), readStoreSize)
-	}
-	if err := s.WaitProjected(ctx, readStoreSize); err != nil {
+	if _, err := workload.Load(ctx, s, readShape, batch, nil); err != nil {
 		b.Fatal(err)
 	}
-	return readStore{Store: s, projected: readStoreSize / time.Since(start).Seconds(), rawCreate: rawCreate}
+	if err := s.WaitProjected(ctx, s.Head()); err != nil {
+		b.Fatal(err)
+	}
+	return readStore{Store: s, projected: float64(readShape.Events) / time.Since(start).Seconds(), rawCreate: rawCreate}
 }
 
 // readLayouts: the 100k store as batches of 1000 events (one WAL record per
@@ -377,32 +298,21 @@ var readLayouts = []struct {
 	batch int
 }{{"batch1000", 1000}, {"batch1", 1}}
 
-// BenchmarkReadByTag reads the 10 events of one tag (a different tag each
-// time) from a 100k-event store.
+// BenchmarkReadByTag reads the 10 events of one tag (a random tag each
+// time) from a 100k-event store (workload.ReadByTag).
 func BenchmarkReadByTag(b *testing.B) {
-	queries := make([]dcb.Query, readTags)
-	for k := range queries {
-		queries[k] = dcb.Query{Items: []dcb.QueryItem{{Tags: []string{fmt.Sprintf("order:%d", k)}}}}
-	}
 	for _, l := range readLayouts {
 		b.Run(l.name, func(b *testing.B) {
 			s := buildReadStore(b, l.batch)
-			ctx := context.Background()
-			i := 0
-			for b.Loop() {
-				n := 0
-				for _, err := range s.Read(ctx, queries[i%readTags], ReadOptions{}) {
-					if err != nil {
-						b.Fatal(err)
-					}
-					n++
-				}
-				if n != readStoreSize/readTags {
-					b.Fatalf("read %d events, want %d", n, readStoreSize/readTags)
-				}
-				i++
+			b.ResetTimer()
+			w, err := workload.ReadByTag(context.Background(), s, readShape, b.N, nil)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
 			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+			b.ReportMetric(w.OpsPerSec(), "reads/s")
+			b.ReportMetric(float64(w.P50.Microseconds()), "p50-µs")
+			b.ReportMetric(float64(w.P99.Microseconds()), "p99-µs")
 			s.report(b)
 		})
 	}
@@ -415,20 +325,19 @@ func BenchmarkFullScan(b *testing.B) {
 	for _, l := range readLayouts[:1] {
 		b.Run(l.name, func(b *testing.B) {
 			s := buildReadStore(b, l.batch)
-			ctx := context.Background()
-			for b.Loop() {
-				n := 0
-				for _, err := range s.Read(ctx, dcb.All(), ReadOptions{}) {
-					if err != nil {
-						b.Fatal(err)
-					}
-					n++
+			var events int
+			var took time.Duration
+			b.ResetTimer()
+			for range b.N {
+				w, err := workload.FullScan(context.Background(), s, nil)
+				if err != nil {
+					b.Fatal(err)
 				}
-				if n != readStoreSize {
-					b.Fatalf("read %d events, want %d", n, readStoreSize)
-				}
+				events += w.Events
+				took += w.Elapsed
 			}
-			b.ReportMetric(float64(b.N)*readStoreSize/b.Elapsed().Seconds(), "events/s")
+			b.StopTimer()
+			b.ReportMetric(float64(events)/took.Seconds(), "events/s")
 			s.report(b)
 		})
 	}

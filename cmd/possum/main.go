@@ -4,6 +4,8 @@
 //	possum verify [--json] DIR        check a store (exit 0 consistent, 1 problems, 2 could not run)
 //	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
 //	                                  repair a store (exit 0 repaired, 1 refused or, dry run, repairs needed)
+//	possum bench [--events N] [--dir D] [--json] [--scale]
+//	                                  measure possum next to this machine's limits (minutes at 1M events)
 //	possum COMMAND --help             a command's usage and flags (also -h, possum help COMMAND)
 //
 // Flags may come before or after DIR, in any order; "--" ends the flags, so
@@ -42,6 +44,7 @@ func init() {
 		{"demo", "[DIR]", "append and read a few events in DIR (default ./possum-demo)", 0, 1, demoCommand},
 		{"verify", "DIR", "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)", 1, 1, verifyCommand},
 		{"recover", "DIR", "repair a closed store (exit 1: refused, data loss)", 1, 1, recoverCommand},
+		{"bench", "", "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)", 0, 0, benchCommand},
 	}
 }
 
@@ -78,6 +81,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		usage(stderr)
 		return 2
+	}
+	if args[0] == reopenChild {
+		return runReopenChild(args[1:], stdout, stderr)
 	}
 	c, ok := lookup(args[0])
 	if !ok {
@@ -161,7 +167,10 @@ func (c command) line(fs *flag.FlagSet) string {
 	fs.VisitAll(func(f *flag.Flag) {
 		parts = append(parts, "["+flagArg(f)+"]")
 	})
-	return strings.Join(append(parts, c.operands), " ")
+	if c.operands != "" {
+		parts = append(parts, c.operands)
+	}
+	return strings.Join(parts, " ")
 }
 
 // flagArg is how a flag is written: --name, or --name VALUE if it takes one.

@@ -21,6 +21,7 @@ func TestCommandHelp(t *testing.T) {
 		"demo":    nil,
 		"verify":  {"json"},
 		"recover": {"json", "dry-run", "allow-data-loss"},
+		"bench":   {"events", "dir", "json", "scale"},
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
 	dir := filepath.Join(t.TempDir(), "store")
@@ -49,9 +50,14 @@ func TestCommandHelp(t *testing.T) {
 			assert.Contains(t, out, c.help, "%q", args)
 			assert.Contains(t, out, "--help", "%q", args)
 			fs.VisitAll(func(f *flag.Flag) {
-				assert.Contains(t, out, "["+"--"+f.Name+"]", "%q: the command line lists --%s", args, f.Name)
+				_, use := flag.UnquoteUsage(f)
+				def := f.DefValue
+				if def == "" {
+					def = `""`
+				}
+				assert.Contains(t, out, "["+flagArg(f)+"]", "%q: the command line lists --%s", args, f.Name)
 				assert.Contains(t, out, "--"+f.Name+" ", "%q", args)
-				assert.Contains(t, out, f.Usage+" (default "+f.DefValue+")", "%q", args)
+				assert.Contains(t, out, use+" (default "+def+")", "%q", args)
 			})
 			assert.NotContains(t, out, "flag: help requested", "%q", args)
 		}

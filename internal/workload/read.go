@@ -16,13 +16,26 @@ import (
 // queries, Events the events read; P50 and P99 are the latencies of one
 // query, its events consumed.
 func ReadByTag(ctx context.Context, s Store, sh Shape, reads int, progress Progress) (Result, error) {
+	return ReadByTagRange(ctx, s, sh, 0, sh.Events, reads, progress)
+}
+
+// ReadByTagRange is ReadByTag of the orders whose events are events from to
+// to-1 of sh, bounds that split no order: multiples of sh.BlockEvents(), or
+// sh.Events. A store loaded in slices of different append sizes
+// (LoadRange) is so read slice by slice.
+func ReadByTagRange(ctx context.Context, s Store, sh Shape, from, to, reads int, progress Progress) (Result, error) {
 	if err := sh.Validate(); err != nil {
 		return Result{}, err
 	}
+	block := sh.BlockEvents()
+	if from < 0 || from >= to || to > sh.Events || from%block != 0 || (to%block != 0 && to != sh.Events) {
+		return Result{}, fmt.Errorf("workload: read the tags of events %d..%d: bounds must be multiples of %d or %d", from, to-1, block, sh.Events)
+	}
+	lo, hi := from/EventsPerTag, to/EventsPerTag // the orders of those events
 	rng := rand.New(rand.NewPCG(sh.Seed, 1))
 	queries := make([]dcb.Query, reads)
 	for i := range queries {
-		queries[i] = TagQuery(rng.IntN(sh.Orders()))
+		queries[i] = TagQuery(lo + rng.IntN(hi-lo))
 	}
 	return readQueries(ctx, s, queries, store.ReadOptions{}, EventsPerTag, progress)
 }

@@ -13,10 +13,11 @@ import (
 // of one tag is a read of exactly this many events.
 const EventsPerTag = 10
 
-// openOrders is how many orders a Shape interleaves at a time, so that the
-// events of one tag lie scattered over 10×openOrders positions (as an
-// entity's events do in a live store) rather than side by side.
-const openOrders = 1000
+// DefaultInterleave is how many orders a Shape interleaves at a time unless
+// told otherwise, so that the events of one tag lie scattered over 10,000
+// positions (as an entity's events do in a live store) rather than side by
+// side: appended 1,000 at a time, an order's 10 events are in 10 appends.
+const DefaultInterleave = 1000
 
 // orderSteps are the types of an order's events, one per step of its
 // life: every order has exactly these EventsPerTag events, in this order.
@@ -39,8 +40,10 @@ var Types = []string{
 //     "order:<k>" (exactly EventsPerTag events each) and "customer:<c>"
 //     (five orders per customer: 50 events each), and have the types of
 //     the steps of an order's life (see Types: some are commoner);
-//   - orders are interleaved 1,000 at a time: the events of one order lie
-//     about 1,000 positions apart;
+//   - orders are interleaved Interleave (1,000) at a time: the events of
+//     one order lie Interleave positions apart, and the events of block k,
+//     events k×BlockEvents() to (k+1)×BlockEvents()-1, are those of orders
+//     k×Interleave onwards, whole;
 //   - each event carries about 120 bytes of JSON data, derived from Seed
 //     and its index.
 type Shape struct {
@@ -49,6 +52,9 @@ type Shape struct {
 	// Seed determines the data of the events and the order of a read
 	// workload's queries.
 	Seed uint64
+	// Interleave is how many orders are open at a time; 0:
+	// DefaultInterleave.
+	Interleave int
 }
 
 // Validate says whether the shape can be built.
@@ -56,8 +62,22 @@ func (sh Shape) Validate() error {
 	if sh.Events <= 0 || sh.Events%EventsPerTag != 0 {
 		return fmt.Errorf("workload: %d events: want a positive multiple of %d", sh.Events, EventsPerTag)
 	}
+	if sh.Interleave < 0 {
+		return fmt.Errorf("workload: interleave %d", sh.Interleave)
+	}
 	return nil
 }
+
+func (sh Shape) interleave() int {
+	if sh.Interleave > 0 {
+		return sh.Interleave
+	}
+	return DefaultInterleave
+}
+
+// BlockEvents is the number of events of a block: EventsPerTag×Interleave.
+// The events of an order all lie in one block.
+func (sh Shape) BlockEvents() int { return EventsPerTag * sh.interleave() }
 
 // Orders is the number of order tags: Events/EventsPerTag.
 func (sh Shape) Orders() int { return sh.Events / EventsPerTag }
@@ -76,17 +96,18 @@ func TypeQuery(t string) dcb.Query {
 }
 
 // locate returns the order and the step of event i, 0 ≤ i < Events.
-// Events come in blocks of 10×openOrders (the last block may be smaller);
-// block b holds orders b×openOrders onwards, the step-0 event of each, then
+// Events come in blocks of BlockEvents (the last block may be smaller);
+// block b holds orders b×Interleave onwards, the step-0 event of each, then
 // the step-1 event of each, and so on.
 func (sh Shape) locate(i int) (order, step int) {
-	const block = EventsPerTag * openOrders
+	open := sh.interleave()
+	block := EventsPerTag * open
 	b, off := i/block, i%block
-	width := openOrders
+	width := open
 	if start := b * block; start+block > sh.Events {
 		width = (sh.Events - start) / EventsPerTag
 	}
-	return b*openOrders + off%width, off / width
+	return b*open + off%width, off / width
 }
 
 // Event returns event i of the shape, 0 ≤ i < Events. Loaded in order into

@@ -151,6 +151,7 @@ func TestShape(t *testing.T) {
 	for _, n := range []int{0, -10, 15} {
 		assert.Error(t, workload.Shape{Events: n}.Validate(), "%d", n)
 	}
+	assert.Error(t, workload.Shape{Events: 10, Interleave: -1}.Validate())
 }
 
 // Load puts the shape into the store in appends of the given size, event i
@@ -218,6 +219,37 @@ func TestLoadRange(t *testing.T) {
 	for _, r := range [][2]int{{-1, 10}, {10, 10}, {0, 301}} {
 		_, err := workload.LoadRange(ctx, s, sh, r[0], r[1], 7, nil)
 		assert.Error(t, err, "%v", r)
+	}
+}
+
+// The events of each block are those of whole orders: a store loaded in
+// block-aligned slices of different append sizes reads slice by slice.
+func TestBlocksHoldWholeOrders(t *testing.T) {
+	for _, sh := range []workload.Shape{{Events: 25_000}, {Events: 2_000, Interleave: 66}, {Events: 1_990, Interleave: 7}} {
+		block := sh.BlockEvents()
+		for i := range sh.Events {
+			var k int
+			_, err := fmt.Sscanf(sh.Event(i).Tags[0], "order:%d", &k)
+			require.NoError(t, err)
+			assert.Equal(t, i/block, k*workload.EventsPerTag/block, "%+v: event %d of order %d", sh, i, k)
+		}
+	}
+}
+
+func TestReadByTagRange(t *testing.T) {
+	ctx := context.Background()
+	sh := workload.Shape{Events: 1_000, Interleave: 30} // blocks of 300 events
+	s := openStore(t, &store.Options{NoSync: true})
+	_, err := workload.LoadRange(ctx, s, sh, 0, 600, 100, nil)
+	require.NoError(t, err)
+	r, err := workload.ReadByTagRange(ctx, s, sh, 300, 600, 50, nil)
+	require.NoError(t, err, "orders of the loaded blocks")
+	assert.Equal(t, 50, r.Ops)
+	_, err = workload.ReadByTagRange(ctx, s, sh, 600, 1000, 50, nil)
+	assert.Error(t, err, "orders not loaded")
+	for _, b := range [][2]int{{0, 500}, {10, 300}, {300, 300}, {0, 1010}} {
+		_, err = workload.ReadByTagRange(ctx, s, sh, b[0], b[1], 5, nil)
+		assert.Error(t, err, "%v", b)
 	}
 }
 
