@@ -75,26 +75,8 @@ func WriteCheckpoint(fs vfs.FS, dir string, cp Checkpoint) error {
 		return err
 	}
 	tmp := filepath.Join(dir, TmpDir, CheckpointFile)
-	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
-	if err != nil {
+	if err := vfs.WriteFileDurably(fs, filepath.Join(dir, CheckpointFile), tmp, append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("projector: checkpoint: %w", err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("projector: checkpoint: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("projector: checkpoint: fsync: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("projector: checkpoint: %w", err)
-	}
-	if err := fs.Rename(tmp, filepath.Join(dir, CheckpointFile)); err != nil {
-		return fmt.Errorf("projector: checkpoint: %w", err)
-	}
-	if err := fs.SyncDir(dir); err != nil {
-		return fmt.Errorf("projector: fsync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 
@@ -110,14 +111,19 @@ func TestErrorSentinels(t *testing.T) {
 		}},
 		{"Read of a damaged record", store.ErrCorrupt, func(t *testing.T, dir string) error {
 			s := open(t, dir)
-			appendOK(t, s, ev("A", "x"), ev("B", "y"))
+			appendOK(t, s, ev("A", "x"), dcb.Event{Type: "B", Tags: []string{"y"}, Data: json.RawMessage(`"damage me"`)})
 			appendOK(t, s, ev("C", "z"))
 			require.NoError(t, s.Close())
 			// Inside the part the checkpoint vouches for: Open does not read
 			// it (see the README), the read that meets it reports it.
-			flipByte(t, walSegmentPaths(t, dir)[0], 20)
+			seg := walSegmentPaths(t, dir)[0]
+			b, err := os.ReadFile(seg)
+			require.NoError(t, err)
+			at := bytes.Index(b, []byte("damage me"))
+			require.Positive(t, at)
+			flipByte(t, seg, int64(at))
 			s = open(t, dir)
-			_, err := read(s, ctx, tagQuery("y"), store.ReadOptions{})
+			_, err = read(s, ctx, tagQuery("y"), store.ReadOptions{})
 			return err
 		}},
 		{"append condition", dcb.ErrAppendConditionFailed, func(t *testing.T, dir string) error {
@@ -372,4 +378,46 @@ func TestAppendManyTags(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, last, got[0].Position)
 	assert.Equal(t, tags, got[0].Tags)
+}
+
+// TestOpenUpgradesFormat1: a store written by format version 1 (its WAL
+// holds version 1 frames) opens, is marked version 2, reads its old events
+// exactly and its new ones, and verifies consistent; a store of an unknown
+// format is refused untouched.
+func TestOpenUpgradesFormat1(t *testing.T) {
+	dir := t.TempDir()
+	seg, err := os.ReadFile(filepath.Join("..", "wal", "testdata", "v1", "00000000000000000001"))
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "wal"), 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wal", "00000000000000000001"), seg, 0o640))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "FORMAT"), []byte("possum 1\n"), 0o640))
+
+	s := open(t, dir)
+	b, err := os.ReadFile(filepath.Join(dir, "FORMAT"))
+	require.NoError(t, err)
+	assert.Equal(t, "possum 2\n", string(b))
+	require.Equal(t, uint64(4), s.Head())
+	old := readAll(t, s, dcb.All(), store.ReadOptions{})
+	assert.Equal(t, []string{"CourseDefined", "StudentSubscribed", "StudentSubscribed", "Noted"},
+		[]string{old[0].Type, old[1].Type, old[2].Type, old[3].Type})
+	assert.Equal(t, map[string]string{"by": "demo", "corr": "x1"}, old[1].Metadata)
+	assert.Equal(t, []string{"course:c1", "student:bob", "🦘"}, old[2].Tags)
+	appendOK(t, s, ev("Later", "course:c1"), ev("Later"))
+	s = reopen(t, s)
+	got := readAll(t, s, tagQuery("course:c1"), store.ReadOptions{Backwards: true})
+	assert.Equal(t, []uint64{5, 3, 2, 1}, positions(got))
+	require.NoError(t, s.Close())
+	rep, err := recovery.Verify(dir, recovery.Options{})
+	require.NoError(t, err)
+	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
+
+	other := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(other, "FORMAT"), []byte("possum 9\n"), 0o640))
+	before := testdir.Hash(t, other)
+	_, err = store.Open(other, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `format "possum 9"`)
+	after := testdir.Hash(t, other)
+	delete(after, "LOCK") // the lock is taken before FORMAT is read
+	assert.Equal(t, before, after)
 }

@@ -138,29 +138,32 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	return s, nil
 }
 
-// FormatVersion is the store format this package reads and writes, recorded
-// in the file FORMAT of every store directory.
-const FormatVersion = 1
+// FormatVersion is the store format this package writes, recorded in the
+// file FORMAT of every store directory. Version 2 writes WAL records with a
+// checksum per event; a version 1 store is upgraded when it is opened (its
+// records stay as they are and are read as before; later ones are version 2),
+// so that a possum of version 1 then refuses it rather than take the new
+// records for damage.
+const FormatVersion = 2
 
 const formatFile = "FORMAT"
 
-// checkFormat writes the FORMAT file of a new store and refuses a store of
-// another format.
+// checkFormat writes the FORMAT file of a new store, upgrades a version 1
+// store, and refuses a store of another format.
 func checkFormat(dir string) error {
 	path := filepath.Join(dir, formatFile)
 	want := fmt.Sprintf("possum %d\n", FormatVersion)
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(path, []byte(want), 0o640); err != nil {
-			return fmt.Errorf("store: %w", err)
+	switch {
+	case errors.Is(err, os.ErrNotExist), err == nil && string(b) == "possum 1\n":
+		if err := vfs.WriteFileDurably(vfs.OS, path, path+".tmp", []byte(want), 0o640); err != nil {
+			return fmt.Errorf("store: %s: %w", dir, err)
 		}
 		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("store: %w", err)
-	}
-	if string(b) != want {
-		return fmt.Errorf("store: %s: format %q, this possum reads %q", dir, strings.TrimSpace(string(b)), strings.TrimSpace(want))
+	case string(b) != want:
+		return fmt.Errorf("store: %s: format %q, this possum reads %q and \"possum 1\"", dir, strings.TrimSpace(string(b)), strings.TrimSpace(want))
 	}
 	return nil
 }

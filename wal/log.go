@@ -102,6 +102,10 @@ type Log struct {
 	mu   sync.RWMutex // guards locs and segs for readers
 	locs []recordLoc
 	segs []*segment
+
+	// v1Until: the records ending at or below it are version 1 frames (a
+	// store written before version 2), read whole; set by Open.
+	v1Until uint64
 }
 
 // Open opens the log in dir, creating it if needed. A torn tail is cut back to
@@ -148,7 +152,35 @@ func Open(dir string, opts Options) (*Log, *TornTail, error) {
 		l.Close()
 		return nil, nil, err
 	}
+	if l.v1Until, err = l.lastV1(); err != nil {
+		l.Close()
+		return nil, nil, err
+	}
 	return l, torn, nil
+}
+
+// lastV1 returns the last position held by a version 1 record, 0 when none.
+// Version 1 records all come before the version 2 ones (a store is upgraded
+// once, and from then on written in version 2), so a binary search over the
+// records' version bytes finds the boundary in a few reads.
+func (l *Log) lastV1() (uint64, error) {
+	var err error
+	i := sort.Search(len(l.locs), func(i int) bool {
+		loc := l.locs[i]
+		f, ferr := l.segs[loc.seg].file()
+		var v [1]byte
+		if ferr == nil {
+			_, ferr = f.ReadAt(v[:], int64(loc.off))
+		}
+		if ferr != nil && err == nil {
+			err = fmt.Errorf("wal: read the version of the record at %d: %w", loc.firstPos, ferr)
+		}
+		return v[0] != formatV1
+	})
+	if err != nil || i == 0 {
+		return 0, err
+	}
+	return l.locs[i-1].lastPos(), nil
 }
 
 // load builds the offset index: the records the offsets file vouches for
@@ -469,7 +501,15 @@ type Reader struct {
 	chunkSeg uint32
 	chunkOff int64
 	ahead    int // current read-ahead size; 0 reads records exactly
+
+	last  uint64 // the position of the last event asked for
+	run   int    // how many events in a row were next to the one before
+	entry []byte // scratch for an event read alone
 }
+
+// scanRun is how many events in a row, each next to the one before, make a
+// Reader read whole records (with read-ahead) instead of events alone.
+const scanRun = 16
 
 // NewReader returns a Reader of l.
 func (l *Log) NewReader() *Reader { return &Reader{l: l} }
@@ -481,6 +521,22 @@ const (
 
 // Event returns the event at position pos.
 func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
+	if r.last != 0 && (pos == r.last+1 || pos+1 == r.last) {
+		r.run++
+	} else {
+		r.run = 0
+	}
+	r.last = pos
+	if !(r.have && pos >= r.cur.firstPos && pos <= r.cur.lastPos()) && r.run < scanRun {
+		// Not a scan: read the event alone when its record has others.
+		loc, seg, err := r.l.locate(pos)
+		if err != nil {
+			return dcb.SequencedEvent{}, err
+		}
+		if loc.count > 1 && loc.lastPos() > r.l.v1Until {
+			return r.eventAlone(loc, seg, pos)
+		}
+	}
 	if err := r.load(pos); err != nil {
 		return dcb.SequencedEvent{}, err
 	}
@@ -492,6 +548,59 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 		return dcb.SequencedEvent{}, r.corrupt(err)
 	}
 	return dcb.SequencedEvent{Event: e, Position: pos, Timestamp: r.frameHdr.timestamp}, nil
+}
+
+// eventAlone reads the event at pos from its version 2 record loc without the
+// record's other events: the two offsets bounding its entry, then the entry,
+// verified against its own checksum.
+func (r *Reader) eventAlone(loc recordLoc, seg *segment, pos uint64) (dcb.SequencedEvent, error) {
+	corrupt := func(err error) (dcb.SequencedEvent, error) {
+		return dcb.SequencedEvent{}, fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
+	}
+	f, err := seg.file()
+	if err != nil {
+		return dcb.SequencedEvent{}, fmt.Errorf("wal: open segment: %w", err)
+	}
+	readAt := func(b []byte, off int64) error {
+		if n, err := f.ReadAt(b, off); n < len(b) {
+			return fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, err)
+		}
+		return nil
+	}
+	i := int64(pos - loc.firstPos)
+	payload, payloadLen := int64(loc.off)+frameHeaderSize, int64(loc.size)-frameHeaderSize
+	entries := int64(v2PayloadHeader) + 4*int64(loc.count) // where the first entry starts
+	var b [8]byte
+	var start, end int64
+	if i == 0 {
+		if err := readAt(b[:4], payload+v2PayloadHeader); err != nil {
+			return dcb.SequencedEvent{}, err
+		}
+		start, end = entries, int64(binary.LittleEndian.Uint32(b[:4]))
+	} else {
+		if err := readAt(b[:8], payload+v2PayloadHeader+4*(i-1)); err != nil {
+			return dcb.SequencedEvent{}, err
+		}
+		start, end = int64(binary.LittleEndian.Uint32(b[:4])), int64(binary.LittleEndian.Uint32(b[4:]))
+	}
+	if start < entries || end < start+v2EntryHeader || end > payloadLen {
+		return corrupt(fmt.Errorf("entry of position %d at [%d,%d) out of place in a %d-byte payload", pos, start, end, payloadLen))
+	}
+	if int64(cap(r.entry)) < end-start {
+		r.entry = make([]byte, end-start)
+	}
+	entry := r.entry[:end-start]
+	if err := readAt(entry, payload+start); err != nil {
+		return dcb.SequencedEvent{}, err
+	}
+	if err := checkEntry(pos, entry); err != nil {
+		return corrupt(err)
+	}
+	e, err := decodeEntry(pos, entry)
+	if err != nil {
+		return corrupt(err)
+	}
+	return e, nil
 }
 
 // Record returns the record holding position pos. The caller must not
@@ -549,7 +658,7 @@ func (r *Reader) load(pos uint64) error {
 	if err != nil {
 		return where(err)
 	}
-	h, err := parseHeader(payload)
+	h, err := parseHeader(frame[0], payload)
 	if err != nil {
 		return where(err)
 	}

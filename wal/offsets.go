@@ -28,6 +28,7 @@ const (
 	offsetsMagic      = "POFF"
 	offsetsHeaderSize = 8
 	offsetsEntrySize  = 32
+	offsetsVersion    = 1
 )
 
 func appendOffsetEntry(dst []byte, loc recordLoc, segFirst uint64) []byte {
@@ -47,7 +48,7 @@ func appendOffsetEntry(dst []byte, loc recordLoc, segFirst uint64) []byte {
 func offsetsEntries(path string) (locs []recordLoc, segFirsts []uint64) {
 	b, err := os.ReadFile(path)
 	if err != nil || len(b) < offsetsHeaderSize || string(b[:4]) != offsetsMagic ||
-		binary.LittleEndian.Uint32(b[4:8]) != FormatVersion {
+		binary.LittleEndian.Uint32(b[4:8]) != offsetsVersion {
 		return nil, nil
 	}
 	b = b[offsetsHeaderSize:]
@@ -119,7 +120,7 @@ func openOffsets(path string, locs []recordLoc, segs []*segment) (*offsetsWriter
 	w := &offsetsWriter{f: f}
 	buf := make([]byte, 0, offsetsHeaderSize+offsetsEntrySize*len(locs))
 	buf = append(buf, offsetsMagic...)
-	buf = binary.LittleEndian.AppendUint32(buf, FormatVersion)
+	buf = binary.LittleEndian.AppendUint32(buf, offsetsVersion)
 	for _, loc := range locs {
 		buf = appendOffsetEntry(buf, loc, segs[loc.seg].first)
 	}

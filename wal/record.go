@@ -12,7 +12,18 @@ import (
 )
 
 // FormatVersion is the version byte written at the start of every frame.
-const FormatVersion = 1
+// Version 2 gives each event its own checksum, so that one event is read and
+// verified without the rest of its record; version 1 frames are still read.
+const FormatVersion = 2
+
+const (
+	formatV1 = 1
+	formatV2 = 2
+	// v2PayloadHeader: first position (8 bytes), event count (4).
+	v2PayloadHeader = 12
+	// v2EntryHeader: an entry's checksum (8 bytes), timestamp (8).
+	v2EntryHeader = 16
+)
 
 const (
 	frameHeaderSize = 13
@@ -45,33 +56,28 @@ var (
 	ErrRecordTooLarge = errors.New("wal: record too large")
 )
 
-// AppendFrame appends r, encoded and framed, to dst.
+// AppendFrame appends r, encoded and framed (version 2), to dst.
 func AppendFrame(dst []byte, r Record) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeaderSize)...)
-	dst = binary.AppendUvarint(dst, r.FirstPosition)
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Timestamp.UnixNano()))
-	dst = binary.AppendUvarint(dst, uint64(len(r.Events)))
-	for _, e := range r.Events {
-		dst = appendString(dst, e.Type)
-		dst = binary.AppendUvarint(dst, uint64(len(e.Tags)))
-		for _, t := range e.Tags {
-			dst = appendString(dst, t)
+	p0 := len(dst)
+	dst = binary.LittleEndian.AppendUint64(dst, r.FirstPosition)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.Events)))
+	table := len(dst)
+	dst = append(dst, make([]byte, 4*len(r.Events))...)
+	ts := uint64(r.Timestamp.UnixNano())
+	for i, e := range r.Events {
+		entry := len(dst)
+		dst = append(dst, make([]byte, 8)...) // the entry's checksum, below
+		dst = binary.LittleEndian.AppendUint64(dst, ts)
+		dst = appendEventBody(dst, e)
+		binary.LittleEndian.PutUint64(dst[entry:], entryChecksum(r.FirstPosition+uint64(i), dst[entry+8:]))
+		if len(dst)-p0 > MaxRecordSize {
+			break // refused below; the offsets must not overflow
 		}
-		dst = binary.AppendUvarint(dst, uint64(len(e.Data)))
-		dst = append(dst, e.Data...)
-		dst = binary.AppendUvarint(dst, uint64(len(e.Metadata)))
-		keys := make([]string, 0, len(e.Metadata))
-		for k := range e.Metadata {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			dst = appendString(dst, k)
-			dst = appendString(dst, e.Metadata[k])
-		}
+		binary.LittleEndian.PutUint32(dst[table+4*i:], uint32(len(dst)-p0))
 	}
-	payload := len(dst) - start - frameHeaderSize
+	payload := len(dst) - p0
 	if payload > MaxRecordSize {
 		return dst[:start], fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, payload, MaxRecordSize)
 	}
@@ -82,14 +88,51 @@ func AppendFrame(dst []byte, r Record) ([]byte, error) {
 	return dst, nil
 }
 
+// appendEventBody appends an event's type, tags, data and metadata (keys in
+// byte order), the same encoding in both versions.
+func appendEventBody(dst []byte, e dcb.Event) []byte {
+	dst = appendString(dst, e.Type)
+	dst = binary.AppendUvarint(dst, uint64(len(e.Tags)))
+	for _, t := range e.Tags {
+		dst = appendString(dst, t)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(e.Data)))
+	dst = append(dst, e.Data...)
+	dst = binary.AppendUvarint(dst, uint64(len(e.Metadata)))
+	keys := make([]string, 0, len(e.Metadata))
+	for k := range e.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		dst = appendString(dst, k)
+		dst = appendString(dst, e.Metadata[k])
+	}
+	return dst
+}
+
+// entryChecksum is the checksum of a version 2 entry: xxhash64 of the event's
+// position (little-endian uint64) followed by the entry's bytes after its
+// checksum (timestamp and body). The position is not stored in the entry:
+// an entry read in the wrong place fails its checksum.
+func entryChecksum(pos uint64, rest []byte) uint64 {
+	var d xxhash.Digest
+	d.Reset()
+	var p [8]byte
+	binary.LittleEndian.PutUint64(p[:], pos)
+	_, _ = d.Write(p[:])
+	_, _ = d.Write(rest)
+	return d.Sum64()
+}
+
 // PayloadSizeBound returns the size of the payload of a record holding
-// events, exact but for the first position's uvarint, counted at its
-// largest. A record whose bound is at most MaxRecordSize is never refused as
+// events: a record whose bound is at most MaxRecordSize is never refused as
 // too large.
 func PayloadSizeBound(events []dcb.Event) int {
 	str := func(n int) int { return uvarintLen(uint64(n)) + n }
-	n := binary.MaxVarintLen64 + 8 + uvarintLen(uint64(len(events)))
+	n := v2PayloadHeader
 	for _, e := range events {
+		n += 4 + v2EntryHeader
 		n += str(len(e.Type)) + uvarintLen(uint64(len(e.Tags))) + str(len(e.Data)) + uvarintLen(uint64(len(e.Metadata)))
 		for _, t := range e.Tags {
 			n += str(len(t))
@@ -119,7 +162,7 @@ func checkFrame(frame []byte) ([]byte, error) {
 	if len(frame) < frameHeaderSize {
 		return nil, fmt.Errorf("frame of %d bytes is shorter than its %d-byte header", len(frame), frameHeaderSize)
 	}
-	if frame[0] != FormatVersion {
+	if frame[0] != formatV1 && frame[0] != formatV2 {
 		return nil, fmt.Errorf("unknown format version %d", frame[0])
 	}
 	if n := binary.LittleEndian.Uint32(frame[1:5]); int(n) != len(frame)-frameHeaderSize {
@@ -138,7 +181,7 @@ func DecodeFrame(frame []byte) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	r, err := decodePayload(payload)
+	r, err := decodePayload(frame[0], payload, true)
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -214,10 +257,21 @@ func (d *payloadDecoder) header() (first uint64, ts time.Time, count int) {
 	return first, ts, count
 }
 
-func decodePayload(p []byte) (Record, error) {
-	h, err := parseHeader(p)
+// decodePayload decodes a verified payload of the given version; with
+// entries, it checks every version 2 entry's own checksum too (a writer's
+// mistake the frame checksum cannot show).
+func decodePayload(version byte, p []byte, entries bool) (Record, error) {
+	h, err := parseHeader(version, p)
 	if err != nil {
 		return Record{}, err
+	}
+	if entries && version == formatV2 {
+		for i, off := range h.events {
+			entry := p[off-v2EntryHeader : h.end(i)]
+			if err := checkEntry(h.first+uint64(i), entry); err != nil {
+				return Record{}, fmt.Errorf("event %d: %w", i, err)
+			}
+		}
 	}
 	r := Record{FirstPosition: h.first, Timestamp: h.timestamp, Events: make([]dcb.Event, len(h.events))}
 	for i := range r.Events {
@@ -233,13 +287,24 @@ func decodePayload(p []byte) (Record, error) {
 type recordHeader struct {
 	first     uint64
 	timestamp time.Time
-	events    []int // payload offset of each event
+	events    []int // payload offset of each event's body
 	payload   []byte
 }
 
-// parseHeader reads a payload's header and walks its events' lengths,
-// checking that they add up exactly to the payload.
-func parseHeader(p []byte) (recordHeader, error) {
+// end returns the payload offset where event i's bytes end.
+func (h *recordHeader) end(i int) int {
+	if i+1 < len(h.events) {
+		return h.events[i+1] - v2EntryHeader
+	}
+	return len(h.payload)
+}
+
+// parseHeader reads a payload's header and finds where each event starts,
+// checking that the events add up exactly to the payload.
+func parseHeader(version byte, p []byte) (recordHeader, error) {
+	if version == formatV2 {
+		return parseHeaderV2(p)
+	}
 	d := payloadDecoder{b: p}
 	var h recordHeader
 	var n int
@@ -270,9 +335,87 @@ func parseHeader(p []byte) (recordHeader, error) {
 	return h, nil
 }
 
+// parseHeaderV2 reads a version 2 payload's header and offset table.
+func parseHeaderV2(p []byte) (recordHeader, error) {
+	var h recordHeader
+	first, n, err := v2Header(p)
+	if err != nil {
+		return h, err
+	}
+	h.first, h.payload = first, p
+	h.events = make([]int, n)
+	start := v2PayloadHeader + 4*n
+	for i := range h.events {
+		end := int(binary.LittleEndian.Uint32(p[v2PayloadHeader+4*i:]))
+		if end < start+v2EntryHeader || end > len(p) {
+			return h, fmt.Errorf("event %d: entry [%d,%d) out of place in a %d-byte payload", i, start, end, len(p))
+		}
+		h.events[i] = start + v2EntryHeader
+		start = end
+	}
+	if start != len(p) {
+		return h, fmt.Errorf("%d trailing bytes after the last event", len(p)-start)
+	}
+	h.timestamp = time.Unix(0, int64(binary.LittleEndian.Uint64(p[h.events[0]-8:]))).UTC()
+	return h, nil
+}
+
+// v2Header reads a version 2 payload's first position and event count,
+// checking that its offset table fits.
+func v2Header(p []byte) (first uint64, n int, err error) {
+	if len(p) < v2PayloadHeader {
+		return 0, 0, fmt.Errorf("payload of %d bytes is shorter than its header", len(p))
+	}
+	first, count := binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint32(p[8:])
+	switch {
+	case first == 0:
+		return 0, 0, errors.New("record starts at position 0")
+	case count == 0:
+		return 0, 0, errors.New("record holds no events")
+	case uint64(count) > uint64(len(p)-v2PayloadHeader)/(4+v2EntryHeader):
+		return 0, 0, fmt.Errorf("count %d exceeds what %d bytes hold", count, len(p))
+	}
+	return first, int(count), nil
+}
+
+// checkEntry verifies a version 2 entry (checksum, timestamp, body) against
+// its own checksum, given the event's position.
+func checkEntry(pos uint64, entry []byte) error {
+	if len(entry) < v2EntryHeader {
+		return fmt.Errorf("entry of %d bytes is shorter than its header", len(entry))
+	}
+	if want, got := binary.LittleEndian.Uint64(entry), entryChecksum(pos, entry[8:]); want != got {
+		return fmt.Errorf("checksum mismatch of the event at position %d (stored %016x, computed %016x)", pos, want, got)
+	}
+	return nil
+}
+
+// decodeEntry decodes a verified version 2 entry into the event at pos.
+func decodeEntry(pos uint64, entry []byte) (dcb.SequencedEvent, error) {
+	e, rest, err := decodeEvent(entry[v2EntryHeader:])
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%d trailing bytes after the event", len(rest))
+	}
+	if err != nil {
+		return dcb.SequencedEvent{}, fmt.Errorf("event at position %d: %w", pos, err)
+	}
+	ts := time.Unix(0, int64(binary.LittleEndian.Uint64(entry[8:]))).UTC()
+	return dcb.SequencedEvent{Event: e, Position: pos, Timestamp: ts}, nil
+}
+
 // event decodes event i of the record.
 func (h *recordHeader) event(i int) (dcb.Event, error) {
-	d := payloadDecoder{b: h.payload[h.events[i]:]}
+	e, _, err := decodeEvent(h.payload[h.events[i]:])
+	if err != nil {
+		return dcb.Event{}, fmt.Errorf("event %d: %w", i, err)
+	}
+	return e, nil
+}
+
+// decodeEvent decodes one event body from the start of b and returns the
+// bytes after it.
+func decodeEvent(b []byte) (dcb.Event, []byte, error) {
+	d := payloadDecoder{b: b}
 	var e dcb.Event
 	e.Type = d.string()
 	if nt := d.count(); nt > 0 {
@@ -292,7 +435,7 @@ func (h *recordHeader) event(i int) (dcb.Event, error) {
 		}
 	}
 	if d.err != nil {
-		return dcb.Event{}, fmt.Errorf("event %d: %w", i, d.err)
+		return dcb.Event{}, nil, d.err
 	}
-	return e, nil
+	return e, d.b, nil
 }

@@ -2,9 +2,13 @@ package wal
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,24 +139,72 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 }
 
+// TestFrameLayout pins the version 2 frame byte for byte, checksums
+// included (golden bytes: a change of the encoding or of the checksum
+// function fails here, whatever the code computes).
 func TestFrameLayout(t *testing.T) {
-	r := Record{FirstPosition: 1, Timestamp: time.Unix(0, 0x0102030405060708).UTC(), Events: []dcb.Event{{Type: "A"}}}
+	r := Record{FirstPosition: 1, Timestamp: time.Unix(0, 0x0102030405060708).UTC(), Events: []dcb.Event{
+		{Type: "A"}, {Type: "BC", Tags: []string{"t"}},
+	}}
 	frame, err := AppendFrame(nil, r)
 	require.NoError(t, err)
-	payload := []byte{
-		0x01,                                           // first position
-		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // timestamp
-		0x01,      // one event
-		0x01, 'A', // type
-		0x00, // no tags
-		0x00, // no data
-		0x00, // no metadata
-	}
-	require.Len(t, frame, frameHeaderSize+len(payload))
-	assert.Equal(t, byte(FormatVersion), frame[0])
-	assert.Equal(t, uint32(len(payload)), binary.LittleEndian.Uint32(frame[1:5]))
-	assert.Equal(t, payload, frame[frameHeaderSize:])
+	golden := strings.Join([]string{
+		"02", "41000000", "e518b510e2f36ffc", // version, payload length 65, frame checksum
+		"0100000000000000", "02000000", // first position 1, 2 events
+		"29000000", "41000000", // where entries 0 and 1 end: payload offsets 41, 65
+		"5f74c5b8fcc0b988", "0807060504030201", // entry 0: its checksum, timestamp
+		"0141", "00", "00", "00", // type "A", no tags, no data, no metadata
+		"8a93e20dd74328bc", "0807060504030201", // entry 1
+		"024243", "01", "0174", "00", "00", // type "BC", one tag "t", no data, no metadata
+	}, "")
+	assert.Equal(t, golden, hex.EncodeToString(frame))
 	assert.Equal(t, frameChecksum(frame), binary.LittleEndian.Uint64(frame[5:13]))
+	assert.Equal(t, entryChecksum(2, frame[frameHeaderSize+41+8:]), binary.LittleEndian.Uint64(frame[frameHeaderSize+41:]))
+}
+
+// TestReadsFormatV1: a WAL written by version 1 (testdata/v1, written by the
+// possum of that format) is read exactly, and appends after it (version 2)
+// read back too, before and after a reopen.
+func TestReadsFormatV1(t *testing.T) {
+	dir := t.TempDir()
+	seg, err := os.ReadFile(filepath.Join("testdata", "v1", segmentName(1)))
+	require.NoError(t, err)
+	require.Equal(t, byte(formatV1), seg[1], "the golden segment holds version 1 frames")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, segmentName(1)), seg, 0o640))
+
+	ts := time.Date(2026, 11, 27, 4, 0, 0, 123456789, time.UTC)
+	want := []Record{
+		{FirstPosition: 1, Timestamp: ts, Events: []dcb.Event{{Type: "CourseDefined", Tags: []string{"course:c1"}, Data: json.RawMessage(`{"capacity":2}`)}}},
+		{FirstPosition: 2, Timestamp: ts.Add(time.Second), Events: []dcb.Event{
+			{Type: "StudentSubscribed", Tags: []string{"course:c1", "student:ada"}, Data: json.RawMessage(`{"at":"2026-11-27"}`), Metadata: map[string]string{"by": "demo", "corr": "x1"}},
+			{Type: "StudentSubscribed", Tags: []string{"course:c1", "student:bob", "🦘"}},
+			{Type: "Noted"},
+		}},
+	}
+	l := openLog(t, dir, Options{})
+	checkLog(t, l, want)
+	assert.Equal(t, uint64(4), l.v1Until)
+	more := []Record{{FirstPosition: 5, Timestamp: ts.Add(2 * time.Second), Events: []dcb.Event{{Type: "A", Tags: []string{"x"}}, {Type: "B"}}}}
+	require.NoError(t, l.Append(more))
+	want = append(want, more...)
+	checkLog(t, l, want)
+	require.NoError(t, l.Close())
+	b, err := os.ReadFile(filepath.Join(dir, segmentName(1)))
+	require.NoError(t, err)
+	assert.Equal(t, seg, b[:len(seg)], "the version 1 frames are left as they are")
+
+	for _, trust := range []uint64{0, 4, 6} {
+		l = openLog(t, dir, Options{TrustPosition: trust})
+		assert.Equal(t, uint64(4), l.v1Until, "trust %d", trust)
+		checkLog(t, l, want)
+		rd := l.NewReader()
+		for _, pos := range []uint64{6, 3, 5, 1, 4, 2} { // out of order: events read alone where they can be
+			e, err := rd.Event(pos)
+			require.NoError(t, err)
+			assert.Equal(t, pos, e.Position)
+		}
+		require.NoError(t, l.Close())
+	}
 }
 
 func TestRecordEvent(t *testing.T) {
@@ -195,7 +247,7 @@ func TestDecodeFrameDamaged(t *testing.T) {
 		{"truncated by half", good[:len(good)/2]},
 		{"one extra byte", append(append([]byte(nil), good...), 0)},
 		{"version 0", damaged(func(b []byte) []byte { b[0] = 0; return b })},
-		{"version 2", damaged(func(b []byte) []byte { b[0] = 2; return b })},
+		{"version 3", damaged(func(b []byte) []byte { b[0] = 3; return b })},
 		{"version 255", damaged(func(b []byte) []byte { b[0] = 0xff; return b })},
 		{"length too small", damaged(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[1:5], uint32(len(payload)-1)); return b })},
 		{"length too large", damaged(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[1:5], uint32(len(payload)+1)); return b })},
@@ -261,9 +313,10 @@ func TestAppendFrameTooLarge(t *testing.T) {
 	assert.Equal(t, "keep", string(out), "dst comes back without a partial frame")
 
 	// The largest payload that fits is MaxRecordSize exactly. Its overhead:
-	// position, timestamp, event count, type, tag count, data length (a
-	// 4-byte uvarint), metadata count.
-	fixed := 1 + 8 + 1 + 2 + 1 + 4 + 1
+	// first position, event count, the entry's end offset, its checksum and
+	// timestamp, type, tag count, data length (a 4-byte uvarint), metadata
+	// count.
+	fixed := 8 + 4 + 4 + 8 + 8 + 2 + 1 + 4 + 1
 	r.Events[0].Data = data[:MaxRecordSize-fixed]
 	r.Events[0].Data[len(r.Events[0].Data)-1] = '"'
 	frame, err := AppendFrame(buf[:0], r)
@@ -275,4 +328,74 @@ func TestAppendFrameTooLarge(t *testing.T) {
 	r.Events[0].Data = data[:MaxRecordSize-fixed+1]
 	_, err = AppendFrame(buf[:0], r)
 	assert.ErrorIs(t, err, ErrRecordTooLarge)
+}
+
+// TestEventAloneDamage: an event read alone (not in a scan) reads only its
+// own entry and the two offsets bounding it, and still never returns a
+// damaged byte: damage in its entry or in those offsets fails the read with
+// ErrCorrupt; damage elsewhere in the record leaves it exact, and Verify and
+// a scanning Open find it.
+func TestEventAloneDamage(t *testing.T) {
+	events := []dcb.Event{
+		{Type: "A", Tags: []string{"x"}, Data: json.RawMessage(`{"i":0}`)},
+		{Type: "B", Tags: []string{"x", "y"}, Data: json.RawMessage(`{"i":1}`), Metadata: map[string]string{"k": "v"}},
+		{Type: "C", Data: json.RawMessage(`{"i":2}`)},
+		{Type: "D", Tags: []string{"z"}},
+		{Type: "E", Data: json.RawMessage(`"last"`)},
+	}
+	rec := Record{FirstPosition: 1, Timestamp: ts, Events: events}
+	frame, err := AppendFrame(nil, rec)
+	require.NoError(t, err)
+	h, err := parseHeaderV2(frame[frameHeaderSize:])
+	require.NoError(t, err)
+	// Frame offsets of entry i and of the offset that ends it.
+	entryAt := func(i int) int { return frameHeaderSize + h.events[i] - v2EntryHeader }
+	endAt := func(i int) int { return frameHeaderSize + v2PayloadHeader + 4*i }
+
+	for _, tc := range []struct {
+		name string
+		at   int   // the frame byte flipped
+		bad  []int // the events whose read must fail
+	}{
+		{"an event's body", entryAt(2) + v2EntryHeader + 2, []int{2}},
+		{"an event's checksum", entryAt(2) + 3, []int{2}},
+		{"an event's timestamp", entryAt(2) + 8, []int{2}},
+		{"another event's body", entryAt(4) + v2EntryHeader, []int{4}},
+		{"the offset ending an entry", endAt(1), []int{1, 2}},
+		{"the offset ending the last entry", endAt(4) + 1, []int{4}},
+		{"the record's first position", frameHeaderSize + 1, nil},
+		{"the record's event count", frameHeaderSize + 8, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLog(t, dir, Options{})
+			require.NoError(t, l.Append([]Record{rec}))
+			require.NoError(t, l.Append([]Record{{FirstPosition: 6, Timestamp: ts, Events: []dcb.Event{{Type: "F"}}}}))
+			require.NoError(t, l.Close())
+			path := filepath.Join(dir, segmentName(1))
+			prefix := uvarintLen(uint64(len(frame))) // tidwall's length prefix
+			flipBit(t, path, int64(prefix+tc.at))
+
+			// A checkpoint vouches for both records: Open does not read them.
+			l = openLog(t, dir, Options{TrustPosition: 6})
+			for i := range events {
+				pos := uint64(i + 1)
+				e, err := l.NewReader().Event(pos) // a fresh reader: the event alone
+				if slices.Contains(tc.bad, i) {
+					assert.ErrorIs(t, err, ErrCorrupt, "event %d", i)
+					continue
+				}
+				require.NoError(t, err, "event %d", i)
+				assert.Equal(t, rec.Event(pos), e, "event %d is exact", i)
+			}
+			require.NoError(t, l.Close())
+
+			rep, err := Verify(dir, nil)
+			require.NoError(t, err)
+			require.NotNil(t, rep.Damage, "Verify finds it")
+			assert.False(t, rep.Damage.Torn)
+			_, _, err = Open(dir, Options{})
+			assert.ErrorIs(t, err, ErrCorrupt, "a scanning Open finds it")
+		})
+	}
 }

@@ -9,8 +9,10 @@
 package vfs
 
 import (
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/possumstore/possum/internal/platform"
 )
@@ -89,4 +91,32 @@ func WriteFile(fs FS, name string, data []byte, perm os.FileMode) error {
 		err = cerr
 	}
 	return err
+}
+
+// WriteFileDurably replaces name with data so that a crash leaves the old
+// content or the new, whole: written to tmp, fsync'd, renamed over name, and
+// name's directory fsync'd. tmp must be on the same file system as name.
+func WriteFileDurably(fs FS, name, tmp string, data []byte, perm os.FileMode) error {
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := fs.Rename(tmp, name); err != nil {
+		return err
+	}
+	if err := fs.SyncDir(filepath.Dir(name)); err != nil {
+		return fmt.Errorf("fsync dir %s: %w", filepath.Dir(name), err)
+	}
+	return nil
 }
