@@ -57,9 +57,9 @@ func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwa
 	rd := s.wal.NewReader()
 	for n := 0; limit == 0 || n < limit; n++ {
 		pos, ok := cur.Next()
-		// Every step looks at the closed flag (one atomic load), so a read
-		// that meets Close ends with ErrClosed, never with what closing did
-		// to the files under it.
+		// Every step looks at the quit channel (a non-blocking receive),
+		// so a read that meets Close ends with ErrClosed, never with what
+		// closing did to the files under it.
 		if s.closed() {
 			yield(dcb.SequencedEvent{}, ErrClosed)
 			return false
