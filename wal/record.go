@@ -289,6 +289,7 @@ type recordHeader struct {
 	timestamp time.Time
 	events    []int // payload offset of each event's body
 	payload   []byte
+	v2        bool // each body fills its entry exactly
 }
 
 // end returns the payload offset where event i's bytes end.
@@ -342,7 +343,7 @@ func parseHeaderV2(p []byte) (recordHeader, error) {
 	if err != nil {
 		return h, err
 	}
-	h.first, h.payload = first, p
+	h.first, h.payload, h.v2 = first, p, true
 	h.events = make([]int, n)
 	start := v2PayloadHeader + 4*n
 	for i := range h.events {
@@ -405,7 +406,14 @@ func decodeEntry(pos uint64, entry []byte) (dcb.SequencedEvent, error) {
 
 // event decodes event i of the record.
 func (h *recordHeader) event(i int) (dcb.Event, error) {
-	e, _, err := decodeEvent(h.payload[h.events[i]:])
+	b := h.payload[h.events[i]:]
+	if h.v2 {
+		b = h.payload[h.events[i]:h.end(i)]
+	}
+	e, rest, err := decodeEvent(b)
+	if err == nil && h.v2 && len(rest) != 0 {
+		err = fmt.Errorf("%d trailing bytes after the event", len(rest))
+	}
 	if err != nil {
 		return dcb.Event{}, fmt.Errorf("event %d: %w", i, err)
 	}
