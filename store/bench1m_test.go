@@ -3,8 +3,8 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -67,9 +67,7 @@ func BenchmarkStore1M(b *testing.B) {
 
 	// Reopen in a fresh process: its time and resident memory are the
 	// store's, not this builder's.
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchReopenChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), reopenEnv+"="+filepath.Join(dir, "store"))
-	out, err := cmd.Output()
+	out, err := childCommand(reopenEnv, filepath.Join(dir, "store")).Output()
 	if err != nil {
 		b.Fatalf("reopen child: %v\n%s", err, out)
 	}
@@ -97,35 +95,36 @@ func BenchmarkStore1M(b *testing.B) {
 	b.ReportMetric(scan.EventsPerSec(), "scan-events/s")
 }
 
-// reopenEnv names the store TestBenchReopenChild opens.
+// reopenEnv names the store runBenchReopenChild opens.
 const reopenEnv = "POSSUM_BENCH_REOPEN"
 
-// reopenResult is what TestBenchReopenChild prints.
+func init() { children[reopenEnv] = runBenchReopenChild }
+
+// reopenResult is what runBenchReopenChild prints.
 type reopenResult struct {
 	workload.Reopen
 	ScannedRecords int
 }
 
-// TestBenchReopenChild is not a test: BenchmarkStore1M runs it in a fresh
-// process to open a store and print the time, resident memory and WAL
-// records scanned, as JSON.
-func TestBenchReopenChild(t *testing.T) {
-	dir := os.Getenv(reopenEnv)
-	if dir == "" {
-		t.Skip("child process of BenchmarkStore1M")
+// runBenchReopenChild is the child process BenchmarkStore1M runs to open
+// the store in dir in a fresh process and print the time, resident memory
+// and WAL records scanned, as JSON.
+func runBenchReopenChild(dir string) {
+	die := func(err error) {
+		fmt.Fprintln(os.Stderr, "reopen child:", err)
+		os.Exit(3)
 	}
 	r, s, err := workload.MeasureOpen(func() (workload.Store, error) { return store.Open(dir, nil) })
 	if err != nil {
-		t.Fatal(err)
+		die(err)
 	}
 	res := reopenResult{Reopen: r, ScannedRecords: s.(*store.Store).OpenReport().WAL.ScannedRecords}
 	if err := s.Close(); err != nil {
-		t.Fatal(err)
+		die(err)
 	}
 	b, err := json.Marshal(res)
 	if err != nil {
-		t.Fatal(err)
+		die(err)
 	}
 	os.Stdout.Write(append(b, '\n'))
-	os.Exit(0)
 }

@@ -929,8 +929,8 @@ const (
 )
 
 func helperCommand(dir, mode string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "POSSUM_STORE_HELPER_DIR="+dir)
+	cmd := childCommand(helperEnv, mode)
+	cmd.Env = append(cmd.Env, "POSSUM_STORE_HELPER_DIR="+dir)
 	return cmd
 }
 
@@ -947,15 +947,13 @@ func runHelper(t *testing.T, dir, mode string) (string, int) {
 	return string(out), 0
 }
 
-// TestHelperProcess is not a test: it is the child process of the
-// cross-process lock tests. Mode "open" opens the store, appends and closes;
-// "hold" opens it, appends, prints "ready" and keeps it open until its stdin
-// closes. It exits with helperExitLocked when the store is locked.
-func TestHelperProcess(t *testing.T) {
-	mode := os.Getenv(helperEnv)
-	if mode == "" {
-		t.Skip("helper process for the cross-process lock tests")
-	}
+func init() { children[helperEnv] = runHelperProcess }
+
+// runHelperProcess is the child process of the cross-process lock tests.
+// Mode "open" opens the store, appends and closes; "hold" opens it, appends,
+// prints "ready" and keeps it open until its stdin closes. It exits with
+// helperExitLocked when the store is locked.
+func runHelperProcess(mode string) {
 	dir := os.Getenv("POSSUM_STORE_HELPER_DIR")
 	s, err := store.Open(dir, nil)
 	if err != nil {

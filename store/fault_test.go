@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -59,8 +58,10 @@ func faultBatchEvents(batch int) []dcb.Event {
 	return evs
 }
 
-// TestFaultChild is not a test: it is the child process of
-// TestFaultFileSizeLimit. With POSSUM_FAULT_CHILD=dir it limits the size of
+func init() { children[faultChildEnv] = runFaultChild }
+
+// runFaultChild is the child process of TestFaultFileSizeLimit
+// (POSSUM_FAULT_CHILD=dir). It limits the size of
 // the files it writes (ignoring SIGXFSZ, so that a write past the limit
 // fails with EFBIG: the closest thing to ENOSPC a test can arrange), opens
 // the store in dir and appends batches, printing "ACK <last position>" for
@@ -68,11 +69,7 @@ func faultBatchEvents(batch int) []dcb.Event {
 // tries the same batch three more times, printing "ERR2 <message>" for each
 // (or "OK2 <position>" should one succeed), and exits without closing the
 // store.
-func TestFaultChild(t *testing.T) {
-	dir := os.Getenv(faultChildEnv)
-	if dir == "" {
-		return
-	}
+func runFaultChild(dir string) {
 	die := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "fault child: "+format+"\n", args...)
 		os.Exit(3)
@@ -114,8 +111,7 @@ func TestFaultChild(t *testing.T) {
 // no batch is there in part.
 func TestFaultFileSizeLimit(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFaultChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), faultChildEnv+"="+dir)
+	cmd := childCommand(faultChildEnv, dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
