@@ -421,3 +421,28 @@ func TestOpenUpgradesFormat1(t *testing.T) {
 	delete(after, "LOCK") // the lock is taken before FORMAT is read
 	assert.Equal(t, before, after)
 }
+
+// TestReadOptionsSpan: the positions a read covers, as Read and the
+// benchmark's peer stores use them.
+func TestReadOptionsSpan(t *testing.T) {
+	for _, tc := range []struct {
+		o        store.ReadOptions
+		head     uint64
+		from, to uint64
+	}{
+		{store.ReadOptions{}, 10, 1, 10},
+		{store.ReadOptions{From: 4}, 10, 4, 10},
+		{store.ReadOptions{From: 11}, 10, 11, 10}, // none
+		{store.ReadOptions{Backwards: true}, 10, 1, 10},
+		{store.ReadOptions{Backwards: true, From: 4}, 10, 1, 4},
+		{store.ReadOptions{Backwards: true, From: 99}, 10, 1, 10},
+		{store.ReadOptions{}, 0, 1, 0}, // empty store: none
+		{store.ReadOptions{Limit: 3}, 10, 1, 10},
+	} {
+		from, to, err := tc.o.Span(tc.head)
+		require.NoError(t, err)
+		assert.Equal(t, [2]uint64{tc.from, tc.to}, [2]uint64{from, to}, "%+v on head %d", tc.o, tc.head)
+	}
+	_, _, err := store.ReadOptions{Limit: -1}.Span(10)
+	assert.ErrorIs(t, err, dcb.ErrInvalidQuery)
+}

@@ -35,19 +35,30 @@ func (s *Store) Read(ctx context.Context, q dcb.Query, o ReadOptions) iter.Seq2[
 			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read: %w", err))
 			return
 		}
-		if o.Limit < 0 {
-			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read: %w: negative limit %d", dcb.ErrInvalidQuery, o.Limit))
+		from, to, err := o.Span(head)
+		if err != nil {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read: %w", err))
 			return
-		}
-		from, to := o.From, head
-		if o.Backwards {
-			from, to = 1, head
-			if o.From != 0 {
-				to = min(o.From, head)
-			}
 		}
 		s.stream(ctx, q, from, to, o.Backwards, o.Limit, yield)
 	}
+}
+
+// Span returns the positions a read with these options covers on a store
+// whose head is head: from..to inclusive, lowest first, none when from > to.
+// A negative Limit is an error wrapping dcb.ErrInvalidQuery. Other DCB stores
+// (the peers of the benchmark module) use it to read exactly as Read does.
+func (o ReadOptions) Span(head uint64) (from, to uint64, err error) {
+	if o.Limit < 0 {
+		return 0, 0, fmt.Errorf("%w: negative limit %d", dcb.ErrInvalidQuery, o.Limit)
+	}
+	if !o.Backwards {
+		return max(o.From, 1), head, nil
+	}
+	if o.From != 0 {
+		return 1, min(o.From, head), nil
+	}
+	return 1, head, nil
 }
 
 // stream yields the events matching q in [from, to]; it returns false when the

@@ -335,16 +335,10 @@ func (s *Store) Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter
 			yield(dcb.SequencedEvent{}, fmt.Errorf("sqlitestore: read: %w", err))
 			return
 		}
-		if o.Limit < 0 {
-			yield(dcb.SequencedEvent{}, fmt.Errorf("sqlitestore: read: %w: negative limit %d", dcb.ErrInvalidQuery, o.Limit))
+		lo, hi, err := o.Span(head)
+		if err != nil {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("sqlitestore: read: %w", err))
 			return
-		}
-		lo, hi := o.From, head
-		if o.Backwards {
-			lo, hi = 1, head
-			if o.From != 0 {
-				hi = min(o.From, head)
-			}
 		}
 		if lo > hi {
 			return
