@@ -527,18 +527,18 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 		r.run = 0
 	}
 	r.last = pos
-	if !(r.have && pos >= r.cur.firstPos && pos <= r.cur.lastPos()) && r.run < scanRun {
-		// Not a scan: read the event alone when its record has others.
+	if !r.holds(pos) {
 		loc, seg, err := r.l.locate(pos)
 		if err != nil {
 			return dcb.SequencedEvent{}, err
 		}
-		if loc.count > 1 && loc.lastPos() > r.l.v1Until {
+		// Not a scan: read the event alone when its record has others.
+		if r.run < scanRun && loc.count > 1 && loc.lastPos() > r.l.v1Until {
 			return r.eventAlone(loc, seg, pos)
 		}
-	}
-	if err := r.load(pos); err != nil {
-		return dcb.SequencedEvent{}, err
+		if err := r.loadAt(loc, seg); err != nil {
+			return dcb.SequencedEvent{}, err
+		}
 	}
 	if r.rec != nil {
 		return r.rec.Event(pos), nil
@@ -630,13 +630,23 @@ func (r *Reader) corrupt(err error) error {
 // load makes the record holding pos the held one, reading and verifying it
 // unless it already is.
 func (r *Reader) load(pos uint64) error {
-	if r.have && pos >= r.cur.firstPos && pos <= r.cur.lastPos() {
+	if r.holds(pos) {
 		return nil
 	}
 	loc, seg, err := r.l.locate(pos)
 	if err != nil {
 		return err
 	}
+	return r.loadAt(loc, seg)
+}
+
+// holds reports whether the held record holds pos.
+func (r *Reader) holds(pos uint64) bool {
+	return r.have && pos >= r.cur.firstPos && pos <= r.cur.lastPos()
+}
+
+// loadAt makes the record at loc the held one, reading and verifying it.
+func (r *Reader) loadAt(loc recordLoc, seg *segment) error {
 	sequential := r.have && loc.seg == r.cur.seg && loc.off == r.cur.off+r.cur.size+uint32(uvarintLen(uint64(loc.size)))
 	switch {
 	case !sequential:
