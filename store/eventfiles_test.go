@@ -40,13 +40,7 @@ func TestDeletedEventFilesAfterClose(t *testing.T) {
 			}
 			require.NoError(t, s.Close())
 
-			events := filepath.Join(dir, projector.EventsDir)
-			st, err := os.Stat(events)
-			require.NoError(t, err)
-			for _, pos := range []uint64{1, 7, 20} {
-				require.NoError(t, os.Remove(projector.EventPath(dir, pos)))
-			}
-			require.NoError(t, os.Chtimes(events, st.ModTime(), st.ModTime()))
+			removeEventFilesKeepingMTime(t, dir, 1, 7, 20)
 
 			s, err = store.Open(dir, nil)
 			require.NoError(t, err)
@@ -61,11 +55,7 @@ func TestDeletedEventFilesAfterClose(t *testing.T) {
 					assert.FileExists(t, projector.EventPath(dir, pos), "rewritten before the projection advanced")
 				}
 			}
-			var evs []dcb.SequencedEvent
-			for e, err := range s.Read(t.Context(), dcb.All(), store.ReadOptions{}) {
-				require.NoError(t, err)
-				evs = append(evs, e)
-			}
+			evs := readAll(t, s, dcb.All(), store.ReadOptions{})
 			require.NoError(t, s.Close())
 			projectiontest.RequireMatches(t, dir, evs)
 			rep, err := recovery.Verify(dir, recovery.Options{})
@@ -90,19 +80,9 @@ func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
 		_, err := s.Append(t.Context(), []dcb.Event{{Type: "T", Tags: []string{fmt.Sprintf("n:%d", i%4)}}}, nil)
 		require.NoError(t, err)
 	}
-	var evs []dcb.SequencedEvent
-	for e, err := range s.Read(t.Context(), dcb.All(), store.ReadOptions{}) {
-		require.NoError(t, err)
-		evs = append(evs, e)
-	}
+	evs := readAll(t, s, dcb.All(), store.ReadOptions{})
 	require.NoError(t, s.Close())
-	events := filepath.Join(dir, projector.EventsDir)
-	st, err := os.Stat(events)
-	require.NoError(t, err)
-	for _, pos := range []uint64{2, 3, 29} {
-		require.NoError(t, os.Remove(projector.EventPath(dir, pos)))
-	}
-	require.NoError(t, os.Chtimes(events, st.ModTime(), st.ModTime()))
+	removeEventFilesKeepingMTime(t, dir, 2, 3, 29)
 
 	before := readTree(t, dir, func(rel string) bool { return !strings.HasPrefix(rel, "wal/") && rel != "LOCK" && rel != "FORMAT" })
 	var mu sync.Mutex
@@ -134,4 +114,18 @@ func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 3, renames, "the three missing files were renamed into place")
+}
+
+// removeEventFilesKeepingMTime deletes the event files of positions and sets
+// events/'s modification time back, as a deletion within the clock tick of
+// the last write, or a copy that restores directory times, leaves it.
+func removeEventFilesKeepingMTime(t *testing.T, dir string, positions ...uint64) {
+	t.Helper()
+	events := filepath.Join(dir, projector.EventsDir)
+	st, err := os.Stat(events)
+	require.NoError(t, err)
+	for _, pos := range positions {
+		require.NoError(t, os.Remove(projector.EventPath(dir, pos)))
+	}
+	require.NoError(t, os.Chtimes(events, st.ModTime(), st.ModTime()))
 }

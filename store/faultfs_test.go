@@ -158,11 +158,7 @@ func TestProjectionFaults(t *testing.T) {
 					last, err = s.Append(t.Context(), []dcb.Event{{Type: "Nudge"}}, nil)
 					require.NoError(t, err)
 				}
-				var evs []dcb.SequencedEvent
-				for e, err := range s.Read(t.Context(), dcb.All(), store.ReadOptions{}) {
-					require.NoError(t, err)
-					evs = append(evs, e)
-				}
+				evs := readAll(t, s, dcb.All(), store.ReadOptions{})
 				if err := s.Close(); err != nil {
 					// The fault hit Close's last checkpoint, and Close said
 					// so: the next Open starts from the one before.
