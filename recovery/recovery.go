@@ -113,7 +113,7 @@ func Lock(dir string, exclusive bool) (*os.File, error) {
 	path := filepath.Join(dir, lockFile)
 	f, err := openLockFile(path, os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("possum: open %s: %w", path, err)
+		return nil, fmt.Errorf("possum: lock file: %w", err)
 	}
 	if err := lock(f, dir, exclusive); err != nil {
 		f.Close()
@@ -151,7 +151,7 @@ func lockShared(dir string) (*os.File, string, error) {
 		}
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("possum: open %s: %w", path, err)
+		return nil, "", fmt.Errorf("possum: lock file: %w", err)
 	}
 	if err := lock(f, dir, false); err != nil {
 		f.Close()
