@@ -71,15 +71,23 @@ func openStore(t testing.TB, dir string, opts *store.Options) *store.Store {
 	return s
 }
 
+// closeProjected waits until the projection holds every event, then closes
+// s: Close itself does not wait for the projection backlog.
+func closeProjected(t testing.TB, s *store.Store) {
+	t.Helper()
+	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
+	require.NoError(t, s.Close())
+}
+
 // ---- tests ----
 
-func TestProjectionAfterClose(t *testing.T) {
+func TestProjectionAfterProjectedClose(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := openStore(t, dir, nil)
 	appendFixture(t, s, rand.New(rand.NewPCG(1, 1)), 300)
 	evs := allEvents(t, s)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 
 	projectiontest.RequireMatches(t, dir, evs)
 	cp, err := projector.ReadCheckpoint(dir)
@@ -124,7 +132,7 @@ func TestProjectionAwkwardNames(t *testing.T) {
 	_, err := s.Append(t.Context(), batch, nil)
 	require.NoError(t, err)
 	evs := allEvents(t, s)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	projectiontest.RequireMatches(t, dir, evs)
 
 	for kind, names := range map[string][]string{indexer.TagsDir: awkwardTags, indexer.TypesDir: fixtureTypes} {
@@ -344,7 +352,7 @@ func TestProjectionRepair(t *testing.T) {
 			appendFixture(t, s, rand.New(rand.NewPCG(3, uint64(i))), 200)
 			f.evs = allEvents(t, s)
 			f.head = s.Head()
-			require.NoError(t, s.Close())
+			closeProjected(t, s)
 			var err error
 			f.cp, err = projector.ReadCheckpoint(f.dir)
 			require.NoError(t, err)
@@ -359,7 +367,7 @@ func TestProjectionRepair(t *testing.T) {
 			require.Equal(t, f.head, s.Head())
 			got := allEvents(t, s)
 			require.Equal(t, f.evs, got, "the WAL is untouched")
-			require.NoError(t, s.Close())
+			closeProjected(t, s)
 			projectiontest.RequireMatches(t, f.dir, f.evs)
 			cp, err := projector.ReadCheckpoint(f.dir)
 			require.NoError(t, err)
@@ -370,7 +378,7 @@ func TestProjectionRepair(t *testing.T) {
 			rep = projector.Report(s.OpenReport().Projection)
 			clean(t, f, rep)
 			assert.False(t, rep.EventsListed, "second Open after the repair lists events/ again: %+v", rep)
-			require.NoError(t, s.Close())
+			closeProjected(t, s)
 			projectiontest.RequireMatches(t, f.dir, f.evs)
 		})
 	}
@@ -394,7 +402,7 @@ func TestReadFromIndexFile(t *testing.T) {
 	}
 	_, err := s.Append(t.Context(), batch, nil)
 	require.NoError(t, err)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 
 	for _, tag := range append([]string{"every3"}, long...) {
 		path := filepath.Join(dir, projector.IndexDir, indexer.TagsDir, indexer.FileName(tag))

@@ -23,6 +23,9 @@ const (
 	// batchSize bounds the events projected between two looks at the stop
 	// signal and two advances of Projected.
 	batchSize = 1024
+	// stopCheckEvery is how many event files the projector writes between
+	// two looks at the stop signal: what Close waits for, at most.
+	stopCheckEvery = 64
 	// checkpointEvery is how often, at most, a busy projector syncs and
 	// writes its checkpoint.
 	checkpointEvery = time.Second
@@ -42,7 +45,11 @@ type Projector struct {
 	lg  *slog.Logger
 	fs  vfs.FS // every change to the projection goes through it
 
-	projected    atomic.Uint64 // every event at or below has its files
+	projected atomic.Uint64 // every event at or below has its files, but for holes
+	// holes is the lowest position whose event file is to be rewritten
+	// (missing) or not yet looked for (eventsUnchecked: 1); 0: none.
+	// Projected reports the position below it.
+	holes        atomic.Uint64
 	checkpointed atomic.Uint64
 	tagEntries   int      // tag index entries at or below projected
 	missing      []uint64 // event files at or below the start to rewrite
@@ -169,8 +176,10 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 			return nil, nil, rep, err
 		}
 		p.missing, rep.MissingEventFiles, rep.StrayEventFiles = missing, len(missing), strays
+		p.setHoles()
 	} else {
 		p.eventsUnchecked = true
+		p.holes.Store(1)
 		p.wake <- struct{}{} // the goroutine's first round starts at once
 	}
 
@@ -276,7 +285,26 @@ func (p *Projector) checkEventsLate() error {
 		p.missing, p.dirty = append(p.missing, missing...), true
 	}
 	p.eventsUnchecked = false
+	p.setHoles()
 	return nil
+}
+
+// setHoles publishes the lowest event file still to be rewritten.
+func (p *Projector) setHoles() {
+	h := uint64(0)
+	if len(p.missing) > 0 {
+		h = p.missing[0]
+	}
+	p.holes.Store(h)
+	p.advance()
+}
+
+// advance wakes the callers of Wait.
+func (p *Projector) advance() {
+	p.mu.Lock()
+	close(p.advanced)
+	p.advanced = make(chan struct{})
+	p.mu.Unlock()
 }
 
 func clearDir(fs vfs.FS, dir string) error {
@@ -303,8 +331,15 @@ func (p *Projector) Notify() {
 	}
 }
 
-// Projected returns the last position whose files are all written.
-func (p *Projector) Projected() uint64 { return p.projected.Load() }
+// Projected returns the last position such that the files of every position
+// at or below it are written.
+func (p *Projector) Projected() uint64 {
+	pr := p.projected.Load()
+	if h := p.holes.Load(); h != 0 {
+		return min(pr, h-1)
+	}
+	return pr
+}
 
 // Checkpointed returns the position of the last checkpoint written.
 func (p *Projector) Checkpointed() uint64 { return p.checkpointed.Load() }
@@ -323,7 +358,7 @@ func (p *Projector) Wait(ctx context.Context, pos uint64) error {
 		p.mu.Lock()
 		ch := p.advanced
 		p.mu.Unlock()
-		if p.projected.Load() >= pos {
+		if p.Projected() >= pos {
 			return nil
 		}
 		select {
@@ -331,7 +366,7 @@ func (p *Projector) Wait(ctx context.Context, pos uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-p.done:
-			if p.projected.Load() >= pos {
+			if p.Projected() >= pos {
 				return nil
 			}
 			return ErrClosed
@@ -339,7 +374,10 @@ func (p *Projector) Wait(ctx context.Context, pos uint64) error {
 	}
 }
 
-// Stop projects everything the WAL holds, writes a last checkpoint and stops.
+// Stop stops the projector without waiting for its backlog: it finishes the
+// batch it is writing (at most batchSize events), leaves a snapshot of the
+// index as far as it projected and a checkpoint there, and returns. The next
+// Open projects the rest in the background, from the WAL.
 func (p *Projector) Stop() error {
 	close(p.stop)
 	<-p.done
@@ -366,11 +404,13 @@ func (p *Projector) run() {
 			stopping = true
 		}
 		var err error
-		if p.eventsUnchecked {
+		if p.eventsUnchecked && !stopping {
+			// Stopping first leaves the listing to the next Open: a
+			// checkpoint at the same position vouches for nothing new.
 			err = p.checkEventsLate()
 		}
-		if err == nil {
-			err = p.catchUp(stopping)
+		if err == nil && !stopping {
+			err = p.catchUp()
 		}
 		if err == nil && stopping {
 			// A clean stop leaves the whole index in one file, so the next
@@ -379,7 +419,11 @@ func (p *Projector) run() {
 				filepath.Join(p.dir, TmpDir, SnapshotFile), p.idx, p.projected.Load())
 			p.dirty = true // the checkpoint below makes the snapshot durable
 		}
-		if err == nil && (p.dirty || p.projected.Load() > p.checkpointed.Load()) &&
+		// A checkpoint vouches for every event file at or below it: none
+		// while event files are still to be listed or rewritten (a stop
+		// can come first).
+		if err == nil && !p.eventsUnchecked && len(p.missing) == 0 &&
+			(p.dirty || p.projected.Load() > p.checkpointed.Load()) &&
 			(stopping || time.Since(lastCheckpoint) >= checkpointEvery) {
 			err = p.checkpoint()
 			lastCheckpoint = time.Now()
@@ -388,6 +432,18 @@ func (p *Projector) run() {
 		if stopping {
 			return
 		}
+	}
+}
+
+// Stopping returns a channel closed when Stop is called.
+func (p *Projector) Stopping() <-chan struct{} { return p.stop }
+
+func (p *Projector) stopped() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -400,54 +456,56 @@ func (p *Projector) setErr(err error) {
 	p.lastErr = err
 }
 
-// catchUp projects batches until the WAL's head is reached; unless stopping,
-// it returns early when asked to stop.
-func (p *Projector) catchUp(stopping bool) error {
+// catchUp projects batches until the WAL's head is reached, or until it is
+// asked to stop: then it returns after the batch it is writing.
+func (p *Projector) catchUp() error {
 	for len(p.missing) > 0 {
+		if p.stopped() {
+			return nil
+		}
 		n := min(len(p.missing), batchSize)
 		if err := p.rewrite(p.missing[:n]); err != nil {
 			return err
 		}
 		p.missing = p.missing[n:]
+		p.setHoles()
 	}
 	for {
 		from, head := p.projected.Load()+1, p.log.LastPosition()
 		if from > head {
 			return nil
 		}
-		if !stopping {
-			select {
-			case <-p.stop:
-				return nil // run will see stop and finish the job
-			default:
-			}
+		if p.stopped() {
+			return nil
 		}
-		to := min(head, from+batchSize-1)
-		if err := p.project(from, to); err != nil {
-			return err
-		}
-		p.projected.Store(to)
-		p.mu.Lock()
-		close(p.advanced)
-		p.advanced = make(chan struct{})
-		p.mu.Unlock()
-	}
-}
-
-// project writes the event files and index entries of positions from..to.
-// A failed attempt leaves no index entry beyond from-1, so the retry appends
-// each position once.
-func (p *Projector) project(from, to uint64) error {
-	clear(p.pending)
-	rd := p.log.NewReader()
-	for pos := from; pos <= to; pos++ {
-		e, err := rd.Event(pos)
+		to, err := p.project(from, min(head, from+batchSize-1))
 		if err != nil {
 			return err
 		}
+		p.projected.Store(to)
+		p.advance()
+	}
+}
+
+// project writes the event files and index entries of positions from..to,
+// or, when asked to stop meanwhile, of from..n for some n < to; it returns
+// the last position projected. A failed attempt leaves no index entry beyond
+// from-1, so the retry appends each position once.
+func (p *Projector) project(from, to uint64) (uint64, error) {
+	clear(p.pending)
+	rd := p.log.NewReader()
+	for pos := from; pos <= to; pos++ {
+		if (pos-from)%stopCheckEvery == stopCheckEvery-1 && p.stopped() {
+			to = pos - 1
+			break
+		}
+		e, err := rd.Event(pos)
+		if err != nil {
+			return 0, err
+		}
 		if pos >= p.eventsFrom {
 			if err := p.writeEvent(e); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		p.pending[fileKey{indexer.TypesDir, e.Type}] = append(p.pending[fileKey{indexer.TypesDir, e.Type}], pos)
@@ -458,14 +516,14 @@ func (p *Projector) project(from, to uint64) error {
 	tagEntries := 0
 	for k, ps := range p.pending {
 		if err := p.appendIndex(k, ps); err != nil {
-			return errors.Join(err, p.rollBackIndex(from-1))
+			return 0, errors.Join(err, p.rollBackIndex(from-1))
 		}
 		if k.kind == indexer.TagsDir {
 			tagEntries += len(ps)
 		}
 	}
 	p.tagEntries += tagEntries
-	return nil
+	return to, nil
 }
 
 // rollBackIndex trims the index files of the failed batch to upTo.

@@ -114,7 +114,7 @@ func TestVerifyReadOnlyMount(t *testing.T) {
 		s, err := store.Open(dir, nil)
 		require.NoError(t, err)
 		res := verifyReadOnlyMount(t, dir)
-		require.NoError(t, s.Close())
+		closeProjected(t, s)
 		assert.True(t, res.Locked, "verify through a read-only mount must respect the writer's lock: %+v", res)
 		assert.Nil(t, res.Report)
 	})

@@ -65,6 +65,13 @@ type Report struct {
 	Lost *PositionRange `json:"lost,omitempty"`
 	// Kept lists the damaged files a repair moved or copied aside.
 	Kept []string `json:"kept,omitempty"`
+	// Checkpoint is the position the projection's checkpoint vouches for;
+	// Pending counts the positions after it, up to Head, that the projector
+	// had not yet checkpointed (a Close never waits for the projection
+	// backlog, and a crash leaves one). They are not problems: the next
+	// Open projects them in the background, and Repair projects them.
+	Checkpoint uint64 `json:"checkpoint"`
+	Pending    uint64 `json:"pending"`
 	// Lock says which lock Verify held while it checked: "shared", or, on
 	// a store it cannot write (a read-only mount), "none: " and why. Repair
 	// always holds the exclusive lock and leaves it empty.
@@ -376,6 +383,12 @@ type checker struct {
 	problems []Problem
 	buf      []byte
 	rewrote  int
+	// behind is the checkpoint's position when the checkpoint is valid:
+	// event files and index entries after it may be missing without being
+	// problems (the projection is behind, not damaged). ^0: no valid
+	// checkpoint, every position must be projected.
+	behind  uint64
+	pending int // event files after behind that are missing
 }
 
 // newChecker returns a checker of the store in dir; with fix it repairs what
@@ -383,6 +396,10 @@ type checker struct {
 func newChecker(dir string, fix, collect bool, progress func(done, total uint64)) (*checker, error) {
 	c := &checker{dir: dir, fix: fix, collect: collect, progress: progress, idx: indexer.New()}
 	c.cp, c.cpErr = projector.ReadCheckpoint(dir)
+	c.behind = ^uint64(0)
+	if _, err := os.Stat(filepath.Join(dir, projector.CheckpointFile)); c.cpErr == nil && err == nil {
+		c.behind = c.cp.Position
+	}
 	if progress != nil && c.cpErr == nil {
 		// An estimate of the total for the progress bar: the checkpoint's
 		// position; 0 (unknown) without one. The bar grows past it if needed.
@@ -413,6 +430,8 @@ func (c *checker) event(r wal.Record) error {
 		path := projector.EventPath(c.dir, pos)
 		got, err := os.ReadFile(path)
 		switch {
+		case errors.Is(err, os.ErrNotExist) && pos > c.behind:
+			c.pending++ // not yet projected
 		case errors.Is(err, os.ErrNotExist):
 			c.problem(Problem{Kind: EventMissing, Path: path, Detail: fmt.Sprintf("position %d has no event file", pos)})
 		case err != nil:
@@ -428,7 +447,9 @@ func (c *checker) event(r wal.Record) error {
 				return fmt.Errorf("recovery: %w", err)
 			}
 		}
-		c.rewrote++ // or, dry run, would rewrite
+		if pos <= c.behind || err == nil {
+			c.rewrote++ // or, dry run, would rewrite
+		}
 		if c.progress != nil && pos%4096 == 0 {
 			c.progress(pos, max(c.total, pos))
 		}
@@ -450,6 +471,9 @@ func (c *checker) finish(rep *Report) error {
 	if c.rewrote > 0 && c.collect {
 		rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrite %d event files", c.rewrote))
 	}
+	if c.pending > 0 && c.collect {
+		rep.Repairs = append(rep.Repairs, fmt.Sprintf("project %d event files after the checkpoint", c.pending))
+	}
 	if err := c.strayEvents(rep); err != nil {
 		return err
 	}
@@ -463,12 +487,18 @@ func (c *checker) finish(rep *Report) error {
 	case cpErr != nil:
 		cpBad = true
 		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile), Detail: cpErr.Error()})
-	case cp.Position != c.head || cp.TagEntries != tagEntries:
+	case c.behind == ^uint64(0) && c.head != 0:
+		cpBad = true
+		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile), Detail: "no checkpoint"})
+	case cp.Position > c.head || cp.TagEntries != c.tagEntriesUpTo(cp.Position):
 		if cp.Position != 0 || c.head != 0 {
 			cpBad = true
 			rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile),
 				Detail: fmt.Sprintf("checkpoint says position %d with %d tag entries; the WAL has %d and %d", cp.Position, cp.TagEntries, c.head, tagEntries)})
 		}
+	}
+	if !cpBad && cp.Position <= c.head {
+		rep.Checkpoint, rep.Pending = cp.Position, c.head-cp.Position
 	}
 	if c.fix {
 		// A snapshot of the index from before the repair is stale.
@@ -483,6 +513,22 @@ func (c *checker) finish(rep *Report) error {
 		rep.Repairs = append(rep.Repairs, fmt.Sprintf("write the checkpoint at position %d", c.head))
 	}
 	return nil
+}
+
+// tagEntriesUpTo returns the number of tag entries at or below pos the WAL
+// implies.
+func (c *checker) tagEntriesUpTo(pos uint64) int {
+	n := 0
+	for _, ps := range c.idx.Tags() {
+		n += upTo(ps, pos)
+	}
+	return n
+}
+
+// upTo returns how many of the sorted positions ps are at or below pos.
+func upTo(ps []uint64, pos uint64) int {
+	i, _ := slices.BinarySearch(ps, pos+1)
+	return i
 }
 
 func (c *checker) strayEvents(rep *Report) error {
@@ -515,6 +561,13 @@ func (c *checker) strayEvents(rep *Report) error {
 	return nil
 }
 
+// behindOnly reports whether the positions of an index file, ps, differ from
+// want, those the WAL implies, only by lacking positions after a valid
+// checkpoint: a projection behind, not damaged.
+func (c *checker) behindOnly(ps, want []uint64) bool {
+	return len(ps) >= upTo(want, c.behind) && len(ps) <= len(want) && slices.Equal(ps, want[:len(ps)])
+}
+
 // indexFiles compares the index files with the index the WAL implies, and
 // returns the number of tag entries the WAL implies.
 func (c *checker) indexFiles(rep *Report) (int, error) {
@@ -534,7 +587,8 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				return 0, fmt.Errorf("recovery: %w", err)
 			}
 		}
-		good := map[string]bool{} // types or tags whose file is right
+		good := map[string]bool{}   // types or tags whose file is right
+		behind := map[string]bool{} // whose file lacks positions after the checkpoint only
 		ents, err := os.ReadDir(dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return 0, fmt.Errorf("recovery: %w", err)
@@ -561,6 +615,10 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				}
 				if slices.Equal(ps, want) && info.Size() == valid {
 					good[name] = true
+					continue
+				}
+				if c.behindOnly(ps, want) && info.Size() == valid {
+					behind[name] = true // rewritten by a repair, not a problem
 					continue
 				}
 				var detail string
@@ -595,7 +653,7 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				continue
 			}
 			path := filepath.Join(dir, indexer.FileName(name))
-			if !onDisk[indexer.FileName(name)] {
+			if !onDisk[indexer.FileName(name)] && !c.behindOnly(nil, ps) {
 				rep.add(Problem{Kind: IndexMissing, Path: path, Detail: fmt.Sprintf("no index file for %q", name)})
 			}
 			if c.fix {
@@ -603,7 +661,9 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 					return 0, fmt.Errorf("recovery: %w", err)
 				}
 			}
-			fixed++ // or, dry run, would rewrite
+			if !behind[name] && (onDisk[indexer.FileName(name)] || !c.behindOnly(nil, ps)) {
+				fixed++ // or, dry run, would rewrite
+			}
 		}
 		if fixed > 0 && c.collect {
 			rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrite or remove %d index files in %s", fixed, kind.dir))

@@ -73,7 +73,7 @@ func buildFixture(t *testing.T, dir string, min int) []dcb.SequencedEvent {
 	}
 	acked := readAll(t, s)
 	require.Len(t, acked, int(s.Head()))
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	rep, err := recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "fixture not consistent: %+v", rep.Problems)
@@ -652,7 +652,7 @@ func checkStore(t *testing.T, dir string, want []dcb.SequencedEvent) {
 	last, err := s.Append(context.Background(), fixtureBatch(100000, head+1, true), nil)
 	require.NoError(t, err)
 	require.Greater(t, last, head)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	rep, err := recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "after reopen and append: %+v", rep.Problems)
@@ -678,7 +678,7 @@ func TestLockedStore(t *testing.T) {
 	require.Equal(t, before, testdir.Hash(t, dir))
 
 	// Once the writer is gone, both run.
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	rep, err := recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
@@ -739,7 +739,7 @@ func TestEmptyStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	s, err := store.Open(dir, nil)
 	require.NoError(t, err)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	rep, err := recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
@@ -767,7 +767,7 @@ func TestIndexSameCountOtherPositions(t *testing.T) {
 		_, err := s.Append(context.Background(), []dcb.Event{{Type: "T", Tags: tags}}, nil)
 		require.NoError(t, err)
 	}
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 
 	path := indexPath(dir, indexer.TagsDir, "even")
 	name, ps, _, err := indexer.ReadFile(path)
@@ -821,6 +821,14 @@ func checkStoreRewritesAll(t *testing.T, dir string, want []dcb.SequencedEvent) 
 	s, err := store.Open(dir, &store.Options{SegmentSize: segSize})
 	require.NoError(t, err)
 	assert.Equal(t, uint64(len(want)), s.OpenReport().Projection.Replayed, "every event projected again")
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	projectiontest.RequireMatches(t, dir, want)
+}
+
+// closeProjected waits until the projection holds every event, then closes
+// s: Close itself does not wait for the projection backlog.
+func closeProjected(t testing.TB, s *store.Store) {
+	t.Helper()
+	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
+	require.NoError(t, s.Close())
 }

@@ -31,6 +31,16 @@ func open(t testing.TB, dir string) *store.Store {
 	return s
 }
 
+// closeProjected waits until the projection holds every event, then closes
+// s: Close itself does not wait for the projection backlog.
+func closeProjected(t require.TestingT, s *store.Store) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
+	require.NoError(t, s.WaitProjected(context.Background(), s.Head()))
+	require.NoError(t, s.Close())
+}
+
 // reopen closes s and opens its directory again.
 func reopen(t testing.TB, s *store.Store) *store.Store {
 	t.Helper()

@@ -284,7 +284,7 @@ func TestOpenRefusesLostPositions(t *testing.T) {
 			for i := range 60 {
 				appendOK(t, s, dcb.Event{Type: "A", Tags: []string{fmt.Sprintf("n:%d", i)}, Data: json.RawMessage(`"` + strings.Repeat("d", 200) + `"`)})
 			}
-			require.NoError(t, s.Close())
+			closeProjected(t, s)
 			segs := walSegmentPaths(t, dir)
 			require.GreaterOrEqual(t, len(segs), 3)
 			var firsts []uint64
@@ -328,7 +328,7 @@ func TestOpenRefusesLostPositions(t *testing.T) {
 		dir := t.TempDir()
 		s := open(t, dir)
 		appendOK(t, s, ev("A"), ev("B"))
-		require.NoError(t, s.Close())
+		closeProjected(t, s)
 		cp := filepath.Join(dir, "checkpoint")
 		b, err := os.ReadFile(cp)
 		require.NoError(t, err)

@@ -177,6 +177,7 @@ func TestCrashRecovery(t *testing.T) {
 		allAcks = append(allAcks, acks...)
 		requireCrashLog(t, evs, allAcks)
 		requireTagReads(t, s, evs, it)
+		require.NoError(t, s.WaitProjected(t.Context(), head), "iteration %d: wait for the projection", it)
 		require.NoError(t, s.Close(), "iteration %d: close", it)
 		projectiontest.RequireMatches(t, dir, evs)
 		cp, err := projector.ReadCheckpoint(dir)

@@ -38,7 +38,7 @@ func TestDeletedEventFilesAfterClose(t *testing.T) {
 				_, err := s.Append(t.Context(), []dcb.Event{{Type: "T", Tags: []string{fmt.Sprintf("n:%d", i%3)}, Data: []byte(`{"i":1}`)}}, nil)
 				require.NoError(t, err)
 			}
-			require.NoError(t, s.Close())
+			closeProjected(t, s)
 
 			removeEventFilesKeepingMTime(t, dir, 1, 7, 20)
 
@@ -56,7 +56,7 @@ func TestDeletedEventFilesAfterClose(t *testing.T) {
 				}
 			}
 			evs := readAll(t, s, dcb.All(), store.ReadOptions{})
-			require.NoError(t, s.Close())
+			closeProjected(t, s)
 			projectiontest.RequireMatches(t, dir, evs)
 			rep, err := recovery.Verify(dir, recovery.Options{})
 			require.NoError(t, err)
@@ -81,7 +81,7 @@ func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
 		require.NoError(t, err)
 	}
 	evs := readAll(t, s, dcb.All(), store.ReadOptions{})
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	removeEventFilesKeepingMTime(t, dir, 2, 3, 29)
 
 	before := readTree(t, dir, func(rel string) bool { return !strings.HasPrefix(rel, "wal/") && rel != "LOCK" && rel != "FORMAT" })
@@ -89,7 +89,7 @@ func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
 	var rec bytes.Buffer
 	s, err = store.OpenFS(dir, nil, newRecordingFS(dir, vfs.OS, &mu, &rec, false))
 	require.NoError(t, err)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	projectiontest.RequireMatches(t, dir, evs)
 
 	lines := strings.Split(strings.TrimSpace(rec.String()), "\n")

@@ -192,7 +192,7 @@ func TestFaultFileSizeLimit(t *testing.T) {
 	last, err := s.Append(ctx, faultBatchEvents(int(head/faultBatch)+1), nil)
 	require.NoError(t, err)
 	require.Equal(t, head+faultBatch, last)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	rep, err := recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "%+v", rep.Problems)

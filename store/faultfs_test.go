@@ -165,7 +165,7 @@ func TestProjectionFaults(t *testing.T) {
 					require.ErrorIs(t, err, errInjected)
 					s, err = store.Open(dir, nil)
 					require.NoError(t, err)
-					require.NoError(t, s.Close())
+					closeProjected(t, s)
 				}
 				projectiontest.RequireMatches(t, dir, evs)
 				rep, err := recovery.Verify(dir, recovery.Options{})

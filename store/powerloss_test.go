@@ -144,6 +144,7 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 	require.Len(c, evs, int(head), "iteration %d: Read returns every event", it)
 	requireCrashLog(c, evs, acks)
 	requireTagReads(c, s, evs, it)
+	require.NoError(c, s.WaitProjected(t.Context(), head), "iteration %d: wait for the projection", it)
 	require.NoError(c, s.Close(), "iteration %d: close", it)
 	projectiontest.RequireMatches(c, pl.dir, evs)
 	cp, err := projector.ReadCheckpoint(pl.dir)

@@ -83,7 +83,7 @@ func TestReopenWithoutRereading(t *testing.T) {
 		appendN(s, min(perAppend, n-int(s.Head())))
 		records++
 	}
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 
 	s = reopenStore(nil)
 	requireNothingReread(s, records)
@@ -98,7 +98,7 @@ func TestReopenWithoutRereading(t *testing.T) {
 	}
 	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
 	require.Zero(t, s.Stats().Lag)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	s = reopenStore(nil)
 	requireNothingReread(s, records)
 	requireTagRead(s, "r:7")
@@ -119,7 +119,7 @@ func TestReopenWithoutRereading(t *testing.T) {
 		records++
 	}
 	head := s.Head()
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	require.NoError(t, os.WriteFile(cpPath, oldCP, 0o640))
 
 	s = reopenStore(nil)
@@ -144,10 +144,10 @@ func TestReopenWithoutRereading(t *testing.T) {
 		evs = append(evs, e)
 	}
 	require.Len(t, evs, int(head))
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 	projectiontest.RequireMatches(t, dir, evs)
 
 	s = reopenStore(nil)
 	requireNothingReread(s, records)
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 }

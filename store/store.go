@@ -221,6 +221,11 @@ func (s *Store) Head() uint64 { return s.head.Load() }
 // Close stops the writer (appends still queued fail with ErrClosed), closes
 // the WAL and releases the directory lock. Reads and subscriptions still
 // running end with ErrClosed. Close is idempotent.
+//
+// Close does not wait for the projection backlog: the projector finishes the
+// batch it is writing and checkpoints there, and the next Open projects the
+// rest in the background (nothing is lost: the WAL holds every event). Call
+// WaitProjected(ctx, Head()) first when the files must be complete.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)

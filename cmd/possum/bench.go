@@ -318,6 +318,8 @@ func (b *bench) batches(count int) error {
 	name := "unconditional batches of 100"
 	var w workload.Result
 	var walBytes int64
+	var backlog uint64
+	var closeTime time.Duration
 	bandwidth, err := b.around(name, "synced write bandwidth (1 MiB write + fdatasync)", "bytes/s", rawdisk.SyncWriteBandwidth, func() (func() error, error) {
 		s, err := b.openStore("batches", nil)
 		if err != nil {
@@ -326,7 +328,10 @@ func (b *bench) batches(count int) error {
 		progress, finish := b.phase(name, count)
 		w, err = workload.Batches(b.ctx, s, count, size, benchSeed, progress)
 		finish()
+		backlog = s.Stats().Lag
+		start := time.Now()
 		if err = errors.Join(err, s.Close()); err == nil {
+			closeTime = time.Since(start)
 			walBytes, _, err = walFiles(s.Dir())
 		}
 		return remove(s), err
@@ -338,6 +343,15 @@ func (b *bench) batches(count int) error {
 	b.add(benchResult{Name: name, Value: w.EventsPerSec(), Unit: "events/s", Limit: bandwidth / perEvent,
 		LimitName: fmt.Sprintf("raw synced write bandwidth ÷ %.0f WAL bytes per event", perEvent), HigherIsBetter: true,
 		Note: "durable, no condition; ratio = WAL bytes/s ÷ raw synced write bytes/s"}, w)
+	fsync, err := b.raw("fsync (4 KiB write + fdatasync)", "fsync/s", "close with a projection backlog", b.rawTime/2, func(d time.Duration) (float64, error) {
+		return rawdisk.FsyncRate(b.root, d)
+	})
+	if err != nil {
+		return err
+	}
+	b.add(benchResult{Name: "close with a projection backlog", Value: closeTime.Seconds(), Unit: "s",
+		Limit: 1 + 1/fsync, LimitName: "1 s + one raw fsync (the target: Close never waits for the backlog)",
+		Note: fmt.Sprintf("Close right after the batches, %d events not yet projected", backlog)}, workload.Result{Events: int(backlog)})
 	return nil
 }
 

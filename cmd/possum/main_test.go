@@ -55,7 +55,7 @@ func buildStore(t *testing.T, dir string, n int) {
 		_, err := s.Append(context.Background(), evs, nil)
 		require.NoError(t, err)
 	}
-	require.NoError(t, s.Close())
+	closeProjected(t, s)
 }
 
 type segment struct {
@@ -339,4 +339,12 @@ func TestDemo(t *testing.T) {
 	rep, _ := runJSON(t, 0, "verify", "--json", dir)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 	assert.Equal(t, uint64(6), rep.Head)
+}
+
+// closeProjected waits until the projection holds every event, then closes
+// s: Close itself does not wait for the projection backlog.
+func closeProjected(t testing.TB, s *store.Store) {
+	t.Helper()
+	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
+	require.NoError(t, s.Close())
 }
