@@ -52,6 +52,9 @@ func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.Append
 	if n := wal.PayloadSizeBound(batch); n > wal.MaxRecordSize {
 		return 0, fmt.Errorf("store: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, wal.MaxRecordSize)
 	}
+	if err := s.waitLag(ctx, uint64(len(batch))); err != nil {
+		return 0, err
+	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -65,6 +68,31 @@ func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.Append
 	}
 	res := <-req.done
 	return res.last, res.err
+}
+
+// waitLag waits until appending n events keeps the projection lag within
+// Options.MaxProjectionLag, or, for a batch larger than the bound, until
+// the projection has caught up with the head.
+func (s *Store) waitLag(ctx context.Context, n uint64) error {
+	bound := s.opts.MaxProjectionLag
+	head := s.head.Load()
+	if head+n <= bound {
+		return nil
+	}
+	target := head // the projection must reach it before the append
+	if n < bound {
+		target = head + n - bound
+	}
+	if s.proj.Projected() >= target {
+		return nil
+	}
+	s.lagWaits.Add(1)
+	start := time.Now()
+	defer func() { s.lagWaitNanos.Add(int64(time.Since(start))) }()
+	if err := s.WaitProjected(ctx, target); err != nil {
+		return fmt.Errorf("store: append: waiting for the projection lag to drop below %d: %w", bound, err)
+	}
+	return nil
 }
 
 // writer is the only goroutine that appends: it gathers the appends waiting

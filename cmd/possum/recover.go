@@ -107,6 +107,9 @@ func printReport(w io.Writer, verb string, rep *recovery.Report, asJSON, dryRun 
 	if rep.Lock != "" {
 		fmt.Fprintf(w, "  lock: %s\n", rep.Lock)
 	}
+	if rep.Pending > 0 {
+		fmt.Fprintf(w, "  projection: checkpoint at %d, %d positions after it not yet projected (not a problem: the next Open projects them)\n", rep.Checkpoint, rep.Pending)
+	}
 	kinds := make([]string, 0, len(rep.Counts))
 	for k := range rep.Counts {
 		kinds = append(kinds, k)
