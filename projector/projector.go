@@ -44,6 +44,9 @@ type Projector struct {
 	log *wal.Log
 	lg  *slog.Logger
 	fs  vfs.FS // every change to the projection goes through it
+	// choice: the files to materialize; the in-memory index is whole
+	// either way.
+	choice Choice
 
 	projected atomic.Uint64 // every event at or below has its files, but for holes
 	// holes is the lowest position whose event file is to be rewritten
@@ -93,17 +96,33 @@ type Report struct {
 
 // Open prepares the projection of the store in dir for the WAL log, whose
 // records up to cp.Position were not scanned (wal.Options.TrustPosition).
-// cpErr is the error ReadCheckpoint gave, if any. Every change to the
-// projection goes through fs (nil: vfs.OS). It returns the projector (not yet
-// running) and the in-memory index of every event in the WAL.
-func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger, fs vfs.FS) (*Projector, *indexer.Index, Report, error) {
+// cpErr is the error ReadCheckpoint gave, if any; choice, the files to
+// materialize (the store's recorded choice: see ChangeChoice). Every change
+// to the projection goes through fs (nil: vfs.OS). It returns the projector
+// (not yet running) and the in-memory index of every event in the WAL.
+func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, lg *slog.Logger, fs vfs.FS) (*Projector, *indexer.Index, Report, error) {
 	var rep Report
 	rep.Checkpoint = cp.Position
 	if fs == nil {
 		fs = vfs.OS
 	}
-	for _, d := range []string{EventsDir, TmpDir, filepath.Join(IndexDir, indexer.TypesDir), filepath.Join(IndexDir, indexer.TagsDir)} {
-		if err := fs.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
+	if err := RemoveUnchosen(fs, dir, choice); err != nil {
+		return nil, nil, rep, err
+	}
+	for _, d := range []struct {
+		chosen bool
+		path   string
+	}{
+		{true, TmpDir},
+		{true, IndexDir}, // the snapshot's, whatever the choice
+		{choice.EventFiles, EventsDir},
+		{choice.TypeIndex, filepath.Join(IndexDir, indexer.TypesDir)},
+		{choice.TagIndex, filepath.Join(IndexDir, indexer.TagsDir)},
+	} {
+		if !d.chosen {
+			continue
+		}
+		if err := fs.MkdirAll(filepath.Join(dir, d.path), 0o750); err != nil {
 			return nil, nil, rep, fmt.Errorf("projector: %w", err)
 		}
 	}
@@ -127,6 +146,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 		log:        log,
 		lg:         lg,
 		fs:         fs,
+		choice:     choice,
 		files:      newFileCache(fs, openIndexFiles),
 		pending:    map[fileKey][]uint64{},
 		wake:       make(chan struct{}, 1),
@@ -141,7 +161,11 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 	// to start when they add up to the checkpoint; else rebuilt from the WAL.
 	idx, tagEntries := p.loadSnapshot(start, trusted, cp)
 	rep.IndexFromSnapshot = idx != nil
-	if idx == nil {
+	if idx == nil && !choice.Index() {
+		// The index files hold part of the index, or none of it.
+		rep.IndexRebuilt = fmt.Sprintf("no snapshot, and the index files (projection %q) do not hold the whole index", choice)
+	}
+	if idx == nil && rep.IndexRebuilt == "" {
 		var st indexer.LoadStats
 		var err error
 		idx, st, err = indexer.Load(fs, filepath.Join(dir, IndexDir), start)
@@ -156,8 +180,14 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 	}
 	indexFrom := start + 1
 	if rep.IndexRebuilt != "" {
-		for _, d := range []string{indexer.TypesDir, indexer.TagsDir} {
-			if err := clearDir(fs, filepath.Join(dir, IndexDir, d)); err != nil {
+		for _, d := range []struct {
+			chosen bool
+			name   string
+		}{{choice.TypeIndex, indexer.TypesDir}, {choice.TagIndex, indexer.TagsDir}} {
+			if !d.chosen {
+				continue
+			}
+			if err := clearDir(fs, filepath.Join(dir, IndexDir, d.name)); err != nil {
 				return nil, nil, rep, err
 			}
 		}
@@ -169,7 +199,9 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 	// Event files: list events/ now unless its modification time is the
 	// checkpoint's; then the goroutine lists it in the background (a
 	// million names would make Open slow), before its first checkpoint.
-	if !trusted || eventsMTime(dir) != cp.EventsMTime {
+	switch {
+	case !choice.EventFiles:
+	case !trusted || eventsMTime(dir) != cp.EventsMTime:
 		rep.EventsListed, p.dirty = true, true
 		missing, strays, err := p.checkEventFiles(head, start)
 		if err != nil {
@@ -177,7 +209,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 		}
 		p.missing, rep.MissingEventFiles, rep.StrayEventFiles = missing, len(missing), strays
 		p.setHoles()
-	} else {
+	default:
 		p.eventsUnchecked = true
 		p.holes.Store(1)
 		p.wake <- struct{}{} // the goroutine's first round starts at once
@@ -215,12 +247,15 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*in
 		return nil, 0
 	}
 	idx, upTo, err := indexer.ReadSnapshot(path)
-	if err != nil || upTo != start || indexer.CheckFiles(filepath.Join(p.dir, IndexDir), idx) != nil {
+	if err != nil || upTo != start || indexer.CheckFiles(filepath.Join(p.dir, IndexDir), idx, p.choice.TypeIndex, p.choice.TagIndex) != nil {
 		return nil, 0
 	}
 	tagEntries := 0
 	for _, ps := range idx.Tags() {
 		tagEntries += len(ps)
+	}
+	if !p.choice.TagIndex {
+		tagEntries = 0 // the checkpoint counts the entries of tag index files
 	}
 	if tagEntries != cp.TagEntries {
 		return nil, 0
@@ -503,14 +538,18 @@ func (p *Projector) project(from, to uint64) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if pos >= p.eventsFrom {
+		if p.choice.EventFiles && pos >= p.eventsFrom {
 			if err := p.writeEvent(e); err != nil {
 				return 0, err
 			}
 		}
-		p.pending[fileKey{indexer.TypesDir, e.Type}] = append(p.pending[fileKey{indexer.TypesDir, e.Type}], pos)
-		for _, t := range e.Tags {
-			p.pending[fileKey{indexer.TagsDir, t}] = append(p.pending[fileKey{indexer.TagsDir, t}], pos)
+		if p.choice.TypeIndex {
+			p.pending[fileKey{indexer.TypesDir, e.Type}] = append(p.pending[fileKey{indexer.TypesDir, e.Type}], pos)
+		}
+		if p.choice.TagIndex {
+			for _, t := range e.Tags {
+				p.pending[fileKey{indexer.TagsDir, t}] = append(p.pending[fileKey{indexer.TagsDir, t}], pos)
+			}
 		}
 	}
 	tagEntries := 0

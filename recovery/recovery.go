@@ -389,6 +389,9 @@ type checker struct {
 	// checkpoint, every position must be projected.
 	behind  uint64
 	pending int // event files after behind that are missing
+	// choice: the files the store materializes; the others are not
+	// checked (nor written by a repair).
+	choice projector.Choice
 }
 
 // newChecker returns a checker of the store in dir; with fix it repairs what
@@ -396,6 +399,10 @@ type checker struct {
 func newChecker(dir string, fix, collect bool, progress func(done, total uint64)) (*checker, error) {
 	c := &checker{dir: dir, fix: fix, collect: collect, progress: progress, idx: indexer.New()}
 	c.cp, c.cpErr = projector.ReadCheckpoint(dir)
+	var err error
+	if c.choice, err = projector.ReadChoice(dir); err != nil {
+		return nil, fmt.Errorf("recovery: %w", err)
+	}
 	c.behind = ^uint64(0)
 	if _, err := os.Stat(filepath.Join(dir, projector.CheckpointFile)); c.cpErr == nil && err == nil {
 		c.behind = c.cp.Position
@@ -410,7 +417,10 @@ func newChecker(dir string, fix, collect bool, progress func(done, total uint64)
 		err := errors.Join(
 			os.RemoveAll(filepath.Join(dir, projector.TmpDir)),
 			os.MkdirAll(filepath.Join(dir, projector.TmpDir), 0o750),
-			os.MkdirAll(filepath.Join(dir, projector.EventsDir), 0o750))
+			projector.RemoveUnchosen(vfs.OS, dir, c.choice))
+		if c.choice.EventFiles {
+			err = errors.Join(err, os.MkdirAll(filepath.Join(dir, projector.EventsDir), 0o750))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("recovery: %w", err)
 		}
@@ -424,8 +434,11 @@ func (c *checker) event(r wal.Record) error {
 		if err := c.idx.Add(pos, e); err != nil {
 			return err
 		}
-		se := r.Event(pos)
 		c.head = pos
+		if !c.choice.EventFiles {
+			continue
+		}
+		se := r.Event(pos)
 		c.buf = projector.EncodeEvent(c.buf[:0], se)
 		path := projector.EventPath(c.dir, pos)
 		got, err := os.ReadFile(path)
@@ -518,6 +531,9 @@ func (c *checker) finish(rep *Report) error {
 // tagEntriesUpTo returns the number of tag entries at or below pos the WAL
 // implies.
 func (c *checker) tagEntriesUpTo(pos uint64) int {
+	if !c.choice.TagIndex {
+		return 0
+	}
 	n := 0
 	for _, ps := range c.idx.Tags() {
 		n += upTo(ps, pos)
@@ -532,6 +548,9 @@ func upTo(ps []uint64, pos uint64) int {
 }
 
 func (c *checker) strayEvents(rep *Report) error {
+	if !c.choice.EventFiles {
+		return nil
+	}
 	dir := filepath.Join(c.dir, projector.EventsDir)
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -573,9 +592,13 @@ func (c *checker) behindOnly(ps, want []uint64) bool {
 func (c *checker) indexFiles(rep *Report) (int, error) {
 	tagEntries := 0
 	for _, kind := range []struct {
-		dir  string
-		want map[string][]uint64
-	}{{indexer.TypesDir, c.idx.Types()}, {indexer.TagsDir, c.idx.Tags()}} {
+		chosen bool
+		dir    string
+		want   map[string][]uint64
+	}{{c.choice.TypeIndex, indexer.TypesDir, c.idx.Types()}, {c.choice.TagIndex, indexer.TagsDir, c.idx.Tags()}} {
+		if !kind.chosen {
+			continue
+		}
 		dir := filepath.Join(c.dir, projector.IndexDir, kind.dir)
 		if kind.dir == indexer.TagsDir {
 			for _, ps := range kind.want {

@@ -62,7 +62,28 @@ type Options struct {
 	// caught up. Reads never depend on the projection. 0: the default,
 	// DefaultMaxProjectionLag; NoProjectionLagBound: no bound.
 	MaxProjectionLag uint64
+	// Projection chooses the files the projector writes for other
+	// processes. nil: the store's recorded choice (a new store: every
+	// file). A choice other than the recorded one is recorded and applied
+	// by this Open: the files left out are removed, those added are
+	// written in the background (Open then reads the whole WAL once).
+	Projection *Projection
 }
+
+// Projection says which files a store materializes for other processes:
+// the JSON file of each event, and the type and tag index files. Reads,
+// Subscribe and condition checks use the WAL and the in-memory index
+// whatever the choice; a store without index files rebuilds its in-memory
+// index from the WAL when it opens after a crash, not only from a
+// snapshot.
+type Projection struct {
+	EventFiles bool // events/<position>.json
+	TypeIndex  bool // index/types/
+	TagIndex   bool // index/tags/
+}
+
+// FullProjection, every file, is the projection of a new store.
+var FullProjection = Projection{EventFiles: true, TypeIndex: true, TagIndex: true}
 
 // DefaultMaxProjectionLag is the projection lag bound when
 // Options.MaxProjectionLag is 0: generous, so that bursts of appends run at
@@ -88,6 +109,7 @@ type Store struct {
 	fs vfs.FS
 
 	openReport OpenReport
+	choice     projector.Choice // the files the projector writes
 
 	// head is the last acknowledged position: what reads may see. The index
 	// may hold later positions, still pending in the writer's group.
@@ -152,6 +174,10 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		lock.Close()
 		return nil, err
 	}
+	if err := s.chooseProjection(); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	if err := s.load(); err != nil {
 		if s.wal != nil {
 			s.wal.Close()
@@ -194,6 +220,33 @@ func checkFormat(dir string) error {
 	return nil
 }
 
+// chooseProjection records Options.Projection when it differs from the
+// store's choice, and sets s.choice.
+func (s *Store) chooseProjection() error {
+	fs := s.fs
+	if fs == nil {
+		fs = vfs.OS
+	}
+	recorded, err := projector.ReadChoice(s.dir)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", s.dir, err)
+	}
+	s.choice = recorded
+	if s.opts.Projection == nil {
+		return nil
+	}
+	want := projector.Choice(*s.opts.Projection)
+	changed, err := projector.ChangeChoice(fs, s.dir, want)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", s.dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "wal")); changed && err == nil {
+		s.log.Info("possum: changing the projection", "dir", s.dir, "from", recorded.String(), "to", want.String())
+	}
+	s.choice = want
+	return nil
+}
+
 // load opens the WAL, trusting what the checkpoint vouches for, and brings
 // the projection and the in-memory index in step with it.
 func (s *Store) load() error {
@@ -218,7 +271,7 @@ func (s *Store) load() error {
 		s.log.Warn("possum: cut a torn WAL tail", "dir", s.dir, "segment", torn.Segment,
 			"offset", torn.Offset, "dropped_bytes", torn.Dropped, "copy", torn.Copy, "reason", torn.Reason)
 	}
-	p, idx, rep, err := projector.Open(s.dir, w, cp, cpErr, s.log, s.fs)
+	p, idx, rep, err := projector.Open(s.dir, w, cp, cpErr, s.choice, s.log, s.fs)
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.dir, err)
 	}
@@ -332,6 +385,9 @@ type ProjectionReport struct {
 	MissingEventFiles int      // event files at or below the checkpoint, rewritten
 	Replayed          uint64   // events projected again from the WAL
 }
+
+// Projection returns the files the store materializes.
+func (s *Store) Projection() Projection { return Projection(s.choice) }
 
 // OpenReport returns what Open found and repaired.
 func (s *Store) OpenReport() OpenReport { return s.openReport }

@@ -5,6 +5,7 @@ package projectiontest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,6 +28,13 @@ import (
 // or tag's positions in order, nothing else in index/types/ and index/tags/.
 func RequireMatches(t testing.TB, dir string, evs []dcb.SequencedEvent) {
 	t.Helper()
+	RequireMatchesChoice(t, dir, evs, projector.Everything)
+}
+
+// RequireMatchesChoice is RequireMatches for a store that materializes the
+// files of choice: those of the other kinds must not exist at all.
+func RequireMatchesChoice(t testing.TB, dir string, evs []dcb.SequencedEvent, choice projector.Choice) {
+	t.Helper()
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
@@ -41,8 +49,17 @@ func RequireMatches(t testing.TB, dir string, evs []dcb.SequencedEvent) {
 		}
 	}
 
+	absent := func(rel string) {
+		if _, err := os.Stat(filepath.Join(dir, rel)); !errors.Is(err, os.ErrNotExist) {
+			bad("%s: exists (%v), though the projection %q leaves it out", rel, err, choice)
+		}
+	}
+	if !choice.EventFiles {
+		absent(projector.EventsDir)
+		evs = nil // no event file to check
+	}
 	ents, err := os.ReadDir(filepath.Join(dir, projector.EventsDir))
-	require.NoError(t, err)
+	require.True(t, err == nil || !choice.EventFiles, "%v", err)
 	for _, ent := range ents {
 		if !want[ent.Name()] {
 			bad("events/%s: unexpected file", ent.Name())
@@ -69,6 +86,10 @@ func RequireMatches(t testing.TB, dir string, evs []dcb.SequencedEvent) {
 	}
 
 	for kind, m := range map[string]map[string][]uint64{indexer.TypesDir: types, indexer.TagsDir: tags} {
+		if kind == indexer.TypesDir && !choice.TypeIndex || kind == indexer.TagsDir && !choice.TagIndex {
+			absent(filepath.Join(projector.IndexDir, kind))
+			continue
+		}
 		d := filepath.Join(dir, projector.IndexDir, kind)
 		ents, err := os.ReadDir(d)
 		require.NoError(t, err)
