@@ -242,10 +242,14 @@ func remove(s *store.Store) func() error {
 // run runs every workload.
 func (b *bench) run() error {
 	n := b.n
-	for _, c := range []struct{ writers, perWriter int }{
-		{1, max(20, n/500)}, {8, max(10, n/2000)}, {64, max(5, n/3200)},
+	for _, c := range []struct {
+		writers, perWriter int
+		files              bool
+	}{
+		{1, max(20, n/500), true}, {8, max(10, n/2000), true}, {64, max(5, n/3200), true},
+		{64, max(5, n/3200), false},
 	} {
-		if err := b.conditionalAppend(c.writers, c.perWriter); err != nil {
+		if err := b.conditionalAppend(c.writers, c.perWriter, c.files); err != nil {
 			return err
 		}
 	}
@@ -281,14 +285,21 @@ func (b *bench) around(forWhat, name, unit string, measure func(string, time.Dur
 	return (before + after) / 2, nil
 }
 
-func (b *bench) conditionalAppend(writers, perWriter int) error {
+// conditionalAppend runs the conditional append workload; without files,
+// on a store that materializes no file (Options.Projection).
+func (b *bench) conditionalAppend(writers, perWriter int, files bool) error {
 	name := fmt.Sprintf("conditional append, %d writer", writers)
 	if writers > 1 {
 		name += "s"
 	}
+	var opts *store.Options
+	if !files {
+		name += ", no projection files"
+		opts = &store.Options{Projection: &store.Projection{}}
+	}
 	var w workload.Result
 	limit, err := b.around(name, "fsync (4 KiB write + fdatasync)", "fsync/s", rawdisk.FsyncRate, func() (func() error, error) {
-		s, err := b.openStore(fmt.Sprintf("append-%d", writers), nil)
+		s, err := b.openStore(fmt.Sprintf("append-%d-%t", writers, files), opts)
 		if err != nil {
 			return nil, err
 		}

@@ -84,6 +84,7 @@ func TestBenchJSON(t *testing.T) {
 
 	want := []string{
 		"conditional append, 1 writer", "conditional append, 8 writers", "conditional append, 64 writers",
+		"conditional append, 64 writers, no projection files",
 		"unconditional batches of 100", "close with a projection backlog", "projector pace",
 		"read 10 events by tag, appends of 1000", "read 10 events by tag, appends of 10", "read 10 events by tag, appends of 1",
 		"read newest of a type", "full scan", "reopen",
