@@ -409,8 +409,8 @@ func (p *Projector) Wait(ctx context.Context, pos uint64) error {
 	}
 }
 
-// Stop stops the projector without waiting for its backlog: it finishes the
-// batch it is writing (at most batchSize events), leaves a snapshot of the
+// Stop stops the projector without waiting for its backlog: it stops within
+// stopCheckEvery event files, leaves a snapshot of the
 // index as far as it projected and a checkpoint there, and returns. The next
 // Open projects the rest in the background, from the WAL.
 func (p *Projector) Stop() error {
@@ -440,8 +440,8 @@ func (p *Projector) run() {
 		}
 		var err error
 		if p.eventsUnchecked && !stopping {
-			// Stopping first leaves the listing to the next Open: a
-			// checkpoint at the same position vouches for nothing new.
+			// A stop first leaves the listing to the next Open (and
+			// writes no checkpoint: see below).
 			err = p.checkEventsLate()
 		}
 		if err == nil && !stopping {
@@ -492,7 +492,7 @@ func (p *Projector) setErr(err error) {
 }
 
 // catchUp projects batches until the WAL's head is reached, or until it is
-// asked to stop: then it returns after the batch it is writing.
+// asked to stop: then it returns within stopCheckEvery event files.
 func (p *Projector) catchUp() error {
 	for len(p.missing) > 0 {
 		if p.stopped() {
