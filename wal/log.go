@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/platform"
@@ -105,7 +106,10 @@ type Log struct {
 
 	// v1Until: the records ending at or below it are version 1 frames (a
 	// store written before version 2), read whole; set by Open.
-	v1Until uint64
+	v1Until atomic.Uint64
+
+	// follower is set on a log opened by OpenFollower, which never writes.
+	follower *follow
 }
 
 // Open opens the log in dir, creating it if needed. A torn tail is cut back to
@@ -152,10 +156,12 @@ func Open(dir string, opts Options) (*Log, *TornTail, error) {
 		l.Close()
 		return nil, nil, err
 	}
-	if l.v1Until, err = l.lastV1(); err != nil {
+	v1, err := l.lastV1()
+	if err != nil {
 		l.Close()
 		return nil, nil, err
 	}
+	l.v1Until.Store(v1)
 	return l, torn, nil
 }
 
@@ -320,6 +326,9 @@ func (l *Log) Append(recs []Record) error {
 	if l.closed {
 		return ErrClosed
 	}
+	if l.follower != nil {
+		return errors.New("wal: a follower does not append")
+	}
 	if l.poisoned != nil {
 		return l.poisoned
 	}
@@ -446,6 +455,9 @@ func (l *Log) Close() error {
 		}
 	}
 	l.closeSegments()
+	if l.follower != nil && l.follower.f != nil {
+		l.follower.f.Close()
+	}
 	if cerr := l.offsets.close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -533,7 +545,7 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 			return dcb.SequencedEvent{}, err
 		}
 		// Not a scan: read the event alone when its record has others.
-		if r.run < scanRun && loc.count > 1 && loc.lastPos() > r.l.v1Until {
+		if r.run < scanRun && loc.count > 1 && loc.lastPos() > r.l.v1Until.Load() {
 			return r.eventAlone(loc, seg, pos)
 		}
 		if err := r.loadAt(loc, seg); err != nil {

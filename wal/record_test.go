@@ -183,7 +183,7 @@ func TestReadsFormatV1(t *testing.T) {
 	}
 	l := openLog(t, dir, Options{})
 	checkLog(t, l, want)
-	assert.Equal(t, uint64(4), l.v1Until)
+	assert.Equal(t, uint64(4), l.v1Until.Load())
 	more := []Record{{FirstPosition: 5, Timestamp: ts.Add(2 * time.Second), Events: []dcb.Event{{Type: "A", Tags: []string{"x"}}, {Type: "B"}}}}
 	require.NoError(t, l.Append(more))
 	want = append(want, more...)
@@ -195,7 +195,7 @@ func TestReadsFormatV1(t *testing.T) {
 
 	for _, trust := range []uint64{0, 4, 6} {
 		l = openLog(t, dir, Options{TrustPosition: trust})
-		assert.Equal(t, uint64(4), l.v1Until, "trust %d", trust)
+		assert.Equal(t, uint64(4), l.v1Until.Load(), "trust %d", trust)
 		checkLog(t, l, want)
 		rd := l.NewReader()
 		for _, pos := range []uint64{6, 3, 5, 1, 4, 2} { // out of order: events read alone where they can be
