@@ -49,7 +49,7 @@ func reopen(t testing.TB, s *store.Store) *store.Store {
 }
 
 // read drains a Read, returning its events and the error of the last pair.
-func read(s *store.Store, ctx context.Context, q dcb.Query, o store.ReadOptions) ([]dcb.SequencedEvent, error) {
+func read(s store.Events, ctx context.Context, q dcb.Query, o store.ReadOptions) ([]dcb.SequencedEvent, error) {
 	var out []dcb.SequencedEvent
 	for e, err := range s.Read(ctx, q, o) {
 		if err != nil {
@@ -61,7 +61,7 @@ func read(s *store.Store, ctx context.Context, q dcb.Query, o store.ReadOptions)
 }
 
 // readAll reads and requires success.
-func readAll(t testing.TB, s *store.Store, q dcb.Query, o store.ReadOptions) []dcb.SequencedEvent {
+func readAll(t testing.TB, s store.Events, q dcb.Query, o store.ReadOptions) []dcb.SequencedEvent {
 	t.Helper()
 	evs, err := read(s, context.Background(), q, o)
 	require.NoError(t, err)

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"sync"
+	"sync/atomic"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/wal"
 )
 
 // ReadOptions shape a Read.
@@ -29,6 +33,10 @@ const ctxCheckEvery = 64
 // appends acknowledged by then. An invalid query, a read error, a closed
 // store or an ended context is yielded as the error of the last pair.
 func (s *Store) Read(ctx context.Context, q dcb.Query, o ReadOptions) iter.Seq2[dcb.SequencedEvent, error] {
+	return s.read(ctx, q, o)
+}
+
+func (s *view) read(ctx context.Context, q dcb.Query, o ReadOptions) iter.Seq2[dcb.SequencedEvent, error] {
 	head := s.head.Load()
 	return func(yield func(dcb.SequencedEvent, error) bool) {
 		if err := q.Validate(); err != nil {
@@ -63,7 +71,7 @@ func (o ReadOptions) Span(head uint64) (from, to uint64, err error) {
 
 // stream yields the events matching q in [from, to]; it returns false when the
 // consumer stopped or an error was yielded.
-func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwards bool, limit int, yield func(dcb.SequencedEvent, error) bool) bool {
+func (s *view) stream(ctx context.Context, q dcb.Query, from, to uint64, backwards bool, limit int, yield func(dcb.SequencedEvent, error) bool) bool {
 	cur := s.idx.Cursor(q, from, to, backwards)
 	rd := s.wal.NewReader()
 	for n := 0; limit == 0 || n < limit; n++ {
@@ -105,6 +113,10 @@ func (s *Store) stream(ctx context.Context, q dcb.Query, from, to uint64, backwa
 // ends (the last pair then carries ctx.Err()) or the store closes (ErrClosed).
 // Events come in position order, each once.
 func (s *Store) Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error] {
+	return s.subscribe(ctx, q, after)
+}
+
+func (s *view) subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error] {
 	return func(yield func(dcb.SequencedEvent, error) bool) {
 		if err := q.Validate(); err != nil {
 			yield(dcb.SequencedEvent{}, fmt.Errorf("store: subscribe: %w", err))
@@ -112,6 +124,10 @@ func (s *Store) Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.S
 		}
 		for {
 			published := s.published()
+			if err := s.failure(); err != nil {
+				yield(dcb.SequencedEvent{}, err)
+				return
+			}
 			if head := s.head.Load(); head > after {
 				if !s.stream(ctx, q, after+1, head, false, 0, yield) {
 					return
@@ -130,4 +146,64 @@ func (s *Store) Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.S
 			}
 		}
 	}
+}
+
+// view is what reads need of a store or a follower: the index, the WAL it
+// indexes, the head reads may see, and word of the head advancing or of
+// Close.
+type view struct {
+	idx  *indexer.Index
+	wal  *wal.Log
+	head atomic.Uint64 // the last acknowledged position: what reads may see
+
+	quit     chan struct{} // closed by Close
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced when head advances
+	failed   error         // under notifyMu: why reads can no longer go on
+}
+
+func newView() view {
+	return view{quit: make(chan struct{}), notify: make(chan struct{})}
+}
+
+func (s *view) closed() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// published returns a channel closed when the head next advances (or the
+// store closes).
+func (s *view) published() <-chan struct{} {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	return s.notify
+}
+
+// fail ends the subscriptions waiting for new events with err, and every
+// later one.
+func (s *view) fail(err error) {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	s.failed = err
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+
+func (s *view) failure() error {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	return s.failed
+}
+
+// publish makes head visible to reads and wakes subscribers.
+func (s *view) publish(head uint64) {
+	s.head.Store(head)
+	s.notifyMu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.notifyMu.Unlock()
 }

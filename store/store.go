@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
@@ -101,8 +100,7 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 	lock *os.File
-	wal  *wal.Log
-	idx  *indexer.Index
+	view // idx, wal, head, quit: what reads need
 	proj *projector.Projector
 	// fs is the file system under the projection: nil (vfs.OS) but in
 	// tests, which set it through export_test.go.
@@ -110,10 +108,6 @@ type Store struct {
 
 	openReport OpenReport
 	choice     projector.Choice // the files the projector writes
-
-	// head is the last acknowledged position: what reads may see. The index
-	// may hold later positions, still pending in the writer's group.
-	head atomic.Uint64
 
 	// Group commit counters: WAL writes, the appends they carried, and
 	// the time spent writing and syncing.
@@ -124,12 +118,8 @@ type Store struct {
 	lagWaitNanos atomic.Int64
 
 	reqs       chan *appendRequest
-	quit       chan struct{}
 	writerDone chan struct{}
 	poisoned   error // owned by the writer goroutine
-
-	notifyMu sync.Mutex
-	notify   chan struct{} // closed and replaced when head advances
 
 	closeOnce sync.Once
 	closeErr  error
@@ -165,10 +155,9 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		log:        o.Logger,
 		lock:       lock,
 		fs:         fs,
+		view:       newView(),
 		reqs:       make(chan *appendRequest),
-		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
-		notify:     make(chan struct{}),
 	}
 	if err := checkFormat(dir); err != nil {
 		lock.Close()
@@ -320,30 +309,10 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-func (s *Store) closed() bool {
-	select {
-	case <-s.quit:
-		return true
-	default:
-		return false
-	}
-}
-
-// published returns a channel closed when the head next advances (or the
-// store closes).
-func (s *Store) published() <-chan struct{} {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
-	return s.notify
-}
-
+// publish makes head visible to reads, wakes subscribers and the projector.
 func (s *Store) publish(head uint64) {
-	s.head.Store(head)
+	s.view.publish(head)
 	s.proj.Notify()
-	s.notifyMu.Lock()
-	close(s.notify)
-	s.notify = make(chan struct{})
-	s.notifyMu.Unlock()
 }
 
 // OpenReport says what Open found: how much of the WAL it scanned and what it

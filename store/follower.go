@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/wal"
+)
+
+// Events is what a Store and a Follower share: reading and following the
+// acknowledged events of a store. Code written against it runs in the
+// writing process or in any other.
+type Events interface {
+	Read(ctx context.Context, q dcb.Query, o ReadOptions) iter.Seq2[dcb.SequencedEvent, error]
+	Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error]
+	Head() uint64
+}
+
+var (
+	_ Events = (*Store)(nil)
+	_ Events = (*Follower)(nil)
+)
+
+// FollowOptions configure a Follower. A nil *FollowOptions means the
+// defaults.
+type FollowOptions struct {
+	// Poll is how often the follower looks for new events without being
+	// told: the safety net for file notifications that were dropped (a
+	// full inotify queue) or are unavailable. 0: 250ms.
+	Poll time.Duration
+}
+
+// A Follower reads a store that another process (or this one) writes: the
+// events the writer acknowledged, with the same Read, Subscribe and Head as
+// the Store. It never takes the writer's lock and never changes a file, so
+// it works on a read-only mount, and any number may follow one store. It may
+// start before the store exists, and it survives the writer closing,
+// crashing and opening the store again.
+//
+// It learns new events from the WAL's offsets file, which the writer appends
+// to once an append is durable, and reads them from the WAL; file
+// notifications (fsnotify) only tell it when to look again, and a timer
+// looks anyway. Like the writer, it keeps the store's type and tag index in
+// memory: opening one reads the whole WAL once.
+//
+// When positions it has delivered vanish or change (the store was repaired
+// with `possum recover --allow-data-loss`), its reads and subscriptions end
+// with an error wrapping ErrCorrupt: follow the store again to go on.
+type Follower struct {
+	dir string
+	view
+	opts FollowOptions
+
+	mu     sync.Mutex // serialises refresh
+	rd     *wal.Reader
+	broken error // under mu: the log changed under the follower
+
+	// Notifications, overflows (notifications the kernel dropped) and
+	// looks on the timer, since Follow.
+	notified, overflows, polls atomic.Uint64
+
+	done      chan struct{} // the watch goroutine ended
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Follow follows the store in dir. The store need not exist yet.
+func Follow(dir string, opts *FollowOptions) (*Follower, error) {
+	f := &Follower{dir: dir, view: newView(), done: make(chan struct{})}
+	if opts != nil {
+		f.opts = *opts
+	}
+	if f.opts.Poll <= 0 {
+		f.opts.Poll = 250 * time.Millisecond
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, formatFile)); err == nil {
+		if v := strings.TrimSpace(string(b)); v != "possum 1" && v != fmt.Sprintf("possum %d", FormatVersion) {
+			return nil, fmt.Errorf("store: follow %s: format %q, this possum reads \"possum %d\" and \"possum 1\"", dir, v, FormatVersion)
+		}
+	}
+	w, err := wal.OpenFollower(filepath.Join(dir, "wal"))
+	if err != nil {
+		return nil, fmt.Errorf("store: follow %s: %w", dir, err)
+	}
+	f.wal, f.idx, f.rd = w, indexer.New(), w.NewReader()
+	if err := f.refresh(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	go f.watch()
+	return f, nil
+}
+
+// Dir returns the store's directory.
+func (f *Follower) Dir() string { return f.dir }
+
+// Head returns the last position the writer acknowledged, as far as the
+// follower knows: it looks for new events first.
+func (f *Follower) Head() uint64 {
+	_ = f.refresh() // an error ends reads and subscriptions; Head stays
+	return f.head.Load()
+}
+
+// Read is Store.Read on the events acknowledged when it is called.
+func (f *Follower) Read(ctx context.Context, q dcb.Query, o ReadOptions) iter.Seq2[dcb.SequencedEvent, error] {
+	if err := f.refresh(); err != nil {
+		return func(yield func(dcb.SequencedEvent, error) bool) { yield(dcb.SequencedEvent{}, err) }
+	}
+	return f.read(ctx, q, o)
+}
+
+// Subscribe is Store.Subscribe: the events matching q after position after,
+// then each new one once the writer acknowledged it, until ctx ends or the
+// follower closes (ErrClosed).
+func (f *Follower) Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error] {
+	return f.subscribe(ctx, q, after)
+}
+
+// Close stops following; reads and subscriptions still running end with
+// ErrClosed.
+func (f *Follower) Close() error {
+	f.closeOnce.Do(func() {
+		close(f.quit)
+		<-f.done
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.closeErr = f.wal.Close()
+	})
+	return f.closeErr
+}
+
+// FollowerStats describe a Follower.
+type FollowerStats struct {
+	Head uint64 // the last acknowledged position it knows
+	// Since Follow: file notifications received, times the kernel
+	// dropped notifications (the follower then looked again), and looks
+	// on the timer.
+	Notifications, Overflows, Polls uint64
+}
+
+// Stats returns the follower's position and how it learned of new events.
+func (f *Follower) Stats() FollowerStats {
+	return FollowerStats{Head: f.head.Load(), Notifications: f.notified.Load(), Overflows: f.overflows.Load(), Polls: f.polls.Load()}
+}
+
+// refresh learns the events the writer acknowledged since the last call,
+// indexes them and publishes the new head.
+func (f *Follower) refresh() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.broken != nil {
+		return f.broken
+	}
+	if f.closed() {
+		return ErrClosed
+	}
+	last, err := f.wal.Refresh()
+	if errors.Is(err, wal.ErrChanged) {
+		f.broken = fmt.Errorf("store: follow %s: %w: %w", f.dir, ErrCorrupt, err)
+		f.fail(f.broken)
+		return f.broken
+	}
+	if err != nil {
+		return fmt.Errorf("store: follow %s: %w", f.dir, err)
+	}
+	from := f.idx.Head() + 1
+	for pos := from; pos <= last; pos++ {
+		e, err := f.rd.Event(pos)
+		if err != nil {
+			return fmt.Errorf("store: follow %s: %w", f.dir, err)
+		}
+		if err := f.idx.Add(pos, e.Event); err != nil {
+			return fmt.Errorf("store: follow %s: %w", f.dir, err)
+		}
+	}
+	if last >= from {
+		f.publish(last)
+	}
+	return nil
+}
+
+// watch refreshes on every notification about the WAL's directory, and
+// every opts.Poll anyway, until Close.
+func (f *Follower) watch() {
+	defer close(f.done)
+	walDir := filepath.Join(f.dir, "wal")
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		w = nil // polling alone
+	}
+	var events chan fsnotify.Event
+	var errs chan error
+	if w != nil {
+		defer w.Close()
+		events, errs = w.Events, w.Errors
+	}
+	watching := false
+	tick := time.NewTicker(f.opts.Poll)
+	defer tick.Stop()
+	for {
+		if w != nil && !watching {
+			// Until the store exists, and again after its wal/ was
+			// recreated, the timer alone looks.
+			watching = w.Add(walDir) == nil
+		}
+		select {
+		case <-f.quit:
+			return
+		case ev := <-events:
+			f.notified.Add(1)
+			if ev.Has(fsnotify.Remove) && ev.Name == walDir {
+				watching = false
+			}
+		case err := <-errs:
+			// fsnotify.ErrEventOverflow among others: notifications were
+			// lost, so look again.
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				f.overflows.Add(1)
+			}
+		case <-tick.C:
+			f.polls.Add(1)
+			if w != nil && watching && !stillThere(walDir) {
+				watching = false
+			}
+		}
+		_ = f.refresh() // a broken follower ends its readers
+	}
+}
+
+func stillThere(dir string) bool {
+	_, err := os.Stat(dir)
+	return err == nil
+}

@@ -1,0 +1,92 @@
+package store_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// collect subscribes to f after `after` in a goroutine and returns a
+// function that waits until it has n events and returns them.
+func collect(t *testing.T, f store.Events, after uint64) func(n int) []dcb.SequencedEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	ch := make(chan dcb.SequencedEvent, 1024)
+	errc := make(chan error, 1)
+	go func() {
+		for e, err := range f.Subscribe(ctx, dcb.All(), after) {
+			if err != nil {
+				errc <- err
+				return
+			}
+			ch <- e
+		}
+	}()
+	var got []dcb.SequencedEvent
+	return func(n int) []dcb.SequencedEvent {
+		t.Helper()
+		for len(got) < n {
+			select {
+			case e := <-ch:
+				got = append(got, e)
+			case err := <-errc:
+				t.Fatalf("subscription ended after %d events: %v", len(got), err)
+			}
+		}
+		return got
+	}
+}
+
+// TestFollowerFollowsWriter: a follower started before the store exists
+// sees every event once, in order, as the writer appends, closes and opens
+// the store again, and answers reads like the writer does.
+func TestFollowerFollowsWriter(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "store")
+	f, err := store.Follow(dir, nil)
+	require.NoError(t, err)
+	defer f.Close()
+	assert.Zero(t, f.Head())
+	wait := collect(t, f, 0)
+
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	for i, size := 0, 1; i < 600; i, size = i+size, size%13+1 {
+		batch := make([]dcb.Event, size)
+		for j := range batch {
+			batch[j] = backlogEvent(i + j)
+		}
+		_, err := s.Append(t.Context(), batch, nil)
+		require.NoError(t, err)
+	}
+	want := readAll(t, s, dcb.All(), store.ReadOptions{})
+	require.Equal(t, want, wait(len(want)))
+	assert.Equal(t, s.Head(), f.Head())
+	for _, q := range []dcb.Query{tagQuery("k:3"), typeQuery("T1"), query(item([]string{"T2"}, "k:1"))} {
+		for _, o := range []store.ReadOptions{{}, {Backwards: true, Limit: 3}, {From: 100, Limit: 7}} {
+			assert.Equal(t, readAll(t, s, q, o), readAll(t, f, q, o), "%+v %+v", q, o)
+		}
+	}
+
+	// The writer closes, the follower still reads; it opens again and
+	// appends more.
+	require.NoError(t, s.Close())
+	assert.Equal(t, want, readAll(t, f, dcb.All(), store.ReadOptions{}))
+	s = open(t, dir)
+	appendOK(t, s, ev("After", "k:3"), ev("After"))
+	want = readAll(t, s, dcb.All(), store.ReadOptions{})
+	require.Equal(t, want, wait(len(want)))
+	st := f.Stats()
+	assert.Equal(t, s.Head(), st.Head)
+	t.Logf("follower stats: %+v", st)
+
+	require.NoError(t, f.Close())
+	_, err = read(f, t.Context(), dcb.All(), store.ReadOptions{})
+	require.ErrorIs(t, err, store.ErrClosed)
+}
