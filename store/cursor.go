@@ -40,11 +40,15 @@ type Cursor struct {
 // Cursor opens the cursor called name in the store's directory
 // (cursors/<name>), creating it at position 0. A name is 1 to 128 letters,
 // digits, '-', '_' or '.', not starting with '.'.
-func (s *Store) Cursor(name string) (*Cursor, error) {
+func (s *Store) Cursor(name string) (*Cursor, error) { return NamedCursor(s.dir, name) }
+
+// NamedCursor is Store.Cursor for the store in dir, open or not, by this
+// process or another (a follower's cursor).
+func NamedCursor(dir, name string) (*Cursor, error) {
 	if err := checkCursorName(name); err != nil {
 		return nil, err
 	}
-	return OpenCursor(filepath.Join(s.dir, CursorsDir, name))
+	return OpenCursor(filepath.Join(dir, CursorsDir, name))
 }
 
 func checkCursorName(name string) error {

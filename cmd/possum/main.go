@@ -4,6 +4,8 @@
 //	possum verify [--json] DIR        check a store (exit 0 consistent, 1 problems, 2 could not run)
 //	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
 //	                                  repair a store (exit 0 repaired, 1 refused or, dry run, repairs needed)
+//	possum tail [--type T]... [--tag K]... [--from N] [--follow] [--cursor NAME] DIR
+//	                                  print events as NDJSON; --follow for new ones (Ctrl-C exits 0)
 //	possum bench [--events N] [--dir D] [--json] [--scale]
 //	                                  measure possum next to this machine's limits (minutes at 1M events)
 //	possum COMMAND --help             a command's usage and flags (also -h, possum help COMMAND)
@@ -44,6 +46,7 @@ func init() {
 		{"demo", "[DIR]", "append and read a few events in DIR (default ./possum-demo)", 0, 1, demoCommand},
 		{"verify", "DIR", "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)", 1, 1, verifyCommand},
 		{"recover", "DIR", "repair a closed store (exit 1: refused, data loss)", 1, 1, recoverCommand},
+		{"tail", "DIR", "print a store's events as NDJSON, the keys of its event files; --follow for new ones, whether or not a writer has it open", 1, 1, tailCommand},
 		{"bench", "", "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)", 0, 0, benchCommand},
 	}
 }

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// runPossumEnv makes the test binary run as the possum command.
+const runPossumEnv = "POSSUM_TEST_RUN_POSSUM"
+
+// possumCommand runs this test binary as `possum args...`.
+func possumCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), runPossumEnv+"=1")
+	return cmd
+}
+
+func tailEvent(i int) dcb.Event {
+	return dcb.Event{Type: fmt.Sprintf("T%d", i%3), Tags: []string{fmt.Sprintf("k:%d", i%4), "all"},
+		Data: []byte(fmt.Sprintf(`{"i":%d}`, i)), Metadata: map[string]string{"m": "v"}}
+}
+
+// decodeLines parses NDJSON output as event files and checks each line is
+// byte for byte the event file of its event.
+func decodeLines(t *testing.T, out string) []dcb.SequencedEvent {
+	t.Helper()
+	var evs []dcb.SequencedEvent
+	for line := range strings.Lines(out) {
+		e, err := projector.DecodeEvent([]byte(line))
+		require.NoError(t, err, "line %q", line)
+		require.Equal(t, string(projector.EncodeEvent(nil, e)), line)
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// TestTail prints a store a writer holds open, filtered, and resumes with a
+// cursor.
+func TestTail(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 50 {
+		_, err := s.Append(t.Context(), []dcb.Event{tailEvent(i)}, nil)
+		require.NoError(t, err)
+	}
+	read := func(q dcb.Query, o store.ReadOptions) []dcb.SequencedEvent {
+		var out []dcb.SequencedEvent
+		for e, err := range s.Read(t.Context(), q, o) {
+			require.NoError(t, err)
+			out = append(out, e)
+		}
+		return out
+	}
+
+	code, out, errOut := runCmd("tail", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, read(dcb.All(), store.ReadOptions{}), decodeLines(t, out))
+
+	code, out, errOut = runCmd("tail", "--type", "T1", "--type", "T2", "--tag", "k:1", dir, "--from", "10")
+	require.Equal(t, 0, code, errOut)
+	want := read(dcb.Query{Items: []dcb.QueryItem{{Types: []string{"T1", "T2"}, Tags: []string{"k:1"}}}}, store.ReadOptions{From: 10})
+	require.NotEmpty(t, want)
+	assert.Equal(t, want, decodeLines(t, out))
+
+	// A cursor: the second run prints only what came after the first.
+	code, out, errOut = runCmd("tail", "--cursor", "ops", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Len(t, decodeLines(t, out), 50)
+	_, err = s.Append(t.Context(), []dcb.Event{tailEvent(50), tailEvent(51)}, nil)
+	require.NoError(t, err)
+	code, out, errOut = runCmd("tail", "--cursor", "ops", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, read(dcb.All(), store.ReadOptions{From: 51}), decodeLines(t, out))
+
+	for _, bad := range [][]string{{"tail"}, {"tail", dir, "--from", "0"}, {"tail", dir, "--type", ""}, {"tail", dir, "--cursor", "a/b"}, {"tail", filepath.Join(dir, "nope")}} {
+		code, _, errOut := runCmd(bad...)
+		assert.Equal(t, 2, code, "%q: %s", bad, errOut)
+		assert.NotEmpty(t, errOut)
+	}
+}
+
+// TestTailFollow runs `possum tail --follow` as a process on a store that
+// does not exist yet: it prints each event as it is appended, line by line
+// through a pipe, and exits 0 on an interrupt.
+func TestTailFollow(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	cmd := possumCommand("tail", "--follow", "--tag", "all", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	watchdog := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+	defer watchdog.Stop()
+
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	sc := bufio.NewScanner(out)
+	for i := range 20 {
+		// One append at a time, each seen before the next is made: the
+		// lines are not held back in a buffer.
+		_, err := s.Append(context.Background(), []dcb.Event{tailEvent(i), {Type: "Untagged"}}, nil)
+		require.NoError(t, err)
+		if !sc.Scan() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("tail --follow stopped; stderr: %s", stderr.String())
+		}
+		evs := decodeLines(t, sc.Text()+"\n")
+		require.Equal(t, uint64(2*i+1), evs[0].Position)
+	}
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	require.NoError(t, cmd.Wait(), "an interrupt ends tail --follow with exit 0; stderr: %s", stderr.String())
+}
