@@ -2,10 +2,12 @@ package indexer
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/possumstore/possum/internal/vfs"
@@ -14,8 +16,8 @@ import (
 // A snapshot is the whole in-memory index in one file, written when a store
 // closes, so that the next Open reads one file instead of one per type and
 // tag. It is derived data, trusted only when its position equals the
-// checkpoint's and the index files it describes are all there at the sizes
-// it implies.
+// checkpoint's; the projector then checks the index files it describes
+// against it (CheckFiles) before it appends to them or writes a checkpoint.
 //
 //	"PSNP", version uint32, position uint64, type count uint32, tag count uint32
 //	per type, then per tag: uvarint name length, name, uvarint count,
@@ -132,32 +134,71 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 	return x, upTo, nil
 }
 
-// CheckFiles reports whether the index files under dir are exactly those of
-// x, each at the size its positions imply: what Open checks before trusting
-// a snapshot instead of reading every file. It reads directories and file
-// sizes, no file content.
-func CheckFiles(dir string, x *Index) error {
+// Mismatch lists what CheckFiles found out of place.
+type Mismatch struct {
+	// Types and Tags: the names whose index file is missing or not at the
+	// size its positions imply. WriteFile rewrites them.
+	Types, Tags []string
+	// Strays: index files (paths) that no type or tag owns. Remove them.
+	Strays []string
+}
+
+// Empty says whether nothing is out of place.
+func (m Mismatch) Empty() bool { return len(m.Types)+len(m.Tags)+len(m.Strays) == 0 }
+
+// CheckFiles compares the index files under dir with the positions of x at
+// or below upTo: each type and tag with such positions must have its file,
+// at exactly the size they imply, and no other index file may be there. It
+// reads directories and file sizes, no file content, so a change that keeps
+// a file's size goes unseen (a full Load or possum verify finds it). Entries
+// that are not index files (no FileExt, or directories) are ignored, as Load
+// ignores them.
+func CheckFiles(dir string, x *Index, upTo uint64) (Mismatch, error) {
+	var m Mismatch
 	for _, kind := range []struct {
 		dir   string
 		lists map[string][]uint64
-	}{{TypesDir, x.Types()}, {TagsDir, x.Tags()}} {
+		bad   *[]string
+	}{{TypesDir, x.Types(), &m.Types}, {TagsDir, x.Tags(), &m.Tags}} {
 		d := filepath.Join(dir, kind.dir)
 		ents, err := os.ReadDir(d)
 		if err != nil {
-			return err
+			return m, fmt.Errorf("indexer: %w", err)
 		}
-		if len(ents) != len(kind.lists) {
-			return fmt.Errorf("indexer: %s holds %d files, the index %d", d, len(ents), len(kind.lists))
+		onDisk := make(map[string]bool, len(ents))
+		for _, e := range ents {
+			if !e.IsDir() && strings.HasSuffix(e.Name(), FileExt) {
+				onDisk[e.Name()] = true
+			}
 		}
 		for name, ps := range kind.lists {
-			st, err := os.Stat(filepath.Join(d, FileName(name)))
-			if err != nil {
-				return err
+			n := sort.Search(len(ps), func(i int) bool { return ps[i] > upTo })
+			if n == 0 {
+				continue
 			}
-			if want := int64(headerSize(name) + len(ps)*entrySize); st.Size() != want {
-				return fmt.Errorf("indexer: index file of %q is %d bytes, expected %d", name, st.Size(), want)
+			file := FileName(name)
+			if !onDisk[file] {
+				*kind.bad = append(*kind.bad, name)
+				continue
+			}
+			delete(onDisk, file)
+			st, err := os.Stat(filepath.Join(d, file))
+			if errors.Is(err, os.ErrNotExist) {
+				*kind.bad = append(*kind.bad, name)
+				continue
+			}
+			if err != nil {
+				return m, fmt.Errorf("indexer: %w", err)
+			}
+			if st.Size() != int64(headerSize(name)+n*entrySize) || !st.Mode().IsRegular() {
+				*kind.bad = append(*kind.bad, name)
 			}
 		}
+		for file := range onDisk {
+			m.Strays = append(m.Strays, filepath.Join(d, file))
+		}
+		sort.Strings(*kind.bad)
 	}
-	return nil
+	sort.Strings(m.Strays)
+	return m, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,12 @@ type Projector struct {
 	// before anything else, and before any checkpoint, so that no
 	// checkpoint vouches for event files nobody looked for.
 	eventsUnchecked bool
+	// indexUnchecked: Open took the index from the snapshot of a clean
+	// Close without looking at the index files (a stat per type and tag
+	// would make Open slow). The goroutine checks them, and rewrites those
+	// that do not match, before its first index append and its first
+	// checkpoint (checkIndexLate).
+	indexUnchecked bool
 	// dirty: the projection changed in a way the checkpoint does not show
 	// (a repair at Open); the next checkpoint is written even without new
 	// positions.
@@ -171,7 +178,9 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 		p.missing, rep.MissingEventFiles, rep.StrayEventFiles = missing, len(missing), strays
 	} else {
 		p.eventsUnchecked = true
-		p.wake <- struct{}{} // the goroutine's first round starts at once
+	}
+	if p.eventsUnchecked || p.indexUnchecked {
+		p.Notify() // the goroutine's first round starts at once
 	}
 
 	// Everything after the trusted part goes into the in-memory index now
@@ -196,9 +205,11 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, lg *slog.Logger,
 }
 
 // loadSnapshot returns the index in the snapshot when it covers exactly
-// start, the checkpoint, and the index files are all there at the sizes it
-// implies; nil otherwise. The snapshot is removed either way: once the store
-// runs, it goes stale.
+// start, the checkpoint, and agrees with its tag entry count; nil otherwise.
+// The index files are not looked at here: the goroutine checks them against
+// the snapshot before it appends to them or writes a checkpoint
+// (indexUnchecked). The snapshot is removed either way: once the store runs,
+// it goes stale.
 func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*indexer.Index, int) {
 	path := filepath.Join(p.dir, IndexDir, SnapshotFile)
 	defer p.fs.Remove(path)
@@ -206,7 +217,7 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*in
 		return nil, 0
 	}
 	idx, upTo, err := indexer.ReadSnapshot(path)
-	if err != nil || upTo != start || indexer.CheckFiles(filepath.Join(p.dir, IndexDir), idx) != nil {
+	if err != nil || upTo != start {
 		return nil, 0
 	}
 	tagEntries := 0
@@ -216,7 +227,83 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*in
 	if tagEntries != cp.TagEntries {
 		return nil, 0
 	}
+	p.indexUnchecked = true
 	return idx, tagEntries
+}
+
+// checkIndexLate checks the index files against the in-memory index, when
+// Open took it from the snapshot without looking at them: a file deleted,
+// truncated or extended after the clean Close shows in its size. Nothing was
+// appended to the files since Open, so each must hold exactly the positions
+// at or below the checkpoint. A file that does not is rewritten from the
+// in-memory index, and made durable before its name is back in place, since
+// the checkpoint already vouches for it; an index file no type or tag owns
+// is removed.
+func (p *Projector) checkIndexLate() error {
+	upTo := p.checkpointed.Load()
+	m, err := indexer.CheckFiles(filepath.Join(p.dir, IndexDir), p.idx, upTo)
+	if err != nil {
+		return fmt.Errorf("projector: check index files: %w", err)
+	}
+	if !m.Empty() {
+		p.lg.Warn("possum: index files had changed since the clean Close; rewriting them from the WAL's index",
+			"dir", p.dir, "types", len(m.Types), "tags", len(m.Tags), "strays", len(m.Strays))
+		if err := p.rewriteIndex(m, upTo); err != nil {
+			return err
+		}
+		p.dirty = true
+	}
+	p.indexUnchecked = false
+	return nil
+}
+
+// rewriteIndex writes the index files m names again, with their positions
+// at or below upTo, and removes m's strays. As in rewrite, the files are
+// written to tmp/, made durable by one sync of the file system, and renamed
+// into place.
+func (p *Projector) rewriteIndex(m indexer.Mismatch, upTo uint64) error {
+	type file struct{ tmp, path string }
+	var files []file
+	for _, kind := range []struct {
+		dir   string
+		names []string
+	}{{indexer.TypesDir, m.Types}, {indexer.TagsDir, m.Tags}} {
+		if len(kind.names) == 0 {
+			continue
+		}
+		lists := p.idx.Types()
+		if kind.dir == indexer.TagsDir {
+			lists = p.idx.Tags()
+		}
+		for _, name := range kind.names {
+			ps := lists[name]
+			ps = ps[:sort.Search(len(ps), func(i int) bool { return ps[i] > upTo })]
+			f := file{
+				tmp:  filepath.Join(p.dir, TmpDir, "index-"+kind.dir+"-"+indexer.FileName(name)),
+				path: p.indexPath(fileKey{kind.dir, name}),
+			}
+			if err := vfs.WriteFile(p.fs, f.tmp, indexer.EncodeFile(name, ps), 0o640); err != nil {
+				return fmt.Errorf("projector: rewrite index of %q: %w", name, err)
+			}
+			files = append(files, f)
+		}
+	}
+	if len(files) > 0 {
+		if err := p.fs.SyncFS(p.dir); err != nil {
+			return fmt.Errorf("projector: syncfs %s: %w", p.dir, err)
+		}
+	}
+	for _, f := range files {
+		if err := p.fs.Rename(f.tmp, f.path); err != nil {
+			return fmt.Errorf("projector: rewrite index: %w", err)
+		}
+	}
+	for _, path := range m.Strays {
+		if err := p.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("projector: remove stray index file: %w", err)
+		}
+	}
+	return nil
 }
 
 // checkEventFiles lists events/ (names only): it removes the files beyond
@@ -368,6 +455,9 @@ func (p *Projector) run() {
 		var err error
 		if p.eventsUnchecked {
 			err = p.checkEventsLate()
+		}
+		if err == nil && p.indexUnchecked {
+			err = p.checkIndexLate()
 		}
 		if err == nil {
 			err = p.catchUp(stopping)
