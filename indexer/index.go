@@ -66,6 +66,17 @@ func (x *Index) Types() map[string][]uint64 { return x.lists(x.typeIDs, x.typeLi
 // Tags returns every tag with its positions (see Types).
 func (x *Index) Tags() map[string][]uint64 { return x.lists(x.tagIDs, x.tagLists) }
 
+// TagEntries returns the number of positions in all tag lists together.
+func (x *Index) TagEntries() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n := 0
+	for _, l := range x.tagLists {
+		n += len(l)
+	}
+	return n
+}
+
 func (x *Index) lists(ids map[string]uint32, lists [][]uint64) map[string][]uint64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()

@@ -87,9 +87,18 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 	upTo := binary.LittleEndian.Uint64(b[8:])
 	counts := [2]int{int(binary.LittleEndian.Uint32(b[16:])), int(binary.LittleEndian.Uint32(b[20:]))}
 	d := body[24:]
-	x := New()
-	x.typeOf = make([]uint32, upTo)
+	if counts[0] > len(d) || counts[1] > len(d) {
+		return damaged("bad counts")
+	}
+	x := &Index{
+		typeIDs:   make(map[string]uint32, counts[0]),
+		tagIDs:    make(map[string]uint32, counts[1]),
+		typeLists: make([][]uint64, 0, counts[0]),
+		tagLists:  make([][]uint64, 0, counts[1]),
+		typeOf:    make([]uint32, upTo),
+	}
 	covered := uint64(0)
+	var slab positionSlab
 	for kind, n := range counts {
 		for range n {
 			l, k := binary.Uvarint(d)
@@ -103,7 +112,7 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 				return damaged("bad count")
 			}
 			d = d[k:]
-			ps := make([]uint64, cnt)
+			ps := slab.take(int(cnt))
 			prev := uint64(0)
 			for i := range ps {
 				delta, k := binary.Uvarint(d)
@@ -201,4 +210,24 @@ func CheckFiles(dir string, x *Index, upTo uint64) (Mismatch, error) {
 	}
 	sort.Strings(m.Strays)
 	return m, nil
+}
+
+// positionSlab hands out position lists carved from large shared arrays, so
+// that reading a snapshot of many short lists costs a few allocations, not
+// one per list. Each list's capacity is its length: a later append to it
+// moves it out of the slab instead of overwriting its neighbour.
+type positionSlab struct{ free []uint64 }
+
+const slabSize = 1 << 16
+
+func (s *positionSlab) take(n int) []uint64 {
+	if n > slabSize/8 {
+		return make([]uint64, n)
+	}
+	if n > len(s.free) {
+		s.free = make([]uint64, slabSize)
+	}
+	ps := s.free[:n:n]
+	s.free = s.free[n:]
+	return ps
 }

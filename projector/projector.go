@@ -220,10 +220,7 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*in
 	if err != nil || upTo != start {
 		return nil, 0
 	}
-	tagEntries := 0
-	for _, ps := range idx.Tags() {
-		tagEntries += len(ps)
-	}
+	tagEntries := idx.TagEntries()
 	if tagEntries != cp.TagEntries {
 		return nil, 0
 	}
