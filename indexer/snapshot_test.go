@@ -99,3 +99,32 @@ func TestCheckFiles(t *testing.T) {
 	assert.Equal(t, []string{"customer:3", "order:5"}, m.Tags)
 	assert.Equal(t, []string{stray}, m.Strays)
 }
+
+// TestListsWhileAdding: Types, Tags and TagEntries may run while positions
+// are added (the projector checks index files while the store appends).
+// Run with -race.
+func TestListsWhileAdding(t *testing.T) {
+	t.Parallel()
+	x := indexer.New()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for pos := uint64(1); pos <= 5_000; pos++ {
+			e := snapshotEvent(pos)
+			e.Type = fmt.Sprintf("T%d", pos) // a new type and tag each time
+			e.Tags = append(e.Tags, fmt.Sprintf("new:%d", pos))
+			assert.NoError(t, x.Add(pos, e))
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			assert.Len(t, x.Types(), 5_000)
+			return
+		default:
+			x.Types()
+			x.Tags()
+			x.TagEntries()
+		}
+	}
+}
