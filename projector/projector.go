@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -312,27 +313,36 @@ func (p *Projector) checkEventFiles(head, start uint64) ([]uint64, int, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("projector: %w", err)
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, 0, fmt.Errorf("projector: list %s: %w", dir, err)
-	}
+	defer d.Close()
 	present := make([]bool, start+1)
-	strays := 0
-	for _, name := range names {
-		pos, ok := ParseEventFileName(name)
-		if !ok {
-			continue
+	var strays []string
+	for {
+		// A chunk of names at a time: a million names in one slice cost
+		// more in its growth than in the listing.
+		names, err := d.Readdirnames(4096)
+		if err == io.EOF {
+			break
 		}
-		if pos > head {
-			if err := p.fs.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, strays, fmt.Errorf("projector: remove stray event file: %w", err)
+		if err != nil {
+			return nil, 0, fmt.Errorf("projector: list %s: %w", dir, err)
+		}
+		for _, name := range names {
+			pos, ok := ParseEventFileName(name)
+			if !ok {
+				continue
 			}
-			strays++
-			continue
+			if pos > head {
+				strays = append(strays, name) // removed once listed
+				continue
+			}
+			if pos <= start {
+				present[pos] = true
+			}
 		}
-		if pos <= start {
-			present[pos] = true
+	}
+	for i, name := range strays {
+		if err := p.fs.Remove(filepath.Join(dir, name)); err != nil {
+			return nil, i, fmt.Errorf("projector: remove stray event file: %w", err)
 		}
 	}
 	var missing []uint64
@@ -341,7 +351,7 @@ func (p *Projector) checkEventFiles(head, start uint64) ([]uint64, int, error) {
 			missing = append(missing, pos)
 		}
 	}
-	return missing, strays, nil
+	return missing, len(strays), nil
 }
 
 // checkEventsLate is checkEventFiles for the goroutine, when Open trusted
