@@ -189,15 +189,21 @@ func AppendEntries(f io.Writer, name string, empty bool, positions []uint64, buf
 	return buf, err
 }
 
+// EncodeFile returns the whole index file of name, listing positions.
+func EncodeFile(name string, positions []uint64) []byte {
+	buf := fileHeader(name)
+	buf = append(make([]byte, 0, len(buf)+len(positions)*entrySize), buf...)
+	for _, p := range positions {
+		buf = binary.LittleEndian.AppendUint64(buf, p)
+	}
+	return buf
+}
+
 // WriteFile writes the whole index file of name, listing positions, at path:
 // written to tmp first and renamed over path, so readers see the old file or
 // the new one. Not fsync'd. Every change goes through fs.
 func WriteFile(fs vfs.FS, path, tmp, name string, positions []uint64) error {
-	buf := fileHeader(name)
-	for _, p := range positions {
-		buf = binary.LittleEndian.AppendUint64(buf, p)
-	}
-	if err := vfs.WriteFile(fs, tmp, buf, 0o640); err != nil {
+	if err := vfs.WriteFile(fs, tmp, EncodeFile(name, positions), 0o640); err != nil {
 		return fmt.Errorf("indexer: %w", err)
 	}
 	if err := fs.Rename(tmp, path); err != nil {

@@ -61,14 +61,30 @@ func (x *Index) Add(pos uint64, e dcb.Event) error {
 // Types returns every type with its positions; Tags likewise. The slices are
 // snapshots the caller must not modify. They serve projection checks and
 // statistics.
-func (x *Index) Types() map[string][]uint64 { return x.lists(x.typeIDs, x.typeLists) }
+func (x *Index) Types() map[string][]uint64 { return x.lists(false) }
 
 // Tags returns every tag with its positions (see Types).
-func (x *Index) Tags() map[string][]uint64 { return x.lists(x.tagIDs, x.tagLists) }
+func (x *Index) Tags() map[string][]uint64 { return x.lists(true) }
 
-func (x *Index) lists(ids map[string]uint32, lists [][]uint64) map[string][]uint64 {
+// TagEntries returns the number of positions in all tag lists together.
+func (x *Index) TagEntries() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
+	n := 0
+	for _, l := range x.tagLists {
+		n += len(l)
+	}
+	return n
+}
+
+// lists reads the fields under the lock: Add grows them.
+func (x *Index) lists(tags bool) map[string][]uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	ids, lists := x.typeIDs, x.typeLists
+	if tags {
+		ids, lists = x.tagIDs, x.tagLists
+	}
 	out := make(map[string][]uint64, len(ids))
 	for name, id := range ids {
 		l := lists[id]

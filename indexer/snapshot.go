@@ -2,10 +2,12 @@ package indexer
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/possumstore/possum/internal/vfs"
@@ -14,8 +16,8 @@ import (
 // A snapshot is the whole in-memory index in one file, written when a store
 // closes, so that the next Open reads one file instead of one per type and
 // tag. It is derived data, trusted only when its position equals the
-// checkpoint's and the index files it describes are all there at the sizes
-// it implies.
+// checkpoint's; the projector then checks the index files it describes
+// against it (CheckFiles) before it appends to them or writes a checkpoint.
 //
 //	"PSNP", version uint32, position uint64, type count uint32, tag count uint32
 //	per type, then per tag: uvarint name length, name, uvarint count,
@@ -85,9 +87,18 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 	upTo := binary.LittleEndian.Uint64(b[8:])
 	counts := [2]int{int(binary.LittleEndian.Uint32(b[16:])), int(binary.LittleEndian.Uint32(b[20:]))}
 	d := body[24:]
-	x := New()
-	x.typeOf = make([]uint32, upTo)
+	if counts[0] > len(d) || counts[1] > len(d) {
+		return damaged("bad counts")
+	}
+	x := &Index{
+		typeIDs:   make(map[string]uint32, counts[0]),
+		tagIDs:    make(map[string]uint32, counts[1]),
+		typeLists: make([][]uint64, 0, counts[0]),
+		tagLists:  make([][]uint64, 0, counts[1]),
+		typeOf:    make([]uint32, upTo),
+	}
 	covered := uint64(0)
+	var slab positionSlab
 	for kind, n := range counts {
 		for range n {
 			l, k := binary.Uvarint(d)
@@ -101,7 +112,7 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 				return damaged("bad count")
 			}
 			d = d[k:]
-			ps := make([]uint64, cnt)
+			ps := slab.take(int(cnt))
 			prev := uint64(0)
 			for i := range ps {
 				delta, k := binary.Uvarint(d)
@@ -132,38 +143,96 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 	return x, upTo, nil
 }
 
-// CheckFiles reports whether the index files under dir are exactly those of
-// x, each at the size its positions imply: what Open checks before trusting
-// a snapshot instead of reading every file. It checks the type index files
-// when types, the tag index files when tags. It reads directories and file
-// sizes, no file content.
-func CheckFiles(dir string, x *Index, types, tags bool) error {
+// Mismatch lists what CheckFiles found out of place.
+type Mismatch struct {
+	// Types and Tags: the names whose index file is missing or not at the
+	// size its positions imply. WriteFile rewrites them.
+	Types, Tags []string
+	// Strays: index files (paths) that no type or tag owns. Remove them.
+	Strays []string
+}
+
+// Empty says whether nothing is out of place.
+func (m Mismatch) Empty() bool { return len(m.Types)+len(m.Tags)+len(m.Strays) == 0 }
+
+// CheckFiles compares the index files under dir with the positions of x at
+// or below upTo: each type and tag with such positions must have its file,
+// at exactly the size they imply, and no other index file may be there. It
+// reads directories and file sizes, no file content, so a change that keeps
+// a file's size goes unseen (a full Load or possum verify finds it). Entries
+// that are not index files (no FileExt, or directories) are ignored, as Load
+// ignores them. It checks the type index files when types, the tag index
+// files when tags.
+func CheckFiles(dir string, x *Index, upTo uint64, types, tags bool) (Mismatch, error) {
+	var m Mismatch
 	for _, kind := range []struct {
 		check bool
 		dir   string
 		lists func() map[string][]uint64
-	}{{types, TypesDir, x.Types}, {tags, TagsDir, x.Tags}} {
+		bad   *[]string
+	}{{types, TypesDir, x.Types, &m.Types}, {tags, TagsDir, x.Tags, &m.Tags}} {
 		if !kind.check {
 			continue
 		}
-		lists := kind.lists()
 		d := filepath.Join(dir, kind.dir)
 		ents, err := os.ReadDir(d)
 		if err != nil {
-			return err
+			return m, fmt.Errorf("indexer: %w", err)
 		}
-		if len(ents) != len(lists) {
-			return fmt.Errorf("indexer: %s holds %d files, the index %d", d, len(ents), len(lists))
+		onDisk := make(map[string]bool, len(ents))
+		for _, e := range ents {
+			if !e.IsDir() && strings.HasSuffix(e.Name(), FileExt) {
+				onDisk[e.Name()] = true
+			}
 		}
-		for name, ps := range lists {
-			st, err := os.Stat(filepath.Join(d, FileName(name)))
+		for name, ps := range kind.lists() {
+			n := sort.Search(len(ps), func(i int) bool { return ps[i] > upTo })
+			if n == 0 {
+				continue
+			}
+			file := FileName(name)
+			if !onDisk[file] {
+				*kind.bad = append(*kind.bad, name)
+				continue
+			}
+			delete(onDisk, file)
+			st, err := os.Stat(filepath.Join(d, file))
+			if errors.Is(err, os.ErrNotExist) {
+				*kind.bad = append(*kind.bad, name)
+				continue
+			}
 			if err != nil {
-				return err
+				return m, fmt.Errorf("indexer: %w", err)
 			}
-			if want := int64(headerSize(name) + len(ps)*entrySize); st.Size() != want {
-				return fmt.Errorf("indexer: index file of %q is %d bytes, expected %d", name, st.Size(), want)
+			if st.Size() != int64(headerSize(name)+n*entrySize) || !st.Mode().IsRegular() {
+				*kind.bad = append(*kind.bad, name)
 			}
 		}
+		for file := range onDisk {
+			m.Strays = append(m.Strays, filepath.Join(d, file))
+		}
+		sort.Strings(*kind.bad)
 	}
-	return nil
+	sort.Strings(m.Strays)
+	return m, nil
+}
+
+// positionSlab hands out position lists carved from large shared arrays, so
+// that reading a snapshot of many short lists costs a few allocations, not
+// one per list. Each list's capacity is its length: a later append to it
+// moves it out of the slab instead of overwriting its neighbour.
+type positionSlab struct{ free []uint64 }
+
+const slabSize = 1 << 16
+
+func (s *positionSlab) take(n int) []uint64 {
+	if n > slabSize/8 {
+		return make([]uint64, n)
+	}
+	if n > len(s.free) {
+		s.free = make([]uint64, slabSize)
+	}
+	ps := s.free[:n:n]
+	s.free = s.free[n:]
+	return ps
 }

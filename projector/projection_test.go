@@ -2,6 +2,7 @@ package projector_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/projectiontest"
+	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
@@ -209,6 +211,24 @@ func TestProjectionRepair(t *testing.T) {
 			require.NoError(t, os.Remove(path))
 		}
 	}
+	extend := func(kind string, tail func(f fixture) []byte) func(t *testing.T, f fixture) {
+		return func(t *testing.T, f fixture) {
+			path, _ := biggest(f, kind)
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, append(b, tail(f)...), 0o640))
+		}
+	}
+	beyondHead := func(f fixture) []byte { return binary.LittleEndian.AppendUint64(nil, f.head+1) }
+	threeBytes := func(fixture) []byte { return []byte{1, 2, 3} }
+	// unclean is damage done to a store whose last stop left no snapshot:
+	// Open then reads every index file.
+	unclean := func(damage func(t *testing.T, f fixture)) func(t *testing.T, f fixture) {
+		return func(t *testing.T, f fixture) {
+			damage(t, f)
+			require.NoError(t, os.Remove(filepath.Join(f.dir, projector.IndexDir, projector.SnapshotFile)))
+		}
+	}
 	writeCheckpoint := func(t *testing.T, dir string, b []byte) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, projector.CheckpointFile), b, 0o640))
 	}
@@ -222,9 +242,25 @@ func TestProjectionRepair(t *testing.T) {
 		assert.Zero(t, rep.MissingEventFiles)
 		assert.Zero(t, rep.Replayed)
 	}
+	// repairedLate: Open trusts the snapshot of the clean Close without
+	// looking at the index files; the projector finds and rewrites the
+	// damaged ones (the files are checked after Close).
+	repairedLate := func(t *testing.T, f fixture, rep projector.Report) {
+		clean(t, f, rep)
+		assert.True(t, rep.IndexFromSnapshot, "index read from the snapshot")
+	}
+	trimmed := func(bytes int64) func(t *testing.T, f fixture, rep projector.Report) {
+		return func(t *testing.T, f fixture, rep projector.Report) {
+			assert.Empty(t, rep.IndexRebuilt, "index files trimmed, not rebuilt")
+			assert.False(t, rep.IndexFromSnapshot)
+			assert.Equal(t, bytes, rep.IndexTrimmedBytes, "bytes trimmed")
+			assert.Zero(t, rep.Replayed)
+		}
+	}
 	rebuilt := func(trimmed int64) func(t *testing.T, f fixture, rep projector.Report) {
 		return func(t *testing.T, f fixture, rep projector.Report) {
 			assert.NotEmpty(t, rep.IndexRebuilt, "index files rebuilt")
+			assert.False(t, rep.IndexFromSnapshot)
 			assert.Equal(t, trimmed, rep.IndexTrimmedBytes, "bytes trimmed")
 			assert.Equal(t, f.head, rep.Replayed, "the index is rebuilt from the whole WAL")
 			assert.Empty(t, rep.CheckpointProblem)
@@ -242,6 +278,25 @@ func TestProjectionRepair(t *testing.T) {
 			assert.True(t, rep.EventsListed)
 			assert.Zero(t, rep.StrayEventFiles)
 		}
+	}
+	// copyOverOther copies the biggest tag index file over another, of a
+	// different size.
+	copyOverOther := func(t *testing.T, f fixture) {
+		path, size := biggest(f, indexer.TagsDir)
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		ents, err := os.ReadDir(filepath.Dir(path))
+		require.NoError(t, err)
+		for _, ent := range ents {
+			other := filepath.Join(filepath.Dir(path), ent.Name())
+			st, err := os.Stat(other)
+			require.NoError(t, err)
+			if st.Size() != size {
+				require.NoError(t, os.WriteFile(other, b, 0o640))
+				return
+			}
+		}
+		t.Fatal("no tag file of another size")
 	}
 	cases := []struct {
 		name   string
@@ -276,12 +331,36 @@ func TestProjectionRepair(t *testing.T) {
 			assert.True(t, rep.EventsListed)
 			assert.Equal(t, int(f.head), rep.MissingEventFiles)
 		}},
-		{"type index truncated by 3 bytes", truncate(indexer.TypesDir, 3), rebuilt(5)},
-		{"tag index truncated by 3 bytes", truncate(indexer.TagsDir, 3), rebuilt(5)},
-		{"type index truncated by one entry", truncate(indexer.TypesDir, 8), rebuilt(0)},
-		{"tag index truncated by one entry", truncate(indexer.TagsDir, 8), rebuilt(0)},
-		{"type index file deleted", remove(indexer.TypesDir), rebuilt(0)},
-		{"tag index file deleted", remove(indexer.TagsDir), rebuilt(0)},
+		// Index files damaged after a clean Close: the projector finds
+		// them by their sizes and rewrites them.
+		{"type index truncated by 3 bytes", truncate(indexer.TypesDir, 3), repairedLate},
+		{"tag index truncated by 3 bytes", truncate(indexer.TagsDir, 3), repairedLate},
+		{"type index truncated by one entry", truncate(indexer.TypesDir, 8), repairedLate},
+		{"tag index truncated by one entry", truncate(indexer.TagsDir, 8), repairedLate},
+		{"type index file deleted", remove(indexer.TypesDir), repairedLate},
+		{"tag index file deleted", remove(indexer.TagsDir), repairedLate},
+		{"type index extended beyond head", extend(indexer.TypesDir, beyondHead), repairedLate},
+		{"tag index extended beyond head", extend(indexer.TagsDir, beyondHead), repairedLate},
+		{"tag index extended by 3 bytes", extend(indexer.TagsDir, threeBytes), repairedLate},
+		{"every tag index file deleted", func(t *testing.T, f fixture) {
+			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, projector.IndexDir, indexer.TagsDir)))
+		}, repairedLate},
+		{"stray tag index file", func(t *testing.T, f fixture) {
+			path := filepath.Join(f.dir, projector.IndexDir, indexer.TagsDir, indexer.FileName("never-used"))
+			require.NoError(t, indexer.WriteFile(vfs.OS, path, path+".tmp", "never-used", []uint64{1, 2}))
+		}, repairedLate},
+		{"index file under another tag's name", copyOverOther, repairedLate},
+		// The same after an unclean stop (no snapshot): Open reads every
+		// index file, trims what lies beyond the checkpoint and rebuilds
+		// from the WAL when the counts fall short.
+		{"type index truncated by 3 bytes after an unclean stop", unclean(truncate(indexer.TypesDir, 3)), rebuilt(5)},
+		{"tag index truncated by 3 bytes after an unclean stop", unclean(truncate(indexer.TagsDir, 3)), rebuilt(5)},
+		{"type index truncated by one entry after an unclean stop", unclean(truncate(indexer.TypesDir, 8)), rebuilt(0)},
+		{"tag index truncated by one entry after an unclean stop", unclean(truncate(indexer.TagsDir, 8)), rebuilt(0)},
+		{"type index file deleted after an unclean stop", unclean(remove(indexer.TypesDir)), rebuilt(0)},
+		{"tag index file deleted after an unclean stop", unclean(remove(indexer.TagsDir)), rebuilt(0)},
+		{"tag index extended beyond head after an unclean stop", unclean(extend(indexer.TagsDir, beyondHead)), trimmed(8)},
+		{"tag index extended by 3 bytes after an unclean stop", unclean(extend(indexer.TagsDir, threeBytes)), trimmed(3)},
 		// Damage that keeps a file's size escapes the stat check Open makes
 		// when a clean Close left a snapshot; it is found when Open reads
 		// every index file, as it does after an unclean stop (no snapshot),
@@ -297,20 +376,7 @@ func TestProjectionRepair(t *testing.T) {
 			assert.Len(t, rep.IndexDamaged, 1)
 			rebuilt(0)(t, f, rep)
 		}},
-		{"index file under another tag's name", func(t *testing.T, f fixture) {
-			path, _ := biggest(f, indexer.TagsDir)
-			b, err := os.ReadFile(path)
-			require.NoError(t, err)
-			ents, err := os.ReadDir(filepath.Dir(path))
-			require.NoError(t, err)
-			for _, ent := range ents {
-				if other := filepath.Join(filepath.Dir(path), ent.Name()); other != path {
-					require.NoError(t, os.WriteFile(other, b, 0o640))
-					return
-				}
-			}
-			t.Fatal("a single tag file")
-		}, func(t *testing.T, f fixture, rep projector.Report) {
+		{"index file under another tag's name after an unclean stop", unclean(copyOverOther), func(t *testing.T, f fixture, rep projector.Report) {
 			assert.Len(t, rep.IndexDamaged, 1)
 			rebuilt(0)(t, f, rep)
 		}},

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +64,12 @@ type Projector struct {
 	// before anything else, and before any checkpoint, so that no
 	// checkpoint vouches for event files nobody looked for.
 	eventsUnchecked bool
+	// indexUnchecked: Open took the index from the snapshot of a clean
+	// Close without looking at the index files (a stat per type and tag
+	// would make Open slow). The goroutine checks them, and rewrites those
+	// that do not match, before its first index append and its first
+	// checkpoint (checkIndexLate).
+	indexUnchecked bool
 	// dirty: the projection changed in a way the checkpoint does not show
 	// (a repair at Open); the next checkpoint is written even without new
 	// positions.
@@ -161,7 +169,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 	// to start when they add up to the checkpoint; else rebuilt from the WAL.
 	idx, tagEntries := p.loadSnapshot(start, trusted, cp)
 	rep.IndexFromSnapshot = idx != nil
-	if idx == nil && !choice.Index() {
+	if idx == nil && !choice.Index() && head > 0 {
 		// The index files hold part of the index, or none of it.
 		rep.IndexRebuilt = fmt.Sprintf("no snapshot, and the index files (projection %q) do not hold the whole index", choice)
 	}
@@ -212,7 +220,9 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 	default:
 		p.eventsUnchecked = true
 		p.holes.Store(1)
-		p.wake <- struct{}{} // the goroutine's first round starts at once
+	}
+	if p.eventsUnchecked || p.indexUnchecked {
+		p.Notify() // the goroutine's first round starts at once
 	}
 
 	// Everything after the trusted part goes into the in-memory index now
@@ -237,9 +247,11 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 }
 
 // loadSnapshot returns the index in the snapshot when it covers exactly
-// start, the checkpoint, and the index files are all there at the sizes it
-// implies; nil otherwise. The snapshot is removed either way: once the store
-// runs, it goes stale.
+// start, the checkpoint, and agrees with its tag entry count; nil otherwise.
+// The index files are not looked at here: the goroutine checks them against
+// the snapshot before it appends to them or writes a checkpoint
+// (indexUnchecked). The snapshot is removed either way: once the store runs,
+// it goes stale.
 func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*indexer.Index, int) {
 	path := filepath.Join(p.dir, IndexDir, SnapshotFile)
 	defer p.fs.Remove(path)
@@ -247,20 +259,93 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*in
 		return nil, 0
 	}
 	idx, upTo, err := indexer.ReadSnapshot(path)
-	if err != nil || upTo != start || indexer.CheckFiles(filepath.Join(p.dir, IndexDir), idx, p.choice.TypeIndex, p.choice.TagIndex) != nil {
+	if err != nil || upTo != start {
 		return nil, 0
 	}
-	tagEntries := 0
-	for _, ps := range idx.Tags() {
-		tagEntries += len(ps)
-	}
+	tagEntries := idx.TagEntries()
 	if !p.choice.TagIndex {
 		tagEntries = 0 // the checkpoint counts the entries of tag index files
 	}
 	if tagEntries != cp.TagEntries {
 		return nil, 0
 	}
+	p.indexUnchecked = p.choice.TypeIndex || p.choice.TagIndex
 	return idx, tagEntries
+}
+
+// checkIndexLate checks the index files against the in-memory index, when
+// Open took it from the snapshot without looking at them: a file deleted,
+// truncated or extended after the clean Close shows in its size. Nothing was
+// appended to the files since Open, so each must hold exactly the positions
+// at or below the checkpoint. A file that does not is rewritten from the
+// in-memory index, and made durable before its name is back in place, since
+// the checkpoint already vouches for it; an index file no type or tag owns
+// is removed.
+func (p *Projector) checkIndexLate() error {
+	upTo := p.checkpointed.Load()
+	m, err := indexer.CheckFiles(filepath.Join(p.dir, IndexDir), p.idx, upTo, p.choice.TypeIndex, p.choice.TagIndex)
+	if err != nil {
+		return fmt.Errorf("projector: check index files: %w", err)
+	}
+	if !m.Empty() {
+		p.lg.Warn("possum: index files had changed since the clean Close; rewriting them from the WAL's index",
+			"dir", p.dir, "types", len(m.Types), "tags", len(m.Tags), "strays", len(m.Strays))
+		if err := p.rewriteIndex(m, upTo); err != nil {
+			return err
+		}
+		p.dirty = true
+	}
+	p.indexUnchecked = false
+	return nil
+}
+
+// rewriteIndex writes the index files m names again, with their positions
+// at or below upTo, and removes m's strays. As in rewrite, the files are
+// written to tmp/, made durable by one sync of the file system, and renamed
+// into place.
+func (p *Projector) rewriteIndex(m indexer.Mismatch, upTo uint64) error {
+	type file struct{ tmp, path string }
+	var files []file
+	for _, kind := range []struct {
+		dir   string
+		names []string
+	}{{indexer.TypesDir, m.Types}, {indexer.TagsDir, m.Tags}} {
+		if len(kind.names) == 0 {
+			continue
+		}
+		lists := p.idx.Types()
+		if kind.dir == indexer.TagsDir {
+			lists = p.idx.Tags()
+		}
+		for _, name := range kind.names {
+			ps := lists[name]
+			ps = ps[:sort.Search(len(ps), func(i int) bool { return ps[i] > upTo })]
+			f := file{
+				tmp:  filepath.Join(p.dir, TmpDir, "index-"+kind.dir+"-"+indexer.FileName(name)),
+				path: p.indexPath(fileKey{kind.dir, name}),
+			}
+			if err := vfs.WriteFile(p.fs, f.tmp, indexer.EncodeFile(name, ps), 0o640); err != nil {
+				return fmt.Errorf("projector: rewrite index of %q: %w", name, err)
+			}
+			files = append(files, f)
+		}
+	}
+	if len(files) > 0 {
+		if err := p.fs.SyncFS(p.dir); err != nil {
+			return fmt.Errorf("projector: syncfs %s: %w", p.dir, err)
+		}
+	}
+	for _, f := range files {
+		if err := p.fs.Rename(f.tmp, f.path); err != nil {
+			return fmt.Errorf("projector: rewrite index: %w", err)
+		}
+	}
+	for _, path := range m.Strays {
+		if err := p.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("projector: remove stray index file: %w", err)
+		}
+	}
+	return nil
 }
 
 // checkEventFiles lists events/ (names only): it removes the files beyond
@@ -272,27 +357,36 @@ func (p *Projector) checkEventFiles(head, start uint64) ([]uint64, int, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("projector: %w", err)
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, 0, fmt.Errorf("projector: list %s: %w", dir, err)
-	}
+	defer d.Close()
 	present := make([]bool, start+1)
-	strays := 0
-	for _, name := range names {
-		pos, ok := ParseEventFileName(name)
-		if !ok {
-			continue
+	var strays []string
+	for {
+		// A chunk of names at a time: a million names in one slice cost
+		// more in its growth than in the listing.
+		names, err := d.Readdirnames(4096)
+		if err == io.EOF {
+			break
 		}
-		if pos > head {
-			if err := p.fs.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, strays, fmt.Errorf("projector: remove stray event file: %w", err)
+		if err != nil {
+			return nil, 0, fmt.Errorf("projector: list %s: %w", dir, err)
+		}
+		for _, name := range names {
+			pos, ok := ParseEventFileName(name)
+			if !ok {
+				continue
 			}
-			strays++
-			continue
+			if pos > head {
+				strays = append(strays, name) // removed once listed
+				continue
+			}
+			if pos <= start {
+				present[pos] = true
+			}
 		}
-		if pos <= start {
-			present[pos] = true
+	}
+	for i, name := range strays {
+		if err := p.fs.Remove(filepath.Join(dir, name)); err != nil {
+			return nil, i, fmt.Errorf("projector: remove stray event file: %w", err)
 		}
 	}
 	var missing []uint64
@@ -301,7 +395,7 @@ func (p *Projector) checkEventFiles(head, start uint64) ([]uint64, int, error) {
 			missing = append(missing, pos)
 		}
 	}
-	return missing, strays, nil
+	return missing, len(strays), nil
 }
 
 // checkEventsLate is checkEventFiles for the goroutine, when Open trusted
@@ -444,6 +538,9 @@ func (p *Projector) run() {
 			// writes no checkpoint: see below).
 			err = p.checkEventsLate()
 		}
+		if err == nil && p.indexUnchecked && !stopping {
+			err = p.checkIndexLate()
+		}
 		if err == nil && !stopping {
 			err = p.catchUp()
 		}
@@ -454,10 +551,10 @@ func (p *Projector) run() {
 				filepath.Join(p.dir, TmpDir, SnapshotFile), p.idx, p.projected.Load())
 			p.dirty = true // the checkpoint below makes the snapshot durable
 		}
-		// A checkpoint vouches for every event file at or below it: none
-		// while event files are still to be listed or rewritten (a stop
-		// can come first).
-		if err == nil && !p.eventsUnchecked && len(p.missing) == 0 &&
+		// A checkpoint vouches for every file at or below it: none while
+		// event files are still to be listed or rewritten, or index files
+		// to be checked (a stop can come first).
+		if err == nil && !p.eventsUnchecked && !p.indexUnchecked && len(p.missing) == 0 &&
 			(p.dirty || p.projected.Load() > p.checkpointed.Load()) &&
 			(stopping || time.Since(lastCheckpoint) >= checkpointEvery) {
 			err = p.checkpoint()

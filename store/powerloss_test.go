@@ -105,9 +105,12 @@ func newPowerLoss(t *testing.T, mode string) *powerLoss {
 // iteration runs one child, cuts the power, and checks the store the cut
 // left with c; t (the test itself) is for everything else.
 func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
-	deleted := 0
+	deleted, damagedIndex := 0, ""
 	if pl.prevHead > 0 && pl.rng.IntN(3) == 0 {
 		deleted = pl.deleteEventFiles(t)
+	}
+	if pl.prevHead > 0 && pl.rng.IntN(3) == 0 {
+		damagedIndex = pl.damageIndexFile(t)
 	}
 	before := readTree(t, pl.dir, func(rel string) bool { return !strings.HasPrefix(rel, "wal/") && rel != "LOCK" && rel != "FORMAT" })
 	// Paced so that the projector keeps up and checkpoints (it does so
@@ -120,7 +123,7 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 	cut := pl.rng.Uint64()
 	rb, err := rollBack(pl.dir, before, lines, pl.prevHead, rand.New(rand.NewPCG(cut, 2)))
 	require.NoError(t, err, "iteration %d: roll back", it)
-	t.Logf("iteration %d (rollback seed %d): %d event files deleted before the child; %s", it, cut, deleted, rb.summary)
+	t.Logf("iteration %d (rollback seed %d): %d event files deleted before the child; index file damaged: %q; %s", it, cut, deleted, damagedIndex, rb.summary)
 
 	acks := append(slices.Clone(pl.acks), rb.acks...)
 	// What Open repaired is in its report, logged below.
@@ -175,6 +178,44 @@ func (pl *powerLoss) deleteEventFiles(t *testing.T) int {
 	}
 	require.NoError(t, os.Chtimes(events, st.ModTime(), st.ModTime()))
 	return n
+}
+
+// damageIndexFile deletes, truncates or extends one index file after the
+// clean Close of the last iteration: the child opens from the snapshot that
+// Close left, without looking at the index files, and its projector must
+// find the damage and rewrite the file, durably, before its first index
+// append and its first checkpoint. It returns what it did.
+func (pl *powerLoss) damageIndexFile(t *testing.T) string {
+	var paths []string
+	for _, kind := range []string{"types", "tags"} {
+		dir := filepath.Join(pl.dir, projector.IndexDir, kind)
+		ents, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range ents {
+			paths = append(paths, filepath.Join(dir, e.Name()))
+		}
+	}
+	require.NotEmpty(t, paths)
+	path := paths[pl.rng.IntN(len(paths))]
+	rel, err := filepath.Rel(pl.dir, path)
+	require.NoError(t, err)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	switch pl.rng.IntN(3) {
+	case 0:
+		require.NoError(t, os.Remove(path))
+		return "deleted " + rel
+	case 1:
+		require.NoError(t, os.Truncate(path, st.Size()-8))
+		return "last entry cut from " + rel
+	default:
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.Write(binary.LittleEndian.AppendUint64(nil, pl.prevHead+1000))
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		return "entry beyond head added to " + rel
+	}
 }
 
 // rolledBack is what rollBack did.

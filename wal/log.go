@@ -96,9 +96,10 @@ type Log struct {
 	scratch  tidwall.Batch
 	buf      []byte
 
-	offsets    *offsetsWriter // nil once a write to it failed
-	offsetsErr error
-	stats      OpenStats
+	offsets     *offsetsWriter // nil once a write to it failed
+	offsetsErr  error
+	offsetsFile offsetsFile // what load read of the offsets file, for Open
+	stats       OpenStats
 
 	mu   sync.RWMutex // guards locs and segs for readers
 	locs []recordLoc
@@ -152,7 +153,9 @@ func Open(dir string, opts Options) (*Log, *TornTail, error) {
 	if len(l.segs) == 0 {
 		l.segs = append(l.segs, &segment{first: 1, path: filepath.Join(dir, segmentName(1))})
 	}
-	if l.offsets, err = openOffsets(filepath.Join(dir, offsetsName), l.locs, l.segs); err != nil {
+	same := l.offsetsFile.sameAsFile(l.locs, l.segs)
+	l.offsetsFile = offsetsFile{}
+	if l.offsets, err = openOffsets(filepath.Join(dir, offsetsName), l.locs, same, l.segs); err != nil {
 		l.Close()
 		return nil, nil, err
 	}
@@ -213,11 +216,9 @@ func (l *Log) load(trust uint64) (*TornTail, error) {
 	}
 	// Whatever the offsets file or the caller's checkpoint vouch for must
 	// still be in the log: a shorter log lost acknowledged appends.
-	entries, entrySegs := offsetsEntries(filepath.Join(l.dir, offsetsName))
-	vouch := lostBound{checkpoint: trust, offsets: vouched(entries)}
-	if trust > 0 {
-		l.locs = trustedPrefix(entries, entrySegs, trust, segIndex, sizes)
-	}
+	l.offsetsFile = readOffsets(filepath.Join(l.dir, offsetsName), trust, segIndex, sizes)
+	vouch := lostBound{checkpoint: trust, offsets: l.offsetsFile.vouched}
+	l.locs = l.offsetsFile.trusted
 	l.stats.TrustedRecords = len(l.locs)
 
 	// Resume scanning right after the last trusted record.

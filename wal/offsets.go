@@ -41,68 +41,110 @@ func appendOffsetEntry(dst []byte, loc recordLoc, segFirst uint64) []byte {
 	return binary.LittleEndian.AppendUint32(dst, uint32(xxhash.Sum64(dst[start:])))
 }
 
-// offsetsEntries reads the offsets file and returns its leading entries that
-// check out (checksum, gap-free positions), segments not yet resolved: seg
-// is unset and segFirsts holds each entry's segment name. A missing or
-// foreign file has none.
-func offsetsEntries(path string) (locs []recordLoc, segFirsts []uint64) {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) < offsetsHeaderSize || string(b[:4]) != offsetsMagic ||
-		binary.LittleEndian.Uint32(b[4:8]) != offsetsVersion {
-		return nil, nil
+// offsetsFile is what the offsets file holds: its leading entries that
+// check out (checksum, gap-free positions), split at the first that cannot
+// be trusted.
+type offsetsFile struct {
+	// trusted: the leading entries that lie wholly at or below the trust
+	// position and inside the segments as they are now, segments resolved.
+	trusted []recordLoc
+	// rest: the entries after them that check out, segments not resolved:
+	// seg is unset and restSegs holds each one's segment name (the first
+	// entry index of the segment).
+	rest     []recordLoc
+	restSegs []uint64
+	// vouched: the last position the entries list. An entry is written only
+	// after its record's fsync, so each one vouches that its record was
+	// acknowledged.
+	vouched uint64
+}
+
+// offsetsChunk is how many entries readOffsets reads at a time.
+const offsetsChunk = 4096
+
+// readOffsets reads the offsets file at path, streaming it. The entries
+// lying wholly at or below trust, in segments segIndex and segSize describe
+// (segIndex maps a segment's first entry index to its place in the segment
+// list, segSize gives each segment's size), are resolved into trusted; the
+// others that check out go to rest. A missing or foreign file has none.
+func readOffsets(path string, trust uint64, segIndex map[uint64]uint32, segSize []int64) offsetsFile {
+	var of offsetsFile
+	f, err := os.Open(path)
+	if err != nil {
+		return of
 	}
-	b = b[offsetsHeaderSize:]
-	locs = make([]recordLoc, 0, len(b)/offsetsEntrySize)
-	segFirsts = make([]uint64, 0, len(b)/offsetsEntrySize)
+	defer f.Close()
+	var header [offsetsHeaderSize]byte
+	if _, err := io.ReadFull(f, header[:]); err != nil || string(header[:4]) != offsetsMagic ||
+		binary.LittleEndian.Uint32(header[4:8]) != offsetsVersion {
+		return of
+	}
+	if st, err := f.Stat(); err == nil && st.Size() > offsetsHeaderSize {
+		of.trusted = make([]recordLoc, 0, (st.Size()-offsetsHeaderSize)/offsetsEntrySize)
+	}
+	buf := make([]byte, offsetsChunk*offsetsEntrySize)
 	next := uint64(1)
-	for ; len(b) >= offsetsEntrySize; b = b[offsetsEntrySize:] {
-		e := b[:offsetsEntrySize]
-		if binary.LittleEndian.Uint32(e[28:]) != uint32(xxhash.Sum64(e[:28])) {
-			break
+	trusting := trust > 0
+	for {
+		n, err := io.ReadFull(f, buf)
+		for b := buf[:n-n%offsetsEntrySize]; len(b) > 0; b = b[offsetsEntrySize:] {
+			e := b[:offsetsEntrySize]
+			if binary.LittleEndian.Uint32(e[28:]) != uint32(xxhash.Sum64(e[:28])) {
+				return of
+			}
+			loc := recordLoc{
+				firstPos: binary.LittleEndian.Uint64(e[0:]),
+				off:      binary.LittleEndian.Uint32(e[16:]),
+				size:     binary.LittleEndian.Uint32(e[20:]),
+				count:    binary.LittleEndian.Uint32(e[24:]),
+			}
+			if loc.firstPos != next || loc.count == 0 {
+				return of
+			}
+			segFirst := binary.LittleEndian.Uint64(e[8:])
+			if trusting {
+				seg, ok := segIndex[segFirst]
+				trusting = ok && loc.lastPos() <= trust && int64(loc.off)+int64(loc.size) <= segSize[seg]
+				if trusting && len(of.trusted) > 0 {
+					prev := of.trusted[len(of.trusted)-1]
+					trusting = seg > prev.seg || (seg == prev.seg && loc.off > prev.off)
+				}
+				loc.seg = seg
+			}
+			if trusting {
+				of.trusted = append(of.trusted, loc)
+			} else {
+				loc.seg = 0
+				of.rest = append(of.rest, loc)
+				of.restSegs = append(of.restSegs, segFirst)
+			}
+			next = loc.lastPos() + 1
+			of.vouched = loc.lastPos()
 		}
-		loc := recordLoc{
-			firstPos: binary.LittleEndian.Uint64(e[0:]),
-			off:      binary.LittleEndian.Uint32(e[16:]),
-			size:     binary.LittleEndian.Uint32(e[20:]),
-			count:    binary.LittleEndian.Uint32(e[24:]),
+		if err != nil { // io.EOF, io.ErrUnexpectedEOF (a torn entry) or a read error
+			return of
 		}
-		if loc.firstPos != next || loc.count == 0 {
-			break
-		}
-		locs = append(locs, loc)
-		segFirsts = append(segFirsts, binary.LittleEndian.Uint64(e[8:]))
-		next = loc.lastPos() + 1
 	}
-	return locs, segFirsts
 }
 
-// vouched returns the last position the entries list: an entry is written
-// only after its record's fsync, so each one vouches that its record was
-// acknowledged.
-func vouched(locs []recordLoc) uint64 {
-	if len(locs) == 0 {
-		return 0
-	}
-	return locs[len(locs)-1].lastPos()
-}
-
-// trustedPrefix returns the leading entries that lie wholly at or below
-// trust and inside the segments as they are now, with their segments
-// resolved. segIndex maps a segment's first entry index to its place in the
-// segment list, and segSize gives each segment's size.
-func trustedPrefix(locs []recordLoc, segFirsts []uint64, trust uint64, segIndex map[uint64]uint32, segSize []int64) []recordLoc {
-	for i := range locs {
-		loc := &locs[i]
-		seg, ok := segIndex[segFirsts[i]]
-		if !ok || loc.lastPos() > trust || int64(loc.off)+int64(loc.size) > segSize[seg] {
-			return locs[:i]
+// sameAsFile returns how many leading entries of locs (the offset index
+// load built) the offsets file already holds, byte for byte: the trusted
+// ones, then those of rest that the scan found again.
+func (of offsetsFile) sameAsFile(locs []recordLoc, segs []*segment) int {
+	same := len(of.trusted)
+	for i, loc := range of.rest {
+		j := len(of.trusted) + i
+		if j >= len(locs) {
+			break
 		}
-		if i > 0 && (seg < locs[i-1].seg || (seg == locs[i-1].seg && loc.off <= locs[i-1].off)) {
-			return locs[:i]
+		l := locs[j]
+		if l.firstPos != loc.firstPos || l.count != loc.count || l.off != loc.off || l.size != loc.size ||
+			segs[l.seg].first != of.restSegs[i] {
+			break
 		}
-		loc.seg = seg
+		same++
 	}
-	return locs
+	return min(same, len(locs))
 }
 
 // offsetsWriter appends entries to the offsets file.
@@ -111,39 +153,46 @@ type offsetsWriter struct {
 	buf []byte
 }
 
-// openOffsets rewrites the offsets file to hold exactly locs.
-func openOffsets(path string, locs []recordLoc, segs []*segment) (*offsetsWriter, error) {
+// openOffsets makes the offsets file hold exactly locs, of which the
+// first same are already in it (sameAsFile): it writes the header (unless
+// entries are kept) and the entries after them, and cuts what follows. On a
+// clean reopen, it writes nothing.
+func openOffsets(path string, locs []recordLoc, same int, segs []*segment) (*offsetsWriter, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("wal: offsets: %w", err)
 	}
+	fail := func(err error) (*offsetsWriter, error) {
+		f.Close()
+		return nil, fmt.Errorf("wal: offsets: %w", err)
+	}
 	w := &offsetsWriter{f: f}
-	buf := make([]byte, 0, offsetsHeaderSize+offsetsEntrySize*len(locs))
-	buf = append(buf, offsetsMagic...)
-	buf = binary.LittleEndian.AppendUint32(buf, offsetsVersion)
-	for _, loc := range locs {
-		buf = appendOffsetEntry(buf, loc, segs[loc.seg].first)
+	at := int64(offsetsHeaderSize + same*offsetsEntrySize)
+	if same == 0 {
+		w.buf = append(w.buf, offsetsMagic...)
+		w.buf = binary.LittleEndian.AppendUint32(w.buf, offsetsVersion)
+		at = 0
 	}
-	// Only bytes past the part that already matches need writing: on a clean
-	// reopen, that is none.
-	old := make([]byte, len(buf))
-	n, _ := io.ReadFull(f, old)
-	same := 0
-	for same < n && old[same] == buf[same] {
-		same++
+	for _, loc := range locs[same:] {
+		w.buf = appendOffsetEntry(w.buf, loc, segs[loc.seg].first)
 	}
-	same -= same % offsetsEntrySize // whole entries only; header is 8-aligned too
-	if _, err := f.WriteAt(buf[same:], int64(same)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("wal: offsets: %w", err)
+	if len(w.buf) > 0 {
+		if _, err := f.WriteAt(w.buf, at); err != nil {
+			return fail(err)
+		}
 	}
-	if err := f.Truncate(int64(len(buf))); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("wal: offsets: %w", err)
+	size := int64(offsetsHeaderSize + len(locs)*offsetsEntrySize)
+	st, err := f.Stat()
+	if err != nil {
+		return fail(err)
 	}
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("wal: offsets: %w", err)
+	if st.Size() != size {
+		if err := f.Truncate(size); err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		return fail(err)
 	}
 	return w, nil
 }

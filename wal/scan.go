@@ -54,8 +54,7 @@ func (e *LostError) Unwrap() error { return ErrCorrupt }
 // vouches for: every position up to it was acknowledged (0: none, or no
 // offsets file).
 func Vouched(dir string) uint64 {
-	locs, _ := offsetsEntries(filepath.Join(dir, offsetsName))
-	return vouched(locs)
+	return readOffsets(filepath.Join(dir, offsetsName), 0, nil, nil).vouched
 }
 
 // TornTail describes a torn tail that Open cut off.

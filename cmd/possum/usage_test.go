@@ -21,6 +21,7 @@ func TestCommandHelp(t *testing.T) {
 		"demo":    nil,
 		"verify":  {"json"},
 		"recover": {"json", "dry-run", "allow-data-loss"},
+		"tail":    {"type", "tag", "from", "follow", "cursor"},
 		"bench":   {"events", "dir", "json", "scale"},
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
