@@ -73,6 +73,8 @@ type segment struct {
 	once  sync.Once
 	f     *os.File // opened read-only on first read
 	err   error
+
+	mapped segmentMap // how reads see it where memory mapping is on
 }
 
 func (s *segment) file() (*os.File, error) {
@@ -99,9 +101,17 @@ type Log struct {
 	offsetsErr error
 	stats      OpenStats
 
-	mu   sync.RWMutex // guards locs and segs for readers
+	mu   sync.RWMutex // guards locs, segs and readsClosed for readers
 	locs []recordLoc
 	segs []*segment
+	// readsClosed: Close has begun unmapping segments; a read gets
+	// ErrClosed. Bytes are read through a mapping only under mu's read
+	// lock with readsClosed false (see segmentMap).
+	readsClosed bool
+	// pread: read segments with positional reads only, never through a
+	// memory mapping (set by tests to cover both paths; always where the
+	// platform cannot map).
+	pread bool
 
 	// v1Until: the records ending at or below it are version 1 frames (a
 	// store written before version 2), read whole; set by Open.
@@ -458,7 +468,9 @@ func (l *Log) Close() error {
 func (l *Log) closeSegments() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.readsClosed = true
 	for _, s := range l.segs {
+		s.unmap()
 		s.once.Do(func() { s.err = ErrClosed })
 		if s.f != nil {
 			s.f.Close()
@@ -470,13 +482,26 @@ func (l *Log) closeSegments() {
 func (l *Log) locate(pos uint64) (recordLoc, *segment, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	_, loc, seg, err := l.locateLocked(pos)
+	return loc, seg, err
+}
+
+// locateLocked is locate, also returning the record's index, for a caller
+// holding l.mu read-locked.
+func (l *Log) locateLocked(pos uint64) (int, recordLoc, *segment, error) {
+	if l.readsClosed {
+		return 0, recordLoc{}, nil, ErrClosed
+	}
 	i := sort.Search(len(l.locs), func(i int) bool { return l.locs[i].lastPos() >= pos })
 	if pos == 0 || i == len(l.locs) {
-		return recordLoc{}, nil, fmt.Errorf("%w: %d", ErrNotFound, pos)
+		return 0, recordLoc{}, nil, fmt.Errorf("%w: %d", ErrNotFound, pos)
 	}
 	loc := l.locs[i]
-	return loc, l.segs[loc.seg], nil
+	return i, loc, l.segs[loc.seg], nil
 }
+
+// maps reports whether l reads its segments through memory mappings.
+func (l *Log) maps() bool { return canMap && !l.pread }
 
 // ReadRecord returns the record holding position pos, verified against its
 // checksum.
@@ -502,13 +527,21 @@ type Reader struct {
 	chunkOff int64
 	ahead    int // current read-ahead size; 0 reads records exactly
 
-	last  uint64 // the position of the last event asked for
-	run   int    // how many events in a row were next to the one before
-	entry []byte // scratch for an event read alone
+	last uint64 // the position of the last event asked for
+	run  int    // how many events in a row were next to the one before
+
+	// The record of the last event read alone, and its index in the log's
+	// records: the next event read alone is looked for there, then next to
+	// it, before a search.
+	alone    recordLoc
+	aloneIdx int
+	aloneSeg *segment // nil: none yet
+	slot     [8]byte  // scratch for the offsets bounding an entry
 }
 
 // scanRun is how many events in a row, each next to the one before, make a
-// Reader read whole records (with read-ahead) instead of events alone.
+// Reader read whole records (with read-ahead) instead of events alone, where
+// segments are read with positional reads.
 const scanRun = 16
 
 // NewReader returns a Reader of l.
@@ -519,7 +552,9 @@ const (
 	maxReadAhead = 1 << 20
 )
 
-// Event returns the event at position pos.
+// Event returns the event at position pos, verified against its checksum.
+// Its strings and data are its own (one allocation for all of them), never
+// shared with the Reader or the log.
 func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	if r.last != 0 && (pos == r.last+1 || pos+1 == r.last) {
 		r.run++
@@ -528,13 +563,18 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	}
 	r.last = pos
 	if !r.holds(pos) {
-		loc, seg, err := r.l.locate(pos)
+		l := r.l
+		l.mu.RLock()
+		i, loc, seg, err := r.locateLocked(pos)
+		if err == nil && r.readsAlone(loc) {
+			r.alone, r.aloneIdx, r.aloneSeg = loc, i, seg
+			e, err := r.eventAlone(loc, seg, pos)
+			l.mu.RUnlock()
+			return e, err
+		}
+		l.mu.RUnlock()
 		if err != nil {
 			return dcb.SequencedEvent{}, err
-		}
-		// Not a scan: read the event alone when its record has others.
-		if r.run < scanRun && loc.count > 1 && loc.lastPos() > r.l.v1Until {
-			return r.eventAlone(loc, seg, pos)
 		}
 		if err := r.loadAt(loc, seg); err != nil {
 			return dcb.SequencedEvent{}, err
@@ -550,47 +590,75 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	return dcb.SequencedEvent{Event: e, Position: pos, Timestamp: r.frameHdr.timestamp}, nil
 }
 
+// locateLocked finds the record holding pos as Log.locateLocked does,
+// looking first at the record of the last event read alone and its
+// neighbours (the next record of a scan). The caller holds l.mu read-locked.
+func (r *Reader) locateLocked(pos uint64) (int, recordLoc, *segment, error) {
+	l := r.l
+	if r.aloneSeg != nil && !l.readsClosed {
+		i := r.aloneIdx
+		switch {
+		case pos >= r.alone.firstPos && pos <= r.alone.lastPos():
+			return i, r.alone, r.aloneSeg, nil
+		case pos == r.alone.lastPos()+1 && i+1 < len(l.locs):
+			i++
+		case pos+1 == r.alone.firstPos && i > 0:
+			i--
+		default:
+			i = -1
+		}
+		if i >= 0 && pos >= l.locs[i].firstPos && pos <= l.locs[i].lastPos() {
+			return i, l.locs[i], l.segs[l.locs[i].seg], nil
+		}
+	}
+	return l.locateLocked(pos)
+}
+
+// readsAlone reports whether the event of record loc is read alone, not with
+// its whole record: the record is version 2 and either the segments are
+// mapped (an entry read alone costs what it costs in its record, and a
+// mapping needs no read-ahead), or the reads are not a scan (which reads
+// records whole, with read-ahead) and the record holds other events (a
+// record of one event is one read either way).
+func (r *Reader) readsAlone(loc recordLoc) bool {
+	if loc.lastPos() <= r.l.v1Until {
+		return false
+	}
+	return r.l.maps() || (r.run < scanRun && loc.count > 1)
+}
+
 // eventAlone reads the event at pos from its version 2 record loc without the
 // record's other events: the two offsets bounding its entry, then the entry,
-// verified against its own checksum.
+// copied into the event's own memory and verified there against its own
+// checksum. The caller holds the log's mu read-locked.
 func (r *Reader) eventAlone(loc recordLoc, seg *segment, pos uint64) (dcb.SequencedEvent, error) {
+	if r.l.readsClosed {
+		return dcb.SequencedEvent{}, ErrClosed
+	}
 	corrupt := func(err error) (dcb.SequencedEvent, error) {
 		return dcb.SequencedEvent{}, fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
-	}
-	f, err := seg.file()
-	if err != nil {
-		return dcb.SequencedEvent{}, fmt.Errorf("wal: open segment: %w", err)
-	}
-	readAt := func(b []byte, off int64) error {
-		if n, err := f.ReadAt(b, off); n < len(b) {
-			return fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, err)
-		}
-		return nil
 	}
 	i := int64(pos - loc.firstPos)
 	payload, payloadLen := int64(loc.off)+frameHeaderSize, int64(loc.size)-frameHeaderSize
 	entries := int64(v2PayloadHeader) + 4*int64(loc.count) // where the first entry starts
-	var b [8]byte
 	var start, end int64
 	if i == 0 {
-		if err := readAt(b[:4], payload+v2PayloadHeader); err != nil {
+		if err := r.readAt(seg, r.slot[:4], payload+v2PayloadHeader); err != nil {
 			return dcb.SequencedEvent{}, err
 		}
-		start, end = entries, int64(binary.LittleEndian.Uint32(b[:4]))
+		start, end = entries, int64(binary.LittleEndian.Uint32(r.slot[:4]))
 	} else {
-		if err := readAt(b[:8], payload+v2PayloadHeader+4*(i-1)); err != nil {
+		if err := r.readAt(seg, r.slot[:8], payload+v2PayloadHeader+4*(i-1)); err != nil {
 			return dcb.SequencedEvent{}, err
 		}
-		start, end = int64(binary.LittleEndian.Uint32(b[:4])), int64(binary.LittleEndian.Uint32(b[4:]))
+		start, end = int64(binary.LittleEndian.Uint32(r.slot[:4])), int64(binary.LittleEndian.Uint32(r.slot[4:]))
 	}
-	if start < entries || end < start+v2EntryHeader || end > payloadLen {
+	if start < entries || end < start+v2EntryHeader || end > payloadLen || end-start > MaxRecordSize {
 		return corrupt(fmt.Errorf("entry of position %d at [%d,%d) out of place in a %d-byte payload", pos, start, end, payloadLen))
 	}
-	if int64(cap(r.entry)) < end-start {
-		r.entry = make([]byte, end-start)
-	}
-	entry := r.entry[:end-start]
-	if err := readAt(entry, payload+start); err != nil {
+	// The event keeps this allocation: its strings and data alias it.
+	entry := make([]byte, end-start)
+	if err := r.readAt(seg, entry, payload+start); err != nil {
 		return dcb.SequencedEvent{}, err
 	}
 	if err := checkEntry(pos, entry); err != nil {
@@ -601,6 +669,37 @@ func (r *Reader) eventAlone(loc recordLoc, seg *segment, pos uint64) (dcb.Sequen
 		return corrupt(err)
 	}
 	return e, nil
+}
+
+// readAt fills b with the bytes of seg at off: copied from its mapping, or
+// read from its file. The caller holds the log's mu read-locked, and the
+// bytes were written (they belong to a published record).
+func (r *Reader) readAt(seg *segment, b []byte, off int64) error {
+	if r.l.maps() {
+		if m := seg.view(off, len(b), r.l.segmentSize); m != nil {
+			if err := copyMapped(b, m); err != nil {
+				return fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, err)
+			}
+			return nil
+		}
+	}
+	f, err := seg.file()
+	if err != nil {
+		return fmt.Errorf("wal: open segment: %w", err)
+	}
+	if n, err := f.ReadAt(b, off); n < len(b) {
+		return fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, closedAs(err))
+	}
+	return nil
+}
+
+// closedAs returns ErrClosed for the error of a read from a segment file the
+// log's Close closed, err otherwise.
+func closedAs(err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return ErrClosed
+	}
+	return err
 }
 
 // Record returns the record holding position pos. The caller must not
@@ -698,7 +797,7 @@ func (r *Reader) frame(loc recordLoc, seg *segment) ([]byte, error) {
 	got, err := f.ReadAt(r.chunk, off)
 	if got < int(loc.size) {
 		r.chunk = r.chunk[:0]
-		return nil, fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, err)
+		return nil, fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, closedAs(err))
 	}
 	r.chunk, r.chunkSeg, r.chunkOff = r.chunk[:got], loc.seg, off
 	frame := r.chunk[:loc.size]
