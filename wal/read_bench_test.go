@@ -22,7 +22,7 @@ func BenchmarkEvent(b *testing.B) {
 			r := genRecord(p)
 			r.Events = r.Events[:0]
 			for i := range batch {
-				r.Events = append(r.Events, genRecord(p+uint64(i)).Events[0])
+				r.Events = append(r.Events, genRecord(p + uint64(i)).Events[0])
 			}
 			recs = append(recs, r)
 			if len(recs) == 100 || p+uint64(batch) > events {
