@@ -568,7 +568,7 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 		i, loc, seg, err := r.locateLocked(pos)
 		if err == nil && r.readsAlone(loc) {
 			r.alone, r.aloneIdx, r.aloneSeg = loc, i, seg
-			e, err := r.eventAlone(loc, seg, pos)
+			e, err := r.eventAloneGuarded(loc, seg, pos)
 			l.mu.RUnlock()
 			return e, err
 		}
@@ -672,14 +672,13 @@ func (r *Reader) eventAlone(loc recordLoc, seg *segment, pos uint64) (dcb.Sequen
 }
 
 // readAt fills b with the bytes of seg at off: copied from its mapping, or
-// read from its file. The caller holds the log's mu read-locked, and the
-// bytes were written (they belong to a published record).
+// read from its file. The caller holds the log's mu read-locked, runs under
+// eventAloneGuarded, and the bytes were written (they belong to a published
+// record).
 func (r *Reader) readAt(seg *segment, b []byte, off int64) error {
 	if r.l.maps() {
 		if m := seg.view(off, len(b), r.l.segmentSize); m != nil {
-			if err := copyMapped(b, m); err != nil {
-				return fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, err)
-			}
+			copy(b, m) // a fault here is caught by eventAloneGuarded
 			return nil
 		}
 	}
