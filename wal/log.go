@@ -104,6 +104,8 @@ type Log struct {
 	mu   sync.RWMutex // guards locs, segs and readsClosed for readers
 	locs []recordLoc
 	segs []*segment
+	// locIndex speeds up the search of locs; maintained by readers.
+	locIndex locIndex
 	// readsClosed: Close has begun unmapping segments; a read gets
 	// ErrClosed. Bytes are read through a mapping only under mu's read
 	// lock with readsClosed false (see segmentMap).
@@ -492,7 +494,7 @@ func (l *Log) locateLocked(pos uint64) (int, recordLoc, *segment, error) {
 	if l.readsClosed {
 		return 0, recordLoc{}, nil, ErrClosed
 	}
-	i := sort.Search(len(l.locs), func(i int) bool { return l.locs[i].lastPos() >= pos })
+	i := l.locIndex.find(l.locs, pos)
 	if pos == 0 || i == len(l.locs) {
 		return 0, recordLoc{}, nil, fmt.Errorf("%w: %d", ErrNotFound, pos)
 	}

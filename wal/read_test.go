@@ -245,3 +245,41 @@ func TestMappedSegmentShrunk(t *testing.T) {
 	assert.False(t, errors.Is(err, ErrNotFound), "%v", err)
 	assert.Contains(t, err.Error(), "memory fault")
 }
+
+// TestLocateAsTheLogGrows: the sparse locate index finds the record of every
+// position, and none beyond the log, as records are appended one at a time
+// and many at a time across its strides.
+func TestLocateAsTheLogGrows(t *testing.T) {
+	l := openLog(t, t.TempDir(), Options{NoSync: true})
+	defer l.Close()
+	rng := rand.New(rand.NewPCG(51, 1))
+	recs := genChain(0, 5*locStride+7)
+	for rest := recs; len(rest) > 0; {
+		k := min(len(rest), 1+rng.IntN(2*locStride))
+		if rng.IntN(3) == 0 {
+			k = 1
+		}
+		require.NoError(t, l.Append(rest[:k]))
+		rest = rest[k:]
+		last := l.LastPosition()
+		for range 50 {
+			p := 1 + rng.Uint64N(last+2)
+			loc, _, err := l.locate(p)
+			if p > last {
+				require.ErrorIs(t, err, ErrNotFound, "position %d of %d", p, last)
+				continue
+			}
+			require.NoError(t, err, "position %d", p)
+			require.True(t, loc.firstPos <= p && p <= loc.lastPos(), "position %d in record %d..%d", p, loc.firstPos, loc.lastPos())
+		}
+	}
+	for i, r := range recs {
+		for p := r.FirstPosition; p <= r.LastPosition(); p++ {
+			loc, _, err := l.locate(p)
+			require.NoError(t, err)
+			require.Equal(t, r.FirstPosition, loc.firstPos, "record %d", i)
+		}
+	}
+	_, _, err := l.locate(0)
+	require.ErrorIs(t, err, ErrNotFound)
+}
