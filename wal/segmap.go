@@ -105,7 +105,7 @@ func (s *segment) unmap() {
 // eventAloneGuarded is eventAlone, which reads through the segment's
 // mapping when the log maps: a memory fault on the mapping (the file shrank
 // under it: another process truncated the segment of a live log) is then an
-// error, not a crash of the process. One guard per event, not per copy: it
+// error wrapping ErrCorrupt, not a crash of the process. One guard per event, not per copy: it
 // costs about as much as the rest of the read's copies.
 func (r *Reader) eventAloneGuarded(loc recordLoc, seg *segment, pos uint64) (e dcb.SequencedEvent, err error) {
 	if !r.l.maps() {
@@ -119,8 +119,8 @@ func (r *Reader) eventAloneGuarded(loc recordLoc, seg *segment, pos uint64) (e d
 			if !ok {
 				panic(p)
 			}
-			e, err = dcb.SequencedEvent{}, fmt.Errorf("wal: read segment %s offset %d: memory fault at %#x on its mapping (did the file shrink?)",
-				filepath.Base(seg.path), loc.off, fault.Addr())
+			e, err = dcb.SequencedEvent{}, fmt.Errorf("%w: memory fault at %#x reading the mapping of segment %s offset %d (did the file shrink?)",
+				ErrCorrupt, fault.Addr(), filepath.Base(seg.path), loc.off)
 		}
 	}()
 	return r.eventAlone(loc, seg, pos)
