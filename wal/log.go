@@ -570,9 +570,12 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 		i, loc, seg, err := r.locateLocked(pos)
 		if err == nil && r.readsAlone(loc) {
 			r.alone, r.aloneIdx, r.aloneSeg = loc, i, seg
-			e, err := r.eventAloneGuarded(loc, seg, pos)
+			entry, err := r.readEntryGuarded(loc, seg, pos)
 			l.mu.RUnlock()
-			return e, err
+			if err != nil {
+				return dcb.SequencedEvent{}, err
+			}
+			return eventAlone(loc, seg, pos, entry)
 		}
 		l.mu.RUnlock()
 		if err != nil {
@@ -629,16 +632,32 @@ func (r *Reader) readsAlone(loc recordLoc) bool {
 	return r.l.maps() || (r.run < scanRun && loc.count > 1)
 }
 
-// eventAlone reads the event at pos from its version 2 record loc without the
-// record's other events: the two offsets bounding its entry, then the entry,
-// copied into the event's own memory and verified there against its own
-// checksum. The caller holds the log's mu read-locked.
-func (r *Reader) eventAlone(loc recordLoc, seg *segment, pos uint64) (dcb.SequencedEvent, error) {
-	if r.l.readsClosed {
-		return dcb.SequencedEvent{}, ErrClosed
+// eventAlone verifies entry, the copy readEntry made of the entry of the
+// event at pos in record loc, against its own checksum and decodes it. An
+// event is so read alone, without the record's other events: the two
+// offsets bounding its entry, then the entry (under the log's read lock),
+// then this (after it).
+func eventAlone(loc recordLoc, seg *segment, pos uint64, entry []byte) (dcb.SequencedEvent, error) {
+	if err := checkEntry(pos, entry); err != nil {
+		return dcb.SequencedEvent{}, entryCorrupt(loc, seg, err)
 	}
-	corrupt := func(err error) (dcb.SequencedEvent, error) {
-		return dcb.SequencedEvent{}, fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
+	e, err := decodeEntry(pos, entry)
+	if err != nil {
+		return dcb.SequencedEvent{}, entryCorrupt(loc, seg, err)
+	}
+	return e, nil
+}
+
+func entryCorrupt(loc recordLoc, seg *segment, err error) error {
+	return fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
+}
+
+// readEntry returns a copy of the entry of the event at pos in its version 2
+// record loc, not yet verified. The event keeps the copy: its strings and
+// data alias it. The caller holds the log's mu read-locked.
+func (r *Reader) readEntry(loc recordLoc, seg *segment, pos uint64) ([]byte, error) {
+	if r.l.readsClosed {
+		return nil, ErrClosed
 	}
 	i := int64(pos - loc.firstPos)
 	payload, payloadLen := int64(loc.off)+frameHeaderSize, int64(loc.size)-frameHeaderSize
@@ -646,41 +665,33 @@ func (r *Reader) eventAlone(loc recordLoc, seg *segment, pos uint64) (dcb.Sequen
 	var start, end int64
 	if i == 0 {
 		if err := r.readAt(seg, r.slot[:4], payload+v2PayloadHeader); err != nil {
-			return dcb.SequencedEvent{}, err
+			return nil, err
 		}
 		start, end = entries, int64(binary.LittleEndian.Uint32(r.slot[:4]))
 	} else {
 		if err := r.readAt(seg, r.slot[:8], payload+v2PayloadHeader+4*(i-1)); err != nil {
-			return dcb.SequencedEvent{}, err
+			return nil, err
 		}
 		start, end = int64(binary.LittleEndian.Uint32(r.slot[:4])), int64(binary.LittleEndian.Uint32(r.slot[4:]))
 	}
 	if start < entries || end < start+v2EntryHeader || end > payloadLen || end-start > MaxRecordSize {
-		return corrupt(fmt.Errorf("entry of position %d at [%d,%d) out of place in a %d-byte payload", pos, start, end, payloadLen))
+		return nil, entryCorrupt(loc, seg, fmt.Errorf("entry of position %d at [%d,%d) out of place in a %d-byte payload", pos, start, end, payloadLen))
 	}
-	// The event keeps this allocation: its strings and data alias it.
 	entry := make([]byte, end-start)
 	if err := r.readAt(seg, entry, payload+start); err != nil {
-		return dcb.SequencedEvent{}, err
+		return nil, err
 	}
-	if err := checkEntry(pos, entry); err != nil {
-		return corrupt(err)
-	}
-	e, err := decodeEntry(pos, entry)
-	if err != nil {
-		return corrupt(err)
-	}
-	return e, nil
+	return entry, nil
 }
 
 // readAt fills b with the bytes of seg at off: copied from its mapping, or
 // read from its file. The caller holds the log's mu read-locked, runs under
-// eventAloneGuarded, and the bytes were written (they belong to a published
+// readEntryGuarded, and the bytes were written (they belong to a published
 // record).
 func (r *Reader) readAt(seg *segment, b []byte, off int64) error {
 	if r.l.maps() {
 		if m := seg.view(off, len(b), r.l.segmentSize); m != nil {
-			copy(b, m) // a fault here is caught by eventAloneGuarded
+			copy(b, m) // a fault here is caught by readEntryGuarded
 			return nil
 		}
 	}

@@ -7,8 +7,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-
-	"github.com/possumstore/possum/dcb"
 )
 
 // segmentMap is the memory mapping through which a segment is read, where
@@ -102,14 +100,14 @@ func (s *segment) unmap() {
 	sm.all = nil
 }
 
-// eventAloneGuarded is eventAlone, which reads through the segment's
-// mapping when the log maps: a memory fault on the mapping (the file shrank
-// under it: another process truncated the segment of a live log) is then an
-// error wrapping ErrCorrupt, not a crash of the process. One guard per event, not per copy: it
-// costs about as much as the rest of the read's copies.
-func (r *Reader) eventAloneGuarded(loc recordLoc, seg *segment, pos uint64) (e dcb.SequencedEvent, err error) {
+// readEntryGuarded is readEntry, which reads through the segment's mapping
+// when the log maps: a memory fault on the mapping (the file shrank under
+// it: another process truncated the segment of a live log) is then an error
+// wrapping ErrCorrupt, not a crash of the process. One guard per event, not
+// per copy: it costs about as much as the copies.
+func (r *Reader) readEntryGuarded(loc recordLoc, seg *segment, pos uint64) (entry []byte, err error) {
 	if !r.l.maps() {
-		return r.eventAlone(loc, seg, pos)
+		return r.readEntry(loc, seg, pos)
 	}
 	old := debug.SetPanicOnFault(true)
 	defer func() {
@@ -119,9 +117,9 @@ func (r *Reader) eventAloneGuarded(loc recordLoc, seg *segment, pos uint64) (e d
 			if !ok {
 				panic(p)
 			}
-			e, err = dcb.SequencedEvent{}, fmt.Errorf("%w: memory fault at %#x reading the mapping of segment %s offset %d (did the file shrink?)",
+			entry, err = nil, fmt.Errorf("%w: memory fault at %#x reading the mapping of segment %s offset %d (did the file shrink?)",
 				ErrCorrupt, fault.Addr(), filepath.Base(seg.path), loc.off)
 		}
 	}()
-	return r.eventAlone(loc, seg, pos)
+	return r.readEntry(loc, seg, pos)
 }
