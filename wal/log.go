@@ -511,13 +511,20 @@ func (l *Log) ReadRecord(pos uint64) (Record, error) {
 	return l.NewReader().Record(pos)
 }
 
-// Reader reads records and events for one goroutine. Reading records in
-// order, it reads ahead in growing chunks (a full scan costs one read per
-// megabyte); reading scattered records, it reads each one exactly (a
-// selective query costs one positional read per record). It keeps the last
-// record's verified frame, so the events of one record cost one read and one
-// checksum, and an event is decoded alone, not with its whole record. The
-// zero Reader is not usable; see NewReader.
+// Reader reads records and events for one goroutine.
+//
+// Events (Event) of version 2 records are read alone: the two offsets
+// bounding the event's entry and the entry, copied out of the segment's
+// memory mapping (no syscall) into memory the event then owns, verified
+// against the entry's own checksum, decoded in place. Where segments are not
+// mapped, scattered events are read so with two positional reads, while a
+// run of adjacent events reads their records whole, as Record does.
+//
+// Records (Record, and events of version 1 records) are read whole with
+// positional reads: in order, reading ahead in growing chunks (a full scan
+// costs one read per megabyte); scattered, each one exactly. It keeps the
+// last record's verified frame, so the events of one record cost one read and
+// one checksum. The zero Reader is not usable; see NewReader.
 type Reader struct {
 	l        *Log
 	cur      recordLoc // the record whose frame is held
