@@ -562,8 +562,9 @@ const (
 )
 
 // Event returns the event at position pos, verified against its checksum.
-// Its strings and data are its own (one allocation for all of them), never
-// shared with the Reader or the log.
+// Its strings and data are its own (one allocation for all of them), shared
+// with nothing, except when pos is in the record this Reader's Record
+// returned last: the event is then that record's, not to be modified.
 func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	if r.last != 0 && (pos == r.last+1 || pos+1 == r.last) {
 		r.run++
