@@ -628,16 +628,19 @@ func (r *Reader) locateLocked(pos uint64) (int, recordLoc, *segment, error) {
 }
 
 // readsAlone reports whether the event of record loc is read alone, not with
-// its whole record: the record is version 2 and either the segments are
-// mapped (an entry read alone costs what it costs in its record, and a
-// mapping needs no read-ahead), or the reads are not a scan (which reads
-// records whole, with read-ahead) and the record holds other events (a
-// record of one event is one read either way).
+// its whole record: the record is version 2, and the reads are not a scan
+// (which reads records whole: one copy or read and one checksum per record),
+// and, with positional reads, the record holds other events (a record of one
+// event is one read either way). With mapped segments a record of one event
+// is read alone even in a scan: it costs less than a frame.
 func (r *Reader) readsAlone(loc recordLoc) bool {
 	if loc.lastPos() <= r.l.v1Until {
 		return false
 	}
-	return r.l.maps() || (r.run < scanRun && loc.count > 1)
+	if r.l.maps() {
+		return r.run < scanRun || loc.count == 1
+	}
+	return r.run < scanRun && loc.count > 1
 }
 
 // eventAlone verifies entry, the copy readEntry made of the entry of the
@@ -804,6 +807,17 @@ func (r *Reader) frame(loc recordLoc, seg *segment) ([]byte, error) {
 	off, end := int64(loc.off), int64(loc.off)+int64(loc.size)
 	if loc.seg == r.chunkSeg && off >= r.chunkOff && end <= r.chunkOff+int64(len(r.chunk)) {
 		return r.chunk[off-r.chunkOff : end-r.chunkOff], nil
+	}
+	if r.l.maps() {
+		// A copy out of the mapping: no read-ahead to keep.
+		if cap(r.chunk) < int(loc.size) {
+			r.chunk = make([]byte, loc.size)
+		}
+		frame := r.chunk[:loc.size]
+		r.chunk = r.chunk[:0]
+		if mapped, err := r.l.copyMapped(seg, frame, off); mapped {
+			return frame, err
+		}
 	}
 	f, err := seg.file()
 	if err != nil {

@@ -241,6 +241,8 @@ func TestMappedSegmentShrunk(t *testing.T) {
 	// Past the first page of the file, which the kernel may keep zero-filled.
 	_, err = l.NewReader().Event(lastPos(recs))
 	require.ErrorIs(t, err, ErrCorrupt)
+	_, err = l.NewReader().Record(lastPos(recs)) // a whole frame, as a scan reads
+	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "memory fault")
 }
 

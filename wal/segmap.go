@@ -123,3 +123,33 @@ func (r *Reader) readEntryGuarded(loc recordLoc, seg *segment, pos uint64) (entr
 	}()
 	return r.readEntry(loc, seg, pos)
 }
+
+// copyMapped fills dst with the bytes of seg at off, copied out of its
+// mapping under the log's read lock. mapped is false when seg has no
+// mapping (read the file instead). A memory fault on the mapping is an error
+// wrapping ErrCorrupt, as in readEntryGuarded.
+func (l *Log) copyMapped(seg *segment, dst []byte, off int64) (mapped bool, err error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.readsClosed {
+		return true, ErrClosed
+	}
+	m := seg.view(off, len(dst), l.segmentSize)
+	if m == nil {
+		return false, nil
+	}
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if p := recover(); p != nil {
+			fault, ok := p.(interface{ Addr() uintptr })
+			if !ok {
+				panic(p)
+			}
+			mapped, err = true, fmt.Errorf("%w: memory fault at %#x reading the mapping of segment %s offset %d (did the file shrink?)",
+				ErrCorrupt, fault.Addr(), filepath.Base(seg.path), off)
+		}
+	}()
+	copy(dst, m)
+	return true, nil
+}
