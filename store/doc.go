@@ -11,7 +11,8 @@
 // share fsyncs while every condition is still checked in a strict order.
 //
 // Reads are served from the in-memory index (which positions match) and the
-// WAL (their bytes, by positional reads through an offset index). A Read sees
+// WAL (their bytes, through an offset index and memory-mapped segments, or
+// positional reads where the platform has no mapping). A Read sees
 // exactly the appends acknowledged before it was called, never part of one.
 //
 // One process writes a directory at a time: an exclusive lock on the file

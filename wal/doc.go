@@ -7,9 +7,16 @@
 // cut back to the last good record) from damage in the middle of the log
 // (refused, naming segment and offset); any write or fsync error poisons the
 // log until it is reopened; the directory is fsync'd after a segment roll; and
-// records are read with positional reads through an offset index, never with
-// tidwall's Read (which loads a whole segment per miss and races under
-// concurrent use).
+// records are read through an offset index, never with tidwall's Read (which
+// loads a whole segment per miss and races under concurrent use).
+//
+// Reads: on 64-bit Linux and macOS a Reader reads segments through read-only
+// shared memory mappings (one per segment, at least the segment size long,
+// so the growing tail segment needs no new one), elsewhere, or where a
+// mapping fails, with positional reads. Either way an event costs one copy of
+// its own entry into memory the event then owns (its strings alias it), a
+// checksum of that copy, and no syscall when mapped. Close unmaps under the
+// log's lock, after the reads in progress; a read after it gets ErrClosed.
 //
 // One record holds the events of one append, so an append survives a crash
 // whole or not at all.

@@ -74,6 +74,8 @@ type segment struct {
 	once  sync.Once
 	f     *os.File // opened read-only on first read
 	err   error
+
+	mapped segmentMap // how reads see it where memory mapping is on
 }
 
 func (s *segment) file() (*os.File, error) {
@@ -101,9 +103,19 @@ type Log struct {
 	offsetsFile offsetsFile // what load read of the offsets file, for Open
 	stats       OpenStats
 
-	mu   sync.RWMutex // guards locs and segs for readers
+	mu   sync.RWMutex // guards locs, segs and readsClosed for readers
 	locs []recordLoc
 	segs []*segment
+	// locIndex speeds up the search of locs; maintained by readers.
+	locIndex locIndex
+	// readsClosed: Close has begun unmapping segments; a read gets
+	// ErrClosed. Bytes are read through a mapping only under mu's read
+	// lock with readsClosed false (see segmentMap).
+	readsClosed bool
+	// pread: read segments with positional reads only, never through a
+	// memory mapping (set by tests to cover both paths; always where the
+	// platform cannot map).
+	pread bool
 
 	// v1Until: the records ending at or below it are version 1 frames (a
 	// store written before version 2), read whole; set by Open.
@@ -471,7 +483,9 @@ func (l *Log) Close() error {
 func (l *Log) closeSegments() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.readsClosed = true
 	for _, s := range l.segs {
+		s.unmap()
 		s.once.Do(func() { s.err = ErrClosed })
 		if s.f != nil {
 			s.f.Close()
@@ -483,13 +497,26 @@ func (l *Log) closeSegments() {
 func (l *Log) locate(pos uint64) (recordLoc, *segment, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	i := sort.Search(len(l.locs), func(i int) bool { return l.locs[i].lastPos() >= pos })
+	_, loc, seg, err := l.locateLocked(pos)
+	return loc, seg, err
+}
+
+// locateLocked is locate, also returning the record's index, for a caller
+// holding l.mu read-locked.
+func (l *Log) locateLocked(pos uint64) (int, recordLoc, *segment, error) {
+	if l.readsClosed {
+		return 0, recordLoc{}, nil, ErrClosed
+	}
+	i := l.locIndex.find(l.locs, pos)
 	if pos == 0 || i == len(l.locs) {
-		return recordLoc{}, nil, fmt.Errorf("%w: %d", ErrNotFound, pos)
+		return 0, recordLoc{}, nil, fmt.Errorf("%w: %d", ErrNotFound, pos)
 	}
 	loc := l.locs[i]
-	return loc, l.segs[loc.seg], nil
+	return i, loc, l.segs[loc.seg], nil
 }
+
+// maps reports whether l reads its segments through memory mappings.
+func (l *Log) maps() bool { return canMap && !l.pread }
 
 // ReadRecord returns the record holding position pos, verified against its
 // checksum.
@@ -497,13 +524,20 @@ func (l *Log) ReadRecord(pos uint64) (Record, error) {
 	return l.NewReader().Record(pos)
 }
 
-// Reader reads records and events for one goroutine. Reading records in
-// order, it reads ahead in growing chunks (a full scan costs one read per
-// megabyte); reading scattered records, it reads each one exactly (a
-// selective query costs one positional read per record). It keeps the last
-// record's verified frame, so the events of one record cost one read and one
-// checksum, and an event is decoded alone, not with its whole record. The
-// zero Reader is not usable; see NewReader.
+// Reader reads records and events for one goroutine.
+//
+// Events (Event) of version 2 records are read alone: the two offsets
+// bounding the event's entry and the entry, copied out of the segment's
+// memory mapping (no syscall) into memory the event then owns, verified
+// against the entry's own checksum, decoded in place. Where segments are not
+// mapped, scattered events are read so with two positional reads, while a
+// run of adjacent events reads their records whole, as Record does.
+//
+// Records (Record, and events of version 1 records) are read whole with
+// positional reads: in order, reading ahead in growing chunks (a full scan
+// costs one read per megabyte); scattered, each one exactly. It keeps the
+// last record's verified frame, so the events of one record cost one read and
+// one checksum. The zero Reader is not usable; see NewReader.
 type Reader struct {
 	l        *Log
 	cur      recordLoc // the record whose frame is held
@@ -515,13 +549,21 @@ type Reader struct {
 	chunkOff int64
 	ahead    int // current read-ahead size; 0 reads records exactly
 
-	last  uint64 // the position of the last event asked for
-	run   int    // how many events in a row were next to the one before
-	entry []byte // scratch for an event read alone
+	last uint64 // the position of the last event asked for
+	run  int    // how many events in a row were next to the one before
+
+	// The record of the last event read alone, and its index in the log's
+	// records: the next event read alone is looked for there, then next to
+	// it, before a search.
+	alone    recordLoc
+	aloneIdx int
+	aloneSeg *segment // nil: none yet
+	slot     [8]byte  // scratch for the offsets bounding an entry
 }
 
 // scanRun is how many events in a row, each next to the one before, make a
-// Reader read whole records (with read-ahead) instead of events alone.
+// Reader read whole records (with read-ahead) instead of events alone, where
+// segments are read with positional reads.
 const scanRun = 16
 
 // NewReader returns a Reader of l.
@@ -532,7 +574,10 @@ const (
 	maxReadAhead = 1 << 20
 )
 
-// Event returns the event at position pos.
+// Event returns the event at position pos, verified against its checksum.
+// Its strings and data are its own (one allocation for all of them), shared
+// with nothing, except when pos is in the record this Reader's Record
+// returned last: the event is then that record's, not to be modified.
 func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	if r.last != 0 && (pos == r.last+1 || pos+1 == r.last) {
 		r.run++
@@ -541,13 +586,21 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	}
 	r.last = pos
 	if !r.holds(pos) {
-		loc, seg, err := r.l.locate(pos)
+		l := r.l
+		l.mu.RLock()
+		i, loc, seg, err := r.locateLocked(pos)
+		if err == nil && r.readsAlone(loc) {
+			r.alone, r.aloneIdx, r.aloneSeg = loc, i, seg
+			entry, err := r.readEntryGuarded(loc, seg, pos)
+			l.mu.RUnlock()
+			if err != nil {
+				return dcb.SequencedEvent{}, err
+			}
+			return eventAlone(loc, seg, pos, entry)
+		}
+		l.mu.RUnlock()
 		if err != nil {
 			return dcb.SequencedEvent{}, err
-		}
-		// Not a scan: read the event alone when its record has others.
-		if r.run < scanRun && loc.count > 1 && loc.lastPos() > r.l.v1Until.Load() {
-			return r.eventAlone(loc, seg, pos)
 		}
 		if err := r.loadAt(loc, seg); err != nil {
 			return dcb.SequencedEvent{}, err
@@ -563,57 +616,126 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	return dcb.SequencedEvent{Event: e, Position: pos, Timestamp: r.frameHdr.timestamp}, nil
 }
 
-// eventAlone reads the event at pos from its version 2 record loc without the
-// record's other events: the two offsets bounding its entry, then the entry,
-// verified against its own checksum.
-func (r *Reader) eventAlone(loc recordLoc, seg *segment, pos uint64) (dcb.SequencedEvent, error) {
-	corrupt := func(err error) (dcb.SequencedEvent, error) {
-		return dcb.SequencedEvent{}, fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
-	}
-	f, err := seg.file()
-	if err != nil {
-		return dcb.SequencedEvent{}, fmt.Errorf("wal: open segment: %w", err)
-	}
-	readAt := func(b []byte, off int64) error {
-		if n, err := f.ReadAt(b, off); n < len(b) {
-			return fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, err)
+// locateLocked finds the record holding pos as Log.locateLocked does,
+// looking first at the record of the last event read alone and its
+// neighbours (the next record of a scan). The caller holds l.mu read-locked.
+func (r *Reader) locateLocked(pos uint64) (int, recordLoc, *segment, error) {
+	l := r.l
+	if r.aloneSeg != nil && !l.readsClosed {
+		i := r.aloneIdx
+		switch {
+		case pos >= r.alone.firstPos && pos <= r.alone.lastPos():
+			return i, r.alone, r.aloneSeg, nil
+		case pos == r.alone.lastPos()+1 && i+1 < len(l.locs):
+			i++
+		case pos+1 == r.alone.firstPos && i > 0:
+			i--
+		default:
+			i = -1
 		}
-		return nil
+		if i >= 0 && pos >= l.locs[i].firstPos && pos <= l.locs[i].lastPos() {
+			return i, l.locs[i], l.segs[l.locs[i].seg], nil
+		}
+	}
+	return l.locateLocked(pos)
+}
+
+// readsAlone reports whether the event of record loc is read alone, not with
+// its whole record: the record is version 2, and the reads are not a scan
+// (which reads records whole: one copy or read and one checksum per record),
+// and, with positional reads, the record holds other events (a record of one
+// event is one read either way). With mapped segments a record of one event
+// is read alone even in a scan: it costs less than a frame.
+func (r *Reader) readsAlone(loc recordLoc) bool {
+	if loc.lastPos() <= r.l.v1Until.Load() {
+		return false
+	}
+	if r.l.maps() {
+		return r.run < scanRun || loc.count == 1
+	}
+	return r.run < scanRun && loc.count > 1
+}
+
+// eventAlone verifies entry, the copy readEntry made of the entry of the
+// event at pos in record loc, against its own checksum and decodes it. An
+// event is so read alone, without the record's other events: the two
+// offsets bounding its entry, then the entry (under the log's read lock),
+// then this (after it).
+func eventAlone(loc recordLoc, seg *segment, pos uint64, entry []byte) (dcb.SequencedEvent, error) {
+	if err := checkEntry(pos, entry); err != nil {
+		return dcb.SequencedEvent{}, entryCorrupt(loc, seg, err)
+	}
+	e, err := decodeEntry(pos, entry)
+	if err != nil {
+		return dcb.SequencedEvent{}, entryCorrupt(loc, seg, err)
+	}
+	return e, nil
+}
+
+func entryCorrupt(loc recordLoc, seg *segment, err error) error {
+	return fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
+}
+
+// readEntry returns a copy of the entry of the event at pos in its version 2
+// record loc, not yet verified. The event keeps the copy: its strings and
+// data alias it. The caller holds the log's mu read-locked.
+func (r *Reader) readEntry(loc recordLoc, seg *segment, pos uint64) ([]byte, error) {
+	if r.l.readsClosed {
+		return nil, ErrClosed
 	}
 	i := int64(pos - loc.firstPos)
 	payload, payloadLen := int64(loc.off)+frameHeaderSize, int64(loc.size)-frameHeaderSize
 	entries := int64(v2PayloadHeader) + 4*int64(loc.count) // where the first entry starts
-	var b [8]byte
 	var start, end int64
 	if i == 0 {
-		if err := readAt(b[:4], payload+v2PayloadHeader); err != nil {
-			return dcb.SequencedEvent{}, err
+		if err := r.readAt(seg, r.slot[:4], payload+v2PayloadHeader); err != nil {
+			return nil, err
 		}
-		start, end = entries, int64(binary.LittleEndian.Uint32(b[:4]))
+		start, end = entries, int64(binary.LittleEndian.Uint32(r.slot[:4]))
 	} else {
-		if err := readAt(b[:8], payload+v2PayloadHeader+4*(i-1)); err != nil {
-			return dcb.SequencedEvent{}, err
+		if err := r.readAt(seg, r.slot[:8], payload+v2PayloadHeader+4*(i-1)); err != nil {
+			return nil, err
 		}
-		start, end = int64(binary.LittleEndian.Uint32(b[:4])), int64(binary.LittleEndian.Uint32(b[4:]))
+		start, end = int64(binary.LittleEndian.Uint32(r.slot[:4])), int64(binary.LittleEndian.Uint32(r.slot[4:]))
 	}
-	if start < entries || end < start+v2EntryHeader || end > payloadLen {
-		return corrupt(fmt.Errorf("entry of position %d at [%d,%d) out of place in a %d-byte payload", pos, start, end, payloadLen))
+	if start < entries || end < start+v2EntryHeader || end > payloadLen || end-start > MaxRecordSize {
+		return nil, entryCorrupt(loc, seg, fmt.Errorf("entry of position %d at [%d,%d) out of place in a %d-byte payload", pos, start, end, payloadLen))
 	}
-	if int64(cap(r.entry)) < end-start {
-		r.entry = make([]byte, end-start)
+	entry := make([]byte, end-start)
+	if err := r.readAt(seg, entry, payload+start); err != nil {
+		return nil, err
 	}
-	entry := r.entry[:end-start]
-	if err := readAt(entry, payload+start); err != nil {
-		return dcb.SequencedEvent{}, err
+	return entry, nil
+}
+
+// readAt fills b with the bytes of seg at off: copied from its mapping, or
+// read from its file. The caller holds the log's mu read-locked, runs under
+// readEntryGuarded, and the bytes were written (they belong to a published
+// record).
+func (r *Reader) readAt(seg *segment, b []byte, off int64) error {
+	if r.l.maps() {
+		if m := seg.view(off, len(b), r.l.segmentSize); m != nil {
+			copy(b, m) // a fault here is caught by readEntryGuarded
+			return nil
+		}
 	}
-	if err := checkEntry(pos, entry); err != nil {
-		return corrupt(err)
-	}
-	e, err := decodeEntry(pos, entry)
+	f, err := seg.file()
 	if err != nil {
-		return corrupt(err)
+		return fmt.Errorf("wal: open segment: %w", err)
 	}
-	return e, nil
+	if n, err := f.ReadAt(b, off); n < len(b) {
+		return fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, closedAs(err))
+	}
+	return nil
+}
+
+// closedAs returns ErrClosed for the error of a read from a segment file the
+// log's Close closed, err otherwise.
+func closedAs(err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return ErrClosed
+	}
+	return err
 }
 
 // Record returns the record holding position pos. The caller must not
@@ -699,6 +821,17 @@ func (r *Reader) frame(loc recordLoc, seg *segment) ([]byte, error) {
 	if loc.seg == r.chunkSeg && off >= r.chunkOff && end <= r.chunkOff+int64(len(r.chunk)) {
 		return r.chunk[off-r.chunkOff : end-r.chunkOff], nil
 	}
+	if r.l.maps() {
+		// A copy out of the mapping: no read-ahead to keep.
+		if cap(r.chunk) < int(loc.size) {
+			r.chunk = make([]byte, loc.size)
+		}
+		frame := r.chunk[:loc.size]
+		r.chunk = r.chunk[:0]
+		if mapped, err := r.l.copyMapped(seg, frame, off); mapped {
+			return frame, err
+		}
+	}
 	f, err := seg.file()
 	if err != nil {
 		return nil, fmt.Errorf("wal: open segment: %w", err)
@@ -711,7 +844,7 @@ func (r *Reader) frame(loc recordLoc, seg *segment) ([]byte, error) {
 	got, err := f.ReadAt(r.chunk, off)
 	if got < int(loc.size) {
 		r.chunk = r.chunk[:0]
-		return nil, fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, err)
+		return nil, fmt.Errorf("wal: read segment %s offset %d: %w", filepath.Base(seg.path), off, closedAs(err))
 	}
 	r.chunk, r.chunkSeg, r.chunkOff = r.chunk[:got], loc.seg, off
 	frame := r.chunk[:loc.size]

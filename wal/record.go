@@ -1,11 +1,13 @@
 package wal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/possumstore/possum/dcb"
@@ -231,7 +233,15 @@ func (d *payloadDecoder) bytes() []byte {
 	return v
 }
 
-func (d *payloadDecoder) string() string { return string(d.bytes()) }
+// alias returns the next string, sharing its bytes with the decoded buffer
+// (see decodeBody).
+func (d *payloadDecoder) alias() string {
+	b := d.bytes()
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
 
 func (d *payloadDecoder) skip() { d.bytes() }
 
@@ -391,9 +401,11 @@ func checkEntry(pos uint64, entry []byte) error {
 	return nil
 }
 
-// decodeEntry decodes a verified version 2 entry into the event at pos.
+// decodeEntry decodes a verified version 2 entry into the event at pos. The
+// event keeps entry: its strings and data alias it, so the caller hands
+// entry over and never changes it.
 func decodeEntry(pos uint64, entry []byte) (dcb.SequencedEvent, error) {
-	e, rest, err := decodeEvent(entry[v2EntryHeader:])
+	e, rest, err := decodeBody(entry[v2EntryHeader:])
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%d trailing bytes after the event", len(rest))
 	}
@@ -421,25 +433,50 @@ func (h *recordHeader) event(i int) (dcb.Event, error) {
 }
 
 // decodeEvent decodes one event body from the start of b and returns the
-// bytes after it.
+// bytes after it. The event's strings and data are copied out of b, all in
+// one allocation.
 func decodeEvent(b []byte) (dcb.Event, []byte, error) {
 	d := payloadDecoder{b: b}
+	d.skip()              // type
+	for range d.count() { // tags
+		d.skip()
+	}
+	d.skip()              // data
+	for range d.count() { // metadata
+		d.skip()
+		d.skip()
+	}
+	if d.err != nil {
+		return dcb.Event{}, nil, d.err
+	}
+	n := len(b) - len(d.b)
+	e, _, err := decodeBody(bytes.Clone(b[:n]))
+	return e, b[n:], err
+}
+
+// decodeBody decodes one event body from the start of b and returns the
+// bytes after it. The event keeps b: its strings and data alias it (one
+// allocation for the whole event instead of one per string), so the caller
+// hands b over and never changes it. Data is capped at its length: an append
+// to it copies.
+func decodeBody(b []byte) (dcb.Event, []byte, error) {
+	d := payloadDecoder{b: b}
 	var e dcb.Event
-	e.Type = d.string()
+	e.Type = d.alias()
 	if nt := d.count(); nt > 0 {
 		e.Tags = make([]string, nt)
 		for j := range e.Tags {
-			e.Tags[j] = d.string()
+			e.Tags[j] = d.alias()
 		}
 	}
 	if data := d.bytes(); len(data) > 0 {
-		e.Data = slices.Clone(data)
+		e.Data = data
 	}
 	if nm := d.count(); nm > 0 {
 		e.Metadata = make(map[string]string, nm)
 		for range nm {
-			k := d.string()
-			e.Metadata[k] = d.string()
+			k := d.alias()
+			e.Metadata[k] = d.alias()
 		}
 	}
 	if d.err != nil {

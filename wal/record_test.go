@@ -377,18 +377,20 @@ func TestEventAloneDamage(t *testing.T) {
 			flipBit(t, path, int64(prefix+tc.at))
 
 			// A checkpoint vouches for both records: Open does not read them.
-			l = openLog(t, dir, Options{TrustPosition: 6})
-			for i := range events {
-				pos := uint64(i + 1)
-				e, err := l.NewReader().Event(pos) // a fresh reader: the event alone
-				if slices.Contains(tc.bad, i) {
-					assert.ErrorIs(t, err, ErrCorrupt, "event %d", i)
-					continue
+			for _, m := range readModes {
+				l = openLogMode(t, dir, Options{TrustPosition: 6}, m.pread)
+				for i := range events {
+					pos := uint64(i + 1)
+					e, err := l.NewReader().Event(pos) // a fresh reader: the event alone
+					if slices.Contains(tc.bad, i) {
+						assert.ErrorIs(t, err, ErrCorrupt, "%s: event %d", m.name, i)
+						continue
+					}
+					require.NoError(t, err, "%s: event %d", m.name, i)
+					assert.Equal(t, rec.Event(pos), e, "%s: event %d is exact", m.name, i)
 				}
-				require.NoError(t, err, "event %d", i)
-				assert.Equal(t, rec.Event(pos), e, "event %d is exact", i)
+				require.NoError(t, l.Close())
 			}
-			require.NoError(t, l.Close())
 
 			rep, err := Verify(dir, nil)
 			require.NoError(t, err)
