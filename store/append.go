@@ -67,8 +67,28 @@ func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.Append
 	return res.last, res.err
 }
 
-// writer is the only goroutine that appends: it gathers the appends waiting
-// to be taken up into one group and commits them together.
+// The commit pipeline has two goroutines. The writer takes every append
+// waiting into a group, checks their conditions in order against the
+// in-memory index (which holds every accepted event, durable or not, so each
+// condition sees the appends accepted before it), adds the accepted ones to
+// the index, writes them to the WAL with one write and hands the group to the
+// syncer. The syncer fsyncs: one wal.Sync covers every group written so far,
+// and while it runs the writer forms, checks and writes the next group. Only
+// once the fsync covering a group returns does the syncer publish the new
+// head and answer the group's callers, in order.
+//
+// A failed write or fsync poisons the WAL: the group that met it and every
+// group written after it fail (their Write or Sync reports the poisoning),
+// and so does every later append.
+
+// writtenGroup is a group written to the WAL and not yet answered.
+type writtenGroup struct {
+	reqs []*appendRequest
+	last []uint64 // per request, the position of its last event
+}
+
+// writer is the only goroutine that appends to the WAL: it gathers the
+// appends waiting to be taken up into one group and writes them together.
 func (s *Store) writer() {
 	defer close(s.writerDone)
 	group := make([]*appendRequest, 0, maxGroup)
@@ -88,14 +108,14 @@ func (s *Store) writer() {
 				break gather
 			}
 		}
-		s.commit(group)
+		s.write(group)
 	}
 }
 
-// commit checks each append's condition in order, indexing the accepted ones
-// so that later appends of the group are checked against them, writes them
-// with one WAL append, and answers every caller.
-func (s *Store) commit(group []*appendRequest) {
+// write checks each append's condition in order, indexing the accepted ones
+// so that later appends are checked against them, writes them with one WAL
+// write and hands them to the syncer.
+func (s *Store) write(group []*appendRequest) {
 	if s.poisoned != nil {
 		for _, req := range group {
 			req.done <- appendResult{err: fmt.Errorf("store: append: %w", s.poisoned)}
@@ -105,7 +125,7 @@ func (s *Store) commit(group []*appendRequest) {
 	now := time.Now().UTC()
 	next := s.idx.Head() + 1
 	recs := make([]wal.Record, 0, len(group))
-	accepted := make([]*appendRequest, 0, len(group))
+	w := &writtenGroup{reqs: make([]*appendRequest, 0, len(group)), last: make([]uint64, 0, len(group))}
 	for _, req := range group {
 		if err := req.ctx.Err(); err != nil {
 			req.done <- appendResult{err: err}
@@ -120,29 +140,88 @@ func (s *Store) commit(group []*appendRequest) {
 			_ = s.idx.Add(next+uint64(i), e)
 		}
 		recs = append(recs, wal.Record{FirstPosition: next, Timestamp: now, Events: req.events})
-		accepted = append(accepted, req)
 		next += uint64(len(req.events))
+		w.reqs = append(w.reqs, req)
+		w.last = append(w.last, next-1)
 	}
 	if len(recs) == 0 {
 		return
 	}
-	start := time.Now()
-	err := s.wal.Append(recs)
-	s.commits.Add(1)
-	s.commitNanos.Add(int64(time.Since(start)))
-	s.committed.Add(uint64(len(recs)))
-	if err != nil {
+	if err := s.wal.Write(recs); err != nil {
 		// The index now holds positions that never became durable; reads
 		// never see them (they stop at head) and no append follows: the
 		// writer is poisoned until the store is reopened.
 		s.poisoned = err
-		for _, req := range accepted {
+		for _, req := range w.reqs {
 			req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
 		}
 		return
 	}
-	s.publish(next - 1)
-	for i, req := range accepted {
-		req.done <- appendResult{last: recs[i].LastPosition()}
+	s.syncMu.Lock()
+	s.written = append(s.written, w)
+	s.syncMu.Unlock()
+	select {
+	case s.syncWake <- struct{}{}:
+	default: // the syncer is already due to look
+	}
+}
+
+// syncer answers the groups the writer wrote, once they are durable. When
+// the writer has stopped, it answers what is left and stops too.
+func (s *Store) syncer() {
+	defer close(s.syncerDone)
+	for {
+		stopping := false
+		select {
+		case <-s.syncWake:
+		case <-s.writerDone:
+			stopping = true
+		}
+		s.syncMu.Lock()
+		groups := s.written
+		s.written = nil
+		s.syncMu.Unlock()
+		if len(groups) > 0 {
+			s.sync(groups)
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// sync makes groups durable with one WAL sync (none when an earlier sync
+// already covered them), publishes the new head and answers their callers.
+func (s *Store) sync(groups []*writtenGroup) {
+	lastGroup := groups[len(groups)-1]
+	last := lastGroup.last[len(lastGroup.last)-1]
+	var err error
+	if s.wal.LastPosition() < last {
+		start := time.Now()
+		var durable uint64
+		durable, err = s.wal.Sync()
+		s.commits.Add(1)
+		s.commitNanos.Add(int64(time.Since(start)))
+		if err == nil && durable < last {
+			err = fmt.Errorf("wal sync covered up to %d, not the written %d", durable, last) // a bug
+		}
+	}
+	if err != nil {
+		// No append of these groups is acknowledged: the WAL is poisoned
+		// (the writer's next Write fails too) or, after a bug, the store
+		// cannot tell what is durable.
+		for _, g := range groups {
+			for _, req := range g.reqs {
+				req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
+			}
+		}
+		return
+	}
+	s.publish(last)
+	for _, g := range groups {
+		s.committed.Add(uint64(len(g.reqs)))
+		for i, req := range g.reqs {
+			req.done <- appendResult{last: g.last[i]}
+		}
 	}
 }

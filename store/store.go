@@ -73,8 +73,8 @@ type Store struct {
 	// may hold later positions, still pending in the writer's group.
 	head atomic.Uint64
 
-	// Group commit counters: WAL writes, the appends they carried, and
-	// the time spent writing and syncing.
+	// Group commit counters: WAL syncs, the appends they acknowledged, and
+	// the time spent syncing.
 	commits, committed atomic.Uint64
 	commitNanos        atomic.Int64
 
@@ -82,6 +82,12 @@ type Store struct {
 	quit       chan struct{}
 	writerDone chan struct{}
 	poisoned   error // owned by the writer goroutine
+
+	// The groups the writer wrote, waiting for the syncer (see append.go).
+	syncMu     sync.Mutex
+	written    []*writtenGroup
+	syncWake   chan struct{} // capacity 1: the writer added groups
+	syncerDone chan struct{}
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced when head advances
@@ -120,6 +126,8 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		reqs:       make(chan *appendRequest),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		syncWake:   make(chan struct{}, 1),
+		syncerDone: make(chan struct{}),
 		notify:     make(chan struct{}),
 	}
 	if err := checkFormat(dir); err != nil {
@@ -135,6 +143,7 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	}
 	s.proj.Start()
 	go s.writer()
+	go s.syncer()
 	return s, nil
 }
 
@@ -218,13 +227,15 @@ func (s *Store) Dir() string { return s.dir }
 // Head returns the last acknowledged position, 0 when the store is empty.
 func (s *Store) Head() uint64 { return s.head.Load() }
 
-// Close stops the writer (appends still queued fail with ErrClosed), closes
-// the WAL and releases the directory lock. Reads and subscriptions still
+// Close stops the writer (appends still queued fail with ErrClosed), lets
+// the appends already taken up complete, closes the WAL and releases the
+// directory lock. Reads and subscriptions still
 // running end with ErrClosed. Close is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.writerDone
+		<-s.syncerDone
 		s.closeErr = s.proj.Stop()
 		if err := s.wal.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = err
@@ -313,8 +324,9 @@ type Stats struct {
 	Lag          uint64 // Head - Projected
 	ProjectorErr error  // the projector's last error, nil when it is healthy
 
-	// Group commit since Open: WAL writes (each one fsync), the appends
-	// they carried, and the mean time of one write and fsync.
+	// Group commit since Open: WAL syncs (each one fsync, covering every
+	// group of appends written while the one before ran), the appends they
+	// acknowledged, and the mean time of one sync.
 	Commits, CommittedAppends uint64
 	MeanCommit                time.Duration
 }
