@@ -112,6 +112,7 @@ type Log struct {
 	smu        sync.Mutex
 	offsets    *offsetsWriter // nil once a write to it failed
 	offsetsErr error
+	syncHook   func(*os.File) error // nil: syncFile; see SetSyncFile
 
 	// mu guards locs and segs for readers. locs holds the durable records
 	// only (Sync appends to it); segs every segment, also those created by
@@ -461,9 +462,13 @@ func (l *Log) Sync() (uint64, error) {
 		// tidwall synced every segment it rolled away from; the tail, as it
 		// was when the pending records were taken, is ours. A record
 		// written after that is not covered, nor claimed.
+		sync := syncFile
+		if l.syncHook != nil {
+			sync = l.syncHook
+		}
 		f, err := tail.file()
 		if err == nil {
-			err = syncFile(f)
+			err = sync(f)
 		}
 		if err != nil {
 			return 0, l.poison(fmt.Errorf("wal: fsync %s: %w", filepath.Base(tail.path), err))
@@ -472,7 +477,7 @@ func (l *Log) Sync() (uint64, error) {
 	if newSegs {
 		// tidwall creates segments without syncing the directory: without
 		// this, a power loss could take an acknowledged segment with it.
-		if err := syncDir(l.dir); err != nil {
+		if err := syncSegmentDir(l.dir); err != nil {
 			return 0, l.poison(err)
 		}
 	}
@@ -499,6 +504,19 @@ func (l *Log) Sync() (uint64, error) {
 // darwin, FlushFileBuffers on Windows). Tests replace it to inject fsync
 // failures.
 var syncFile = platform.DataSync
+
+// syncSegmentDir makes the names of new segments durable; tests replace it
+// to see when it is called.
+var syncSegmentDir = syncDir
+
+// SetSyncFile replaces, for tests of the packages above, the function with
+// which Sync fsyncs the tail segment (nil: the platform's), to block or fail
+// it. It waits for a Sync in progress.
+func (l *Log) SetSyncFile(sync func(*os.File) error) {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	l.syncHook = sync
+}
 
 // poison poisons the log with err, unless it already is; it returns the
 // poisoning error.
