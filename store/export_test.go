@@ -1,7 +1,20 @@
 package store
 
-import "github.com/possumstore/possum/internal/vfs"
+import (
+	"os"
+
+	"github.com/possumstore/possum/internal/vfs"
+)
 
 // OpenFS is Open with fs under the projection: for tests that record, fail
 // or roll back the projector's file system calls.
 func OpenFS(dir string, opts *Options, fs vfs.FS) (*Store, error) { return open(dir, opts, fs) }
+
+// SetWALSyncFile replaces the function that fsyncs the store's WAL segments
+// (nil: the platform's), for tests that block or fail it.
+func SetWALSyncFile(s *Store, sync func(*os.File) error) { s.wal.SetSyncFile(sync) }
+
+// OnGroupWritten makes the writer call f with the last position of each
+// group it writes to the WAL (before its fsync). Set it before the first
+// Append, and only once.
+func OnGroupWritten(s *Store, f func(last uint64)) { s.onWritten = f }

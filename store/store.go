@@ -88,6 +88,9 @@ type Store struct {
 	written    []*writtenGroup
 	syncWake   chan struct{} // capacity 1: the writer added groups
 	syncerDone chan struct{}
+	// onWritten, when set (by tests, before their first Append), is called
+	// by the writer with the last position of each group it wrote.
+	onWritten func(last uint64)
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced when head advances
