@@ -74,9 +74,11 @@ func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.Append
 // condition sees the appends accepted before it), adds the accepted ones to
 // the index, writes them to the WAL with one write and hands the group to the
 // syncer. The syncer fsyncs: one wal.Sync covers every group written so far,
-// and while it runs the writer forms, checks and writes the next group. Only
+// and while it runs the writer forms, checks and writes the next groups. Only
 // once the fsync covering a group returns does the syncer publish the new
-// head and answer the group's callers, in order.
+// head and answer the group's callers, in order. To fill each fsync, the
+// syncer lets the callers it answered run, then has the writer write whatever
+// waits, before it takes what is written for the next sync.
 //
 // A failed write or fsync poisons the WAL: the group that met it and every
 // group written after it fail (their Write or Sync reports the poisoning),
@@ -90,13 +92,18 @@ type writtenGroup struct {
 
 // writer is the only goroutine that appends to the WAL: it gathers the
 // appends waiting to be taken up into one group and writes them together.
+// Asked to flush (by the syncer, about to take what is written), it writes
+// the appends waiting at that moment, then says so.
 func (s *Store) writer() {
 	defer close(s.writerDone)
 	group := make([]*appendRequest, 0, maxGroup)
 	for {
+		flush := false
 		select {
 		case req := <-s.reqs:
 			group = append(group[:0], req)
+		case <-s.flushReq:
+			flush, group = true, group[:0]
 		case <-s.quit:
 			return
 		}
@@ -109,7 +116,12 @@ func (s *Store) writer() {
 				break gather
 			}
 		}
-		s.write(group)
+		if len(group) > 0 {
+			s.write(group)
+		}
+		if flush {
+			s.flushed <- struct{}{}
+		}
 	}
 }
 
@@ -170,8 +182,10 @@ func (s *Store) write(group []*appendRequest) {
 	}
 }
 
-// syncer answers the groups the writer wrote, once they are durable. When
-// the writer has stopped, it answers what is left and stops too.
+// syncer answers the groups the writer wrote, once they are durable. Woken by
+// a written group, it asks the writer to write what is waiting, then syncs
+// every group written. When the writer has stopped, it answers what is left
+// and stops too.
 func (s *Store) syncer() {
 	defer close(s.syncerDone)
 	for {
@@ -180,6 +194,15 @@ func (s *Store) syncer() {
 		case <-s.syncWake:
 		case <-s.writerDone:
 			stopping = true
+		}
+		if !stopping {
+			// Have the appends waiting now written first, so that this
+			// sync covers them rather than the next.
+			select {
+			case s.flushReq <- struct{}{}:
+				<-s.flushed
+			case <-s.writerDone:
+			}
 		}
 		s.syncMu.Lock()
 		groups := s.written

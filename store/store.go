@@ -88,6 +88,8 @@ type Store struct {
 	written    []*writtenGroup
 	syncWake   chan struct{} // capacity 1: the writer added groups
 	syncerDone chan struct{}
+	flushReq   chan struct{} // the syncer asks the writer to write what waits
+	flushed    chan struct{} // and the writer answers once it has
 	// onWritten, when set (by tests, before their first Append), is called
 	// by the writer with the last position of each group it wrote.
 	onWritten func(last uint64)
@@ -131,6 +133,8 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		writerDone: make(chan struct{}),
 		syncWake:   make(chan struct{}, 1),
 		syncerDone: make(chan struct{}),
+		flushReq:   make(chan struct{}),
+		flushed:    make(chan struct{}),
 		notify:     make(chan struct{}),
 	}
 	if err := checkFormat(dir); err != nil {
