@@ -163,7 +163,9 @@ func (s *Store) write(group []*appendRequest) {
 	if err := s.wal.Write(recs); err != nil {
 		// The index now holds positions that never became durable; reads
 		// never see them (they stop at head) and no append follows: the
-		// writer is poisoned until the store is reopened.
+		// writer is poisoned until the store is reopened. The groups
+		// written before this one and not yet synced fail too: the
+		// poisoned WAL syncs nothing more.
 		s.poisoned = err
 		for _, req := range w.reqs {
 			req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
