@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/possumstore/possum/dcb"
@@ -95,15 +96,42 @@ func (s *Store) waitLag(ctx context.Context, n uint64) error {
 	return nil
 }
 
-// writer is the only goroutine that appends: it gathers the appends waiting
-// to be taken up into one group and commits them together.
+// The commit pipeline has two goroutines. The writer takes every append
+// waiting into a group, checks their conditions in order against the
+// in-memory index (which holds every accepted event, durable or not, so each
+// condition sees the appends accepted before it), adds the accepted ones to
+// the index, writes them to the WAL with one write and hands the group to the
+// syncer. The syncer fsyncs: one wal.Sync covers every group written so far,
+// and while it runs the writer forms, checks and writes the next groups. Only
+// once the fsync covering a group returns does the syncer publish the new
+// head and answer the group's callers, in order. To fill each fsync, the
+// syncer lets the callers it answered run, then has the writer write whatever
+// waits, before it takes what is written for the next sync.
+//
+// A failed write or fsync poisons the WAL: the group that met it and every
+// group written after it fail (their Write or Sync reports the poisoning),
+// and so does every later append.
+
+// writtenGroup is a group written to the WAL and not yet answered.
+type writtenGroup struct {
+	reqs []*appendRequest
+	last []uint64 // per request, the position of its last event
+}
+
+// writer is the only goroutine that appends to the WAL: it gathers the
+// appends waiting to be taken up into one group and writes them together.
+// Asked to flush (by the syncer, about to take what is written), it writes
+// the appends waiting at that moment, then says so.
 func (s *Store) writer() {
 	defer close(s.writerDone)
 	group := make([]*appendRequest, 0, maxGroup)
 	for {
+		flush := false
 		select {
 		case req := <-s.reqs:
 			group = append(group[:0], req)
+		case <-s.flushReq:
+			flush, group = true, group[:0]
 		case <-s.quit:
 			return
 		}
@@ -116,14 +144,19 @@ func (s *Store) writer() {
 				break gather
 			}
 		}
-		s.commit(group)
+		if len(group) > 0 {
+			s.write(group)
+		}
+		if flush {
+			s.flushed <- struct{}{}
+		}
 	}
 }
 
-// commit checks each append's condition in order, indexing the accepted ones
-// so that later appends of the group are checked against them, writes them
-// with one WAL append, and answers every caller.
-func (s *Store) commit(group []*appendRequest) {
+// write checks each append's condition in order, indexing the accepted ones
+// so that later appends are checked against them, writes them with one WAL
+// write and hands them to the syncer.
+func (s *Store) write(group []*appendRequest) {
 	if s.poisoned != nil {
 		for _, req := range group {
 			req.done <- appendResult{err: fmt.Errorf("store: append: %w", s.poisoned)}
@@ -133,7 +166,7 @@ func (s *Store) commit(group []*appendRequest) {
 	now := time.Now().UTC()
 	next := s.idx.Head() + 1
 	recs := make([]wal.Record, 0, len(group))
-	accepted := make([]*appendRequest, 0, len(group))
+	w := &writtenGroup{reqs: make([]*appendRequest, 0, len(group)), last: make([]uint64, 0, len(group))}
 	for _, req := range group {
 		if err := req.ctx.Err(); err != nil {
 			req.done <- appendResult{err: err}
@@ -148,29 +181,110 @@ func (s *Store) commit(group []*appendRequest) {
 			_ = s.idx.Add(next+uint64(i), e)
 		}
 		recs = append(recs, wal.Record{FirstPosition: next, Timestamp: now, Events: req.events})
-		accepted = append(accepted, req)
 		next += uint64(len(req.events))
+		w.reqs = append(w.reqs, req)
+		w.last = append(w.last, next-1)
 	}
 	if len(recs) == 0 {
 		return
 	}
-	start := time.Now()
-	err := s.wal.Append(recs)
-	s.commits.Add(1)
-	s.commitNanos.Add(int64(time.Since(start)))
-	s.committed.Add(uint64(len(recs)))
-	if err != nil {
+	if err := s.wal.Write(recs); err != nil {
 		// The index now holds positions that never became durable; reads
 		// never see them (they stop at head) and no append follows: the
-		// writer is poisoned until the store is reopened.
+		// writer is poisoned until the store is reopened. The groups
+		// written before this one and not yet synced fail too: the
+		// poisoned WAL syncs nothing more.
 		s.poisoned = err
-		for _, req := range accepted {
+		for _, req := range w.reqs {
 			req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
 		}
 		return
 	}
-	s.publish(next - 1)
-	for i, req := range accepted {
-		req.done <- appendResult{last: recs[i].LastPosition()}
+	if s.onWritten != nil {
+		s.onWritten(next - 1)
 	}
+	s.syncMu.Lock()
+	s.written = append(s.written, w)
+	s.syncMu.Unlock()
+	select {
+	case s.syncWake <- struct{}{}:
+	default: // the syncer is already due to look
+	}
+}
+
+// syncer answers the groups the writer wrote, once they are durable. Woken by
+// a written group, it asks the writer to write what is waiting, then syncs
+// every group written. When the writer has stopped, it answers what is left
+// and stops too.
+func (s *Store) syncer() {
+	defer close(s.syncerDone)
+	for {
+		stopping := false
+		select {
+		case <-s.syncWake:
+		case <-s.writerDone:
+			stopping = true
+		}
+		if !stopping {
+			// Have the appends waiting now written first, so that this
+			// sync covers them rather than the next.
+			select {
+			case s.flushReq <- struct{}{}:
+				<-s.flushed
+			case <-s.writerDone:
+			}
+		}
+		s.syncMu.Lock()
+		groups := s.written
+		s.written = nil
+		s.syncMu.Unlock()
+		if len(groups) > 0 {
+			s.sync(groups)
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// sync makes groups durable with one WAL sync (none when an earlier sync
+// already covered them), publishes the new head and answers their callers.
+func (s *Store) sync(groups []*writtenGroup) {
+	lastGroup := groups[len(groups)-1]
+	last := lastGroup.last[len(lastGroup.last)-1]
+	var err error
+	if s.wal.LastPosition() < last {
+		start := time.Now()
+		var durable uint64
+		durable, err = s.wal.Sync()
+		s.commits.Add(1)
+		s.commitNanos.Add(int64(time.Since(start)))
+		if err == nil && durable < last {
+			err = fmt.Errorf("wal sync covered up to %d, not the written %d", durable, last) // a bug
+		}
+	}
+	if err != nil {
+		// No append of these groups is acknowledged: the WAL is poisoned
+		// (the writer's next Write fails too) or, after a bug, the store
+		// cannot tell what is durable.
+		for _, g := range groups {
+			for _, req := range g.reqs {
+				req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
+			}
+		}
+		return
+	}
+	s.publish(last)
+	for _, g := range groups {
+		s.committed.Add(uint64(len(g.reqs)))
+		for i, req := range g.reqs {
+			req.done <- appendResult{last: g.last[i]}
+		}
+	}
+	// Let the callers just answered run before the next sync takes what is
+	// written: those that append again at once are then written in time to
+	// share it, instead of waiting a whole fsync for the one after. Without
+	// this, closed-loop writers split into two halves that take turns, each
+	// fsync covering one. With no one else to run, it returns at once.
+	runtime.Gosched()
 }

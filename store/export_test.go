@@ -1,6 +1,10 @@
 package store
 
-import "github.com/possumstore/possum/internal/vfs"
+import (
+	"os"
+
+	"github.com/possumstore/possum/internal/vfs"
+)
 
 // OpenFS is Open with fs under the projection: for tests that record, fail
 // or roll back the projector's file system calls.
@@ -9,3 +13,12 @@ func OpenFS(dir string, opts *Options, fs vfs.FS) (*Store, error) { return open(
 // ProjectorStopping returns a channel closed once Close has asked the
 // projector to stop.
 func ProjectorStopping(s *Store) <-chan struct{} { return s.proj.Stopping() }
+
+// SetWALSyncFile replaces the function that fsyncs the store's WAL segments
+// (nil: the platform's), for tests that block or fail it.
+func SetWALSyncFile(s *Store, sync func(*os.File) error) { s.wal.SetSyncFile(sync) }
+
+// OnGroupWritten makes the writer call f with the last position of each
+// group it writes to the WAL (before its fsync). Set it before the first
+// Append, and only once.
+func OnGroupWritten(s *Store, f func(last uint64)) { s.onWritten = f }

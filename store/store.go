@@ -109,8 +109,8 @@ type Store struct {
 	openReport OpenReport
 	choice     projector.Choice // the files the projector writes
 
-	// Group commit counters: WAL writes, the appends they carried, and
-	// the time spent writing and syncing.
+	// Group commit counters: WAL syncs, the appends they acknowledged, and
+	// the time spent syncing.
 	commits, committed atomic.Uint64
 	commitNanos        atomic.Int64
 	// Appends that waited for the projection lag, and for how long.
@@ -120,6 +120,17 @@ type Store struct {
 	reqs       chan *appendRequest
 	writerDone chan struct{}
 	poisoned   error // owned by the writer goroutine
+
+	// The groups the writer wrote, waiting for the syncer (see append.go).
+	syncMu     sync.Mutex
+	written    []*writtenGroup
+	syncWake   chan struct{} // capacity 1: the writer added groups
+	syncerDone chan struct{}
+	flushReq   chan struct{} // the syncer asks the writer to write what waits
+	flushed    chan struct{} // and the writer answers once it has
+	// onWritten, when set (by tests, before their first Append), is called
+	// by the writer with the last position of each group it wrote.
+	onWritten func(last uint64)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -158,6 +169,10 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		view:       newView(),
 		reqs:       make(chan *appendRequest),
 		writerDone: make(chan struct{}),
+		syncWake:   make(chan struct{}, 1),
+		syncerDone: make(chan struct{}),
+		flushReq:   make(chan struct{}),
+		flushed:    make(chan struct{}),
 	}
 	if err := checkFormat(dir); err != nil {
 		lock.Close()
@@ -176,6 +191,7 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	}
 	s.proj.Start()
 	go s.writer()
+	go s.syncer()
 	return s, nil
 }
 
@@ -286,8 +302,9 @@ func (s *Store) Dir() string { return s.dir }
 // Head returns the last acknowledged position, 0 when the store is empty.
 func (s *Store) Head() uint64 { return s.head.Load() }
 
-// Close stops the writer (appends still queued fail with ErrClosed), closes
-// the WAL and releases the directory lock. Reads and subscriptions still
+// Close stops the writer (appends still queued fail with ErrClosed), lets
+// the appends already taken up complete, closes the WAL and releases the
+// directory lock. Reads and subscriptions still
 // running end with ErrClosed. Close is idempotent.
 //
 // Close does not wait for the projection backlog: the projector finishes the
@@ -298,6 +315,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.writerDone
+		<-s.syncerDone
 		s.closeErr = s.proj.Stop()
 		if err := s.wal.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = err
@@ -374,8 +392,9 @@ type Stats struct {
 	LagWaitTime  time.Duration
 	ProjectorErr error // the projector's last error, nil when it is healthy
 
-	// Group commit since Open: WAL writes (each one fsync), the appends
-	// they carried, and the mean time of one write and fsync.
+	// Group commit since Open: WAL syncs (each one fsync, covering every
+	// group of appends written while the one before ran), the appends they
+	// acknowledged, and the mean time of one sync.
 	Commits, CommittedAppends uint64
 	MeanCommit                time.Duration
 }

@@ -83,27 +83,45 @@ func (s *segment) file() (*os.File, error) {
 	return s.f, s.err
 }
 
-// Log is a checksummed write-ahead log. Append is meant for one writer at a
-// time (it serialises callers); reads are safe from any goroutine.
+// Log is a checksummed write-ahead log. Appending is split in two steps so
+// that a writer can pipeline them: Write writes records without waiting for
+// their fsync, Sync makes everything written so far durable and visible. Write
+// is meant for one writer at a time and Sync for one syncer (each serialises
+// its callers), and the two may run at the same time: the next records are
+// written while the fsync of the previous ones runs. Append is Write then
+// Sync. Reads are safe from any goroutine and see only durable records.
 type Log struct {
 	dir         string
 	segmentSize int
 	noSync      bool
 	tw          *tidwall.Log
+	stats       OpenStats // set by Open
 
-	wmu      sync.Mutex // serialises Append and Close
+	// The write state, guarded by wmu (taken by Write, Close, and briefly by
+	// Sync to take what was written).
+	wmu      sync.Mutex
 	poisoned error
 	closed   bool
 	tailSize int64 // bytes in the tail segment, mirroring tidwall's rule for rolling
 	scratch  tidwall.Batch
 	buf      []byte
+	written  uint64      // the last position written (durable or not)
+	entries  uint64      // tidwall entries written
+	pending  []recordLoc // records written and not yet synced, in order
+	newSegs  bool        // a segment was created since the last Sync took the pending records
 
+	// The sync state, guarded by smu, which Sync holds for the whole fsync
+	// (one sync at a time) and Close takes before wmu.
+	smu         sync.Mutex
 	offsets     *offsetsWriter // nil once a write to it failed
 	offsetsErr  error
-	offsetsFile offsetsFile // what load read of the offsets file, for Open
-	stats       OpenStats
+	offsetsFile offsetsFile          // what load read of the offsets file, for Open
+	syncHook    func(*os.File) error // nil: syncFile; see SetSyncFile
 
-	mu   sync.RWMutex // guards locs, segs and readsClosed for readers
+	// mu guards locs, segs and readsClosed for readers. locs holds the
+	// durable records only (Sync appends to it); segs every segment, also
+	// those created by records still pending (Write appends to it).
+	mu   sync.RWMutex
 	locs []recordLoc
 	segs []*segment
 	// locIndex speeds up the search of locs; maintained by readers.
@@ -177,6 +195,7 @@ func Open(dir string, opts Options) (*Log, *TornTail, error) {
 		return nil, nil, err
 	}
 	l.v1Until.Store(v1)
+	l.written, l.entries = l.LastPosition(), uint64(len(l.locs))
 	return l, torn, nil
 }
 
@@ -314,12 +333,14 @@ func (l *Log) Stats() OpenStats { return l.stats }
 // offsets file, nil while it is maintained. Appends are not affected; the
 // next Open scans more of the log.
 func (l *Log) OffsetsErr() error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
+	l.smu.Lock()
+	defer l.smu.Unlock()
 	return l.offsetsErr
 }
 
-// LastPosition returns the position of the last event in the log, 0 if none.
+// LastPosition returns the position of the last durable event in the log (the
+// last one a Sync covered), 0 if none. Records written and not yet synced are
+// not counted, nor readable.
 func (l *Log) LastPosition() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -330,10 +351,26 @@ func (l *Log) LastPosition() uint64 {
 }
 
 // Append writes records as consecutive WAL entries with one write and, unless
-// NoSync, one fsync, and returns once they are durable. Their positions must
-// continue the log gap-free. Any failure poisons the log: this and every later
-// Append return an error wrapping ErrPoisoned and the cause.
+// NoSync, one fsync, and returns once they are durable: Write, then Sync.
+// Their positions must continue the log gap-free. Any failure poisons the
+// log: this and every later Append return an error wrapping ErrPoisoned and
+// the cause.
 func (l *Log) Append(recs []Record) error {
+	if err := l.Write(recs); err != nil {
+		return err
+	}
+	_, err := l.Sync()
+	return err
+}
+
+// Write writes records as consecutive WAL entries with one write, without
+// waiting for an fsync: they become durable, readable and counted by
+// LastPosition with the next Sync. Their positions must continue the written
+// log gap-free. A record that cannot be encoded fails Write with nothing
+// written; any other failure poisons the log: this and every later Write and
+// Sync return an error wrapping ErrPoisoned and the cause, and the records
+// written before it and not yet synced are never made visible.
+func (l *Log) Write(recs []Record) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.closed {
@@ -345,9 +382,9 @@ func (l *Log) Append(recs []Record) error {
 	if l.poisoned != nil {
 		return l.poisoned
 	}
-	next := l.LastPosition() + 1
+	next := l.written + 1
 	l.scratch.Clear()
-	index := uint64(len(l.locs)) + 1
+	index := l.entries + 1
 	frames := make([]int, 0, len(recs)) // frame end offsets in l.buf
 	l.buf = l.buf[:0]
 	for i, r := range recs {
@@ -361,18 +398,23 @@ func (l *Log) Append(recs []Record) error {
 		frames = append(frames, len(l.buf))
 		next += uint64(len(r.Events))
 	}
+	if len(recs) == 0 {
+		return nil
+	}
 	start := 0
 	for i, end := range frames {
 		l.scratch.Write(index+uint64(i), l.buf[start:end])
 		start = end
 	}
 	if err := l.tw.WriteBatch(&l.scratch); err != nil {
-		return l.poison(err)
+		return l.poisonLocked(err)
 	}
 	// Mirror tidwall's segment rolling to learn where each frame landed.
-	locs := make([]recordLoc, 0, len(recs))
-	var newSegs []*segment
+	// tidwall fsyncs every segment it rolls away from (so what was written
+	// there before, pending or not, is durable); the new segment's directory
+	// entry is Sync's job.
 	seg := uint32(len(l.segs) - 1)
+	var newSegs []*segment
 	roll := func(first uint64) {
 		newSegs = append(newSegs, &segment{first: first, path: filepath.Join(l.dir, segmentName(first))})
 		seg++
@@ -385,7 +427,7 @@ func (l *Log) Append(recs []Record) error {
 	for i, end := range frames {
 		size := end - start
 		prefix := int64(uvarintLen(uint64(size)))
-		locs = append(locs, recordLoc{
+		l.pending = append(l.pending, recordLoc{
 			firstPos: recs[i].FirstPosition,
 			count:    uint32(len(recs[i].Events)),
 			seg:      seg,
@@ -398,33 +440,76 @@ func (l *Log) Append(recs []Record) error {
 		}
 		start = end
 	}
+	if len(newSegs) > 0 {
+		// Readers find records through locs, so a segment no durable
+		// record lives in yet is harmless to them.
+		l.mu.Lock()
+		l.segs = append(l.segs, newSegs...)
+		l.mu.Unlock()
+		l.newSegs = true
+	}
+	l.written = next - 1
+	l.entries += uint64(len(recs))
+	return nil
+}
+
+// Sync makes every record written before it durable (unless NoSync) and
+// visible: readable, and counted by LastPosition, which it returns. One fsync
+// of the tail segment covers every record written since the last Sync; Write
+// may go on meanwhile, and what it writes waits for the next Sync. With
+// nothing written since the last Sync it returns at once. A failure poisons
+// the log: the records this Sync covered are never made visible, and this
+// and every later Write and Sync return an error wrapping ErrPoisoned and the
+// cause (an fsync is never retried).
+func (l *Log) Sync() (uint64, error) {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	l.wmu.Lock()
+	if l.closed {
+		l.wmu.Unlock()
+		return 0, ErrClosed
+	}
+	if l.poisoned != nil {
+		l.wmu.Unlock()
+		return 0, l.poisoned
+	}
+	pending, newSegs := l.pending, l.newSegs
+	l.pending, l.newSegs = nil, false
+	tail := l.segs[len(l.segs)-1]
+	l.wmu.Unlock()
+	if len(pending) == 0 {
+		return l.LastPosition(), nil
+	}
 	if !l.noSync {
-		// tidwall synced every segment it rolled away from; the tail is ours.
-		tail := l.segs[len(l.segs)-1]
-		if len(newSegs) > 0 {
-			tail = newSegs[len(newSegs)-1]
+		// tidwall synced every segment it rolled away from; the tail, as it
+		// was when the pending records were taken, is ours. A record
+		// written after that is not covered, nor claimed.
+		sync := syncFile
+		if l.syncHook != nil {
+			sync = l.syncHook
 		}
 		f, err := tail.file()
 		if err == nil {
-			err = syncFile(f)
+			err = sync(f)
 		}
 		if err != nil {
-			return l.poison(fmt.Errorf("wal: fsync %s: %w", filepath.Base(tail.path), err))
+			return 0, l.poison(fmt.Errorf("wal: fsync %s: %w", filepath.Base(tail.path), err))
 		}
 	}
-	if len(newSegs) > 0 {
+	if newSegs {
 		// tidwall creates segments without syncing the directory: without
 		// this, a power loss could take an acknowledged segment with it.
-		if err := syncDir(l.dir); err != nil {
-			return l.poison(err)
+		if err := syncSegmentDir(l.dir); err != nil {
+			return 0, l.poison(err)
 		}
 	}
 	l.mu.Lock()
-	l.segs = append(l.segs, newSegs...)
-	l.locs = append(l.locs, locs...)
+	l.locs = append(l.locs, pending...)
+	segs := l.segs
+	last := l.locs[len(l.locs)-1].lastPos()
 	l.mu.Unlock()
 	if l.offsets != nil {
-		if err := l.offsets.append(locs, l.segs); err != nil {
+		if err := l.offsets.append(pending, segs); err != nil {
 			// The records are durable; only the derived offsets file failed.
 			// Stop maintaining it: the next Open trusts it as far as its
 			// entries check out and scans the rest.
@@ -433,7 +518,7 @@ func (l *Log) Append(recs []Record) error {
 			l.offsets = nil
 		}
 	}
-	return nil
+	return last, nil
 }
 
 // syncFile makes a segment's written bytes durable: the data and the size
@@ -442,8 +527,33 @@ func (l *Log) Append(recs []Record) error {
 // failures.
 var syncFile = platform.DataSync
 
+// syncSegmentDir makes the names of new segments durable; tests replace it
+// to see when it is called.
+var syncSegmentDir = syncDir
+
+// SetSyncFile replaces, for tests of the packages above, the function with
+// which Sync fsyncs the tail segment (nil: the platform's), to block or fail
+// it. It waits for a Sync in progress.
+func (l *Log) SetSyncFile(sync func(*os.File) error) {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	l.syncHook = sync
+}
+
+// poison poisons the log with err, unless it already is; it returns the
+// poisoning error.
 func (l *Log) poison(err error) error {
-	l.poisoned = fmt.Errorf("%w: %w", ErrPoisoned, err)
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.poisonLocked(err)
+}
+
+// poisonLocked is poison with wmu held.
+func (l *Log) poisonLocked(err error) error {
+	if l.poisoned == nil {
+		l.poisoned = fmt.Errorf("%w: %w", ErrPoisoned, err)
+	}
+	l.pending = nil
 	return l.poisoned
 }
 
@@ -452,8 +562,11 @@ func uvarintLen(x uint64) int {
 	return binary.PutUvarint(b[:], x)
 }
 
-// Close closes the log. Reads after Close fail.
+// Close closes the log, after the Sync in progress, if any. Records written
+// and not synced are not made visible. Reads after Close fail.
 func (l *Log) Close() error {
+	l.smu.Lock()
+	defer l.smu.Unlock()
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.closed {
