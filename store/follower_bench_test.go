@@ -153,7 +153,7 @@ func BenchmarkFollowerCatchUp(b *testing.B) {
 		b.Fatal(err)
 	}
 	shape := workload.Shape{Events: n, Seed: benchSeed}
-	if _, err := workload.LoadRange(context.Background(), s, shape, 1, n, 1000, nil); err != nil {
+	if _, err := workload.Load(context.Background(), s, shape, 1000, nil); err != nil {
 		b.Fatal(err)
 	}
 	start := time.Now()
