@@ -214,6 +214,7 @@ func (f *Follower) watch() {
 			// recreated, the timer alone looks.
 			watching = w.Add(walDir) == nil
 		}
+		look := true
 		select {
 		case <-f.quit:
 			return
@@ -222,6 +223,9 @@ func (f *Follower) watch() {
 			if ev.Has(fsnotify.Remove) && ev.Name == walDir {
 				watching = false
 			}
+			// The writer appends to the offsets file once appends are
+			// durable: a write to a segment alone says nothing new.
+			look = !ev.Has(fsnotify.Write) || filepath.Base(ev.Name) == wal.OffsetsFile
 		case err := <-errs:
 			// fsnotify.ErrEventOverflow among others: notifications were
 			// lost, so look again.
@@ -234,7 +238,9 @@ func (f *Follower) watch() {
 				watching = false
 			}
 		}
-		_ = f.refresh() // a broken follower ends its readers
+		if look {
+			_ = f.refresh() // a broken follower ends its readers
+		}
 	}
 }
 

@@ -31,6 +31,10 @@ const (
 	offsetsVersion    = 1
 )
 
+// OffsetsFile is the name of the offsets file in a WAL's directory: the file
+// a follower watches (see OpenFollower).
+const OffsetsFile = offsetsName
+
 func appendOffsetEntry(dst []byte, loc recordLoc, segFirst uint64) []byte {
 	start := len(dst)
 	dst = binary.LittleEndian.AppendUint64(dst, loc.firstPos)
