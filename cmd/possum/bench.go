@@ -361,7 +361,7 @@ func (b *bench) batches(count int) error {
 		return err
 	}
 	b.add(benchResult{Name: "close with a projection backlog", Value: closeTime.Seconds(), Unit: "s",
-		Limit: 1 + 1/fsync, LimitName: "1 s + one raw fsync (the target: Close never waits for the backlog)",
+		Limit: 1 + 1/fsync, LimitName: fmt.Sprintf("1 s + one raw fsync (the target: Close never waits for the backlog, here %d events)", backlog),
 		Note: fmt.Sprintf("Close right after the batches, %d events not yet projected", backlog)}, workload.Result{Events: int(backlog)})
 	return nil
 }
