@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -144,4 +146,55 @@ func TestFollowerAcrossWriterCrashes(t *testing.T) {
 	st := f.Stats()
 	t.Logf("%d events, %d acknowledged appends; follower %+v", len(want), len(acks), st)
 	assert.Equal(t, s.Head(), st.Head)
+}
+
+// TestFollowerThroughRecover: a repair that loses nothing the follower
+// delivered leaves it following; one that cuts positions it delivered
+// (possum recover --allow-data-loss) ends its reads and subscriptions with
+// ErrCorrupt, and following the store again goes on from what is left.
+func TestFollowerThroughRecover(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := store.Open(dir, &store.Options{SegmentSize: 2048})
+	require.NoError(t, err)
+	for i := range 60 {
+		appendOK(t, s, backlogEvent(i))
+	}
+	f, err := store.Follow(dir, nil)
+	require.NoError(t, err)
+	defer f.Close()
+	wait := collect(t, f, 0)
+	require.Len(t, wait(60), 60)
+	closeProjected(t, s)
+
+	// A repair of the projection only: the follower goes on.
+	require.NoError(t, os.Remove(filepath.Join(dir, "events", "00000000000000000007.json")))
+	_, err = recovery.Repair(dir, recovery.Options{})
+	require.NoError(t, err)
+	s = open(t, dir)
+	appendOK(t, s, ev("AfterRepair"))
+	require.Len(t, wait(61), 61)
+	require.NoError(t, s.Close())
+
+	// Positions it delivered are cut.
+	segs := walSegmentPaths(t, dir)
+	require.NoError(t, os.Remove(segs[len(segs)-1]))
+	_, err = recovery.Repair(dir, recovery.Options{AllowDataLoss: true})
+	require.NoError(t, err)
+	s = open(t, dir)
+	defer s.Close()
+	require.Less(t, s.Head(), uint64(61))
+	_, err = read(f, t.Context(), dcb.All(), store.ReadOptions{})
+	require.ErrorIs(t, err, store.ErrCorrupt)
+	var subErr error
+	for _, err := range f.Subscribe(t.Context(), dcb.All(), 61) {
+		subErr = err
+		break
+	}
+	require.ErrorIs(t, subErr, store.ErrCorrupt)
+
+	g, err := store.Follow(dir, nil)
+	require.NoError(t, err)
+	defer g.Close()
+	assert.Equal(t, readAll(t, s, dcb.All(), store.ReadOptions{}), readAll(t, g, dcb.All(), store.ReadOptions{}))
 }
