@@ -480,14 +480,29 @@ func (p *Projector) Err() error {
 	return p.lastErr
 }
 
+// Frontier returns the last position the projector has written the files
+// of, going forward: Projected but for the files below the checkpoint it
+// is still to look for or rewrite. Head minus Frontier is the lag.
+func (p *Projector) Frontier() uint64 { return p.projected.Load() }
+
 // Wait blocks until every event at or below pos is projected, ctx ends or the
 // projector stops.
 func (p *Projector) Wait(ctx context.Context, pos uint64) error {
+	return p.wait(ctx, pos, p.Projected)
+}
+
+// WaitFrontier blocks until the frontier reaches pos, ctx ends or the
+// projector stops.
+func (p *Projector) WaitFrontier(ctx context.Context, pos uint64) error {
+	return p.wait(ctx, pos, p.Frontier)
+}
+
+func (p *Projector) wait(ctx context.Context, pos uint64, reached func() uint64) error {
 	for {
 		p.mu.Lock()
 		ch := p.advanced
 		p.mu.Unlock()
-		if p.Projected() >= pos {
+		if reached() >= pos {
 			return nil
 		}
 		select {
@@ -495,7 +510,7 @@ func (p *Projector) Wait(ctx context.Context, pos uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-p.done:
-			if p.Projected() >= pos {
+			if reached() >= pos {
 				return nil
 			}
 			return ErrClosed

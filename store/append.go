@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/wal"
 )
 
@@ -84,13 +86,17 @@ func (s *Store) waitLag(ctx context.Context, n uint64) error {
 	if n < bound {
 		target = head + n - bound
 	}
-	if s.proj.Projected() >= target {
+	if s.proj.Frontier() >= target {
 		return nil
 	}
 	s.lagWaits.Add(1)
 	start := time.Now()
 	defer func() { s.lagWaitNanos.Add(int64(time.Since(start))) }()
-	if err := s.WaitProjected(ctx, target); err != nil {
+	err := s.proj.WaitFrontier(ctx, target)
+	if errors.Is(err, projector.ErrClosed) {
+		err = ErrClosed
+	}
+	if err != nil {
 		return fmt.Errorf("store: append: waiting for the projection lag to drop below %d: %w", bound, err)
 	}
 	return nil

@@ -384,8 +384,11 @@ type Stats struct {
 	Head         uint64 // last acknowledged position
 	Projected    uint64 // last position whose event and index files are written
 	Checkpointed uint64 // last position the checkpoint vouches for
-	Lag          uint64 // Head - Projected
-	MaxLag       uint64 // Options.MaxProjectionLag in force
+	// Lag is Head minus the projector's frontier: the positions whose files
+	// it has yet to write. Files Open found missing below the checkpoint,
+	// rewritten in the background, hold Projected back but are not lag.
+	Lag    uint64
+	MaxLag uint64 // Options.MaxProjectionLag in force
 	// Appends that waited for the projection lag to drop
 	// (Options.MaxProjectionLag), and the time they waited in all.
 	LagWaits     uint64
@@ -406,7 +409,7 @@ func (s *Store) Stats() Stats {
 		Head:         head,
 		Projected:    projected,
 		Checkpointed: s.proj.Checkpointed(),
-		Lag:          head - min(head, projected),
+		Lag:          head - min(head, s.proj.Frontier()),
 		MaxLag:       s.opts.MaxProjectionLag,
 		LagWaits:     s.lagWaits.Load(),
 		LagWaitTime:  time.Duration(s.lagWaitNanos.Load()),
