@@ -117,20 +117,32 @@ func ChangeChoice(fs vfs.FS, dir string, c Choice) (bool, error) {
 	return true, nil
 }
 
+// choiceDir is a directory of the projection, relative to the store, and
+// whether the choice materializes its files.
+type choiceDir struct {
+	chosen bool
+	path   string
+	index  bool // an index directory
+}
+
+// dirs returns the directories of the three kinds of file and whether c
+// materializes each.
+func (c Choice) dirs() []choiceDir {
+	return []choiceDir{
+		{c.EventFiles, EventsDir, false},
+		{c.TypeIndex, filepath.Join(IndexDir, indexer.TypesDir), true},
+		{c.TagIndex, filepath.Join(IndexDir, indexer.TagsDir), true},
+	}
+}
+
 // RemoveUnchosen removes the directories of the files c leaves out.
 func RemoveUnchosen(fs vfs.FS, dir string, c Choice) error {
-	for _, d := range []struct {
-		chosen bool
-		path   string
-	}{
-		{c.EventFiles, filepath.Join(dir, EventsDir)},
-		{c.TypeIndex, filepath.Join(dir, IndexDir, indexer.TypesDir)},
-		{c.TagIndex, filepath.Join(dir, IndexDir, indexer.TagsDir)},
-	} {
-		if _, err := os.Stat(d.path); d.chosen || errors.Is(err, os.ErrNotExist) {
+	for _, d := range c.dirs() {
+		path := filepath.Join(dir, d.path)
+		if _, err := os.Stat(path); d.chosen || errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		if err := fs.RemoveAll(d.path); err != nil {
+		if err := fs.RemoveAll(path); err != nil {
 			return fmt.Errorf("projector: %w", err)
 		}
 	}

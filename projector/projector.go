@@ -117,16 +117,8 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 	if err := RemoveUnchosen(fs, dir, choice); err != nil {
 		return nil, nil, rep, err
 	}
-	for _, d := range []struct {
-		chosen bool
-		path   string
-	}{
-		{true, TmpDir},
-		{true, IndexDir}, // the snapshot's, whatever the choice
-		{choice.EventFiles, EventsDir},
-		{choice.TypeIndex, filepath.Join(IndexDir, indexer.TypesDir)},
-		{choice.TagIndex, filepath.Join(IndexDir, indexer.TagsDir)},
-	} {
+	// tmp/ and index/ (the snapshot's) whatever the choice.
+	for _, d := range append([]choiceDir{{chosen: true, path: TmpDir}, {chosen: true, path: IndexDir}}, choice.dirs()...) {
 		if !d.chosen {
 			continue
 		}
@@ -188,14 +180,11 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 	}
 	indexFrom := start + 1
 	if rep.IndexRebuilt != "" {
-		for _, d := range []struct {
-			chosen bool
-			name   string
-		}{{choice.TypeIndex, indexer.TypesDir}, {choice.TagIndex, indexer.TagsDir}} {
-			if !d.chosen {
+		for _, d := range choice.dirs() {
+			if !d.chosen || !d.index {
 				continue
 			}
-			if err := clearDir(fs, filepath.Join(dir, IndexDir, d.name)); err != nil {
+			if err := clearDir(fs, filepath.Join(dir, d.path)); err != nil {
 				return nil, nil, rep, err
 			}
 		}

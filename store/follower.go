@@ -7,7 +7,6 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,9 +61,8 @@ type Follower struct {
 	view
 	opts FollowOptions
 
-	mu     sync.Mutex // serialises refresh
-	rd     *wal.Reader
-	broken error // under mu: the log changed under the follower
+	mu sync.Mutex // serialises refresh
+	rd *wal.Reader
 
 	// Notifications, overflows (notifications the kernel dropped) and
 	// looks on the timer, since Follow.
@@ -85,11 +83,11 @@ func Follow(dir string, opts *FollowOptions) (*Follower, error) {
 		f.opts.Poll = 250 * time.Millisecond
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, formatFile)); err == nil {
-		if v := strings.TrimSpace(string(b)); v != "possum 1" && v != fmt.Sprintf("possum %d", FormatVersion) {
-			return nil, fmt.Errorf("store: follow %s: format %q, this possum reads \"possum %d\" and \"possum 1\"", dir, v, FormatVersion)
+		if err := readableFormat(dir, b); err != nil {
+			return nil, err
 		}
 	}
-	w, err := wal.OpenFollower(filepath.Join(dir, "wal"))
+	w, err := wal.OpenFollower(filepath.Join(dir, walDir))
 	if err != nil {
 		return nil, fmt.Errorf("store: follow %s: %w", dir, err)
 	}
@@ -159,17 +157,17 @@ func (f *Follower) Stats() FollowerStats {
 func (f *Follower) refresh() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.broken != nil {
-		return f.broken
+	if err := f.failure(); err != nil {
+		return err // the log changed under the follower
 	}
 	if f.closed() {
 		return ErrClosed
 	}
 	last, err := f.wal.Refresh()
 	if errors.Is(err, wal.ErrChanged) {
-		f.broken = fmt.Errorf("store: follow %s: %w: %w", f.dir, ErrCorrupt, err)
-		f.fail(f.broken)
-		return f.broken
+		err = fmt.Errorf("store: follow %s: %w: %w", f.dir, ErrCorrupt, err)
+		f.fail(err)
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("store: follow %s: %w", f.dir, err)
@@ -194,7 +192,7 @@ func (f *Follower) refresh() error {
 // every opts.Poll anyway, until Close.
 func (f *Follower) watch() {
 	defer close(f.done)
-	walDir := filepath.Join(f.dir, "wal")
+	walPath := filepath.Join(f.dir, walDir)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		w = nil // polling alone
@@ -212,7 +210,7 @@ func (f *Follower) watch() {
 		if w != nil && !watching {
 			// Until the store exists, and again after its wal/ was
 			// recreated, the timer alone looks.
-			watching = w.Add(walDir) == nil
+			watching = w.Add(walPath) == nil
 		}
 		look := true
 		select {
@@ -220,7 +218,7 @@ func (f *Follower) watch() {
 			return
 		case ev := <-events:
 			f.notified.Add(1)
-			if ev.Has(fsnotify.Remove) && ev.Name == walDir {
+			if ev.Has(fsnotify.Remove) && ev.Name == walPath {
 				watching = false
 			}
 			// The writer appends to the offsets file once appends are
@@ -234,7 +232,7 @@ func (f *Follower) watch() {
 			}
 		case <-tick.C:
 			f.polls.Add(1)
-			if w != nil && watching && !stillThere(walDir) {
+			if w != nil && watching && !stillThere(walPath) {
 				watching = false
 			}
 		}

@@ -205,22 +205,38 @@ const FormatVersion = 2
 
 const formatFile = "FORMAT"
 
+// walDir is the WAL's directory in a store.
+const walDir = "wal"
+
+var (
+	formatV1      = "possum 1\n"
+	formatCurrent = fmt.Sprintf("possum %d\n", FormatVersion)
+)
+
+// readableFormat returns nil when this possum reads a store whose FORMAT
+// file holds b (version 1 or the current one), an error naming both
+// otherwise.
+func readableFormat(dir string, b []byte) error {
+	if string(b) == formatV1 || string(b) == formatCurrent {
+		return nil
+	}
+	return fmt.Errorf("store: %s: format %q, this possum reads %q and %q", dir, strings.TrimSpace(string(b)), strings.TrimSpace(formatCurrent), strings.TrimSpace(formatV1))
+}
+
 // checkFormat writes the FORMAT file of a new store, upgrades a version 1
 // store, and refuses a store of another format.
 func checkFormat(dir string) error {
 	path := filepath.Join(dir, formatFile)
-	want := fmt.Sprintf("possum %d\n", FormatVersion)
 	b, err := os.ReadFile(path)
 	switch {
-	case errors.Is(err, os.ErrNotExist), err == nil && string(b) == "possum 1\n":
-		if err := vfs.WriteFileDurably(vfs.OS, path, path+".tmp", []byte(want), 0o640); err != nil {
-			return fmt.Errorf("store: %s: %w", dir, err)
-		}
-		return nil
-	case err != nil:
+	case err == nil && string(b) != formatV1:
+		return readableFormat(dir, b)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("store: %w", err)
-	case string(b) != want:
-		return fmt.Errorf("store: %s: format %q, this possum reads %q and \"possum 1\"", dir, strings.TrimSpace(string(b)), strings.TrimSpace(want))
+	}
+	// A new store, or a version 1 store to upgrade.
+	if err := vfs.WriteFileDurably(vfs.OS, path, path+".tmp", []byte(formatCurrent), 0o640); err != nil {
+		return fmt.Errorf("store: %s: %w", dir, err)
 	}
 	return nil
 }
@@ -245,7 +261,7 @@ func (s *Store) chooseProjection() error {
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.dir, err)
 	}
-	if _, err := os.Stat(filepath.Join(s.dir, "wal")); changed && err == nil {
+	if _, err := os.Stat(filepath.Join(s.dir, walDir)); changed && err == nil {
 		s.log.Info("possum: changing the projection", "dir", s.dir, "from", recorded.String(), "to", want.String())
 	}
 	s.choice = want
@@ -256,7 +272,7 @@ func (s *Store) chooseProjection() error {
 // the projection and the in-memory index in step with it.
 func (s *Store) load() error {
 	cp, cpErr := projector.ReadCheckpoint(s.dir)
-	w, torn, err := wal.Open(filepath.Join(s.dir, "wal"), wal.Options{
+	w, torn, err := wal.Open(filepath.Join(s.dir, walDir), wal.Options{
 		SegmentSize:   s.opts.SegmentSize,
 		NoSync:        s.opts.NoSync,
 		TrustPosition: cp.Position,

@@ -132,7 +132,8 @@ func (fw *follow) read(l *Log) error {
 	index := int((fw.consumed - offsetsHeaderSize) / offsetsEntrySize) // of the next entry
 	var locs []recordLoc
 	var segs []*segment
-	next := l.LastPosition() + 1
+	prevLast := l.LastPosition()
+	next := prevLast + 1
 	for ; len(b) >= offsetsEntrySize; b, index = b[offsetsEntrySize:], index+1 {
 		e := b[:offsetsEntrySize]
 		if binary.LittleEndian.Uint32(e[28:]) != uint32(xxhash.Sum64(e[:28])) {
@@ -174,7 +175,7 @@ func (fw *follow) read(l *Log) error {
 	if index < held {
 		return fmt.Errorf("%w: the offsets file ends at entry %d, %d were read before (positions were lost)", ErrChanged, index, held)
 	}
-	allV1 := l.v1Until.Load() == next-1-countEvents(locs) // every record held so far is version 1
+	allV1 := l.v1Until.Load() == prevLast // every record held before is version 1
 	l.mu.Lock()
 	l.segs = append(l.segs, segs...)
 	l.locs = append(l.locs, locs...)
@@ -189,12 +190,4 @@ func (fw *follow) read(l *Log) error {
 		l.v1Until.Store(v1)
 	}
 	return nil
-}
-
-func countEvents(locs []recordLoc) uint64 {
-	n := uint64(0)
-	for _, loc := range locs {
-		n += uint64(loc.count)
-	}
-	return n
 }
