@@ -676,7 +676,11 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				continue
 			}
 			path := filepath.Join(dir, indexer.FileName(name))
-			if !onDisk[indexer.FileName(name)] && !c.behindOnly(nil, ps) {
+			missing := !onDisk[indexer.FileName(name)]
+			// Behind, not damaged: a file short of positions after the
+			// checkpoint only, or absent when all of them are after it.
+			pending := behind[name] || missing && c.behindOnly(nil, ps)
+			if missing && !pending {
 				rep.add(Problem{Kind: IndexMissing, Path: path, Detail: fmt.Sprintf("no index file for %q", name)})
 			}
 			if c.fix {
@@ -684,7 +688,7 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 					return 0, fmt.Errorf("recovery: %w", err)
 				}
 			}
-			if !behind[name] && (onDisk[indexer.FileName(name)] || !c.behindOnly(nil, ps)) {
+			if !pending {
 				fixed++ // or, dry run, would rewrite
 			}
 		}
