@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/signal"
 	"syscall"
@@ -81,9 +82,11 @@ func runTail(ctx context.Context, dir string, q dcb.Query, from uint64, follow b
 		unsaved = 0
 		return cur.Save(last)
 	}
-	events := f.Read(ctx, q, store.ReadOptions{From: from})
+	var events iter.Seq2[dcb.SequencedEvent, error]
 	if follow {
 		events = f.Subscribe(ctx, q, from-1)
+	} else {
+		events = f.Read(ctx, q, store.ReadOptions{From: from})
 	}
 	for e, err := range events {
 		if err != nil {
