@@ -119,7 +119,7 @@ func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
 	}
 	if q.IsAll() {
 		x.mu.RUnlock()
-		return &Cursor{c: &rangeCursor{lo: from, hi: to, pos: pick(backwards, to, from), backwards: backwards}}
+		return Range(from, to, backwards)
 	}
 	typeOf := x.typeOf[:head:head]
 	items := make([]cursor, 0, len(q.Items))
@@ -136,6 +136,16 @@ func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
 		return &Cursor{c: items[0]}
 	}
 	return &Cursor{c: newUnion(items, backwards)}
+}
+
+// Range returns a cursor over every position in [from, to]: what a query
+// matching every event yields, which needs no index.
+func Range(from, to uint64, backwards bool) *Cursor {
+	from = max(from, 1)
+	if from > to {
+		return &Cursor{c: emptyCursor{}}
+	}
+	return &Cursor{c: &rangeCursor{lo: from, hi: to, pos: pick(backwards, to, from), backwards: backwards}}
 }
 
 // itemCursor plans one query item under the read lock; nil means no match.

@@ -51,7 +51,8 @@ type FollowOptions struct {
 // to once an append is durable, and reads them from the WAL; file
 // notifications (fsnotify) only tell it when to look again, and a timer
 // looks anyway. Like the writer, it keeps the store's type and tag index in
-// memory: opening one reads the whole WAL once.
+// memory, but builds it only once a query needs it (one matching every
+// event never does): the first such query reads the WAL up to the head.
 //
 // When positions it has delivered vanish or change (the store was repaired
 // with `possum recover --allow-data-loss`), its reads and subscriptions end
@@ -62,7 +63,11 @@ type Follower struct {
 	opts FollowOptions
 
 	mu sync.Mutex // serialises refresh
-	rd *wal.Reader
+
+	// The index is built only when a query needs it (one matching every
+	// event does not), up to the position it reads to.
+	imu sync.Mutex // serialises indexing
+	rd  *wal.Reader
 
 	// Notifications, overflows (notifications the kernel dropped) and
 	// looks on the timer, since Follow.
@@ -92,6 +97,7 @@ func Follow(dir string, opts *FollowOptions) (*Follower, error) {
 		return nil, fmt.Errorf("store: follow %s: %w", dir, err)
 	}
 	f.wal, f.idx, f.rd = w, indexer.New(), w.NewReader()
+	f.indexTo = f.index
 	if err := f.refresh(); err != nil {
 		w.Close()
 		return nil, err
@@ -152,8 +158,8 @@ func (f *Follower) Stats() FollowerStats {
 	return FollowerStats{Head: f.head.Load(), Notifications: f.notified.Load(), Overflows: f.overflows.Load(), Polls: f.polls.Load()}
 }
 
-// refresh learns the events the writer acknowledged since the last call,
-// indexes them and publishes the new head.
+// refresh learns the events the writer acknowledged since the last call
+// and publishes the new head.
 func (f *Follower) refresh() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -172,27 +178,40 @@ func (f *Follower) refresh() error {
 	if err != nil {
 		return fmt.Errorf("store: follow %s: %w", f.dir, err)
 	}
-	from := f.idx.Head() + 1
-	for pos := from; pos <= last; pos++ {
-		e, err := f.rd.Event(pos)
-		if err != nil {
-			return fmt.Errorf("store: follow %s: %w", f.dir, err)
-		}
-		if err := f.idx.Add(pos, e.Event); err != nil {
-			return fmt.Errorf("store: follow %s: %w", f.dir, err)
-		}
-	}
-	if last >= from {
+	if last > f.head.Load() {
 		f.publish(last)
 	}
 	return nil
 }
 
-// watch refreshes on every notification about the WAL's directory, and
-// every opts.Poll anyway, until Close.
+// index adds the events up to position to to the index.
+func (f *Follower) index(to uint64) error {
+	f.imu.Lock()
+	defer f.imu.Unlock()
+	for pos := f.idx.Head() + 1; pos <= to; pos++ {
+		e, err := f.rd.Event(pos)
+		if err == nil {
+			err = f.idx.Add(pos, e.Event)
+		}
+		if err != nil {
+			if f.closed() {
+				err = ErrClosed
+			}
+			return fmt.Errorf("store: follow %s: index position %d: %w", f.dir, pos, err)
+		}
+	}
+	return nil
+}
+
+// watch refreshes on every notification about the WAL's offsets file, and
+// every opts.Poll anyway, until Close. It watches the offsets file itself
+// once it exists, so the writer's writes to WAL segments, which say nothing
+// new until the offsets file lists them, cost a follower nothing; until
+// then, and after the file was replaced, it watches the WAL's directory.
 func (f *Follower) watch() {
 	defer close(f.done)
 	walPath := filepath.Join(f.dir, walDir)
+	offsetsPath := filepath.Join(walPath, wal.OffsetsFile)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		w = nil // polling alone
@@ -203,14 +222,33 @@ func (f *Follower) watch() {
 		defer w.Close()
 		events, errs = w.Events, w.Errors
 	}
-	watching := false
+	var watched string // the path watched: offsetsPath, walPath or none
+	unwatch := func() {
+		if watched != "" {
+			_ = w.Remove(watched) // gone already when its file was removed
+			watched = ""
+		}
+	}
 	tick := time.NewTicker(f.opts.Poll)
 	defer tick.Stop()
 	for {
-		if w != nil && !watching {
-			// Until the store exists, and again after its wal/ was
-			// recreated, the timer alone looks.
-			watching = w.Add(walPath) == nil
+		if w != nil && watched != offsetsPath {
+			// Until the store exists, and again after its wal/ or
+			// offsets file was replaced, the timer alone looks.
+			was := watched
+			if stillThere(offsetsPath) {
+				unwatch()
+				if w.Add(offsetsPath) == nil {
+					watched = offsetsPath
+				}
+			}
+			if watched == "" && w.Add(walPath) == nil {
+				watched = walPath
+			}
+			if watched != was {
+				// What changed before the watch began told nobody.
+				_ = f.refresh()
+			}
 		}
 		look := true
 		select {
@@ -218,12 +256,16 @@ func (f *Follower) watch() {
 			return
 		case ev := <-events:
 			f.notified.Add(1)
-			if ev.Has(fsnotify.Remove) && ev.Name == walPath {
-				watching = false
+			switch {
+			case watched == offsetsPath && !ev.Has(fsnotify.Write):
+				// Removed, renamed, or unlinked while open (a
+				// change of attributes): the writer replaced it.
+				unwatch()
+			case watched == walPath && ev.Has(fsnotify.Remove) && ev.Name == walPath:
+				watched = ""
+			case watched == walPath && filepath.Base(ev.Name) != wal.OffsetsFile:
+				look = false // a segment: nothing new until the offsets file lists it
 			}
-			// The writer appends to the offsets file once appends are
-			// durable: a write to a segment alone says nothing new.
-			look = !ev.Has(fsnotify.Write) || filepath.Base(ev.Name) == wal.OffsetsFile
 		case err := <-errs:
 			// fsnotify.ErrEventOverflow among others: notifications were
 			// lost, so look again.
@@ -232,8 +274,8 @@ func (f *Follower) watch() {
 			}
 		case <-tick.C:
 			f.polls.Add(1)
-			if w != nil && watching && !stillThere(walPath) {
-				watching = false
+			if watched != "" && !stillThere(watched) {
+				unwatch()
 			}
 		}
 		if look {

@@ -188,7 +188,7 @@ func BenchmarkFollowerCatchUp(b *testing.B) {
 // then with 8 followers in other processes: the rate with them over the
 // rate without.
 func BenchmarkFollowerCost(b *testing.B) {
-	const writers, perWriter, followers = 64, 40, 8
+	const writers, perWriter, followers = 64, 300, 8
 	run := func(withFollowers bool) float64 {
 		dir := b.TempDir()
 		s, err := store.Open(dir, nil)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/wal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -58,8 +60,8 @@ func runFollowChild(arg string) {
 }
 
 // TestFollowerSurvivesOverflow stalls a follower in another process
-// (SIGSTOP) while far more events are appended than the inotify queue holds,
-// so the kernel drops notifications: once resumed, it still delivers every
+// (SIGSTOP) while far more notifications are due than the inotify queue
+// holds, so the kernel drops some: once resumed, it still delivers every
 // event once, in order.
 func TestFollowerSurvivesOverflow(t *testing.T) {
 	t.Parallel()
@@ -96,8 +98,14 @@ func TestFollowerSurvivesOverflow(t *testing.T) {
 	}
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGSTOP))
+	// The follower watches the offsets file, and the kernel merges a
+	// notification into the one queued before it when they are alike: a
+	// change of mode after each append keeps them apart, so they fill the
+	// queue.
+	offsets := filepath.Join(dir, "wal", wal.OffsetsFile)
 	for i := range appends {
 		appendOK(t, s, ev("During", fmt.Sprint("i:", i%7)))
+		require.NoError(t, os.Chmod(offsets, os.FileMode(0o640|(i%2)<<2)))
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGCONT))
 	for next <= uint64(n) {

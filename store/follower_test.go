@@ -17,12 +17,18 @@ import (
 // function that waits until it has n events and returns them.
 func collect(t *testing.T, f store.Events, after uint64) func(n int) []dcb.SequencedEvent {
 	t.Helper()
+	return collectQuery(t, f, dcb.All(), after)
+}
+
+// collectQuery is collect for the events matching q.
+func collectQuery(t *testing.T, f store.Events, q dcb.Query, after uint64) func(n int) []dcb.SequencedEvent {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
 	ch := make(chan dcb.SequencedEvent, 1024)
 	errc := make(chan error, 1)
 	go func() {
-		for e, err := range f.Subscribe(ctx, dcb.All(), after) {
+		for e, err := range f.Subscribe(ctx, q, after) {
 			if err != nil {
 				errc <- err
 				return
@@ -56,6 +62,8 @@ func TestFollowerFollowsWriter(t *testing.T) {
 	defer f.Close()
 	assert.Zero(t, f.Head())
 	wait := collect(t, f, 0)
+	// A query that needs the index, which the follower builds as it goes.
+	waitTagged := collectQuery(t, f, tagQuery("k:3"), 0)
 
 	s, err := store.Open(dir, nil)
 	require.NoError(t, err)
@@ -69,6 +77,8 @@ func TestFollowerFollowsWriter(t *testing.T) {
 	}
 	want := readAll(t, s, dcb.All(), store.ReadOptions{})
 	require.Equal(t, want, wait(len(want)))
+	tagged := readAll(t, s, tagQuery("k:3"), store.ReadOptions{})
+	require.Equal(t, tagged, waitTagged(len(tagged)))
 	assert.Equal(t, s.Head(), f.Head())
 	for _, q := range []dcb.Query{tagQuery("k:3"), typeQuery("T1"), query(item([]string{"T2"}, "k:1"))} {
 		for _, o := range []store.ReadOptions{{}, {Backwards: true, Limit: 3}, {From: 100, Limit: 7}} {
@@ -84,6 +94,8 @@ func TestFollowerFollowsWriter(t *testing.T) {
 	appendOK(t, s, ev("After", "k:3"), ev("After"))
 	want = readAll(t, s, dcb.All(), store.ReadOptions{})
 	require.Equal(t, want, wait(len(want)))
+	tagged = readAll(t, s, tagQuery("k:3"), store.ReadOptions{})
+	require.Equal(t, tagged, waitTagged(len(tagged)))
 	st := f.Stats()
 	assert.Equal(t, s.Head(), st.Head)
 	t.Logf("follower stats: %+v", st)

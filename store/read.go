@@ -72,7 +72,18 @@ func (o ReadOptions) Span(head uint64) (from, to uint64, err error) {
 // stream yields the events matching q in [from, to]; it returns false when the
 // consumer stopped or an error was yielded.
 func (s *view) stream(ctx context.Context, q dcb.Query, from, to uint64, backwards bool, limit int, yield func(dcb.SequencedEvent, error) bool) bool {
-	cur := s.idx.Cursor(q, from, to, backwards)
+	var cur *indexer.Cursor
+	if q.IsAll() {
+		cur = indexer.Range(from, to, backwards) // no index needed
+	} else {
+		if s.indexTo != nil {
+			if err := s.indexTo(to); err != nil {
+				yield(dcb.SequencedEvent{}, err)
+				return false
+			}
+		}
+		cur = s.idx.Cursor(q, from, to, backwards)
+	}
 	rd := s.wal.NewReader()
 	for n := 0; limit == 0 || n < limit; n++ {
 		pos, ok := cur.Next()
@@ -155,6 +166,10 @@ type view struct {
 	idx  *indexer.Index
 	wal  *wal.Log
 	head atomic.Uint64 // the last acknowledged position: what reads may see
+	// indexTo brings idx up to a position at or below head before a
+	// query that needs it; nil where idx is never behind head (the
+	// writer indexes each append before publishing it).
+	indexTo func(to uint64) error
 
 	quit     chan struct{} // closed by Close
 	notifyMu sync.Mutex
