@@ -2,19 +2,34 @@
 // read what a decision depends on, decide, and append on the condition that
 // none of it changed in between.
 //
-// A handler declares the facts it needs as projections. Each Projection is
-// a query (which events the fact depends on), an initial state and a fold
-// that evolves the state by one event: "how many students has course c1",
-// "is the username alice taken", "what is the next invoice number". Add
-// registers a projection with a Model and returns a typed handle, so one
-// model can hold states of different types without reflection or
+// A handler declares the facts it needs as projections. A Projection is a
+// query (the events the fact depends on), an initial state and a fold that
+// evolves the state by one event:
+//
+//	func studentCourses(student string) decision.Projection[int] {
+//		return decision.Projection[int]{
+//			Query: dcb.Query{Items: []dcb.QueryItem{{
+//				Types: []string{"StudentSubscribedToCourse"},
+//				Tags:  []string{"student:" + student},
+//			}}},
+//			Fold: func(n int, _ dcb.SequencedEvent) (int, error) { return n + 1, nil },
+//		}
+//	}
+//
+// Add registers a projection with a Model and returns a typed handle, so one
+// model holds states of different types without reflection or type
 // assertions:
 //
 //	var m decision.Model
-//	course := decision.Add(&m, CourseState("c1"))     // *Projected[Course]
-//	taken := decision.Add(&m, StudentCourses("s1"))   // *Projected[int]
+//	c := decision.Add(&m, courseState("c1"))      // *decision.Projected[course]
+//	n := decision.Add(&m, studentCourses("s1"))   // *decision.Projected[int]
 //	cond, err := m.Build(ctx, s)
-//	if course.State().Full() { ... }
+//	if err != nil {
+//		return err
+//	}
+//	if c.State().Subscribers >= c.State().Capacity || n.State() >= 2 {
+//		return errRefused
+//	}
 //	_, err = s.Append(ctx, events, &cond)
 //
 // Build reads the union of the projections' queries once, in position

@@ -122,13 +122,16 @@ func (m *Model) Query() dcb.Query {
 // returns the condition under which a decision taken on these states may be
 // appended: no event matching the union after the last position read.
 //
-// That position is the store's head as Build began when s reports one
-// (a Head() uint64 method), else the position of the last event read (0
-// when none matched). Both are correct: the read saw every matching event
-// up to it. The head is the better one: the condition then says "as of
-// position N" even when nothing matched, and a store has fewer events
-// to check. The head is taken before the Read, never after, so that no
-// event slips between what was read and what the condition covers.
+// That position, the condition's After, is the later of the last matching
+// event's position (0 when none matched) and, when s has a Head() uint64
+// method as *store.Store has, the head as Build began. Both are correct:
+// the read saw every matching event up to either. The head says more when
+// little or nothing matched: "nothing relevant since position N", the
+// state the decision was taken on, rather than "nothing relevant ever",
+// and a store that scans to check a condition scans less. Build asks for
+// the head before the Read, never after: the Read sees at least what the
+// head said, so no event can fall between what was read and what the
+// condition covers.
 //
 // Build starts every projection from its Initial state, so a model can be
 // built again. On an error the states are partial: do not decide on them.
