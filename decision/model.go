@@ -42,10 +42,11 @@ type Projection[S any] struct {
 	// Query selects the events the state depends on. It is part of the
 	// append condition: a new matching event fails the decision's append.
 	Query dcb.Query
-	// Initial is the state when no event matches. Build starts every fold
-	// from it; when S is a map, a slice or a pointer, Fold must return a
-	// new value rather than change the one it is given, or build a new
-	// Model (and Projection) for every attempt, as Retry's callers do.
+	// Initial is the state before any event; every Build starts from it.
+	// A Fold that changes a map, slice or pointer state in place changes
+	// Initial with it, and a second Build of the model would start from
+	// the first one's result: declare such a projection anew for each
+	// decision (inside the function Retry runs), or return a copy.
 	Initial S
 	// Fold returns the state after e, an event matching Query, given the
 	// state before it. Events come in position order. An error (data that
