@@ -93,16 +93,14 @@ func (x *Index) lists(tags bool) map[string][]uint64 {
 	return out
 }
 
-// AnyAfter reports whether an event at a position greater than after matches
-// q: the append-condition check. It sees every position added, acknowledged
-// or still pending in the writer's batch.
-func (x *Index) AnyAfter(q dcb.Query, after uint64) bool {
+// FirstAfter returns the first position greater than after whose event
+// matches q, false when there is none: the append-condition check. It sees
+// every position added, acknowledged or still pending in the writer's batch.
+func (x *Index) FirstAfter(q dcb.Query, after uint64) (uint64, bool) {
 	if after == ^uint64(0) {
-		return false // nothing can lie beyond the largest position
+		return 0, false // nothing can lie beyond the largest position
 	}
-	c := x.Cursor(q, after+1, ^uint64(0), true)
-	_, ok := c.Next()
-	return ok
+	return x.Cursor(q, after+1, ^uint64(0), false).Next()
 }
 
 // Cursor returns the positions in [from, to] that match q, ascending, or

@@ -49,12 +49,23 @@ func brute(events []dcb.Event, q dcb.Query, from, to uint64, backwards bool) []u
 }
 
 func bruteAnyAfter(events []dcb.Event, q dcb.Query, after uint64) bool {
+	return bruteFirstAfter(events, q, after) != 0
+}
+
+// bruteFirstAfter is FirstAfter by a scan; 0 for none.
+func bruteFirstAfter(events []dcb.Event, q dcb.Query, after uint64) uint64 {
 	for i, e := range events {
 		if uint64(i+1) > after && q.Matches(e) {
-			return true
+			return uint64(i + 1)
 		}
 	}
-	return false
+	return 0
+}
+
+// anyAfter is FirstAfter's verdict alone.
+func anyAfter(x *indexer.Index, q dcb.Query, after uint64) bool {
+	_, ok := x.FirstAfter(q, after)
+	return ok
 }
 
 func build(t testing.TB, events []dcb.Event) *indexer.Index {
@@ -138,8 +149,8 @@ func TestEmptyIndex(t *testing.T) {
 	assert.Empty(t, collect(x.Cursor(dcb.All(), 0, maxPos, false)))
 	assert.Empty(t, collect(x.Cursor(dcb.All(), 0, maxPos, true)))
 	assert.Empty(t, collect(x.Cursor(query(item([]string{"A"})), 1, maxPos, false)))
-	assert.False(t, x.AnyAfter(dcb.All(), 0))
-	assert.False(t, x.AnyAfter(query(item(nil, "x")), 0))
+	assert.False(t, anyAfter(x, dcb.All(), 0))
+	assert.False(t, anyAfter(x, query(item(nil, "x")), 0))
 }
 
 func TestCursorBounds(t *testing.T) {
@@ -321,7 +332,7 @@ func TestCursorIsSnapshot(t *testing.T) {
 	}
 }
 
-func TestAnyAfter(t *testing.T) {
+func TestFirstAfter(t *testing.T) {
 	x := build(t, fixture())
 	cases := []struct {
 		q     dcb.Query
@@ -350,17 +361,21 @@ func TestAnyAfter(t *testing.T) {
 	}
 	for _, tc := range cases {
 		require.Equal(t, bruteAnyAfter(fixture(), tc.q, tc.after), tc.want, "table vs model: %v after %d", tc.q, tc.after)
-		assert.Equal(t, tc.want, x.AnyAfter(tc.q, tc.after), "%v after %d", tc.q, tc.after)
+		at, ok := x.FirstAfter(tc.q, tc.after)
+		assert.Equal(t, tc.want, ok, "%v after %d", tc.q, tc.after)
+		if ok {
+			assert.Equal(t, bruteFirstAfter(fixture(), tc.q, tc.after), at, "%v after %d", tc.q, tc.after)
+		}
 	}
 }
 
-// TestAnyAfterMaxPosition: After is allowed beyond the head, up to the
+// TestFirstAfterMaxPosition: After is allowed beyond the head, up to the
 // largest uint64; nothing can exist after it.
-func TestAnyAfterMaxPosition(t *testing.T) {
+func TestFirstAfterMaxPosition(t *testing.T) {
 	x := build(t, fixture())
 	for _, q := range []dcb.Query{dcb.All(), query(item([]string{"A"})), query(item(nil, "x")), query(item(nil, "x", "y"))} {
-		assert.False(t, x.AnyAfter(q, maxPos), "%v after MaxUint64", q)
-		assert.False(t, x.AnyAfter(q, maxPos-1), "%v after MaxUint64-1", q)
+		assert.False(t, anyAfter(x, q, maxPos), "%v after MaxUint64", q)
+		assert.False(t, anyAfter(x, q, maxPos-1), "%v after MaxUint64-1", q)
 	}
 }
 
@@ -444,7 +459,7 @@ func TestCursorRandomModel(t *testing.T) {
 	}
 }
 
-func TestAnyAfterRandomModel(t *testing.T) {
+func TestFirstAfterRandomModel(t *testing.T) {
 	rng := newRand(t)
 	types := []string{"A", "B", "C"}
 	tags := []string{"t1", "t2", "t3", "t4", "t5"}
@@ -458,7 +473,8 @@ func TestAnyAfterRandomModel(t *testing.T) {
 				q = randomQuery(rng, types, tags)
 			}
 			after := rng.Uint64N(head + 3)
-			if !assert.Equal(t, bruteAnyAfter(events, q, after), x.AnyAfter(q, after), "round %d, %d events, query %+v, after %d", round, len(events), q, after) {
+			at, _ := x.FirstAfter(q, after)
+			if !assert.Equal(t, bruteFirstAfter(events, q, after), at, "round %d, %d events, query %+v, after %d", round, len(events), q, after) {
 				return
 			}
 		}
@@ -504,8 +520,8 @@ func TestConcurrentAddAndCursor(t *testing.T) {
 					t.Errorf("query %+v between heads %d and %d: got %v", q, before, after, got)
 					return
 				}
-				if found := x.AnyAfter(q, before); found && !bruteAnyAfter(events[:x.Head()], q, before) {
-					t.Errorf("AnyAfter(%+v, %d) true without a match", q, before)
+				if found := anyAfter(x, q, before); found && !bruteAnyAfter(events[:x.Head()], q, before) {
+					t.Errorf("FirstAfter(%+v, %d) true without a match", q, before)
 					return
 				}
 			}

@@ -122,6 +122,18 @@ func (s *Store) waitLag(ctx context.Context, n uint64) error {
 type writtenGroup struct {
 	reqs []*appendRequest
 	last []uint64 // per request, the position of its last event
+	// rejected failed their condition on an event that may not be
+	// acknowledged yet: each is answered once its cause is, so that a
+	// caller told of a conflict can read the event that caused it.
+	rejected []rejection
+	upTo     uint64 // the last position written with or before the group
+}
+
+// rejection is an append whose condition failed on the event at position
+// upTo.
+type rejection struct {
+	req  *appendRequest
+	upTo uint64
 }
 
 // writer is the only goroutine that appends to the WAL: it gathers the
@@ -178,9 +190,17 @@ func (s *Store) write(group []*appendRequest) {
 			req.done <- appendResult{err: err}
 			continue
 		}
-		if c := req.cond; c != nil && s.idx.AnyAfter(c.FailIfEventsMatch, c.After) {
-			req.done <- appendResult{err: fmt.Errorf("store: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)}
-			continue
+		if c := req.cond; c != nil && c.After < s.idx.Head() {
+			// The first matching event after c.After, if any, fails it.
+			if at, ok := s.idx.Cursor(c.FailIfEventsMatch, c.After+1, ^uint64(0), false).Next(); ok {
+				if at > s.head.Load() {
+					// Not acknowledged yet: tell the caller once it is.
+					w.rejected = append(w.rejected, rejection{req, at})
+				} else {
+					req.done <- appendResult{err: conditionFailed(c)}
+				}
+				continue
+			}
 		}
 		for i, e := range req.events {
 			// Positions follow the index head, so Add cannot fail here.
@@ -191,7 +211,11 @@ func (s *Store) write(group []*appendRequest) {
 		w.reqs = append(w.reqs, req)
 		w.last = append(w.last, next-1)
 	}
+	w.upTo = next - 1
 	if len(recs) == 0 {
+		if len(w.rejected) > 0 {
+			s.handToSyncer(w)
+		}
 		return
 	}
 	if err := s.wal.Write(recs); err != nil {
@@ -201,14 +225,45 @@ func (s *Store) write(group []*appendRequest) {
 		// written before this one and not yet synced fail too: the
 		// poisoned WAL syncs nothing more.
 		s.poisoned = err
-		for _, req := range w.reqs {
-			req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
-		}
+		w.fail(err)
 		return
 	}
 	if s.onWritten != nil {
 		s.onWritten(next - 1)
 	}
+	s.handToSyncer(w)
+}
+
+func conditionFailed(c *dcb.AppendCondition) error {
+	return fmt.Errorf("store: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)
+}
+
+// fail answers every append of w with err.
+func (w *writtenGroup) fail(err error) {
+	for _, req := range w.reqs {
+		req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
+	}
+	for _, r := range w.rejected {
+		r.req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
+	}
+}
+
+// answerRejected tells the appends of w rejected on an event at or below
+// acked, and keeps the others.
+func (w *writtenGroup) answerRejected(acked uint64) {
+	waiting := w.rejected[:0]
+	for _, r := range w.rejected {
+		if r.upTo > acked {
+			waiting = append(waiting, r)
+			continue
+		}
+		r.req.done <- appendResult{err: conditionFailed(r.req.cond)}
+	}
+	w.rejected = waiting
+}
+
+// handToSyncer queues w for the syncer and wakes it.
+func (s *Store) handToSyncer(w *writtenGroup) {
 	s.syncMu.Lock()
 	s.written = append(s.written, w)
 	s.syncMu.Unlock()
@@ -256,8 +311,12 @@ func (s *Store) syncer() {
 // sync makes groups durable with one WAL sync (none when an earlier sync
 // already covered them), publishes the new head and answers their callers.
 func (s *Store) sync(groups []*writtenGroup) {
-	lastGroup := groups[len(groups)-1]
-	last := lastGroup.last[len(lastGroup.last)-1]
+	// Appends rejected on events an earlier sync acknowledged are told
+	// now, not after this one.
+	for _, g := range groups {
+		g.answerRejected(s.head.Load())
+	}
+	last := groups[len(groups)-1].upTo
 	var err error
 	if s.wal.LastPosition() < last {
 		start := time.Now()
@@ -273,19 +332,22 @@ func (s *Store) sync(groups []*writtenGroup) {
 		// No append of these groups is acknowledged: the WAL is poisoned
 		// (the writer's next Write fails too) or, after a bug, the store
 		// cannot tell what is durable.
+		// The appends rejected on an event of these groups get this
+		// error too: that event was never acknowledged.
 		for _, g := range groups {
-			for _, req := range g.reqs {
-				req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
-			}
+			g.fail(err)
 		}
 		return
 	}
-	s.publish(last)
+	if last > s.head.Load() {
+		s.publish(last)
+	}
 	for _, g := range groups {
 		s.committed.Add(uint64(len(g.reqs)))
 		for i, req := range g.reqs {
 			req.done <- appendResult{last: g.last[i]}
 		}
+		g.answerRejected(last)
 	}
 	// Let the callers just answered run before the next sync takes what is
 	// written: those that append again at once are then written in time to

@@ -114,10 +114,12 @@ func TestPipelineWritesDuringFsync(t *testing.T) {
 	require.Equal(t, uint64(3), <-written, "B is written while A's fsync runs")
 	c := startAppend(s, &dcb.AppendCondition{FailIfEventsMatch: tagQuery("c"), After: 1}, ev("C", "c"), ev("C", "c"))
 	require.Equal(t, uint64(5), <-written, "C is written while A's fsync runs")
-	// A condition sees the groups written before it, durable or not.
-	_, err := s.Append(t.Context(), []dcb.Event{ev("D", "d")}, &dcb.AppendCondition{FailIfEventsMatch: tagQuery("b"), After: 1})
-	require.ErrorIs(t, err, dcb.ErrAppendConditionFailed)
-	requirePending(t, "A held", a, b, c)
+	// A condition sees the groups written before it, durable or not; the
+	// rejection is told once B, its cause, is acknowledged.
+	d := startAppend(s, &dcb.AppendCondition{FailIfEventsMatch: tagQuery("b"), After: 1}, ev("D", "d"))
+	e := startAppend(s, nil, ev("E", "e")) // written after D's rejection
+	require.Equal(t, uint64(6), <-written)
+	requirePending(t, "A held", a, b, c, d, e)
 	requireVisible(t, s, 1)
 
 	syncs.release <- nil
@@ -125,7 +127,7 @@ func TestPipelineWritesDuringFsync(t *testing.T) {
 	require.NoError(t, got.err)
 	assert.Equal(t, uint64(2), got.last)
 	<-syncs.entered // the fsync of B and C runs, and is held
-	requirePending(t, "B and C held", b, c)
+	requirePending(t, "B and C held", b, c, d, e)
 	requireVisible(t, s, 2)
 
 	syncs.release <- nil
@@ -135,14 +137,18 @@ func TestPipelineWritesDuringFsync(t *testing.T) {
 	got = <-c
 	require.NoError(t, got.err)
 	assert.Equal(t, uint64(5), got.last)
-	assert.Equal(t, int64(2), syncs.calls.Load(), "one fsync covered both groups written during the first")
-	assert.Equal(t, uint64(5), s.Head())
-	require.NoError(t, s.WaitProjected(t.Context(), 5))
+	require.ErrorIs(t, (<-d).err, dcb.ErrAppendConditionFailed)
+	got = <-e
+	require.NoError(t, got.err)
+	assert.Equal(t, uint64(6), got.last)
+	assert.Equal(t, int64(2), syncs.calls.Load(), "one fsync covered every group written during the first")
+	assert.Equal(t, uint64(6), s.Head())
+	require.NoError(t, s.WaitProjected(t.Context(), 6))
 
 	s = reopen(t, s)
 	evs := readAll(t, s, dcb.All(), store.ReadOptions{})
-	require.Equal(t, seq(1, 5), positions(evs))
-	for i, typ := range []string{"Seed", "A", "B", "C", "C"} {
+	require.Equal(t, seq(1, 6), positions(evs))
+	for i, typ := range []string{"Seed", "A", "B", "C", "C", "E"} {
 		assert.Equal(t, typ, evs[i].Type)
 	}
 }
@@ -195,27 +201,47 @@ func TestPipelineFsyncFailureFailsLaterGroups(t *testing.T) {
 
 // TestPipelineConditionOrder: conditions are checked in one strict order
 // across pipelined groups. An append conditioned on "no X after the head it
-// read" loses to an X written, not yet durable, in an earlier group; when
-// that X fails with its fsync, the loser's verdict stands (it was checked
-// against what was accepted before it).
+// read" loses to an X written, not yet durable, in an earlier group, and is
+// told so only once that X is acknowledged, so that a read right after the
+// rejection sees the X that caused it. When that X's fsync fails instead,
+// the loser gets the failure, not a conflict with an event that never was.
 func TestPipelineConditionOrder(t *testing.T) {
-	s := open(t, t.TempDir())
-	appendOK(t, s, ev("Seed"))
-	written := groupsWritten(s)
-	syncs := holdWALSyncs(s)
-	noX := &dcb.AppendCondition{FailIfEventsMatch: typeQuery("X"), After: 1}
+	for _, fsyncFails := range []bool{false, true} {
+		t.Run(fmt.Sprint("fsync-fails=", fsyncFails), func(t *testing.T) {
+			s := open(t, t.TempDir())
+			appendOK(t, s, ev("Seed"))
+			written := groupsWritten(s)
+			syncs := holdWALSyncs(s)
+			noX := &dcb.AppendCondition{FailIfEventsMatch: typeQuery("X"), After: 1}
 
-	first := startAppend(s, noX, ev("X", "first"))
-	require.Equal(t, uint64(2), <-written)
-	<-syncs.entered
-	_, err := s.Append(t.Context(), []dcb.Event{ev("X", "second")}, noX)
-	require.ErrorIs(t, err, dcb.ErrAppendConditionFailed, "the second X sees the first, written and not yet durable")
-	requirePending(t, "first held", first)
-	syncs.release <- nil
-	got := <-first
-	require.NoError(t, got.err)
-	assert.Equal(t, uint64(2), got.last)
-	assert.Equal(t, []uint64{2}, readPositions(t, s, typeQuery("X"), store.ReadOptions{}))
+			first := startAppend(s, noX, ev("X", "first"))
+			require.Equal(t, uint64(2), <-written)
+			<-syncs.entered
+			second := startAppend(s, noX, ev("X", "second"))
+			// The writer takes up the second append, rejects it and
+			// goes on: a third, unconditional, is written after it.
+			third := startAppend(s, nil, ev("Y"))
+			require.Equal(t, uint64(3), <-written)
+			requirePending(t, "first held", first, second, third)
+			if fsyncFails {
+				syncs.release <- errors.New("disk on fire")
+				require.Error(t, (<-first).err)
+				err := (<-second).err
+				require.Error(t, err)
+				assert.NotErrorIs(t, err, dcb.ErrAppendConditionFailed, "the X it conflicted with was never acknowledged")
+				return
+			}
+			syncs.release <- nil
+			got := <-first
+			require.NoError(t, got.err)
+			assert.Equal(t, uint64(2), got.last)
+			require.ErrorIs(t, (<-second).err, dcb.ErrAppendConditionFailed, "the second X sees the first")
+			assert.Equal(t, []uint64{2}, readPositions(t, s, typeQuery("X"), store.ReadOptions{}), "a read after the rejection sees its cause")
+			<-syncs.entered
+			syncs.release <- nil
+			require.NoError(t, (<-third).err)
+		})
+	}
 }
 
 // TestPipelineRacingConditions: many appenders race, round after round, each
