@@ -30,8 +30,9 @@ import (
 
 type command struct {
 	// operands are the positional arguments as the usage line shows them;
-	// the flags come from setup.
-	name, operands, help string
+	// the flags come from setup. help is one line for the list of
+	// commands; more, when set, follows the flags in the command's --help.
+	name, operands, help, more string
 	// minArgs and maxArgs bound the number of positional arguments.
 	minArgs, maxArgs int
 	// setup defines the command's flags on fs and returns the function
@@ -43,11 +44,18 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"demo", "[DIR]", "append and read a few events in DIR (default ./possum-demo)", 0, 1, demoCommand},
-		{"verify", "DIR", "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)", 1, 1, verifyCommand},
-		{"recover", "DIR", "repair a closed store (exit 1: refused, data loss)", 1, 1, recoverCommand},
-		{"tail", "DIR", "print a store's events as NDJSON, the keys of its event files; --follow for new ones, whether or not a writer has it open", 1, 1, tailCommand},
-		{"bench", "", "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)", 0, 0, benchCommand},
+		{name: "demo", operands: "[DIR]", help: "append and read a few events in DIR (default ./possum-demo)",
+			minArgs: 0, maxArgs: 1, setup: demoCommand},
+		{name: "verify", operands: "DIR", help: "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)",
+			minArgs: 1, maxArgs: 1, setup: verifyCommand},
+		{name: "recover", operands: "DIR", help: "repair a closed store (exit 1: refused, data loss)",
+			minArgs: 1, maxArgs: 1, setup: recoverCommand},
+		{name: "tail", operands: "DIR", help: "print a store's events as NDJSON, the keys of its event files; --follow for new ones, whether or not a writer has it open",
+			more: queryHelp, minArgs: 1, maxArgs: 1, setup: tailCommand},
+		{name: "read", operands: "DIR", help: "print a store's events: NDJSON (the keys of its event files), a table on a terminal; whether or not a writer has it open",
+			more: queryHelp, minArgs: 1, maxArgs: 1, setup: readCommand},
+		{name: "bench", help: "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)",
+			minArgs: 0, maxArgs: 0, setup: benchCommand},
 	}
 }
 
@@ -185,20 +193,29 @@ func flagArg(f *flag.Flag) string {
 	return "--" + f.Name + " " + name
 }
 
-// usage prints the command line of c, what it does, and its flags with
-// their defaults.
+// usage prints the command line of c, what it does, its flags with their
+// defaults, and what more there is to say.
 func (c command) usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "usage: %s\n  %s\n", c.line(fs), c.help)
 	fmt.Fprintln(w, "flags, before or after the arguments (-- ends them):")
 	fs.VisitAll(func(f *flag.Flag) {
-		_, use := flag.UnquoteUsage(f)
-		def := f.DefValue
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(w, "  %-20s %s (default %s)\n", flagArg(f), use, def)
+		fmt.Fprintf(w, "  %-20s %s\n", flagArg(f), flagHelp(f))
 	})
 	fmt.Fprintf(w, "  %-20s %s\n", "-h, --help", "print this help")
+	if c.more != "" {
+		fmt.Fprintln(w, c.more)
+	}
+}
+
+// flagHelp is what a flag does, and its default unless that is the zero
+// value (as the flag package prints them).
+func flagHelp(f *flag.Flag) string {
+	_, use := flag.UnquoteUsage(f)
+	switch f.DefValue {
+	case "", "0", "false", "[]":
+		return use
+	}
+	return fmt.Sprintf("%s (default %s)", use, f.DefValue)
 }
 
 // usage prints the command lines of every command.

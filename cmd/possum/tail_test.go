@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,16 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// runPossumEnv makes the test binary run as the possum command.
-const runPossumEnv = "POSSUM_TEST_RUN_POSSUM"
-
-// possumCommand runs this test binary as `possum args...`.
-func possumCommand(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), runPossumEnv+"=1")
-	return cmd
-}
 
 func tailEvent(i int) dcb.Event {
 	return dcb.Event{Type: fmt.Sprintf("T%d", i%3), Tags: []string{fmt.Sprintf("k:%d", i%4), "all"},

@@ -21,7 +21,8 @@ func TestCommandHelp(t *testing.T) {
 		"demo":    nil,
 		"verify":  {"json"},
 		"recover": {"json", "dry-run", "allow-data-loss"},
-		"tail":    {"type", "tag", "from", "follow", "cursor"},
+		"tail":    {"type", "tag", "or", "from", "follow", "cursor"},
+		"read":    {"type", "tag", "or", "from", "limit", "backwards", "table"},
 		"bench":   {"events", "dir", "json", "scale"},
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
@@ -51,15 +52,13 @@ func TestCommandHelp(t *testing.T) {
 			assert.Contains(t, out, c.help, "%q", args)
 			assert.Contains(t, out, "--help", "%q", args)
 			fs.VisitAll(func(f *flag.Flag) {
-				_, use := flag.UnquoteUsage(f)
-				def := f.DefValue
-				if def == "" {
-					def = `""`
-				}
 				assert.Contains(t, out, "["+flagArg(f)+"]", "%q: the command line lists --%s", args, f.Name)
 				assert.Contains(t, out, "--"+f.Name+" ", "%q", args)
-				assert.Contains(t, out, use+" (default "+def+")", "%q", args)
+				assert.Contains(t, out, flagHelp(f)+"\n", "%q", args)
 			})
+			if c.more != "" {
+				assert.Contains(t, out, c.more, "%q", args)
+			}
 			assert.NotContains(t, out, "flag: help requested", "%q", args)
 		}
 	}
