@@ -23,6 +23,7 @@ func TestCommandHelp(t *testing.T) {
 		"recover": {"json", "dry-run", "allow-data-loss"},
 		"tail":    {"type", "tag", "or", "from", "follow", "cursor"},
 		"read":    {"type", "tag", "or", "from", "limit", "backwards", "table"},
+		"append":  {"type", "tag", "or", "data", "meta", "if-none-match", "after", "stdin", "batch"},
 		"bench":   {"events", "dir", "json", "scale"},
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
