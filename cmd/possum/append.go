@@ -193,6 +193,14 @@ func runAppend(ctx context.Context, dir string, e dcb.Event, cond *dcb.AppendCon
 	if err != nil {
 		return err
 	}
+	// The event file too, for whoever looks: Close does not wait for it.
+	if p, ok := w.(interface {
+		WaitProjected(context.Context, uint64) error
+	}); ok {
+		if err := p.WaitProjected(ctx, pos); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintln(stdout, pos)
 	return w.Close()
 }

@@ -187,7 +187,7 @@ func TestImportBadLine(t *testing.T) {
 }
 
 // A store another process has open: append refuses, naming the process
-// where the platform can, and writes nothing; read and tail work.
+// where the platform can, and writes nothing; read, tail and stats work.
 func TestHeldStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	readStore(t, dir, 12)
@@ -219,5 +219,16 @@ func TestHeldStore(t *testing.T) {
 		r := possum(t, "", cmd, dir)
 		require.Equal(t, 0, r.code, "%s: %s", cmd, r)
 		assert.Equal(t, want, decodeLines(t, r.stdout), cmd)
+	}
+	st := statsJSON(t, dir)
+	assert.Equal(t, uint64(12), st.Head)
+	assert.Equal(t, uint64(12), st.Checkpointed)
+	assert.Nil(t, st.Projected, "only the writer knows")
+	assert.Nil(t, st.Lag, "only the writer knows")
+	if runtime.GOOS == "linux" {
+		assert.Equal(t, writerInfo{State: "open", PID: pid}, st.Writer)
+		r := possum(t, "", "stats", dir)
+		assert.Contains(t, r.stdout, fmt.Sprintf("open by pid %d", pid))
+		assert.Contains(t, r.stdout, "known only to the writer (at least 12)")
 	}
 }

@@ -56,6 +56,8 @@ func init() {
 			more: queryHelp, minArgs: 1, maxArgs: 1, setup: readCommand},
 		{name: "append", operands: "DIR [-]", help: "append one event from flags, on a condition if asked, or many as NDJSON from stdin",
 			more: appendHelp, minArgs: 1, maxArgs: 2, setup: appendCommand},
+		{name: "stats", operands: "DIR", help: "print a store's positions, projection lag, events by type, most used tags and size on disk, whether or not a writer has it open",
+			minArgs: 1, maxArgs: 1, setup: statsCommand},
 		{name: "bench", help: "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)",
 			minArgs: 0, maxArgs: 0, setup: benchCommand},
 	}

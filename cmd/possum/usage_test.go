@@ -23,6 +23,7 @@ func TestCommandHelp(t *testing.T) {
 		"recover": {"json", "dry-run", "allow-data-loss"},
 		"tail":    {"type", "tag", "or", "from", "follow", "cursor"},
 		"read":    {"type", "tag", "or", "from", "limit", "backwards", "table"},
+		"stats":   {"json", "top"},
 		"append":  {"type", "tag", "or", "data", "meta", "if-none-match", "after", "stdin", "batch"},
 		"bench":   {"events", "dir", "json", "scale"},
 	}
