@@ -154,7 +154,8 @@ func TestDashDashEndsFlags(t *testing.T) {
 
 	code, out, errOut = runCmd("demo", "--", "-store")
 	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
-	assert.Contains(t, out, "store -store: 0 events before the demo")
+	assert.Contains(t, out, "possum demo, run 1, in -store: a new store")
+	assert.Contains(t, out, "possum read ./-store --tag course:1 --table")
 	assert.DirExists(t, "-store")
 }
 
@@ -163,7 +164,7 @@ func TestDemoDefaultDir(t *testing.T) {
 	t.Chdir(t.TempDir())
 	code, out, errOut := runCmd("demo")
 	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
-	assert.Contains(t, out, "store possum-demo: 0 events before the demo")
+	assert.Contains(t, out, "possum demo, run 1, in possum-demo: a new store")
 	assert.DirExists(t, "possum-demo")
 }
 
