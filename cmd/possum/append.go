@@ -157,14 +157,21 @@ func appendCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Write
 		if a.batch < 1 {
 			return fmt.Errorf("--batch %d: a batch holds 1 event or more", a.batch)
 		}
-		if a.stdin || dash || (a.event.Type == "" && !term.IsTerminal(int(os.Stdin.Fd()))) {
+		importing := a.stdin || dash
+		if !importing && a.event.Type == "" {
 			if a.describesEvent() {
-				return errors.New("NDJSON on stdin describes its events: --type, --tag, --data, --meta and --if-none-match are for one event from flags")
+				return errors.New("the event needs a --type, before any --if-none-match (after it, --type is the condition's)")
+			}
+			if term.IsTerminal(int(os.Stdin.Fd())) {
+				return errors.New("give the event's --type, or NDJSON on stdin")
+			}
+			importing = true
+		}
+		if importing {
+			if a.describesEvent() {
+				return errors.New("NDJSON on stdin describes its own events: --type, --tag, --data, --meta and --if-none-match are for one event from flags")
 			}
 			return runImport(dir, os.Stdin, a.batch, stdout, stderr)
-		}
-		if a.event.Type == "" {
-			return errors.New("give the event's --type, or NDJSON on stdin (--stdin)")
 		}
 		cond, err := a.condition()
 		if err != nil {
