@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -232,4 +233,15 @@ func TestHeldStore(t *testing.T) {
 		assert.Contains(t, r.stdout, fmt.Sprintf("open by pid %d", pid))
 		assert.Contains(t, r.stdout, "known only to the writer (at least 12)")
 	}
+}
+
+// An import that outran the projector says so: the files of the positions
+// after the checkpoint wait for the next Open.
+func TestProjectionNote(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	readStore(t, dir, 5)
+	assert.Empty(t, projectionNote(dir, 5))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "checkpoint"), []byte(`{"version":1,"position":3,"tag_entries":0,"events_mtime":0}`+"\n"), 0o640))
+	assert.Equal(t, "event and index files are written up to position 3; the next process to open the store as its writer writes the rest (reads do not need them)",
+		projectionNote(dir, 5))
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/projector"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -75,15 +76,18 @@ func jsonProblem(err error) error {
 // importer appends NDJSON events to a store in batches and keeps count of
 // what it appended.
 type importer struct {
-	dir    string
-	w      eventWriter // opened at the first batch
-	start  time.Time
-	bar    *importBar
-	events int    // appended
-	lines  int    // the lines read up to the last one appended, blank ones too
-	first  uint64 // positions appended
-	last   uint64
-	nbatch int // batches appended
+	dir   string
+	w     eventWriter // opened at the first batch
+	start time.Time
+	// elapsed is the time the appends took, without the wait for the
+	// projection.
+	elapsed time.Duration
+	bar     *importBar
+	events  int    // appended
+	lines   int    // the lines read up to the last one appended, blank ones too
+	first   uint64 // positions appended
+	last    uint64
+	nbatch  int // batches appended
 }
 
 // runImport appends the NDJSON events of in to the store in dir, batch at
@@ -94,12 +98,17 @@ func runImport(dir string, in *os.File, batch int, stdout, stderr io.Writer) err
 	defer stop()
 	im := &importer{dir: dir, start: time.Now(), bar: newImportBar(in, stderr)}
 	err := im.run(ctx, in, batch)
+	im.elapsed = time.Since(im.start)
 	im.bar.finish()
 	if im.w != nil {
+		im.waitProjected(ctx)
 		err = errors.Join(err, im.w.Close())
 	}
 	if im.events > 0 {
 		fmt.Fprintln(stdout, im.summary())
+		if note := projectionNote(dir, im.last); note != "" {
+			fmt.Fprintln(stdout, note)
+		}
 	}
 	switch {
 	case err == nil && im.events == 0:
@@ -182,7 +191,7 @@ func (im *importer) append(ctx context.Context, events []dcb.Event) error {
 }
 
 func (im *importer) summary() string {
-	elapsed := time.Since(im.start)
+	elapsed := im.elapsed
 	s := fmt.Sprintf("appended %s in %s, positions %d..%d, in %s", plural(im.events, "event"), plural(im.nbatch, "batch"),
 		im.first, im.last, elapsed.Round(time.Millisecond))
 	if elapsed >= time.Second {
@@ -200,6 +209,35 @@ func plural(n int, thing string) string {
 		return fmt.Sprintf("%d %ses", n, thing)
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// projectionWait is how long an import waits for the projector to write
+// the event and index files of what it appended, before it closes the
+// store: a small import leaves them complete, a large one leaves the rest
+// to the next Open rather than keep the user waiting.
+const projectionWait = 2 * time.Second
+
+func (im *importer) waitProjected(ctx context.Context) {
+	p, ok := im.w.(interface {
+		WaitProjected(context.Context, uint64) error
+	})
+	if !ok || im.events == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, projectionWait)
+	defer cancel()
+	_ = p.WaitProjected(ctx, im.last) // projectionNote reports how far it got
+}
+
+// projectionNote says, after the store in dir was closed with head last,
+// when its event and index files do not reach last yet: Close does not wait
+// for them, the next Open of the store writes them.
+func projectionNote(dir string, last uint64) string {
+	cp, err := projector.ReadCheckpoint(dir)
+	if err != nil || cp.Position >= last {
+		return ""
+	}
+	return fmt.Sprintf("event and index files are written up to position %d; the next process to open the store as its writer writes the rest (reads do not need them)", cp.Position)
 }
 
 // countingReader counts the bytes read through it.

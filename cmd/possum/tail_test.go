@@ -67,6 +67,12 @@ func TestTail(t *testing.T) {
 	require.NotEmpty(t, want)
 	assert.Equal(t, want, decodeLines(t, out))
 
+	code, out, errOut = runCmd("tail", dir, "--type", "T0", "--tag", "k:0", "--or", "--tag", "k:1", "--from", "5")
+	require.Equal(t, 0, code, errOut)
+	want = read(dcb.Query{Items: []dcb.QueryItem{{Types: []string{"T0"}, Tags: []string{"k:0"}}, {Tags: []string{"k:1"}}}}, store.ReadOptions{From: 5})
+	require.NotEmpty(t, want)
+	assert.Equal(t, want, decodeLines(t, out))
+
 	// A cursor: the second run prints only what came after the first.
 	code, out, errOut = runCmd("tail", "--cursor", "ops", dir)
 	require.Equal(t, 0, code, errOut)
