@@ -16,7 +16,8 @@ import (
 )
 
 // appendHelp follows the flags in `possum append --help`.
-const appendHelp = `One event from flags; prints its position. With --if-none-match, the event
+const appendHelp = `DIR is created when it holds no store.
+One event from flags; prints its position. With --if-none-match, the event
 is appended only if no event after --after matches the query flags that follow
 --if-none-match (--type, --tag, --or, as in possum read; none: any event);
 else it exits 1, naming the event that matched, and writes nothing:

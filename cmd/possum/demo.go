@@ -390,14 +390,15 @@ func (e *enrolment) apply(ev dcb.Event) {
 		var def struct{ Seats int }
 		e.defined = json.Unmarshal(ev.Data, &def) == nil
 		e.seats = def.Seats
-	case ev.Type == "StudentEnrolled" && inCourse:
-		e.taken++
-		e.enrolled = e.enrolled || slices.Contains(ev.Tags, studentTag(e.student))
-		if slices.Contains(ev.Tags, studentTag(e.student)) {
+	case ev.Type == "StudentEnrolled":
+		mine := slices.Contains(ev.Tags, studentTag(e.student))
+		if inCourse {
+			e.taken++
+			e.enrolled = e.enrolled || mine
+		}
+		if mine {
 			e.courses++
 		}
-	case ev.Type == "StudentEnrolled":
-		e.courses++
 	}
 }
 

@@ -36,23 +36,9 @@ func openStore(dir string) (*store.Store, error) {
 	s, err := store.Open(dir, nil)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%s is open in %s; nothing was written (a store has one writer: append through that process, or once it has closed the store)",
-			dir, lockHolderText(dir))
+			dir, writerOf(dir).process())
 	}
 	return s, err
-}
-
-// lockHolderText names who holds the lock of the store in dir, as far as
-// this platform can tell.
-func lockHolderText(dir string) string {
-	h, held, err := lockHolder(dir)
-	switch {
-	case err != nil || !held:
-		return "another process"
-	case h.exclusive:
-		return fmt.Sprintf("another process (pid %d)", h.pid)
-	default:
-		return fmt.Sprintf("another process (pid %d, a possum verify)", h.pid)
-	}
 }
 
 // holder is a process holding the lock of a store: a writer or a repair

@@ -99,7 +99,8 @@ func (p *ndjsonPrinter) print(e dcb.SequencedEvent) error {
 func (p *ndjsonPrinter) flush() error { return p.w.Flush() }
 
 // tableRowsPerFlush bounds how many rows the table holds back to align
-// them: a long read streams, in blocks of this many rows.
+// them: a long read streams in blocks of this many rows, each aligned on
+// its own under a header of its own.
 const tableRowsPerFlush = 200
 
 // tablePrinter prints events as a table for a person: one row each,

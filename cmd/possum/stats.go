@@ -227,6 +227,17 @@ func (st *storeStats) print(w io.Writer) {
 	row("index files", "%s", st.Disk.IndexFiles)
 }
 
+// process names the process that has the store open, for a message.
+func (wi writerInfo) process() string {
+	switch wi.State {
+	case "open":
+		return fmt.Sprintf("another process (pid %d)", wi.PID)
+	case "verify":
+		return fmt.Sprintf("another process (pid %d, a possum verify)", wi.PID)
+	}
+	return "another process"
+}
+
 func (wi writerInfo) String() string {
 	switch wi.State {
 	case "none":
