@@ -35,6 +35,7 @@ func events(t *testing.T, dir string) []dcb.Event {
 }
 
 func TestAppendOne(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	r := possum(t, "", "append", "--type", "CourseDefined", dir, "--tag", "course:1", "--data", `{"seats": 2}`, "--meta", "by=me", "--meta", "why=a=b")
 	require.Equal(t, 0, r.code, r)
@@ -52,6 +53,7 @@ func TestAppendOne(t *testing.T) {
 // --if-none-match: the query flags after it are the condition's; a failed
 // condition exits 1, names the event that matched and writes nothing.
 func TestAppendCondition(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	for _, args := range [][]string{
 		{"--type", "CourseDefined", "--tag", "course:1"},
@@ -90,6 +92,7 @@ func TestAppendCondition(t *testing.T) {
 
 // Usage errors exit 2 with a message and write nothing.
 func TestAppendBadUsage(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	dir := filepath.Join(base, "store")
 	readStore(t, dir, 3)
@@ -140,6 +143,7 @@ func TestAppendBadUsage(t *testing.T) {
 
 // NDJSON from possum read appends as the same events in another store.
 func TestImportRoundTrip(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	src := filepath.Join(base, "src")
 	readStore(t, src, 40)
@@ -163,6 +167,7 @@ func TestImportRoundTrip(t *testing.T) {
 // batches and the start of the next), none after; the message names the
 // line and what was appended. Exit 1: the store changed.
 func TestImportBadLine(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	var in strings.Builder
 	for i := range 40 {
@@ -191,6 +196,7 @@ func TestImportBadLine(t *testing.T) {
 // A store another process has open: append refuses, naming the process
 // where the platform can, and writes nothing; read, tail and stats work.
 func TestHeldStore(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	readStore(t, dir, 12)
 	pid := holdOpen(t, dir)

@@ -20,6 +20,7 @@ var rejected = regexp.MustCompile(`(?m)^  (\S+) +REJECTED: the store's append co
 // condition rejects one, who reads again and finds the course full. The
 // files it names exist, and the commands it suggests work.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "demo")
 	for run, want := range []struct {
 		header, beaten string
@@ -83,6 +84,7 @@ func TestDemoAlwaysRejects(t *testing.T) {
 }
 
 func TestDemoRefused(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "demo")
 	holdOpen(t, dir)
 	r := possum(t, "", "demo", dir)

@@ -43,6 +43,7 @@ func readIn(t *testing.T, dir string, q dcb.Query, o store.ReadOptions) []dcb.Se
 // TestRead runs possum read as a process: NDJSON, the lines of tail, with
 // the query flags, --from, --limit and --backwards anywhere on the line.
 func TestRead(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	readStore(t, dir, 40)
 	item := func(types, tags []string) dcb.QueryItem { return dcb.QueryItem{Types: types, Tags: tags} }
@@ -72,6 +73,7 @@ func TestRead(t *testing.T) {
 }
 
 func TestReadTable(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	readStore(t, dir, 5)
 	r := possum(t, "", "read", dir, "--table", "--type", "T1")
@@ -95,6 +97,7 @@ func TestReadTable(t *testing.T) {
 // Usage errors and what is no store exit 2 with a message, print nothing
 // and change nothing.
 func TestReadBadUsage(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	dir := filepath.Join(base, "store")
 	readStore(t, dir, 3)

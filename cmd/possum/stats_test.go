@@ -22,6 +22,7 @@ func statsJSON(t *testing.T, dir string, args ...string) storeStats {
 }
 
 func TestStats(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	readStore(t, dir, 40) // types T0..T2, tags k:0..k:3 and all
 	before := testdir.Hash(t, dir)
