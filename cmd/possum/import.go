@@ -98,6 +98,9 @@ func runImport(dir string, in *os.File, batch int, stdout, stderr io.Writer) err
 	defer stop()
 	im := &importer{dir: dir, start: time.Now(), bar: newImportBar(in, stderr)}
 	err := im.run(ctx, in, batch)
+	if errors.Is(err, errNoWriter) {
+		return err // it says nothing was written
+	}
 	im.elapsed = time.Since(im.start)
 	im.bar.finish()
 	if im.w != nil {
@@ -133,7 +136,11 @@ func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
 	// flush appends the pending events, those of the lines up to through.
 	flush := func(through int) error {
 		if len(pending) > 0 {
-			if err := im.append(ctx, pending); err != nil {
+			err := im.append(ctx, pending)
+			if errors.Is(err, errNoWriter) {
+				return err
+			}
+			if err != nil {
 				return fmt.Errorf("appending lines %d..%d: %w", im.lines+1, through, err)
 			}
 			im.bar.update(counted.n, im.events)
@@ -168,12 +175,15 @@ func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
 	return flush(lineNo)
 }
 
-// append appends one batch of events.
+// errNoWriter marks the failure to open the store: nothing was appended.
+var errNoWriter = errors.New("the store could not be opened")
+
+// append appends one batch of events, opening the store for the first.
 func (im *importer) append(ctx context.Context, events []dcb.Event) error {
 	if im.w == nil {
 		w, err := openWriter(im.dir)
 		if err != nil {
-			return err
+			return &noWriterError{err}
 		}
 		im.w = w
 	}
@@ -189,6 +199,12 @@ func (im *importer) append(ctx context.Context, events []dcb.Event) error {
 	im.nbatch++
 	return nil
 }
+
+// noWriterError is why the store could not be opened, as is.
+type noWriterError struct{ err error }
+
+func (e *noWriterError) Error() string   { return e.err.Error() }
+func (e *noWriterError) Unwrap() []error { return []error{e.err, errNoWriter} }
 
 func (im *importer) summary() string {
 	elapsed := im.elapsed

@@ -217,7 +217,11 @@ func (st *storeStats) print(w io.Writer) {
 	for _, c := range st.Types {
 		row(c.Name, "%d", c.Events)
 	}
-	fmt.Fprintf(w, "most used tags (%d of %d):\n", len(st.TopTags), st.Tags)
+	if st.Tags == 0 {
+		fmt.Fprintln(w, "most used tags: none, no event has a tag")
+	} else {
+		fmt.Fprintf(w, "most used tags (%d of %d):\n", len(st.TopTags), st.Tags)
+	}
 	for _, c := range st.TopTags {
 		row(c.Name, "%d", c.Events)
 	}
