@@ -12,19 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestMain runs the hidden reopen command when `possum bench` re-executes
-// this test binary as it would re-execute possum.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == reopenChild {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	if os.Getenv(runPossumEnv) != "" {
-		// A test runs this binary as the possum command.
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	os.Exit(m.Run())
-}
-
 // The JSON document of `possum bench --json`, as a machine reads it: the
 // field names are the contract.
 type benchJSON struct {

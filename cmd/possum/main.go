@@ -1,22 +1,46 @@
 // Command possum works with possum event stores from the shell.
 //
-//	possum demo [DIR]                 append and read a few events (default DIR: ./possum-demo)
-//	possum verify [--json] DIR        check a store (exit 0 consistent, 1 problems, 2 could not run)
+//	possum demo [DIR]        a course enrolment in DIR (default ./possum-demo): two students
+//	                         race for the last seat and the store's append condition rejects one
+//	possum read DIR [QUERY] [--from N] [--limit N] [--backwards] [--table]
+//	                         print events: NDJSON (the bytes of the event files), a table on a terminal
+//	possum tail DIR [QUERY] [--from N] [--follow] [--cursor NAME]
+//	                         print events as NDJSON; --follow for new ones (Ctrl-C exits 0)
+//	possum append DIR --type T [--tag K]... [--data JSON] [--meta K=V]... [--if-none-match [QUERY] [--after N]]
+//	                         append one event, on a condition if asked; prints its position
+//	possum append DIR [-] [--stdin] [--batch N] < events.ndjson
+//	                         append NDJSON events (one a line: type, tags, data, metadata) in batches
+//	possum stats DIR [--json] [--top N]
+//	                         positions, projection lag, events by type, top tags, size on disk
+//	possum verify [--json] DIR
+//	                         check a closed store (exit 0 consistent, 1 problems)
 //	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
-//	                                  repair a store (exit 0 repaired, 1 refused or, dry run, repairs needed)
-//	possum tail [--type T]... [--tag K]... [--from N] [--follow] [--cursor NAME] DIR
-//	                                  print events as NDJSON; --follow for new ones (Ctrl-C exits 0)
+//	                         repair a closed store (exit 0 repaired, 1 refused or, dry run, repairs needed)
 //	possum bench [--events N] [--dir D] [--json] [--scale]
-//	                                  measure possum next to this machine's limits (minutes at 1M events)
-//	possum COMMAND --help             a command's usage and flags (also -h, possum help COMMAND)
+//	                         measure possum next to this machine's limits (minutes at 1M events)
+//	possum COMMAND --help    a command's usage and flags (also -h, possum help COMMAND)
+//
+// QUERY is the query flags of read, tail and append's condition: --type T
+// (repeat: any of these types) and --tag K (repeat: all of these tags) make
+// one query item; --or starts the next; an event matching any item matches.
+// No query flags: every event.
+//
+// read, tail and stats follow a store (store.Follow): they never lock nor
+// change it, so they work while another process writes it. append and demo
+// open the store as its writer and refuse a store another process has open,
+// naming that process where the platform tells (Linux).
 //
 // Flags may come before or after DIR, in any order; "--" ends the flags, so
 // that "possum verify -- -odd-dir" checks a directory named -odd-dir.
 // Help, when asked for, goes to stdout; usage errors print a message and the
 // usage to stderr.
 //
-// Exit codes: 0 success, 1 the command found a problem, 2 it could not run
-// (bad usage included; a usage error never touches the store).
+// Exit codes: 0 success; 1 the command found a problem: verify found damage,
+// recover refused, append's condition failed (nothing written) or an NDJSON
+// import stopped at a bad line after appending the lines before it; 2 it
+// could not run: bad usage or input, no store, a store another process has
+// open, or a failure on the way. A usage error never touches the store, and
+// append exits 2 only when it appended nothing.
 package main
 
 import (
@@ -30,8 +54,9 @@ import (
 
 type command struct {
 	// operands are the positional arguments as the usage line shows them;
-	// the flags come from setup.
-	name, operands, help string
+	// the flags come from setup. help is one line for the list of
+	// commands; more, when set, follows the flags in the command's --help.
+	name, operands, help, more string
 	// minArgs and maxArgs bound the number of positional arguments.
 	minArgs, maxArgs int
 	// setup defines the command's flags on fs and returns the function
@@ -43,11 +68,22 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"demo", "[DIR]", "append and read a few events in DIR (default ./possum-demo)", 0, 1, demoCommand},
-		{"verify", "DIR", "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)", 1, 1, verifyCommand},
-		{"recover", "DIR", "repair a closed store (exit 1: refused, data loss)", 1, 1, recoverCommand},
-		{"tail", "DIR", "print a store's events as NDJSON, the keys of its event files; --follow for new ones, whether or not a writer has it open", 1, 1, tailCommand},
-		{"bench", "", "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)", 0, 0, benchCommand},
+		{name: "demo", operands: "[DIR]", help: "a course enrolment in DIR (default ./possum-demo): two students race for the last seat and the store's append condition rejects one",
+			minArgs: 0, maxArgs: 1, setup: demoCommand},
+		{name: "read", operands: "DIR", help: "print a store's events: NDJSON (the keys of its event files), a table on a terminal; whether or not a writer has it open",
+			more: queryHelp, minArgs: 1, maxArgs: 1, setup: readCommand},
+		{name: "tail", operands: "DIR", help: "print a store's events as NDJSON, the keys of its event files; --follow for new ones, whether or not a writer has it open",
+			more: queryHelp, minArgs: 1, maxArgs: 1, setup: tailCommand},
+		{name: "append", operands: "DIR [-]", help: "append one event from flags, on a condition if asked, or many as NDJSON from stdin (exit 1: condition failed)",
+			more: appendHelp, minArgs: 1, maxArgs: 2, setup: appendCommand},
+		{name: "stats", operands: "DIR", help: "print a store's positions, projection lag, events by type, most used tags and size on disk, whether or not a writer has it open",
+			minArgs: 1, maxArgs: 1, setup: statsCommand},
+		{name: "verify", operands: "DIR", help: "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)",
+			minArgs: 1, maxArgs: 1, setup: verifyCommand},
+		{name: "recover", operands: "DIR", help: "repair a closed store (exit 1: refused, data loss)",
+			minArgs: 1, maxArgs: 1, setup: recoverCommand},
+		{name: "bench", help: "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)",
+			minArgs: 0, maxArgs: 0, setup: benchCommand},
 	}
 }
 
@@ -185,20 +221,29 @@ func flagArg(f *flag.Flag) string {
 	return "--" + f.Name + " " + name
 }
 
-// usage prints the command line of c, what it does, and its flags with
-// their defaults.
+// usage prints the command line of c, what it does, its flags with their
+// defaults, and what more there is to say.
 func (c command) usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "usage: %s\n  %s\n", c.line(fs), c.help)
 	fmt.Fprintln(w, "flags, before or after the arguments (-- ends them):")
 	fs.VisitAll(func(f *flag.Flag) {
-		_, use := flag.UnquoteUsage(f)
-		def := f.DefValue
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(w, "  %-20s %s (default %s)\n", flagArg(f), use, def)
+		fmt.Fprintf(w, "  %-20s %s\n", flagArg(f), flagHelp(f))
 	})
 	fmt.Fprintf(w, "  %-20s %s\n", "-h, --help", "print this help")
+	if c.more != "" {
+		fmt.Fprintln(w, c.more)
+	}
+}
+
+// flagHelp is what a flag does, and its default unless that is the zero
+// value (as the flag package prints them).
+func flagHelp(f *flag.Flag) string {
+	_, use := flag.UnquoteUsage(f)
+	switch f.DefValue {
+	case "", "0", "false", "[]":
+		return use
+	}
+	return fmt.Sprintf("%s (default %s)", use, f.DefValue)
 }
 
 // usage prints the command lines of every command.
@@ -210,6 +255,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %s\n      %s\n", strings.TrimPrefix(c.line(fs), "possum "), c.help)
 	}
 	fmt.Fprintln(w, "possum COMMAND --help prints a command's flags; flags may also follow the arguments")
+	fmt.Fprintln(w, "exit 0 done; 1 the command found a problem (see its help); 2 it could not run (a usage error changes nothing)")
 }
 
 // parseArgs parses args with fs, allowing flags before, between and after

@@ -323,24 +323,6 @@ func TestBadUsage(t *testing.T) {
 	assert.Empty(t, errOut)
 }
 
-func TestDemo(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "demo")
-	code, out, errOut := runCmd("demo", dir)
-	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
-	assert.Contains(t, out, "0 events before the demo")
-	assert.Contains(t, out, "is full")
-	assert.Contains(t, out, "head is now 3")
-
-	code, out, errOut = runCmd("demo", dir)
-	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
-	assert.Contains(t, out, "3 events before the demo")
-	assert.Contains(t, out, "head is now 6")
-
-	rep, _ := runJSON(t, 0, "verify", "--json", dir)
-	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
-	assert.Equal(t, uint64(6), rep.Head)
-}
-
 // closeProjected waits until the projection holds every event, then closes
 // s: Close itself does not wait for the projection backlog.
 func closeProjected(t testing.TB, s *store.Store) {

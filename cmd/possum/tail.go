@@ -13,35 +13,24 @@ import (
 	"syscall"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 )
-
-// stringsFlag is a flag that may be given several times.
-type stringsFlag []string
-
-func (s *stringsFlag) String() string     { return fmt.Sprint(*s) }
-func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 // cursorSaveEvery is how many events tail prints between two saves of its
 // cursor (each save is a few fsyncs); it also saves when it stops.
 const cursorSaveEvery = 1000
 
 func tailCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
-	var types, tags stringsFlag
-	fs.Var(&types, "type", "only events of this `TYPE` (repeat: any of them)")
-	fs.Var(&tags, "tag", "only events with this `TAG` (repeat: all of them)")
+	var qf queryFlags
+	qf.register(fs)
 	from := fs.Uint64("from", 1, "the first `POSITION` to print")
 	follow := fs.Bool("follow", false, "keep printing new events until interrupted (Ctrl-C exits 0)")
 	cursor := fs.String("cursor", "", "resume after the cursor `NAME` (cursors/NAME in the store) and save it as events print")
 	return func(args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		q := dcb.All()
-		if len(types) > 0 || len(tags) > 0 {
-			q = dcb.Query{Items: []dcb.QueryItem{{Types: types, Tags: tags}}}
-		}
-		if err := q.Validate(); err != nil {
+		q, err := qf.query()
+		if err != nil {
 			return err
 		}
 		if *from == 0 {
@@ -56,8 +45,10 @@ func tailCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer)
 // until ctx ends. It reads through a store.Follower: it never locks or
 // changes the store but for its cursor.
 func runTail(ctx context.Context, dir string, q dcb.Query, from uint64, follow bool, cursorName string, stdout io.Writer) error {
-	if _, err := os.Stat(dir); err != nil && !follow {
-		return fmt.Errorf("no store at %s (--follow waits for one)", dir)
+	if !follow {
+		if err := checkStore(dir); err != nil {
+			return fmt.Errorf("%w (--follow waits for one)", err)
+		}
 	}
 	var cur *store.Cursor
 	if cursorName != "" {
@@ -72,8 +63,7 @@ func runTail(ctx context.Context, dir string, q dcb.Query, from uint64, follow b
 		return err
 	}
 	defer f.Close()
-	w := bufio.NewWriter(stdout)
-	var buf []byte
+	p := &ndjsonPrinter{w: bufio.NewWriter(stdout)}
 	last, unsaved := uint64(0), 0
 	save := func() error {
 		if cur == nil || unsaved == 0 {
@@ -93,24 +83,23 @@ func runTail(ctx context.Context, dir string, q dcb.Query, from uint64, follow b
 			if follow && errors.Is(err, ctx.Err()) {
 				break // interrupted: a normal end
 			}
-			return errors.Join(err, w.Flush(), save())
+			return errors.Join(err, p.flush(), save())
 		}
-		buf = projector.EncodeEvent(buf[:0], e)
-		if _, err := w.Write(buf); err != nil {
+		if err := p.print(e); err != nil {
 			return err
 		}
 		if follow {
 			// Each line as it comes, so that tail can be piped.
-			if err := w.Flush(); err != nil {
+			if err := p.flush(); err != nil {
 				return err
 			}
 		}
 		last = e.Position
 		if unsaved++; unsaved >= cursorSaveEvery {
-			if err := errors.Join(w.Flush(), save()); err != nil {
+			if err := errors.Join(p.flush(), save()); err != nil {
 				return err
 			}
 		}
 	}
-	return errors.Join(w.Flush(), save())
+	return errors.Join(p.flush(), save())
 }

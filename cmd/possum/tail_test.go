@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,16 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// runPossumEnv makes the test binary run as the possum command.
-const runPossumEnv = "POSSUM_TEST_RUN_POSSUM"
-
-// possumCommand runs this test binary as `possum args...`.
-func possumCommand(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), runPossumEnv+"=1")
-	return cmd
-}
 
 func tailEvent(i int) dcb.Event {
 	return dcb.Event{Type: fmt.Sprintf("T%d", i%3), Tags: []string{fmt.Sprintf("k:%d", i%4), "all"},
@@ -75,6 +64,12 @@ func TestTail(t *testing.T) {
 	code, out, errOut = runCmd("tail", "--type", "T1", "--type", "T2", "--tag", "k:1", dir, "--from", "10")
 	require.Equal(t, 0, code, errOut)
 	want := read(dcb.Query{Items: []dcb.QueryItem{{Types: []string{"T1", "T2"}, Tags: []string{"k:1"}}}}, store.ReadOptions{From: 10})
+	require.NotEmpty(t, want)
+	assert.Equal(t, want, decodeLines(t, out))
+
+	code, out, errOut = runCmd("tail", dir, "--type", "T0", "--tag", "k:0", "--or", "--tag", "k:1", "--from", "5")
+	require.Equal(t, 0, code, errOut)
+	want = read(dcb.Query{Items: []dcb.QueryItem{{Types: []string{"T0"}, Tags: []string{"k:0"}}, {Tags: []string{"k:1"}}}}, store.ReadOptions{From: 5})
 	require.NotEmpty(t, want)
 	assert.Equal(t, want, decodeLines(t, out))
 

@@ -21,7 +21,10 @@ func TestCommandHelp(t *testing.T) {
 		"demo":    nil,
 		"verify":  {"json"},
 		"recover": {"json", "dry-run", "allow-data-loss"},
-		"tail":    {"type", "tag", "from", "follow", "cursor"},
+		"tail":    {"type", "tag", "or", "from", "follow", "cursor"},
+		"read":    {"type", "tag", "or", "from", "limit", "backwards", "table"},
+		"stats":   {"json", "top"},
+		"append":  {"type", "tag", "or", "data", "meta", "if-none-match", "after", "stdin", "batch"},
 		"bench":   {"events", "dir", "json", "scale"},
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
@@ -51,15 +54,13 @@ func TestCommandHelp(t *testing.T) {
 			assert.Contains(t, out, c.help, "%q", args)
 			assert.Contains(t, out, "--help", "%q", args)
 			fs.VisitAll(func(f *flag.Flag) {
-				_, use := flag.UnquoteUsage(f)
-				def := f.DefValue
-				if def == "" {
-					def = `""`
-				}
 				assert.Contains(t, out, "["+flagArg(f)+"]", "%q: the command line lists --%s", args, f.Name)
 				assert.Contains(t, out, "--"+f.Name+" ", "%q", args)
-				assert.Contains(t, out, use+" (default "+def+")", "%q", args)
+				assert.Contains(t, out, flagHelp(f)+"\n", "%q", args)
 			})
+			if c.more != "" {
+				assert.Contains(t, out, c.more, "%q", args)
+			}
 			assert.NotContains(t, out, "flag: help requested", "%q", args)
 		}
 	}
@@ -153,7 +154,8 @@ func TestDashDashEndsFlags(t *testing.T) {
 
 	code, out, errOut = runCmd("demo", "--", "-store")
 	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
-	assert.Contains(t, out, "store -store: 0 events before the demo")
+	assert.Contains(t, out, "possum demo, run 1, in -store: a new store")
+	assert.Contains(t, out, "possum read ./-store --tag course:1 --table")
 	assert.DirExists(t, "-store")
 }
 
@@ -162,7 +164,7 @@ func TestDemoDefaultDir(t *testing.T) {
 	t.Chdir(t.TempDir())
 	code, out, errOut := runCmd("demo")
 	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
-	assert.Contains(t, out, "store possum-demo: 0 events before the demo")
+	assert.Contains(t, out, "possum demo, run 1, in possum-demo: a new store")
 	assert.DirExists(t, "possum-demo")
 }
 

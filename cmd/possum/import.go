@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/projector"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+const (
+	// maxLine is the longest NDJSON line an import takes: the WAL's record
+	// limit.
+	maxLine = 64 << 20
+	// maxBatchBytes bounds the NDJSON bytes of one batch, far below the
+	// record limit, whatever --batch says.
+	maxBatchBytes = 16 << 20
+)
+
+// ndjsonEvent is one line of NDJSON input: the keys of an event file.
+// position and timestamp, which possum read prints, are accepted and
+// ignored: the store assigns them.
+type ndjsonEvent struct {
+	Type      string            `json:"type"`
+	Tags      []string          `json:"tags"`
+	Data      json.RawMessage   `json:"data"`
+	Metadata  map[string]string `json:"metadata"`
+	Position  json.RawMessage   `json:"position"`
+	Timestamp json.RawMessage   `json:"timestamp"`
+}
+
+// parseLine parses and validates one line of NDJSON input.
+func parseLine(line []byte) (dcb.Event, error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	var l ndjsonEvent
+	if err := dec.Decode(&l); err != nil {
+		return dcb.Event{}, jsonProblem(err)
+	}
+	if dec.More() {
+		return dcb.Event{}, errors.New("more than one JSON value on the line")
+	}
+	e := dcb.Event{Type: l.Type, Tags: l.Tags, Data: l.Data, Metadata: l.Metadata}
+	return e, e.Validate()
+}
+
+// jsonProblem says what is wrong with a line in the words of its keys.
+func jsonProblem(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return fmt.Errorf("%s: want %s, got a JSON %s", te.Field, te.Type, te.Value)
+	case errors.As(err, &se):
+		return fmt.Errorf("not JSON: %v (byte %d)", se, se.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("not JSON: the line ends inside a value")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("unknown key %s (an event has type, tags, data, metadata)", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return err
+}
+
+// importer appends NDJSON events to a store in batches and keeps count of
+// what it appended.
+type importer struct {
+	dir   string
+	w     eventWriter // opened at the first batch
+	start time.Time
+	// elapsed is the time the appends took, without the wait for the
+	// projection.
+	elapsed time.Duration
+	bar     *importBar
+	events  int    // appended
+	lines   int    // the lines read up to the last one appended, blank ones too
+	first   uint64 // positions appended
+	last    uint64
+	nbatch  int // batches appended
+}
+
+// runImport appends the NDJSON events of in to the store in dir, batch at
+// a time. A bad line stops it: the lines before it are appended, none
+// after. Nothing appended is exit 2, a partial import exit 1.
+func runImport(dir string, in *os.File, batch int, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	im := &importer{dir: dir, start: time.Now(), bar: newImportBar(in, stderr)}
+	err := im.run(ctx, in, batch)
+	if errors.Is(err, errNoWriter) {
+		return err // it says nothing was written
+	}
+	im.elapsed = time.Since(im.start)
+	im.bar.finish()
+	if im.w != nil {
+		im.waitProjected(ctx)
+		err = errors.Join(err, im.w.Close())
+	}
+	if im.events > 0 {
+		fmt.Fprintln(stdout, im.summary())
+		if note := projectionNote(dir, im.last); note != "" {
+			fmt.Fprintln(stdout, note)
+		}
+	}
+	switch {
+	case err == nil && im.events == 0:
+		return errors.New("no events on stdin (give --type for one event from flags)")
+	case err == nil:
+		return nil
+	case im.events == 0:
+		return fmt.Errorf("%w; nothing was appended", err)
+	}
+	fmt.Fprintf(stderr, "possum append: %v; lines 1..%d were appended (positions %d..%d), nothing after them\n", err, im.lines, im.first, im.last)
+	return exitError{1}
+}
+
+// run reads lines, appending every batch lines (or maxBatchBytes), and the
+// lines before a bad one.
+func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
+	counted := &countingReader{r: in}
+	sc := bufio.NewScanner(counted)
+	sc.Buffer(nil, maxLine)
+	var pending []dcb.Event
+	lineNo, pendingBytes := 0, 0
+	// flush appends the pending events, those of the lines up to through.
+	flush := func(through int) error {
+		if len(pending) > 0 {
+			err := im.append(ctx, pending)
+			if errors.Is(err, errNoWriter) {
+				return err
+			}
+			if err != nil {
+				return fmt.Errorf("appending lines %d..%d: %w", im.lines+1, through, err)
+			}
+			im.bar.update(counted.n, im.events)
+		}
+		im.lines = through
+		pending, pendingBytes = pending[:0], 0
+		return nil
+	}
+	for sc.Scan() {
+		lineNo++
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		e, err := parseLine(line)
+		if err != nil {
+			return errors.Join(flush(lineNo-1), fmt.Errorf("line %d: %w", lineNo, err))
+		}
+		pending = append(pending, e)
+		if pendingBytes += len(line); len(pending) >= batch || pendingBytes >= maxBatchBytes {
+			if err := flush(lineNo); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fmt.Errorf("longer than %d MiB", maxLine>>20)
+		}
+		return errors.Join(flush(lineNo), fmt.Errorf("line %d: %w", lineNo+1, err))
+	}
+	return flush(lineNo)
+}
+
+// errNoWriter marks the failure to open the store: nothing was appended.
+var errNoWriter = errors.New("the store could not be opened")
+
+// append appends one batch of events, opening the store for the first.
+func (im *importer) append(ctx context.Context, events []dcb.Event) error {
+	if im.w == nil {
+		w, err := openWriter(im.dir)
+		if err != nil {
+			return &noWriterError{err}
+		}
+		im.w = w
+	}
+	last, err := im.w.Append(ctx, events, nil)
+	if err != nil {
+		return err
+	}
+	if im.events == 0 {
+		im.first = last - uint64(len(events)) + 1
+	}
+	im.last = last
+	im.events += len(events)
+	im.nbatch++
+	return nil
+}
+
+// noWriterError is why the store could not be opened, as is.
+type noWriterError struct{ err error }
+
+func (e *noWriterError) Error() string   { return e.err.Error() }
+func (e *noWriterError) Unwrap() []error { return []error{e.err, errNoWriter} }
+
+func (im *importer) summary() string {
+	elapsed := im.elapsed
+	s := fmt.Sprintf("appended %s in %s, positions %d..%d, in %s", plural(im.events, "event"), plural(im.nbatch, "batch"),
+		im.first, im.last, elapsed.Round(time.Millisecond))
+	if elapsed >= time.Second {
+		s += fmt.Sprintf(" (%.0f events/s)", float64(im.events)/elapsed.Seconds())
+	}
+	return s
+}
+
+// plural is n things: "1 event", "2 events", "3 batches".
+func plural(n int, thing string) string {
+	switch {
+	case n == 1:
+		return "1 " + thing
+	case strings.HasSuffix(thing, "ch"):
+		return fmt.Sprintf("%d %ses", n, thing)
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// projectionWait is how long an import waits for the projector to write
+// the event and index files of what it appended, before it closes the
+// store: a small import leaves them complete, a large one leaves the rest
+// to the next Open rather than keep the user waiting.
+const projectionWait = 2 * time.Second
+
+func (im *importer) waitProjected(ctx context.Context) {
+	p, ok := im.w.(interface {
+		WaitProjected(context.Context, uint64) error
+	})
+	if !ok || im.events == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, projectionWait)
+	defer cancel()
+	_ = p.WaitProjected(ctx, im.last) // projectionNote reports how far it got
+}
+
+// projectionNote says, after the store in dir was closed with head last,
+// when its event and index files do not reach last yet: Close does not wait
+// for them, the next Open of the store writes them.
+func projectionNote(dir string, last uint64) string {
+	cp, err := projector.ReadCheckpoint(dir)
+	if err != nil || cp.Position >= last {
+		return ""
+	}
+	return fmt.Sprintf("event and index files are written up to position %d; the next process to open the store as its writer writes the rest (reads do not need them)", cp.Position)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// importBar is the progress of an import on a terminal: a bar of the bytes
+// read when stdin is a file, a count of events otherwise. It shows once the
+// first batch is appended, so small imports show none; nil (no terminal)
+// does nothing.
+type importBar struct {
+	out  io.Writer
+	size int64 // of stdin, 0: unknown
+	bar  *progressbar.ProgressBar
+}
+
+func newImportBar(in *os.File, stderr io.Writer) *importBar {
+	f, ok := stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	b := &importBar{out: stderr}
+	if st, err := in.Stat(); err == nil && st.Mode().IsRegular() {
+		b.size = st.Size()
+	}
+	return b
+}
+
+func (b *importBar) update(read int64, events int) {
+	if b == nil {
+		return
+	}
+	if b.bar == nil {
+		max := b.size
+		if max == 0 {
+			max = -1 // a spinner
+		}
+		b.bar = progressbar.NewOptions64(max, progressbar.OptionSetWriter(b.out),
+			progressbar.OptionSetDescription("appending"), progressbar.OptionShowBytes(b.size > 0),
+			progressbar.OptionShowCount(), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
+	}
+	if b.size > 0 {
+		_ = b.bar.Set64(read)
+	} else {
+		_ = b.bar.Set(events)
+	}
+	b.bar.Describe(fmt.Sprintf("appending (%d events)", events))
+}
+
+func (b *importBar) finish() {
+	if b != nil && b.bar != nil {
+		_ = b.bar.Finish()
+	}
+}
