@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
@@ -276,17 +275,13 @@ func (d *demo) showRacer(r *racer) {
 	d.line(fmt.Sprintf("  %-4s reads again, decides again: enrolled in course %s", who, d.course), r.pos)
 }
 
-// firstMatch returns the first event that fails cond. A rejected append
-// can return before that event can be read (while it is being made
-// durable), so it waits for it, as a subscription; the store publishes it
-// once durable, or fails.
+// firstMatch returns the first event that fails cond. The store answers
+// a rejected append only once that event is acknowledged, so it can be read.
 func firstMatch(ctx context.Context, s *store.Store, cond *dcb.AppendCondition) (dcb.SequencedEvent, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for e, err := range s.Subscribe(ctx, cond.FailIfEventsMatch, cond.After) {
+	for e, err := range s.Read(ctx, cond.FailIfEventsMatch, store.ReadOptions{From: cond.After + 1, Limit: 1}) {
 		return e, err
 	}
-	return dcb.SequencedEvent{}, errors.New("demo: no event fails the condition") // not reached: a subscription ends with an error
+	return dcb.SequencedEvent{}, errors.New("demo: no event fails the condition")
 }
 
 // showEvents prints the events of this run's course, from position from.
