@@ -4,7 +4,7 @@
 //	                         race for the last seat and the store's append condition rejects one
 //	possum read DIR [QUERY] [--from N] [--limit N] [--backwards] [--table]
 //	                         print events: NDJSON (the bytes of the event files), a table on a terminal
-//	possum tail DIR [QUERY] [--from N] [--follow] [--cursor NAME]
+//	possum tail DIR [QUERY] [--from N] [--follow] [--cursor NAME|PATH]
 //	                         print events as NDJSON; --follow for new ones (Ctrl-C exits 0)
 //	possum append DIR --type T [--tag K]... [--data JSON] [--meta K=V]... [--if-none-match [QUERY] [--after N]]
 //	                         append one event, on a condition if asked; prints its position

@@ -10,6 +10,8 @@ import (
 	"iter"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/possumstore/possum/dcb"
@@ -25,7 +27,7 @@ func tailCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer)
 	qf.register(fs)
 	from := fs.Uint64("from", 1, "the first `POSITION` to print")
 	follow := fs.Bool("follow", false, "keep printing new events until interrupted (Ctrl-C exits 0)")
-	cursor := fs.String("cursor", "", "resume after the cursor `NAME` (cursors/NAME in the store) and save it as events print")
+	cursor := fs.String("cursor", "", "resume after the cursor `NAME` (cursors/NAME in the store; a path with a / for a cursor file elsewhere, as for a read-only store) and save it as events print")
 	return func(args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -53,7 +55,11 @@ func runTail(ctx context.Context, dir string, q dcb.Query, from uint64, follow b
 	var cur *store.Cursor
 	if cursorName != "" {
 		var err error
-		if cur, err = store.NamedCursor(dir, cursorName); err != nil {
+		open := func() (*store.Cursor, error) { return store.NamedCursor(dir, cursorName) }
+		if strings.ContainsRune(cursorName, '/') || strings.ContainsRune(cursorName, filepath.Separator) {
+			open = func() (*store.Cursor, error) { return store.OpenCursor(cursorName) }
+		}
+		if cur, err = open(); err != nil {
 			return err
 		}
 		from = max(from, cur.Position()+1)

@@ -83,7 +83,19 @@ func TestTail(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Equal(t, read(dcb.All(), store.ReadOptions{From: 51}), decodeLines(t, out))
 
-	for _, bad := range [][]string{{"tail"}, {"tail", dir, "--from", "0"}, {"tail", dir, "--type", ""}, {"tail", dir, "--cursor", "a/b"}, {"tail", filepath.Join(dir, "nope")}} {
+	// A cursor file outside the store (for a read-only store): a path.
+	cursorFile := filepath.Join(t.TempDir(), "ops.cursor")
+	code, out, errOut = runCmd("tail", "--cursor", cursorFile, dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Len(t, decodeLines(t, out), 52)
+	require.FileExists(t, cursorFile)
+	_, err = s.Append(t.Context(), []dcb.Event{tailEvent(52)}, nil)
+	require.NoError(t, err)
+	code, out, errOut = runCmd("tail", "--cursor", cursorFile, dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, read(dcb.All(), store.ReadOptions{From: 53}), decodeLines(t, out))
+
+	for _, bad := range [][]string{{"tail"}, {"tail", dir, "--from", "0"}, {"tail", dir, "--type", ""}, {"tail", dir, "--cursor", ".hidden"}, {"tail", filepath.Join(dir, "nope")}} {
 		code, _, errOut := runCmd(bad...)
 		assert.Equal(t, 2, code, "%q: %s", bad, errOut)
 		assert.NotEmpty(t, errOut)
