@@ -22,11 +22,11 @@ var (
 
 // awkwardData are Data values that must come back byte for byte.
 var awkwardData = []string{
-	`{"a": 1,  "b":[1, 2]}`,         // inner whitespace kept
-	`"{\"batchIndex\":0}"`,          // a string holding JSON: never unwrapped
+	`{"a": 1,  "b":[1, 2]}`,        // inner whitespace kept
+	`"{\"batchIndex\":0}"`,         // a string holding JSON: never unwrapped
 	`42`, `-1.5e3`, `true`, `"é🦘"`, // scalars
 	"{\n  \"pretty\": [\n    1\n  ]\n}", // line breaks inside
-	`"<&>"`,                         // no HTML escaping
+	`"<&>"`,                             // no HTML escaping
 	`[]`,
 }
 
