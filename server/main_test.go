@@ -2,11 +2,12 @@ package server_test
 
 import (
 	"context"
-	"errors"
+
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/server"
@@ -94,4 +95,9 @@ func collect[E any](seq func(func(E, error) bool)) ([]E, error) {
 	return out, nil
 }
 
-var errStop = errors.New("stop")
+// testWait bounds the waits of require.Eventually: generous, never a
+// measure.
+const (
+	testWait  = 20 * time.Second
+	pollEvery = 5 * time.Millisecond
+)

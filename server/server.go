@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -346,11 +347,11 @@ func readParams(r *http.Request) (dcb.Query, store.ReadOptions, error) {
 		}
 	}
 	if s := v.Get("limit"); s != "" {
-		n, err := parseUint(s)
-		if err != nil || n > 1<<31 {
-			return q, o, badRequest("server: limit: not a count: " + s)
+		n, err := strconv.ParseInt(s, 10, 32)
+		if err != nil {
+			return q, o, badRequest("server: limit: not a count: " + strconv.Quote(s))
 		}
-		o.Limit = int(n)
+		o.Limit = int(n) // negative: ErrInvalidQuery below, as embedded
 	}
 	if s := v.Get("backwards"); s != "" {
 		if o.Backwards, err = parseBool(s); err != nil {
