@@ -6,6 +6,8 @@
 //	                                  repair a store (exit 0 repaired, 1 refused or, dry run, repairs needed)
 //	possum tail [--type T]... [--tag K]... [--from N] [--follow] [--cursor NAME] DIR
 //	                                  print events as NDJSON; --follow for new ones (Ctrl-C exits 0)
+//	possum serve [--listen ADDR] [--token T] DIR
+//	                                  serve a store over HTTP on DIR/possum.sock, and TCP with --listen
 //	possum bench [--events N] [--dir D] [--json] [--scale]
 //	                                  measure possum next to this machine's limits (minutes at 1M events)
 //	possum COMMAND --help             a command's usage and flags (also -h, possum help COMMAND)
@@ -47,6 +49,7 @@ func init() {
 		{"verify", "DIR", "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)", 1, 1, verifyCommand},
 		{"recover", "DIR", "repair a closed store (exit 1: refused, data loss)", 1, 1, recoverCommand},
 		{"tail", "DIR", "print a store's events as NDJSON, the keys of its event files; --follow for new ones, whether or not a writer has it open", 1, 1, tailCommand},
+		{"serve", "DIR", "serve a store to other processes over HTTP on DIR/possum.sock (mode 0600), and over TCP with --listen; until interrupted (exit 0)", 1, 1, serveCommand},
 		{"bench", "", "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)", 0, 0, benchCommand},
 	}
 }

@@ -23,6 +23,7 @@ func TestCommandHelp(t *testing.T) {
 		"recover": {"json", "dry-run", "allow-data-loss"},
 		"tail":    {"type", "tag", "from", "follow", "cursor"},
 		"bench":   {"events", "dir", "json", "scale"},
+		"serve":   {"listen", "token"},
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
 	dir := filepath.Join(t.TempDir(), "store")
