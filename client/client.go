@@ -39,6 +39,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -84,6 +85,10 @@ type Client struct {
 	opts  Options
 	token string
 	head  atomic.Uint64 // the last head learned
+
+	sendMu  sync.Mutex
+	queue   []*pendingAppend // appends waiting for a request
+	sending int              // goroutines sending requests
 }
 
 // Dial connects to the server of the store in dir, on its unix socket
@@ -174,29 +179,160 @@ func (c *Client) Close() error {
 // position once the store acknowledged it, as store.Store.Append does. A
 // failed condition returns an error wrapping dcb.ErrAppendConditionFailed;
 // invalid input one wrapping dcb.ErrInvalidEvent or dcb.ErrInvalidQuery;
-// nothing was written then. A ctx without a deadline gets Options.Timeout.
+// nothing was written then. A ctx without a deadline gets Options.Timeout;
+// a ctx that ends before the append is sent cancels it (nothing written),
+// one that ends later leaves its outcome unknown.
+//
+// Appends of concurrent callers travel together: while requests are in
+// flight, the appends that wait are sent in one request (POST /appends),
+// each with its own condition and result, and the server appends them
+// concurrently, as it would for as many connections.
 func (c *Client) Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error) {
 	// The body carries Data as it is: it must be JSON for the body to be.
 	if err := dcb.ValidateBatch(events); err != nil {
 		return 0, fmt.Errorf("client: append: %w", err)
 	}
-	body := wire.AppendRequestBody(nil, events, cond)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/append", bytes.NewReader(body))
+	p := &pendingAppend{body: wire.AppendRequestBody(nil, events, cond), done: make(chan appendResult, 1)}
+	c.sendMu.Lock()
+	c.queue = append(c.queue, p)
+	lead := c.sending < maxSending
+	if lead {
+		c.sending++
+	}
+	c.sendMu.Unlock()
+	if lead {
+		go c.send()
+	}
+	select {
+	case r := <-p.done:
+		if r.err != nil {
+			return 0, fmt.Errorf("client: append: %w", r.err)
+		}
+		if r.res.AppendConditionFailed {
+			return 0, fmt.Errorf("client: append: %w", dcb.ErrAppendConditionFailed)
+		}
+		c.learn(r.res.Position)
+		return r.res.Position, nil
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(queued, cancelled) {
+			return 0, ctx.Err() // never sent: nothing written
+		}
+		return 0, fmt.Errorf("client: append: %w (sent: it may have been written)", ctx.Err())
+	}
+}
+
+// The states of a pendingAppend.
+const (
+	queued    int32 = iota
+	taken           // by a request
+	cancelled       // by its caller, before it was taken
+)
+
+// pendingAppend is an Append waiting for its request.
+type pendingAppend struct {
+	body  []byte // its AppendRequest
+	state atomic.Int32
+	done  chan appendResult // capacity 1
+}
+
+type appendResult struct {
+	res wire.AppendResponse
+	err error
+}
+
+const (
+	// maxSending bounds the append requests in flight: the others wait
+	// and go together in the next one.
+	maxSending = 4
+	// maxTogether bounds the appends of one request, and
+	// maxTogetherBytes its body (the server takes 16 MiB).
+	maxTogether      = 512
+	maxTogetherBytes = 8 << 20
+)
+
+// send sends the waiting appends, as many together as fit a request,
+// until none waits.
+func (c *Client) send() {
+	for {
+		c.sendMu.Lock()
+		var batch []*pendingAppend
+		size, n := 0, 0
+		for _, p := range c.queue {
+			if n > 0 && (n == maxTogether || size+len(p.body) > maxTogetherBytes) {
+				break
+			}
+			n++
+			if p.state.CompareAndSwap(queued, taken) {
+				batch = append(batch, p)
+				size += len(p.body)
+			}
+		}
+		c.queue = c.queue[n:]
+		if len(c.queue) == 0 {
+			c.queue = nil
+		}
+		if n == 0 {
+			c.sending--
+			c.sendMu.Unlock()
+			return
+		}
+		c.sendMu.Unlock()
+		if len(batch) > 0 {
+			c.sendBatch(batch)
+		}
+	}
+}
+
+// sendBatch sends one request for batch and answers each of its callers.
+func (c *Client) sendBatch(batch []*pendingAppend) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	if len(batch) == 1 {
+		var res wire.AppendResponse
+		err := c.post(ctx, "/append", batch[0].body, &res)
+		batch[0].done <- appendResult{res, err}
+		return
+	}
+	body := append(make([]byte, 0, 16+len(batch)*(len(batch[0].body)+1)), `{"appends":[`...)
+	for i, p := range batch {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, p.body...)
+	}
+	body = append(body, "]}"...)
+	var res wire.AppendsResponse
+	err := c.post(ctx, "/appends", body, &res)
+	if err == nil && len(res.Results) != len(batch) {
+		err = fmt.Errorf("the server answered %d results for %d appends", len(res.Results), len(batch))
+	}
+	for i, p := range batch {
+		if err != nil {
+			p.done <- appendResult{err: err}
+			continue
+		}
+		r := res.Results[i]
+		if r.Error != nil {
+			p.done <- appendResult{err: r.Error.Err()}
+			continue
+		}
+		p.done <- appendResult{res: r.AppendResponse}
+	}
+}
+
+// post sends body to path and decodes the answer into res.
+func (c *Client) post(ctx context.Context, path string, body []byte, res any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, fmt.Errorf("client: append: %w", err)
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	var res wire.AppendResponse
-	if err := c.do(req, &res); err != nil {
-		return 0, fmt.Errorf("client: append: %w", err)
-	}
-	if res.AppendConditionFailed {
-		return 0, fmt.Errorf("client: append: %w", dcb.ErrAppendConditionFailed)
-	}
-	c.learn(res.Position)
-	return res.Position, nil
+	return c.do(req, res)
 }
 
 // Head returns the store's last acknowledged position, asking the server;
@@ -319,6 +455,8 @@ func (c *Client) stream(parent context.Context, op string, v url.Values, yield f
 		fail(cause(err))
 		return
 	}
+	// A stream left early is closed, never drained: a subscription does
+	// not end. Only a read that ended is drained, to reuse its connection.
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		fail(errorOf(resp))
@@ -353,6 +491,7 @@ func (c *Client) stream(parent context.Context, op string, v url.Values, yield f
 			fail(wire.Error{Message: l.Error, Code: l.Code}.Err())
 			return
 		case l.End:
+			_, _ = io.Copy(io.Discard, io.LimitReader(br, 4<<10)) // the end of the chunked body
 			return
 		case l.Heartbeat:
 			silence.Reset(3 * c.opts.Heartbeat)
@@ -389,7 +528,7 @@ func (c *Client) do(req *http.Request, res any) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	if resp.StatusCode != http.StatusOK {
 		return errorOf(resp)
 	}
@@ -397,6 +536,14 @@ func (c *Client) do(req *http.Request, res any) error {
 		return fmt.Errorf("reading the answer: %w", err)
 	}
 	return nil
+}
+
+// closeBody reads what is left of a small answer (the end of a chunked
+// stream, a newline) before closing it, so that its connection is kept
+// for the next request rather than closed.
+func closeBody(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
 }
 
 // errorOf returns the error an answer other than 200 carries, wrapping the

@@ -48,7 +48,7 @@ func errorBody(t *testing.T, resp *http.Response) (msg, code string) {
 // TestBadRequests: each bad request gets its status and a JSON error
 // naming the problem, writes nothing, and the server goes on serving.
 func TestBadRequests(t *testing.T) {
-	s := serve(t, &server.Options{MaxBodyBytes: 1 << 10})
+	s := serve(t, &server.Options{MaxBodyBytes: 64 << 10})
 	hc := s.rawHTTP()
 	_, err := s.st.Append(t.Context(), []dcb.Event{{Type: "Seed", Tags: []string{"t"}}}, nil)
 	require.NoError(t, err)
@@ -70,7 +70,7 @@ func TestBadRequests(t *testing.T) {
 		{"condition without query", "POST", "/append", "application/json", `{"events":[{"type":"T"}],"condition":{"after":3}}`, 400, "invalid_query", "failIfEventsMatch"},
 		{"negative after", "POST", "/append", "application/json", `{"events":[{"type":"T"}],"condition":{"failIfEventsMatch":{},"after":-1}}`, 400, "bad_request", "after"},
 		{"not JSON", "POST", "/append", "text/plain", `{"events":[{"type":"T"}]}`, 415, "unsupported_media", "Content-Type"},
-		{"oversized body", "POST", "/append", "application/json", `{"events":[{"type":"T","data":"` + strings.Repeat("x", 2<<10) + `"}]}`, 413, "too_large", "limit"},
+		{"oversized body", "POST", "/append", "application/json", `{"events":[{"type":"T","data":"` + strings.Repeat("x", 65<<10) + `"}]}`, 413, "too_large", "limit"},
 		{"read: query not JSON", "GET", "/read?query=" + q("{items"), "", "", 400, "bad_request", "query"},
 		{"read: invalid query", "GET", "/read?query=" + q(`{"items":[{"types":[]}]}`), "", "", 400, "invalid_query", "neither types nor tags"},
 		{"read: empty tag", "GET", "/read?query=" + q(`{"items":[{"tags":[""]}]}`), "", "", 400, "invalid_query", "empty tag"},
@@ -80,6 +80,9 @@ func TestBadRequests(t *testing.T) {
 		{"stream: after without follow", "GET", "/stream?after=3", "", "", 400, "bad_request", "follow"},
 		{"stream: follow with limit", "GET", "/stream?follow=true&limit=3", "", "", 400, "bad_request", "limit"},
 		{"stream: invalid query", "GET", "/stream?follow=true&query=" + q(`{"items":[{}]}`), "", "", 400, "invalid_query", "neither"},
+		{"appends: malformed", "POST", "/appends", "application/json", `{"appends":[{"events":[{"type":"T"}]}`, 400, "bad_request", "malformed"},
+		{"appends: not a list", "POST", "/appends", "application/json", `{"appends":{"events":[]}}`, 400, "bad_request", "malformed"},
+		{"appends: too many", "POST", "/appends", "application/json", `{"appends":[` + strings.Repeat(`{"events":[]},`, 1024) + `{"events":[]}]}`, 400, "bad_request", "over the limit of 1024"},
 		{"unknown path", "GET", "/events", "", "", 404, "not_found", "/events"},
 		{"wrong method", "GET", "/append", "", "", 405, "method_not_allowed", "POST"},
 	} {
@@ -99,8 +102,25 @@ func TestBadRequests(t *testing.T) {
 			assert.Equal(t, head, s.st.Head(), "nothing written")
 		})
 	}
+	// In POST /appends, each append fails or succeeds on its own.
+	resp, err := hc.Post("http://possum/appends", "application/json", strings.NewReader(
+		`{"appends":[{"events":[{"type":""}]},{"events":[{"type":"T","tags":["t"]}],"condition":{"failIfEventsMatch":{"items":[{"tags":["t"]}]}}},{"events":[{"type":"T"}],"condition":{"failIfEventsMatch":{"items":[{}]}}}]}`))
+	require.NoError(t, err)
+	var results struct {
+		Results []map[string]any `json:"results"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&results))
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Len(t, results.Results, 3)
+	assert.Equal(t, "invalid_event", results.Results[0]["code"])
+	assert.Equal(t, true, results.Results[1]["appendConditionFailed"])
+	assert.Nil(t, results.Results[1]["error"])
+	assert.Equal(t, "invalid_query", results.Results[2]["code"])
+	assert.Equal(t, head, s.st.Head(), "nothing written")
+
 	// And the server goes on serving.
-	resp, err := hc.Post("http://possum/append", "application/json", strings.NewReader(`{"events":[{"type":"After"}]}`))
+	resp, err = hc.Post("http://possum/append", "application/json", strings.NewReader(`{"events":[{"type":"After"}]}`))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
@@ -193,3 +213,27 @@ func TestDisconnectMidStream(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// httpRead reads a tag's events with GET /read, as a program in another
+// language would, and returns how many came.
+func httpRead(ctx context.Context, s *served, tag string) (int, error) {
+	if s.hc == nil {
+		s.hc = s.rawHTTP()
+		s.hc.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+	}
+	q := url.QueryEscape(`{"items":[{"tags":[` + strconv.Quote(tag) + `]}]}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://possum/read?query="+q, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var events []json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&events); err != nil {
+		return 0, err
+	}
+	return len(events), nil
+}

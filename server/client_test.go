@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/possumstore/possum/client"
@@ -93,4 +95,69 @@ func TestClientMatchesEmbedded(t *testing.T) {
 	live, err := collect(s.st.Read(ctx, q, store.ReadOptions{From: 3}))
 	require.NoError(t, err)
 	assert.Equal(t, live, got)
+}
+
+// TestConcurrentAppendsTravelTogether: the appends of many goroutines
+// sharing one client, sent together, each get their own outcome: the
+// condition of each is checked on its own, and nothing of a failed one is
+// written.
+func TestConcurrentAppendsTravelTogether(t *testing.T) {
+	s := serve(t, nil)
+	c := s.dial(t, nil)
+	ctx := t.Context()
+	const writers, rounds = 64, 5
+	type outcome struct {
+		pos uint64
+		err error
+	}
+	results := make([][]outcome, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			tag := fmt.Sprintf("w:%d", w)
+			q := dcb.Query{Items: []dcb.QueryItem{{Tags: []string{tag}}}}
+			var last uint64
+			for range rounds {
+				// Odd writers use a stale After every other round: a
+				// failed condition among successful ones.
+				after := last
+				if w%2 == 1 && len(results[w])%2 == 1 {
+					after = 0
+				}
+				pos, err := c.Append(ctx, []dcb.Event{{Type: "W", Tags: []string{tag}, Data: json.RawMessage(fmt.Sprint(w))}},
+					&dcb.AppendCondition{FailIfEventsMatch: q, After: after})
+				results[w] = append(results[w], outcome{pos, err})
+				if err == nil {
+					last = pos
+				}
+			}
+		})
+	}
+	// And an invalid query among them: its own error, no one else's.
+	_, err := c.Append(ctx, []dcb.Event{{Type: "W"}}, &dcb.AppendCondition{FailIfEventsMatch: dcb.Query{Items: []dcb.QueryItem{{}}}})
+	assert.ErrorIs(t, err, dcb.ErrInvalidQuery)
+	wg.Wait()
+
+	ok := 0
+	for w, rs := range results {
+		for i, r := range rs {
+			if w%2 == 1 && i%2 == 1 {
+				assert.ErrorIs(t, r.err, dcb.ErrAppendConditionFailed, "writer %d round %d", w, i)
+				continue
+			}
+			require.NoError(t, r.err, "writer %d round %d", w, i)
+			ok++
+			evs, err := collect(s.st.Read(ctx, dcb.All(), store.ReadOptions{From: r.pos, Limit: 1}))
+			require.NoError(t, err)
+			assert.Equal(t, fmt.Sprint(w), string(evs[0].Data), "position %d is writer %d's", r.pos, w)
+		}
+	}
+	assert.Equal(t, uint64(ok), s.st.Head(), "nothing written by the failed ones")
+
+	// A context that ended before the append was sent: nothing written.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = c.Append(cancelled, []dcb.Event{{Type: "Never"}}, nil)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, uint64(ok), s.st.Head())
 }

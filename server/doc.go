@@ -7,6 +7,7 @@
 //
 //	GET  /read?query=<JSON>&options=<JSON>   a JSON array of events
 //	POST /append                             {"events":[...],"condition":{...}}
+//	POST /appends                            {"appends":[<append>...]}: independent appends, one result each
 //	GET  /stream?query=..&from=..            NDJSON, one event per line; follow=true&after=N to follow
 //	GET  /head                               {"head":N}
 //

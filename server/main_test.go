@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +46,7 @@ type served struct {
 	dir string
 	st  *store.Store
 	srv *server.Server
+	hc  *http.Client // for httpRead, made on first use
 }
 
 // serve opens a store in a fresh directory and serves it on its socket

@@ -5,12 +5,14 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -113,6 +115,7 @@ type Route struct {
 var routes = []Route{
 	{http.MethodGet, "/read", (*Server).read},
 	{http.MethodPost, "/append", (*Server).append},
+	{http.MethodPost, "/appends", (*Server).appends},
 	{http.MethodGet, "/stream", (*Server).stream},
 	{http.MethodGet, "/head", (*Server).head},
 }
@@ -144,7 +147,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, wire.CodeMethod, "server: "+r.Method+" "+r.URL.Path+": use "+strings.Join(allowed, ", "))
 		return
 	}
-	writeError(w, http.StatusNotFound, wire.CodeNotFound, "server: no operation at "+r.URL.Path+" (GET /read, POST /append, GET /stream, GET /head)")
+	writeError(w, http.StatusNotFound, wire.CodeNotFound, "server: no operation at "+r.URL.Path+" (GET /read, POST /append, POST /appends, GET /stream, GET /head)")
 }
 
 func (srv *Server) authorized(r *http.Request) bool {
@@ -195,9 +198,79 @@ func (srv *Server) head(w http.ResponseWriter, r *http.Request) {
 
 // append answers POST /append.
 func (srv *Server) append(w http.ResponseWriter, r *http.Request) {
-	if !isJSON(r.Header.Get("Content-Type")) {
-		writeError(w, http.StatusUnsupportedMediaType, wire.CodeUnsupported, "server: append: the body must be JSON (Content-Type: application/json)")
+	var req wire.AppendRequest
+	if !srv.readJSON(w, r, "append", &req) {
 		return
+	}
+	res, err := srv.appendOne(r.Context(), req)
+	if err != nil {
+		srv.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// maxAppends bounds the appends of one POST /appends.
+const maxAppends = 1024
+
+// appends answers POST /appends: several independent appends in one
+// request, each with its own condition and its own result, appended
+// concurrently (as if by as many callers: they share the store's group
+// commit, in no promised order among themselves). The Go client sends the
+// appends of its concurrent callers this way.
+func (srv *Server) appends(w http.ResponseWriter, r *http.Request) {
+	var req wire.AppendsRequest
+	if !srv.readJSON(w, r, "appends", &req) {
+		return
+	}
+	if len(req.Appends) > maxAppends {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "server: appends: "+itoa(int64(len(req.Appends)))+" appends, over the limit of "+itoa(maxAppends)+" a request; nothing written")
+		return
+	}
+	res := wire.AppendsResponse{Results: make([]wire.AppendResult, len(req.Appends))}
+	var wg sync.WaitGroup
+	for i, a := range req.Appends {
+		wg.Go(func() {
+			one, err := srv.appendOne(r.Context(), a)
+			res.Results[i].AppendResponse = one
+			if err != nil {
+				res.Results[i].Error = srv.errorOf(r, err)
+			}
+		})
+	}
+	wg.Wait()
+	writeJSON(w, http.StatusOK, res)
+}
+
+// appendOne appends what req asks. A failed condition is not an error.
+func (srv *Server) appendOne(ctx context.Context, req wire.AppendRequest) (wire.AppendResponse, error) {
+	events := make([]dcb.Event, len(req.Events))
+	for i, e := range req.Events {
+		events[i] = dcb.Event{Type: e.Type, Tags: e.Tags, Data: e.Data, Metadata: e.Metadata}
+	}
+	var cond *dcb.AppendCondition
+	if req.Condition != nil {
+		if req.Condition.FailIfEventsMatch == nil {
+			return wire.AppendResponse{}, fmt.Errorf("server: append: %w: a condition needs failIfEventsMatch", dcb.ErrInvalidQuery)
+		}
+		cond = &dcb.AppendCondition{FailIfEventsMatch: req.Condition.FailIfEventsMatch.Query(), After: req.Condition.After}
+	}
+	start := time.Now()
+	last, err := srv.st.Append(ctx, events, cond)
+	res := wire.AppendResponse{DurationInMicroseconds: time.Since(start).Microseconds(), Position: last}
+	if errors.Is(err, dcb.ErrAppendConditionFailed) {
+		res.AppendConditionFailed, res.Position = true, 0
+		return res, nil
+	}
+	return res, err
+}
+
+// readJSON reads the JSON body of r into v, within the size and time
+// limits; when it cannot, it answers and returns false.
+func (srv *Server) readJSON(w http.ResponseWriter, r *http.Request, op string, v any) bool {
+	if !isJSON(r.Header.Get("Content-Type")) {
+		writeError(w, http.StatusUnsupportedMediaType, wire.CodeUnsupported, "server: "+op+": the body must be JSON (Content-Type: application/json)")
+		return false
 	}
 	body, status, err := srv.readBody(w, r)
 	if err != nil {
@@ -210,36 +283,13 @@ func (srv *Server) append(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Connection", "close")
 		writeError(w, status, code, err.Error())
-		return
+		return false
 	}
-	var req wire.AppendRequest
-	if err := wire.DecodeStrict(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "server: append: malformed request: "+err.Error())
-		return
+	if err := wire.DecodeStrict(body, v); err != nil {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "server: "+op+": malformed request: "+err.Error())
+		return false
 	}
-	events := make([]dcb.Event, len(req.Events))
-	for i, e := range req.Events {
-		events[i] = dcb.Event{Type: e.Type, Tags: e.Tags, Data: e.Data, Metadata: e.Metadata}
-	}
-	var cond *dcb.AppendCondition
-	if req.Condition != nil {
-		if req.Condition.FailIfEventsMatch == nil {
-			writeError(w, http.StatusBadRequest, wire.CodeInvalidQuery, "server: append: "+dcb.ErrInvalidQuery.Error()+": a condition needs failIfEventsMatch")
-			return
-		}
-		cond = &dcb.AppendCondition{FailIfEventsMatch: req.Condition.FailIfEventsMatch.Query(), After: req.Condition.After}
-	}
-	start := time.Now()
-	last, err := srv.st.Append(r.Context(), events, cond)
-	res := wire.AppendResponse{DurationInMicroseconds: time.Since(start).Microseconds(), Position: last}
-	switch {
-	case errors.Is(err, dcb.ErrAppendConditionFailed):
-		res.AppendConditionFailed, res.Position = true, 0
-	case err != nil:
-		srv.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	return true
 }
 
 // readBody reads a request body within the size and time limits. On error
@@ -389,10 +439,15 @@ func badRequest(msg string) error { return &badRequestError{msg} }
 
 // fail answers with the status and code err calls for.
 func (srv *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := srv.errorOf(r, err)
+	writeError(w, e.Status, e.Code, e.Message)
+}
+
+// errorOf returns the answer to err: its status, code and message.
+func (srv *Server) errorOf(r *http.Request, err error) *wire.Error {
 	var bad *badRequestError
 	if errors.As(err, &bad) {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error())
-		return
+		return &wire.Error{Status: http.StatusBadRequest, Code: wire.CodeBadRequest, Message: err.Error()}
 	}
 	code := wire.Code(err)
 	status := http.StatusInternalServerError
@@ -408,7 +463,7 @@ func (srv *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			srv.log.Error("server: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 	}
-	writeError(w, status, code, err.Error())
+	return &wire.Error{Status: status, Code: code, Message: err.Error()}
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

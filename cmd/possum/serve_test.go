@@ -57,14 +57,22 @@ func TestServeKill9(t *testing.T) {
 	var once sync.Once
 	var wg sync.WaitGroup
 	errs := make([]error, writers)
+	// Half the writers have a client each; the others share one, whose
+	// appends travel together.
+	shared, err := client.Dial(dir)
+	require.NoError(t, err)
+	defer shared.Close()
 	for w := range writers {
 		wg.Go(func() {
-			c, err := client.Dial(dir)
-			if err != nil {
-				errs[w] = err
-				return
+			c := shared
+			if w < writers/2 {
+				var err error
+				if c, err = client.Dial(dir); err != nil {
+					errs[w] = err
+					return
+				}
+				defer c.Close()
 			}
-			defer c.Close()
 			for i := 0; ; i++ {
 				e := dcb.Event{Type: "Written", Tags: []string{fmt.Sprintf("writer:%d", w)},
 					Data: json.RawMessage(fmt.Sprintf(`{"writer":%d,"i":%d}`, w, i))}
@@ -97,7 +105,7 @@ func TestServeKill9(t *testing.T) {
 		assert.False(t, errors.Is(err, context.DeadlineExceeded), "writer %d: an error, not a hang: %v", w, err)
 	}
 	_ = first.Wait()
-	_, err := os.Lstat(server.SocketPath(dir))
+	_, err = os.Lstat(server.SocketPath(dir))
 	require.NoError(t, err, "the killed server left its socket")
 
 	// The stale socket does not stop the next serve.

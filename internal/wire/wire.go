@@ -94,6 +94,24 @@ type AppendResponse struct {
 	Position               uint64 `json:"position,omitempty"`
 }
 
+// AppendsRequest is the body of POST /appends: independent appends.
+type AppendsRequest struct {
+	Appends []AppendRequest `json:"appends"`
+}
+
+// AppendsResponse is the body of a 200 answer to POST /appends: one result
+// per append, in the order of the request.
+type AppendsResponse struct {
+	Results []AppendResult `json:"results"`
+}
+
+// AppendResult is the outcome of one append of POST /appends: an
+// AppendResponse, or an Error (error and code set, status omitted).
+type AppendResult struct {
+	AppendResponse
+	*Error
+}
+
 // HeadResponse is the body of GET /head.
 type HeadResponse struct {
 	Head uint64 `json:"head"`
@@ -104,6 +122,8 @@ type HeadResponse struct {
 type Error struct {
 	Message string `json:"error"`
 	Code    string `json:"code"`
+	// Status is the HTTP status the error is answered with (not sent).
+	Status int `json:"-"`
 }
 
 // The error codes, each with the sentinel it stands for, if any.

@@ -61,6 +61,7 @@ async function head() {
 const q = (types, tags) => ({ items: [{ types, tags }] });
 
 async function main() {
+  let res0;
   assert.equal(await head(), 0);
   assert.deepEqual(await read({ items: [] }), []);
 
@@ -115,6 +116,22 @@ async function main() {
   assert.equal(r.appendConditionFailed, true);
   assert.equal(await head(), 8);
 
+  // Several independent appends in one request, one result each.
+  res0 = await request('POST', '/appends', JSON.stringify({ appends: [
+    { events: [{ type: 'Many', tags: ['m:1'], data: '"a"' }] },
+    { events: [{ type: 'Many', tags: ['m:1'] }], condition: { failIfEventsMatch: q(undefined, ['vu1-iter0']) } },
+    { events: [{ type: '' }] },
+  ] }), { 'Content-Type': 'application/json' });
+  assert.equal(res0.status, 200, res0.text);
+  const many = JSON.parse(res0.text).results;
+  assert.equal(many.length, 3);
+  assert.equal(many[0].appendConditionFailed, false);
+  assert.equal(many[0].position, 9);
+  assert.equal(many[1].appendConditionFailed, true);
+  assert.equal(many[2].code, 'invalid_event');
+  assert.equal(typeof many[2].error, 'string');
+  assert.equal(await head(), 9);
+
   // Errors: a JSON body naming the problem, nothing written.
   let res = await request('POST', '/append', '{"events":[', { 'Content-Type': 'application/json' });
   assert.equal(res.status, 400);
@@ -122,7 +139,7 @@ async function main() {
   res = await request('GET', `/read?query=${encodeURIComponent('{"items":[{}]}')}`);
   assert.equal(res.status, 400);
   assert.equal(JSON.parse(res.text).code, 'invalid_query');
-  assert.equal(await head(), 8);
+  assert.equal(await head(), 9);
 
   // The stream of a read: NDJSON, one event per line, then the end line.
   res = await request('GET', `/stream?query=${encodeURIComponent(JSON.stringify(q(['SomeEvent'])))}&from=2&limit=2`);
@@ -137,7 +154,7 @@ async function main() {
   await new Promise((resolve, reject) => {
     const seen = [];
     let buf = '';
-    const req = http.request({ socketPath, path: '/stream?follow=true&after=7&heartbeat=50' }, (res) => {
+    const req = http.request({ socketPath, path: '/stream?follow=true&after=8&heartbeat=50' }, (res) => {
       assert.equal(res.statusCode, 200);
       res.setEncoding('utf8');
       res.on('data', async (chunk) => {
@@ -147,11 +164,11 @@ async function main() {
           const line = JSON.parse(buf.slice(0, nl));
           buf = buf.slice(nl + 1);
           seen.push(line.heartbeat ? 'heartbeat' : line.position);
-          if (seen.length === 1) assert.equal(line.position, 8);
-          if (line.heartbeat && !seen.includes(9)) {
+          if (seen.length === 1) assert.equal(line.position, 9);
+          if (line.heartbeat && !seen.includes(10)) {
             append([{ type: 'Live', data: '"live"' }]).catch(reject);
           }
-          if (line.position === 9) {
+          if (line.position === 10) {
             assert.equal(line.data, '"live"');
             req.destroy();
             resolve();
@@ -162,7 +179,7 @@ async function main() {
     req.on('error', (e) => { if (!req.destroyed) reject(e); });
     req.end();
   });
-  assert.equal(await head(), 9);
+  assert.equal(await head(), 10);
 }
 
 main().then(() => console.log('ok'), (e) => { console.error(e); process.exit(1); });
