@@ -462,7 +462,7 @@ func (c *Client) stream(parent context.Context, op string, v url.Values, yield f
 		fail(errorOf(resp))
 		return
 	}
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	br := bufio.NewReader(resp.Body)
 	var long []byte
 	for {
 		line, err := br.ReadSlice('\n')

@@ -111,6 +111,10 @@ func BenchmarkReadByTag10(b *testing.B) {
 			batch = batch[:0]
 		}
 	}
+	// The projector's files of the load are not what is measured.
+	if err := s.st.WaitProjected(context.Background(), s.st.Head()); err != nil {
+		b.Fatal(err)
+	}
 	c := s.dial(b, nil)
 	read := map[string]func(ctx context.Context, tag string) (int, error){
 		"embedded": func(ctx context.Context, tag string) (int, error) {
