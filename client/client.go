@@ -17,8 +17,10 @@
 //     retry under the same append condition, which fails if it was.
 //   - A Read is a snapshot taken when its loop starts (the request is sent
 //     then), not when Read is called.
-//   - A Subscribe ends with an error when the connection breaks; resume
-//     with a new Subscribe after the last position it delivered.
+//   - A Subscribe ends with an error when the connection breaks, or when
+//     its consumer stalls long enough for the connection's buffers to fill
+//     and the server to give up on it (30 s by default); resume with a new
+//     Subscribe after the last position it delivered.
 //   - Head asks the server; when it cannot, it returns the last head the
 //     client learned (HeadContext returns the error).
 package client

@@ -155,10 +155,12 @@ func (srv *Server) authorized(r *http.Request) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(srv.opts.Token)) == 1
 }
 
-// Serve answers requests on l until ctx ends, then stops: it stops
-// accepting, ends the streams (their requests' contexts end), lets the
-// other requests finish for up to 5 seconds, closes the connections and
-// l, and returns nil. Any other reason to stop is returned as an error.
+// Serve answers requests on l until ctx ends, then stops and returns nil:
+// it stops accepting, and the contexts of the requests running end, so
+// streams end (with an error line saying the server stops) and appends the
+// store has not yet taken up are cancelled (nothing written); it waits up
+// to 5 seconds for those requests to answer, then closes the connections
+// and l. Any other reason to stop (l failed) is returned as an error.
 func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 	hs := &http.Server{
 		Handler:           srv,
@@ -168,12 +170,13 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(srv.log.Handler(), slog.LevelDebug),
 	}
+	served := make(chan struct{}) // hs.Serve returned
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
-		case <-stopped:
+		case <-served:
 			return
 		}
 		grace, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -183,8 +186,9 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 		}
 	}()
 	err := hs.Serve(l)
+	close(served)
+	<-stopped
 	if errors.Is(err, http.ErrServerClosed) {
-		<-stopped
 		return nil
 	}
 	_ = hs.Close()

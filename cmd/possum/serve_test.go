@@ -30,12 +30,15 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string) {
 	cmd := possumCommand(append([]string{"serve"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	line, err := bufio.NewReader(out).ReadString('\n')
-	require.NoError(t, err, "possum serve said: %s", stderr.String())
+	if err != nil {
+		_ = cmd.Wait() // the copy of its stderr is complete
+		t.Fatalf("possum serve said: %s", stderr.String())
+	}
 	require.Contains(t, line, "possum serve: serving ")
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	return cmd, line
@@ -149,6 +152,25 @@ func TestServeKill9(t *testing.T) {
 		return collectEvents(s.Read(t.Context(), q, o))
 	})
 	t.Logf("%d appends acknowledged before the kill, head %d", len(acked), s.Head())
+}
+
+// lockedBuffer is a child's stderr, written by os/exec's goroutine while
+// the test may read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func collectEvents(seq func(func(dcb.SequencedEvent, error) bool)) ([]dcb.SequencedEvent, error) {
