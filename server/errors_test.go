@@ -1,12 +1,17 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"iter"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
@@ -148,4 +153,66 @@ func TestDamageAcrossTheWire(t *testing.T) {
 			assert.Equal(t, uint64(7), c.Head())
 		})
 	}
+}
+
+// TestSilentStream: a stream on which the server sends nothing, not even a
+// heartbeat (a hung server, a dead link), fails with client.ErrSilent
+// after three heartbeat intervals rather than hanging.
+func TestSilentStream(t *testing.T) {
+	hung := make(chan struct{})
+	defer close(hung)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/head" {
+			_, _ = io.WriteString(w, `{"head":0}`)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		select { // and then nothing
+		case <-hung:
+		case <-r.Context().Done():
+		}
+	}))
+	defer ts.Close()
+	c, err := client.DialOptions(ts.URL, &client.Options{Heartbeat: 50 * time.Millisecond})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = collect(c.Subscribe(t.Context(), dcb.All(), 0))
+	assert.ErrorIs(t, err, client.ErrSilent)
+	_, err = collect(c.Read(t.Context(), dcb.All(), store.ReadOptions{}))
+	assert.ErrorIs(t, err, client.ErrSilent)
+}
+
+// TestHeartbeats: an idle subscription gets heartbeat lines, so a client
+// waiting longer than three heartbeat intervals for an event does not take
+// the server for dead.
+func TestHeartbeats(t *testing.T) {
+	s := serve(t, nil)
+	ctx := t.Context()
+	c := s.dial(t, &client.Options{Heartbeat: 50 * time.Millisecond})
+	got := make(chan error, 1)
+	go func() {
+		for e, err := range c.Subscribe(ctx, dcb.All(), 0) {
+			if err == nil && e.Position != 1 {
+				err = fmt.Errorf("got position %d", e.Position)
+			}
+			got <- err
+			return
+		}
+	}()
+	require.Eventually(t, func() bool { return s.srv.Streams() == 1 }, testWait, pollEvery)
+	// Another stream, read raw, counts heartbeats: six of them take at
+	// least six intervals, twice what the client tolerates of silence.
+	resp, err := s.rawHTTP().Get("http://possum/stream?follow=true&heartbeat=50")
+	require.NoError(t, err)
+	br := bufio.NewReader(resp.Body)
+	for range 6 {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, "{\"heartbeat\":true}\n", line)
+	}
+	resp.Body.Close()
+	_, err = s.st.Append(ctx, []dcb.Event{{Type: "Late"}}, nil)
+	require.NoError(t, err)
+	assert.NoError(t, <-got, "the subscription lived on, kept by heartbeats")
 }
