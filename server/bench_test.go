@@ -33,9 +33,13 @@ var appendRates sync.Map
 // make). Reported as
 // events/s, and, once both ran, as the socket's ratio to the embedded rate
 // of the same run (the disk here drifts several-fold within minutes, so
-// compare ratios, not figures across runs). Run:
+// compare ratios, not figures across runs). With
+// POSSUM_BENCH_NO_PROJECTION set, the stores write no projection files:
+// the faster a run, the more of the projector's work falls after it, which
+// favours the embedded runs; without it, the ratio is the HTTP path's
+// alone. Run:
 //
-//	go test -run XXX -bench Append64 -benchtime 5000x ./server
+//	go test -run XXX -bench Append64 -benchtime 20000x -v ./server
 func BenchmarkAppend64(b *testing.B) {
 	for _, name := range []string{"embedded", "socket", "socket-64-clients", "embedded-again"} {
 		b.Run(name, func(b *testing.B) {
