@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -30,6 +31,7 @@ var awkwardData = []string{
 	"{\n  \"pretty\": [\n    1\n  ]\n}", // line breaks inside
 	`"<&>"`,                             // no HTML escaping
 	`[]`,
+	`{"big":"` + strings.Repeat("0123456789", 20_000) + `"}`, // longer than a read buffer
 }
 
 // TestClientMatchesEmbedded: appends through the client, then reads and
