@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -475,14 +476,18 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil { // cannot happen: the API's types always marshal
-		status, b = http.StatusInternalServerError, []byte(`{"error":"server: encoding the answer failed","code":"internal"}`)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b) // ends with a newline
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // cannot happen: the API's types always marshal
+		status = http.StatusInternalServerError
+		b.Reset()
+		b.WriteString(`{"error":"server: encoding the answer failed","code":"internal"}` + "\n")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b.Bytes())
 }
 
 // isJSON reports whether a Content-Type is JSON.

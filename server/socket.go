@@ -98,6 +98,9 @@ type socketListener struct {
 	fi   os.FileInfo
 }
 
+// Addr is the socket's path, not the name it was bound to.
+func (l *socketListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
 func (l *socketListener) Close() error {
 	err := l.UnixListener.Close()
 	if fi, statErr := os.Lstat(l.path); statErr == nil && os.SameFile(fi, l.fi) {

@@ -39,6 +39,7 @@ func TestSocket(t *testing.T) {
 
 	l, err := server.ListenSocket(st)
 	require.NoError(t, err)
+	assert.Equal(t, path, l.Addr().String(), "the listener names the socket's path")
 	fi, err := os.Lstat(path)
 	require.NoError(t, err)
 	assert.NotZero(t, fi.Mode()&os.ModeSocket)

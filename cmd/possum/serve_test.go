@@ -114,6 +114,7 @@ func TestServeKill9(t *testing.T) {
 	// The stale socket does not stop the next serve.
 	second, line := startServe(t, dir, "--listen", "127.0.0.1:0")
 	assert.Contains(t, line, "http://127.0.0.1:")
+	assert.Contains(t, line, "on unix socket "+server.SocketPath(dir)+" and")
 	// A second serve of the same store is refused.
 	code, out, errOut := runCmd("serve", dir)
 	assert.Equal(t, 2, code)
