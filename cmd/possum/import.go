@@ -16,6 +16,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/store"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -109,8 +110,11 @@ func runImport(dir string, in *os.File, batch int, stdout, stderr io.Writer) err
 	}
 	if im.events > 0 {
 		fmt.Fprintln(stdout, im.summary())
-		if note := projectionNote(dir, im.last); note != "" {
-			fmt.Fprintln(stdout, note)
+		// Through a serving process, its projector goes on as ever.
+		if _, local := im.w.(*store.Store); local {
+			if note := projectionNote(dir, im.last); note != "" {
+				fmt.Fprintln(stdout, note)
+			}
 		}
 	}
 	switch {

@@ -16,6 +16,8 @@
 //	                         check a closed store (exit 0 consistent, 1 problems)
 //	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
 //	                         repair a closed store (exit 0 repaired, 1 refused or, dry run, repairs needed)
+//	possum serve DIR [--listen ADDR] [--token T]
+//	                         serve a store to other processes over HTTP on DIR/possum.sock, and TCP with --listen
 //	possum bench [--events N] [--dir D] [--json] [--scale]
 //	                         measure possum next to this machine's limits (minutes at 1M events)
 //	possum COMMAND --help    a command's usage and flags (also -h, possum help COMMAND)
@@ -82,6 +84,8 @@ func init() {
 			minArgs: 1, maxArgs: 1, setup: verifyCommand},
 		{name: "recover", operands: "DIR", help: "repair a closed store (exit 1: refused, data loss)",
 			minArgs: 1, maxArgs: 1, setup: recoverCommand},
+		{name: "serve", operands: "DIR", help: "serve a store to other processes over HTTP on DIR/possum.sock (mode 0600), and over TCP with --listen; until interrupted (exit 0)",
+			minArgs: 1, maxArgs: 1, setup: serveCommand},
 		{name: "bench", help: "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)",
 			minArgs: 0, maxArgs: 0, setup: benchCommand},
 	}

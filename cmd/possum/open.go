@@ -8,13 +8,14 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
 )
 
-// eventWriter is what append needs of a store. Today it is the store
-// itself, opened by this process; once another process can serve its store
-// (possum serve), openWriter may return a client of that process instead.
+// eventWriter is what append needs of a store: the store itself, opened by
+// this process, or a client of the process that holds it open and serves
+// it (possum serve, or server.ServeSocket in an application).
 type eventWriter interface {
 	Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error)
 	Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter.Seq2[dcb.SequencedEvent, error]
@@ -22,23 +23,42 @@ type eventWriter interface {
 	Close() error
 }
 
-var _ eventWriter = (*store.Store)(nil)
+var (
+	_ eventWriter = (*store.Store)(nil)
+	_ eventWriter = (*client.Client)(nil)
+)
 
 // openWriter opens the store in dir for appending, creating it when dir
-// holds none. A store another process has open is refused with a message
-// that names the process when it can be known.
+// holds none. When another process has it open and serves it on its unix
+// socket, it appends through that process; a store another process holds
+// without serving it is refused with a message that names the process when
+// it can be known.
 func openWriter(dir string) (eventWriter, error) {
-	return openStore(dir)
+	s, err := store.Open(dir, nil)
+	if !errors.Is(err, store.ErrLocked) {
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	if c, cerr := client.Dial(dir); cerr == nil {
+		return c, nil
+	}
+	return nil, lockedError(dir)
 }
 
 // openStore opens the store in dir as its writer, explaining ErrLocked.
 func openStore(dir string) (*store.Store, error) {
 	s, err := store.Open(dir, nil)
 	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("%s is open in %s; nothing was written (a store has one writer: append through that process, or once it has closed the store)",
-			dir, writerOf(dir).process())
+		return nil, lockedError(dir)
 	}
 	return s, err
+}
+
+func lockedError(dir string) error {
+	return fmt.Errorf("%s is open in %s; nothing was written (a store has one writer: serve it from that process, with possum serve or server.ServeSocket, and append goes through it; or wait until it has closed the store)",
+		dir, writerOf(dir).process())
 }
 
 // holder is a process holding the lock of a store: a writer or a repair

@@ -1,0 +1,560 @@
+// Package client is the Go client of a store served by package server (an
+// embedding program, or `possum serve`): Append, Read, Subscribe and Head
+// with the semantics of the same methods of store.Store, over HTTP on the
+// store's unix socket or on TCP. A *Client satisfies store.Events, and its
+// Append has the signature of Store.Append, so code written against them
+// runs embedded or remote.
+//
+// Errors wrap the sentinels of store and dcb exactly as embedded
+// (dcb.ErrAppendConditionFailed, dcb.ErrInvalidEvent, dcb.ErrInvalidQuery,
+// store.ErrClosed, store.ErrCorrupt, store.ErrPoisoned): branch on them
+// with errors.Is. Other errors are the network's: the server cannot be
+// reached, went away, or a stream fell silent (ErrSilent).
+//
+// What a network changes:
+//   - An Append whose answer is lost (the connection broke, the server was
+//     killed) may or may not have been written: read before retrying, or
+//     retry under the same append condition, which fails if it was.
+//   - A Read is a snapshot taken when its loop starts (the request is sent
+//     then), not when Read is called.
+//   - A Subscribe ends with an error when the connection breaks, or when
+//     its consumer stalls long enough for the connection's buffers to fill
+//     and the server to give up on it (30 s by default); resume with a new
+//     Subscribe after the last position it delivered.
+//   - Head asks the server; when it cannot, it returns the last head the
+//     client learned (HeadContext returns the error).
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/wire"
+	"github.com/possumstore/possum/store"
+)
+
+// ErrSilent: a stream sent nothing, not even a heartbeat, for three
+// heartbeat intervals; the connection is taken for dead.
+var ErrSilent = errors.New("client: the server fell silent (no line for three heartbeat intervals)")
+
+var _ store.Events = (*Client)(nil)
+
+// Defaults of Options.
+const (
+	DefaultTimeout   = 30 * time.Second
+	DefaultHeartbeat = 10 * time.Second
+)
+
+// Options configure a Client. A nil *Options means the defaults.
+type Options struct {
+	// Token is sent as "Authorization: Bearer <Token>" when set.
+	Token string
+	// Timeout bounds an Append or Head whose context has no deadline.
+	// 0: DefaultTimeout.
+	Timeout time.Duration
+	// Heartbeat is the interval at which streams (Read, Subscribe) ask the
+	// server for a line when idle; a stream silent for three intervals
+	// fails with ErrSilent. 0: DefaultHeartbeat.
+	Heartbeat time.Duration
+	// MaxConns bounds the idle connections kept for reuse (concurrent
+	// callers beyond it open new ones). 0: 256.
+	MaxConns int
+}
+
+// A Client talks to one served store. Its methods are safe for concurrent
+// use; share one Client (it keeps connections alive for reuse).
+type Client struct {
+	base  string // scheme and host; paths are appended
+	hc    *http.Client
+	tr    *http.Transport
+	opts  Options
+	token string
+	head  atomic.Uint64 // the last head learned
+
+	sendMu  sync.Mutex
+	queue   []*pendingAppend // appends waiting for a request
+	sending int              // goroutines sending requests
+}
+
+// Dial connects to the server of the store in dir, on its unix socket
+// (dir/possum.sock), with the default options.
+func Dial(dir string) (*Client, error) { return DialOptions(dir, nil) }
+
+// DialURL connects to a server over TCP at url (http://host:port), with a
+// bearer token ("" for none).
+func DialURL(url, token string) (*Client, error) {
+	return DialOptions(url, &Options{Token: token})
+}
+
+// DialOptions connects to target, a store directory (whose unix socket is
+// dialled) or an http:// or https:// URL, with opts. It checks that a
+// server answers there.
+func DialOptions(target string, opts *Options) (*Client, error) {
+	c := &Client{}
+	if opts != nil {
+		c.opts = *opts
+	}
+	if c.opts.Timeout <= 0 {
+		c.opts.Timeout = DefaultTimeout
+	}
+	if c.opts.Heartbeat <= 0 {
+		c.opts.Heartbeat = DefaultHeartbeat
+	}
+	if c.opts.MaxConns <= 0 {
+		c.opts.MaxConns = 256
+	}
+	c.token = c.opts.Token
+	c.tr = &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		MaxIdleConns:        c.opts.MaxConns,
+		MaxIdleConnsPerHost: c.opts.MaxConns,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
+		u, err := url.Parse(target)
+		if err != nil {
+			return nil, fmt.Errorf("client: %s: %w", target, err)
+		}
+		c.base = strings.TrimSuffix(u.Scheme+"://"+u.Host+u.Path, "/")
+		c.tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	} else {
+		path := filepath.Join(target, wire.SocketName)
+		if err := checkSocketPath(path); err != nil {
+			return nil, err
+		}
+		c.base = "http://possum"
+		c.tr.Proxy = nil
+		c.tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+	}
+	c.hc = &http.Client{Transport: c.tr}
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	if _, err := c.HeadContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("client: no possum server at %s (serve the store: `possum serve DIR`): %w", target, err)
+	}
+	return c, nil
+}
+
+// checkSocketPath mirrors server.CheckSocketPath (the client does not
+// import the server).
+func checkSocketPath(path string) error {
+	limit := 103
+	switch runtime.GOOS {
+	case "linux", "windows", "android":
+		limit = 107
+	}
+	if len(path) > limit {
+		return fmt.Errorf("client: socket path %s is %d bytes, over the %d-byte limit of unix sockets on %s: use a shorter path to the store, or TCP", path, len(path), limit, runtime.GOOS)
+	}
+	return nil
+}
+
+// Close closes the connections kept for reuse. Calls running finish.
+func (c *Client) Close() error {
+	c.tr.CloseIdleConnections()
+	return nil
+}
+
+// Append appends events as one atomic unit under cond and returns the last
+// position once the store acknowledged it, as store.Store.Append does. A
+// failed condition returns an error wrapping dcb.ErrAppendConditionFailed;
+// invalid input one wrapping dcb.ErrInvalidEvent or dcb.ErrInvalidQuery;
+// nothing was written then. A ctx without a deadline gets Options.Timeout;
+// a ctx that ends before the append is sent cancels it (nothing written),
+// one that ends later leaves its outcome unknown.
+//
+// Appends of concurrent callers travel together: while requests are in
+// flight, the appends that wait are sent in one request (POST /appends),
+// each with its own condition and result, and the server appends them
+// concurrently, as it would for as many connections.
+func (c *Client) Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error) {
+	// The body carries Data as it is: it must be JSON for the body to be.
+	if err := dcb.ValidateBatch(events); err != nil {
+		return 0, fmt.Errorf("client: append: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	p := &pendingAppend{body: wire.AppendRequestBody(nil, events, cond), done: make(chan appendResult, 1)}
+	c.sendMu.Lock()
+	c.queue = append(c.queue, p)
+	lead := c.sending < maxSending
+	if lead {
+		c.sending++
+	}
+	c.sendMu.Unlock()
+	if lead {
+		go c.send()
+	}
+	select {
+	case r := <-p.done:
+		if r.err != nil {
+			return 0, fmt.Errorf("client: append: %w", r.err)
+		}
+		if r.res.AppendConditionFailed {
+			return 0, fmt.Errorf("client: append: %w", dcb.ErrAppendConditionFailed)
+		}
+		c.learn(r.res.Position)
+		return r.res.Position, nil
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(queued, cancelled) {
+			return 0, ctx.Err() // never sent: nothing written
+		}
+		return 0, fmt.Errorf("client: append: %w (sent: it may have been written)", ctx.Err())
+	}
+}
+
+// The states of a pendingAppend.
+const (
+	queued    int32 = iota
+	taken           // by a request
+	cancelled       // by its caller, before it was taken
+)
+
+// pendingAppend is an Append waiting for its request.
+type pendingAppend struct {
+	body  []byte // its AppendRequest
+	state atomic.Int32
+	done  chan appendResult // capacity 1
+}
+
+type appendResult struct {
+	res wire.AppendResponse
+	err error
+}
+
+const (
+	// maxSending bounds the append requests in flight: the others wait
+	// and go together in the next one.
+	maxSending = 4
+	// maxTogether bounds the appends of one request, and
+	// maxTogetherBytes its body (the server takes 16 MiB).
+	maxTogether      = 512
+	maxTogetherBytes = 8 << 20
+)
+
+// send sends the waiting appends, as many together as fit a request,
+// until none waits.
+func (c *Client) send() {
+	for {
+		c.sendMu.Lock()
+		var batch []*pendingAppend
+		size, n := 0, 0
+		for _, p := range c.queue {
+			if n > 0 && (n == maxTogether || size+len(p.body) > maxTogetherBytes) {
+				break
+			}
+			n++
+			if p.state.CompareAndSwap(queued, taken) {
+				batch = append(batch, p)
+				size += len(p.body)
+			}
+		}
+		c.queue = c.queue[n:]
+		if len(c.queue) == 0 {
+			c.queue = nil
+		}
+		if n == 0 {
+			c.sending--
+			c.sendMu.Unlock()
+			return
+		}
+		c.sendMu.Unlock()
+		if len(batch) > 0 {
+			c.sendBatch(batch)
+		}
+	}
+}
+
+// sendBatch sends one request for batch and answers each of its callers.
+func (c *Client) sendBatch(batch []*pendingAppend) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	if len(batch) == 1 {
+		var res wire.AppendResponse
+		err := c.post(ctx, "/append", batch[0].body, &res)
+		batch[0].done <- appendResult{res, err}
+		return
+	}
+	body := append(make([]byte, 0, 16+len(batch)*(len(batch[0].body)+1)), `{"appends":[`...)
+	for i, p := range batch {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, p.body...)
+	}
+	body = append(body, "]}"...)
+	var res wire.AppendsResponse
+	err := c.post(ctx, "/appends", body, &res)
+	if err == nil && len(res.Results) != len(batch) {
+		err = fmt.Errorf("the server answered %d results for %d appends", len(res.Results), len(batch))
+	}
+	for i, p := range batch {
+		if err != nil {
+			p.done <- appendResult{err: err}
+			continue
+		}
+		r := res.Results[i]
+		if r.Error != nil {
+			p.done <- appendResult{err: r.Error.Err()}
+			continue
+		}
+		p.done <- appendResult{res: r.AppendResponse}
+	}
+}
+
+// post sends body to path and decodes the answer into res.
+func (c *Client) post(ctx context.Context, path string, body []byte, res any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return c.do(req, res)
+}
+
+// Head returns the store's last acknowledged position, asking the server;
+// when that fails, the last head the client learned.
+func (c *Client) Head() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	if h, err := c.HeadContext(ctx); err == nil {
+		return h
+	}
+	return c.head.Load()
+}
+
+// HeadContext asks the server for the store's last acknowledged position.
+func (c *Client) HeadContext(ctx context.Context) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/head", nil)
+	if err != nil {
+		return 0, fmt.Errorf("client: head: %w", err)
+	}
+	var res wire.HeadResponse
+	if err := c.do(req, &res); err != nil {
+		return 0, fmt.Errorf("client: head: %w", err)
+	}
+	c.learn(res.Head)
+	return res.Head, nil
+}
+
+func (c *Client) learn(head uint64) {
+	for {
+		old := c.head.Load()
+		if head <= old || c.head.CompareAndSwap(old, head) {
+			return
+		}
+	}
+}
+
+// Read returns the events matching q, as store.Store.Read does, streamed
+// from the server. The snapshot is taken when the loop starts.
+func (c *Client) Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter.Seq2[dcb.SequencedEvent, error] {
+	return func(yield func(dcb.SequencedEvent, error) bool) {
+		v, err := queryParam(q)
+		if err != nil {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("client: read: %w", err))
+			return
+		}
+		if o.From > 0 {
+			v.Set("from", strconv.FormatUint(o.From, 10))
+		}
+		if o.Limit != 0 {
+			v.Set("limit", strconv.Itoa(o.Limit))
+		}
+		if o.Backwards {
+			v.Set("backwards", "true")
+		}
+		c.stream(ctx, "read", v, yield)
+	}
+}
+
+// Subscribe yields the events matching q after position after, first
+// those stored, then each new one as it is acknowledged, as
+// store.Store.Subscribe does, until ctx ends (ctx.Err() last), the store
+// closes (store.ErrClosed) or the connection breaks.
+func (c *Client) Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error] {
+	return func(yield func(dcb.SequencedEvent, error) bool) {
+		v, err := queryParam(q)
+		if err != nil {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("client: subscribe: %w", err))
+			return
+		}
+		v.Set("follow", "true")
+		v.Set("after", strconv.FormatUint(after, 10))
+		c.stream(ctx, "subscribe", v, yield)
+	}
+}
+
+func queryParam(q dcb.Query) (url.Values, error) {
+	v := url.Values{}
+	if !q.IsAll() {
+		b, err := json.Marshal(wire.FromQuery(q))
+		if err != nil {
+			return nil, err
+		}
+		v.Set("query", string(b))
+	}
+	return v, nil
+}
+
+// stream runs GET /stream with v and yields its events. Every pair it
+// yields after the first failure is the last.
+func (c *Client) stream(parent context.Context, op string, v url.Values, yield func(dcb.SequencedEvent, error) bool) {
+	fail := func(err error) {
+		if perr := parent.Err(); perr != nil {
+			err = perr // as embedded: a loop whose context ended ends with ctx.Err()
+		} else {
+			err = fmt.Errorf("client: %s: %w", op, err)
+		}
+		yield(dcb.SequencedEvent{}, err)
+	}
+	v.Set("heartbeat", strconv.FormatInt(c.opts.Heartbeat.Milliseconds(), 10))
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	// silence cancels the request when the server sent nothing for three
+	// heartbeats; it is stopped while the caller handles an event.
+	silence := time.AfterFunc(3*c.opts.Heartbeat, func() { cancel(ErrSilent) })
+	defer silence.Stop()
+	cause := func(err error) error {
+		if c := context.Cause(ctx); errors.Is(c, ErrSilent) {
+			return c
+		}
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/stream?"+v.Encode(), nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	c.authorize(req)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		fail(cause(err))
+		return
+	}
+	// A stream left early is closed, never drained: a subscription does
+	// not end. Only a read that ended is drained, to reuse its connection.
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fail(errorOf(resp))
+		return
+	}
+	br := bufio.NewReader(resp.Body)
+	var long []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%w: the stream ended without its last line (the server went away?)", io.ErrUnexpectedEOF)
+			}
+			fail(cause(err))
+			return
+		}
+		var l wire.Line
+		if err := json.Unmarshal(line, &l); err != nil {
+			fail(fmt.Errorf("a stream line that is not JSON: %w", err))
+			return
+		}
+		switch {
+		case l.Error != "":
+			fail(wire.Error{Message: l.Error, Code: l.Code}.Err())
+			return
+		case l.End:
+			_, _ = io.Copy(io.Discard, io.LimitReader(br, 4<<10)) // the end of the chunked body
+			return
+		case l.Heartbeat:
+			silence.Reset(3 * c.opts.Heartbeat)
+			continue
+		}
+		silence.Stop()
+		e := l.Event()
+		c.learn(e.Position)
+		if !yield(e, nil) {
+			return
+		}
+		silence.Reset(3 * c.opts.Heartbeat)
+	}
+}
+
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.opts.Timeout)
+}
+
+func (c *Client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+}
+
+// do sends req and decodes a 200 answer into res; any other answer
+// becomes the error it carries.
+func (c *Client) do(req *http.Request, res any) error {
+	c.authorize(req)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer closeBody(resp)
+	if resp.StatusCode != http.StatusOK {
+		return errorOf(resp)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(res); err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	return nil
+}
+
+// closeBody reads what is left of a small answer (the end of a chunked
+// stream, a newline) before closing it, so that its connection is kept
+// for the next request rather than closed.
+func closeBody(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+}
+
+// errorOf returns the error an answer other than 200 carries, wrapping the
+// sentinel its code names.
+func errorOf(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e wire.Error
+	if json.Unmarshal(b, &e) != nil || e.Message == "" {
+		return fmt.Errorf("server answered %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return e.Err()
+}

@@ -1,0 +1,410 @@
+// Package wire is the JSON of possum's HTTP API, shared by the server that
+// speaks it and the Go client: the shapes of queries, events, append
+// requests and stream lines, and the error codes that carry the store's
+// and dcb's sentinel errors across the connection. docs/openapi.yaml
+// describes the same shapes for programs in other languages.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/store"
+)
+
+// SocketName is the name of the unix socket a served store listens on,
+// inside its directory.
+const SocketName = "possum.sock"
+
+// Query is a dcb.Query as JSON: {"items":[{"types":[...],"tags":[...]}]}.
+// No items (or no query at all) selects every event.
+type Query struct {
+	Items []QueryItem `json:"items"`
+}
+
+// QueryItem is a dcb.QueryItem as JSON.
+type QueryItem struct {
+	Types []string `json:"types,omitempty"`
+	Tags  []string `json:"tags,omitempty"`
+}
+
+// FromQuery converts q to its JSON shape.
+func FromQuery(q dcb.Query) Query {
+	w := Query{Items: make([]QueryItem, len(q.Items))}
+	for i, it := range q.Items {
+		w.Items[i] = QueryItem{Types: it.Types, Tags: it.Tags}
+	}
+	return w
+}
+
+// Query converts w to a dcb.Query (not validated).
+func (w Query) Query() dcb.Query {
+	if len(w.Items) == 0 {
+		return dcb.All()
+	}
+	q := dcb.Query{Items: make([]dcb.QueryItem, len(w.Items))}
+	for i, it := range w.Items {
+		q.Items[i] = dcb.QueryItem{Types: it.Types, Tags: it.Tags}
+	}
+	return q
+}
+
+// ReadOptions are store.ReadOptions as JSON.
+type ReadOptions struct {
+	From      uint64 `json:"from,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+	Backwards bool   `json:"backwards,omitempty"`
+}
+
+// Event is a dcb.Event as an append request carries it. Data is any JSON
+// value, kept byte for byte.
+type Event struct {
+	Type     string            `json:"type"`
+	Tags     []string          `json:"tags,omitempty"`
+	Data     json.RawMessage   `json:"data,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Condition is a dcb.AppendCondition as JSON. FailIfEventsMatch is
+// required; After is optional (0: every event counts).
+type Condition struct {
+	FailIfEventsMatch *Query `json:"failIfEventsMatch"`
+	After             uint64 `json:"after,omitempty"`
+}
+
+// AppendRequest is the body of POST /append.
+type AppendRequest struct {
+	Events    []Event    `json:"events"`
+	Condition *Condition `json:"condition,omitempty"`
+}
+
+// AppendResponse is the body of a 200 answer to POST /append. Position is
+// the last appended position; absent (0) when the condition failed.
+type AppendResponse struct {
+	DurationInMicroseconds int64  `json:"durationInMicroseconds"`
+	AppendConditionFailed  bool   `json:"appendConditionFailed"`
+	Position               uint64 `json:"position,omitempty"`
+}
+
+// AppendsRequest is the body of POST /appends: independent appends.
+type AppendsRequest struct {
+	Appends []AppendRequest `json:"appends"`
+}
+
+// AppendsResponse is the body of a 200 answer to POST /appends: one result
+// per append, in the order of the request.
+type AppendsResponse struct {
+	Results []AppendResult `json:"results"`
+}
+
+// AppendResult is the outcome of one append of POST /appends: an
+// AppendResponse, or an Error (error and code set, status omitted).
+type AppendResult struct {
+	AppendResponse
+	*Error
+}
+
+// HeadResponse is the body of GET /head.
+type HeadResponse struct {
+	Head uint64 `json:"head"`
+}
+
+// Error is the body of every answer that is not a success: a message for
+// people and a code for programs (see Code).
+type Error struct {
+	Message string `json:"error"`
+	Code    string `json:"code"`
+	// Status is the HTTP status the error is answered with (not sent).
+	Status int `json:"-"`
+}
+
+// The error codes, each with the sentinel it stands for, if any.
+const (
+	CodeBadRequest      = "bad_request"       // malformed JSON, unknown fields, bad parameters
+	CodeInvalidEvent    = "invalid_event"     // dcb.ErrInvalidEvent
+	CodeInvalidQuery    = "invalid_query"     // dcb.ErrInvalidQuery
+	CodeConditionFailed = "condition_failed"  // dcb.ErrAppendConditionFailed (stream lines only; /append answers 200)
+	CodeClosed          = "closed"            // store.ErrClosed
+	CodeCorrupt         = "corrupt"           // store.ErrCorrupt
+	CodePoisoned        = "poisoned"          // store.ErrPoisoned
+	CodeLocked          = "locked"            // store.ErrLocked
+	CodeTooLarge        = "too_large"         // a body over the limit (also dcb.ErrInvalidEvent: the batch cannot be stored this way)
+	CodeTimeout         = "timeout"           // the body did not arrive in time
+	CodeUnauthorized    = "unauthorized"      // missing or wrong bearer token
+	CodeUnsupported     = "unsupported_media" // POST without Content-Type application/json
+	CodeNotFound        = "not_found"
+	CodeMethod          = "method_not_allowed"
+	CodeUnavailable     = "unavailable" // the server is shutting down or the request was cancelled
+	CodeInternal        = "internal"
+)
+
+var sentinels = []struct {
+	code string
+	err  error
+}{
+	{CodeInvalidEvent, dcb.ErrInvalidEvent},
+	{CodeInvalidQuery, dcb.ErrInvalidQuery},
+	{CodeConditionFailed, dcb.ErrAppendConditionFailed},
+	{CodeClosed, store.ErrClosed},
+	{CodeCorrupt, store.ErrCorrupt},
+	{CodePoisoned, store.ErrPoisoned},
+	{CodeLocked, store.ErrLocked},
+	{CodeTooLarge, dcb.ErrInvalidEvent},
+}
+
+// Code returns the error code of err: the code of the first sentinel it
+// wraps, CodeInternal for any other error.
+func Code(err error) string {
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return s.code
+		}
+	}
+	return CodeInternal
+}
+
+// Sentinel returns the sentinel error a code stands for, nil when none.
+func Sentinel(code string) error {
+	for _, s := range sentinels {
+		if s.code == code {
+			return s.err
+		}
+	}
+	return nil
+}
+
+// Err turns an error answer back into an error that wraps the sentinel its
+// code stands for.
+func (e Error) Err() error {
+	if s := Sentinel(e.Code); s != nil {
+		// The message already names the sentinel: wrap it without
+		// repeating it.
+		return &remoteError{msg: e.Message, code: e.Code, sentinel: s}
+	}
+	return &remoteError{msg: e.Message, code: e.Code}
+}
+
+type remoteError struct {
+	msg, code string
+	sentinel  error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// Line is one line of a stream (GET /stream), as the client decodes it:
+// an event (Position > 0), a heartbeat, the end of a read, or an error.
+type Line struct {
+	Position  uint64            `json:"position"`
+	Type      string            `json:"type"`
+	Tags      []string          `json:"tags"`
+	Data      json.RawMessage   `json:"data"`
+	RawData   *string           `json:"rawData"`
+	Metadata  map[string]string `json:"metadata"`
+	Timestamp time.Time         `json:"timestamp"`
+
+	Heartbeat bool   `json:"heartbeat"`
+	End       bool   `json:"end"`
+	Error     string `json:"error"`
+	Code      string `json:"code"`
+}
+
+// Event returns the event of an event line, as the store returns it.
+func (l *Line) Event() dcb.SequencedEvent {
+	data := l.Data
+	if l.RawData != nil {
+		data = json.RawMessage(*l.RawData)
+	}
+	if string(data) == "null" || len(data) == 0 {
+		data = nil
+	}
+	tags := l.Tags
+	if len(tags) == 0 {
+		tags = nil
+	}
+	md := l.Metadata
+	if len(md) == 0 {
+		md = nil
+	}
+	return dcb.SequencedEvent{
+		Event:     dcb.Event{Type: l.Type, Tags: tags, Data: data, Metadata: md},
+		Position:  l.Position,
+		Timestamp: l.Timestamp,
+	}
+}
+
+// AppendEvent appends e as a JSON object (no newline) with the keys
+// position, type, tags, data, metadata and timestamp (those of the store's
+// event files). data is the stored JSON value byte for byte. With oneLine,
+// data holding a line break (whitespace between JSON tokens) is written
+// compacted, and the stored bytes follow as the string rawData, so that
+// the object fits on one line of a stream.
+func AppendEvent(dst []byte, e dcb.SequencedEvent, oneLine bool) []byte {
+	dst = append(dst, `{"position":`...)
+	dst = strconv.AppendUint(dst, e.Position, 10)
+	dst = append(dst, `,"type":`...)
+	dst = AppendString(dst, e.Type)
+	dst = append(dst, `,"tags":[`...)
+	for i, t := range e.Tags {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendString(dst, t)
+	}
+	dst = append(dst, `],"data":`...)
+	switch {
+	case len(e.Data) == 0:
+		dst = append(dst, "null"...)
+	case oneLine && bytes.ContainsAny(e.Data, "\r\n"):
+		var b bytes.Buffer
+		if json.Compact(&b, e.Data) != nil {
+			// Stored data is valid JSON; should it not be, say so
+			// rather than break the line.
+			dst = append(dst, "null"...)
+		} else {
+			dst = append(dst, b.Bytes()...)
+		}
+		dst = append(dst, `,"rawData":`...)
+		dst = AppendString(dst, string(e.Data))
+	default:
+		dst = append(dst, e.Data...)
+	}
+	dst = append(dst, `,"metadata":{`...)
+	keys := make([]string, 0, len(e.Metadata))
+	for k := range e.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendString(dst, k)
+		dst = append(dst, ':')
+		dst = AppendString(dst, e.Metadata[k])
+	}
+	dst = append(dst, `},"timestamp":"`...)
+	dst = e.Timestamp.UTC().AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, `"}`...)
+}
+
+const hex = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. s is valid UTF-8 (the store
+// keeps nothing else); an invalid byte is written as U+FFFD.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// DecodeStrict decodes exactly one JSON value from b into v, refusing
+// unknown fields and anything after the value.
+func DecodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("more than one JSON value")
+	}
+	return nil
+}
+
+// AppendRequestBody appends the body of POST /append for events and cond.
+// Each event's Data goes byte for byte (it must be valid JSON: see
+// dcb.ValidateBatch), which json.Marshal of a json.RawMessage would not
+// do: it compacts and escapes.
+func AppendRequestBody(dst []byte, events []dcb.Event, cond *dcb.AppendCondition) []byte {
+	dst = append(dst, `{"events":[`...)
+	for i, e := range events {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"type":`...)
+		dst = AppendString(dst, e.Type)
+		if len(e.Tags) > 0 {
+			dst = append(dst, `,"tags":[`...)
+			for j, t := range e.Tags {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				dst = AppendString(dst, t)
+			}
+			dst = append(dst, ']')
+		}
+		if len(e.Data) > 0 {
+			dst = append(dst, `,"data":`...)
+			dst = append(dst, e.Data...)
+		}
+		if len(e.Metadata) > 0 {
+			dst = append(dst, `,"metadata":{`...)
+			first := true
+			for k, v := range e.Metadata {
+				if !first {
+					dst = append(dst, ',')
+				}
+				first = false
+				dst = AppendString(dst, k)
+				dst = append(dst, ':')
+				dst = AppendString(dst, v)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, ']')
+	if cond != nil {
+		q, _ := json.Marshal(FromQuery(cond.FailIfEventsMatch)) // strings only: always marshals
+		dst = append(dst, `,"condition":{"failIfEventsMatch":`...)
+		dst = append(dst, q...)
+		dst = append(dst, `,"after":`...)
+		dst = strconv.AppendUint(dst, cond.After, 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}

@@ -1,0 +1,104 @@
+package wire_test
+
+import (
+	"encoding/json"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/wire"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzAppendString: any valid UTF-8 string comes back from its JSON
+// encoding as itself.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", `"quoted"\`, "\n\r\t\x00\x1f", "é🦘", "<&>", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		b := wire.AppendString(nil, s)
+		var back string
+		require.NoError(t, json.Unmarshal(b, &back), "%s", b)
+		assert.Equal(t, s, back)
+		assert.NotContains(t, string(b), "\n", "fits a line")
+	})
+}
+
+// TestEventLine: an event's line of a stream is one line, parses back to
+// the event, and carries Data byte for byte (through rawData when it holds
+// a line break).
+func TestEventLine(t *testing.T) {
+	ts := time.Date(2026, 11, 27, 8, 0, 0, 123456789, time.UTC)
+	for _, data := range []string{"", `{"a": 1}`, `"{\"a\":1}"`, "{\n \"a\": [1,\r\n 2]\n}", `7`} {
+		e := dcb.SequencedEvent{Event: dcb.Event{Type: "T", Tags: []string{"a", `q"uote`}, Data: json.RawMessage(data),
+			Metadata: map[string]string{"k": "v\n"}}, Position: 42, Timestamp: ts}
+		if data == "" {
+			e.Data = nil
+		}
+		line := wire.AppendEvent(nil, e, true)
+		assert.NotContains(t, string(line), "\n")
+		var l wire.Line
+		require.NoError(t, json.Unmarshal(line, &l), "%s", line)
+		assert.Equal(t, e, l.Event())
+		// The array form keeps data as it is.
+		whole := wire.AppendEvent(nil, e, false)
+		if data != "" {
+			assert.Contains(t, string(whole), `"data":`+data)
+		}
+	}
+}
+
+// TestAppendRequestBody: the client's body parses as the server parses it,
+// Data byte for byte.
+func TestAppendRequestBody(t *testing.T) {
+	events := []dcb.Event{
+		{Type: "A", Tags: []string{"t:1"}, Data: json.RawMessage(`{"x": [1, 2]}`), Metadata: map[string]string{"m": "1", "n": "2"}},
+		{Type: "B", Data: json.RawMessage(`"<json>"`)},
+	}
+	cond := &dcb.AppendCondition{FailIfEventsMatch: dcb.Query{Items: []dcb.QueryItem{{Types: []string{"A"}, Tags: []string{"t:1"}}}}, After: 9}
+	var req wire.AppendRequest
+	require.NoError(t, wire.DecodeStrict(wire.AppendRequestBody(nil, events, cond), &req))
+	require.Len(t, req.Events, 2)
+	assert.Equal(t, `{"x": [1, 2]}`, string(req.Events[0].Data))
+	assert.Equal(t, `"<json>"`, string(req.Events[1].Data))
+	assert.Equal(t, events[0].Metadata, req.Events[0].Metadata)
+	assert.Equal(t, cond.FailIfEventsMatch, req.Condition.FailIfEventsMatch.Query())
+	assert.Equal(t, uint64(9), req.Condition.After)
+	var plain wire.AppendRequest
+	require.NoError(t, wire.DecodeStrict(wire.AppendRequestBody(nil, events[1:], nil), &plain))
+	assert.Nil(t, plain.Condition)
+
+	assert.Error(t, wire.DecodeStrict([]byte(`{"events":[]}]`), &req), "trailing bytes")
+	assert.Error(t, wire.DecodeStrict([]byte(`{"events":[],"extra":1}`), &req), "unknown field")
+}
+
+// TestLayering: the server, the client and this package sit above store:
+// none imports wal, projector, indexer or recovery.
+func TestLayering(t *testing.T) {
+	for _, dir := range []string{"../../server", "../../client", "."} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		require.NoError(t, err)
+		require.NotEmpty(t, files)
+		for _, file := range files {
+			f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
+			require.NoError(t, err)
+			for _, imp := range f.Imports {
+				path, _ := strconv.Unquote(imp.Path.Value)
+				for _, below := range []string{"wal", "projector", "indexer", "recovery"} {
+					assert.False(t, strings.HasPrefix(path, "github.com/possumstore/possum/"+below), "%s imports %s", file, path)
+				}
+			}
+		}
+	}
+}

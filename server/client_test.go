@@ -1,0 +1,165 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/possumstore/possum/client"
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/server"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The client and the store share the interfaces code is written against.
+var (
+	_ store.Events = (*client.Client)(nil)
+	_ server.Store = (*client.Client)(nil)
+	_ server.Store = (*store.Store)(nil)
+)
+
+// awkwardData are Data values that must come back byte for byte.
+var awkwardData = []string{
+	`{"a": 1,  "b":[1, 2]}`,        // inner whitespace kept
+	`"{\"batchIndex\":0}"`,         // a string holding JSON: never unwrapped
+	`42`, `-1.5e3`, `true`, `"é🦘"`, // scalars
+	"{\n  \"pretty\": [\n    1\n  ]\n}", // line breaks inside
+	`"<&>"`,                             // no HTML escaping
+	`[]`,
+	`{"big":"` + strings.Repeat("0123456789", 20_000) + `"}`, // longer than a read buffer
+}
+
+// TestClientMatchesEmbedded: appends through the client, then reads and
+// subscribes through it, give what the embedded store gives, Data byte
+// for byte.
+func TestClientMatchesEmbedded(t *testing.T) {
+	s := serve(t, nil)
+	c := s.dial(t, nil)
+	ctx := t.Context()
+	var want []uint64
+	for i, d := range awkwardData {
+		e := dcb.Event{Type: fmt.Sprintf("T%d", i%3), Tags: []string{fmt.Sprintf("k:%d", i%2), "all"}, Data: json.RawMessage(d)}
+		if i%2 == 0 {
+			e.Metadata = map[string]string{"corr": fmt.Sprint(i), "x": "\"quoted\"\n"}
+		}
+		pos, err := c.Append(ctx, []dcb.Event{e}, nil)
+		require.NoError(t, err)
+		want = append(want, pos)
+	}
+	pos, err := c.Append(ctx, []dcb.Event{{Type: "Bare"}, {Type: "Two", Tags: []string{"a", "a", "b"}}}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(len(awkwardData)+2), pos)
+	assert.Equal(t, pos, c.Head())
+
+	queries := []dcb.Query{
+		dcb.All(),
+		{Items: []dcb.QueryItem{{Tags: []string{"k:1"}}}},
+		{Items: []dcb.QueryItem{{Types: []string{"T0", "T2"}}, {Tags: []string{"b"}}}},
+	}
+	options := []store.ReadOptions{{}, {From: 3}, {Limit: 2}, {Backwards: true}, {Backwards: true, From: 5, Limit: 3}}
+	for _, q := range queries {
+		for _, o := range options {
+			embedded, err := collect(s.st.Read(ctx, q, o))
+			require.NoError(t, err)
+			remote, err := collect(c.Read(ctx, q, o))
+			require.NoError(t, err)
+			assert.Equal(t, embedded, remote, "query %+v options %+v", q, o)
+		}
+	}
+	all, err := collect(c.Read(ctx, dcb.All(), store.ReadOptions{}))
+	require.NoError(t, err)
+	for i, d := range awkwardData {
+		assert.Equal(t, d, string(all[i].Data), "data byte for byte")
+	}
+
+	// Subscribe: catch up, then follow.
+	q := dcb.Query{Items: []dcb.QueryItem{{Tags: []string{"all"}}}}
+	embedded, err := collect(s.st.Read(ctx, q, store.ReadOptions{From: 3}))
+	require.NoError(t, err)
+	var got []dcb.SequencedEvent
+	for e, err := range c.Subscribe(ctx, q, 2) {
+		require.NoError(t, err)
+		got = append(got, e)
+		if len(got) == len(embedded) {
+			// Caught up: the next one comes live.
+			_, err := s.st.Append(ctx, []dcb.Event{{Type: "Live", Tags: []string{"all"}, Data: json.RawMessage("{\n}")}}, nil)
+			require.NoError(t, err)
+		}
+		if len(got) == len(embedded)+1 {
+			break
+		}
+	}
+	live, err := collect(s.st.Read(ctx, q, store.ReadOptions{From: 3}))
+	require.NoError(t, err)
+	assert.Equal(t, live, got)
+}
+
+// TestConcurrentAppendsTravelTogether: the appends of many goroutines
+// sharing one client, sent together, each get their own outcome: the
+// condition of each is checked on its own, and nothing of a failed one is
+// written.
+func TestConcurrentAppendsTravelTogether(t *testing.T) {
+	s := serve(t, nil)
+	c := s.dial(t, nil)
+	ctx := t.Context()
+	const writers, rounds = 64, 5
+	type outcome struct {
+		pos uint64
+		err error
+	}
+	results := make([][]outcome, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			tag := fmt.Sprintf("w:%d", w)
+			q := dcb.Query{Items: []dcb.QueryItem{{Tags: []string{tag}}}}
+			var last uint64
+			for range rounds {
+				// Odd writers use a stale After every other round: a
+				// failed condition among successful ones.
+				after := last
+				if w%2 == 1 && len(results[w])%2 == 1 {
+					after = 0
+				}
+				pos, err := c.Append(ctx, []dcb.Event{{Type: "W", Tags: []string{tag}, Data: json.RawMessage(fmt.Sprint(w))}},
+					&dcb.AppendCondition{FailIfEventsMatch: q, After: after})
+				results[w] = append(results[w], outcome{pos, err})
+				if err == nil {
+					last = pos
+				}
+			}
+		})
+	}
+	// And an invalid query among them: its own error, no one else's.
+	_, err := c.Append(ctx, []dcb.Event{{Type: "W"}}, &dcb.AppendCondition{FailIfEventsMatch: dcb.Query{Items: []dcb.QueryItem{{}}}})
+	assert.ErrorIs(t, err, dcb.ErrInvalidQuery)
+	wg.Wait()
+
+	ok := 0
+	for w, rs := range results {
+		for i, r := range rs {
+			if w%2 == 1 && i%2 == 1 {
+				assert.ErrorIs(t, r.err, dcb.ErrAppendConditionFailed, "writer %d round %d", w, i)
+				continue
+			}
+			require.NoError(t, r.err, "writer %d round %d", w, i)
+			ok++
+			evs, err := collect(s.st.Read(ctx, dcb.All(), store.ReadOptions{From: r.pos, Limit: 1}))
+			require.NoError(t, err)
+			assert.Equal(t, fmt.Sprint(w), string(evs[0].Data), "position %d is writer %d's", r.pos, w)
+		}
+	}
+	assert.Equal(t, uint64(ok), s.st.Head(), "nothing written by the failed ones")
+
+	// A context that ended before the append was sent: nothing written.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = c.Append(cancelled, []dcb.Event{{Type: "Never"}}, nil)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, uint64(ok), s.st.Head())
+}

@@ -1,0 +1,105 @@
+package server_test
+
+import (
+	"context"
+
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/possumstore/possum/client"
+	"github.com/possumstore/possum/server"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/require"
+)
+
+// children maps an environment variable to the child process it asks for:
+// a parent test starts this test binary with the variable set, and TestMain
+// runs the child (which exits) instead of the tests.
+var children = map[string]func(value string){}
+
+// TestMain runs the test binary as the child process a parent test asked
+// for, and the tests otherwise.
+func TestMain(m *testing.M) {
+	for env, run := range children {
+		if v := os.Getenv(env); v != "" {
+			run(v)
+			os.Exit(0)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// childCommand returns the command that runs this test binary as the child
+// registered for env, with env set to value; -test.run matches no test.
+func childCommand(env, value string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+value)
+	return cmd
+}
+
+// served is a store served on its socket for the length of a test.
+type served struct {
+	dir string
+	st  *store.Store
+	srv *server.Server
+	hc  *http.Client // for httpRead, made on first use
+}
+
+// serve opens a store in a fresh directory and serves it on its socket
+// with opts until the test ends.
+func serve(t testing.TB, opts *server.Options) *served {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "s")
+	st, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	return serveStore(t, st, opts)
+}
+
+// serveStore serves st on its socket until the test ends, then closes it.
+func serveStore(t testing.TB, st *store.Store, opts *server.Options) *served {
+	t.Helper()
+	l, err := server.ListenSocket(st)
+	require.NoError(t, err)
+	srv := server.New(st, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, st.Close())
+	})
+	return &served{dir: st.Dir(), st: st, srv: srv}
+}
+
+// dial returns a client of the served store, closed when the test ends.
+func (s *served) dial(t testing.TB, opts *client.Options) *client.Client {
+	t.Helper()
+	c, err := client.DialOptions(s.dir, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// collect reads a sequence to its end; the error is that of the last pair.
+func collect[E any](seq func(func(E, error) bool)) ([]E, error) {
+	var out []E
+	for e, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// testWait bounds the waits of require.Eventually: generous, never a
+// measure.
+const (
+	testWait  = 20 * time.Second
+	pollEvery = 5 * time.Millisecond
+)

@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/possumstore/possum/internal/wire"
+	"github.com/possumstore/possum/store"
+)
+
+// SocketName is the name of the unix socket of a served store, in its
+// directory: a local process finds the server of a store from the store's
+// path alone.
+const SocketName = wire.SocketName
+
+// SocketPath returns the path of the unix socket of the store in dir.
+func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
+
+// MaxSocketPath is the longest socket path this platform's unix sockets
+// take, in bytes: sun_path holds 108 bytes on Linux and Windows, 104 on
+// macOS and the BSDs, the terminating NUL included.
+func MaxSocketPath() int {
+	switch runtime.GOOS {
+	case "linux", "windows", "android":
+		return 107
+	default:
+		return 103
+	}
+}
+
+// CheckSocketPath returns an error naming path and the limit when path is
+// too long for a unix socket, nil otherwise.
+func CheckSocketPath(path string) error {
+	if n, limit := len(path), MaxSocketPath(); n > limit {
+		return fmt.Errorf("server: socket path %s is %d bytes, over the %d-byte limit of unix sockets on %s: serve the store from a shorter path, or over TCP", path, n, limit, runtime.GOOS)
+	}
+	return nil
+}
+
+// ListenSocket listens on the unix socket of s, SocketPath(s.Dir()), with
+// file mode 0600: only the user who owns the server can connect (on
+// Windows, the directory's ACL decides). s must be open: holding it open is
+// what makes this process the store's only writer, so a socket file left
+// there by a server that was killed is stale, and is replaced. Closing the
+// listener removes the socket file.
+func ListenSocket(s *store.Store) (net.Listener, error) {
+	if err := s.WaitProjected(context.Background(), 0); err != nil {
+		return nil, fmt.Errorf("server: listen on the socket of %s: %w", s.Dir(), err)
+	}
+	path := SocketPath(s.Dir())
+	if err := CheckSocketPath(path); err != nil {
+		return nil, err
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	return listenSocket(path)
+}
+
+// ServeSocket serves s on its unix socket (see ListenSocket) until ctx
+// ends, with opts (nil: the defaults).
+func ServeSocket(ctx context.Context, s *store.Store, opts *Options) error {
+	l, err := ListenSocket(s)
+	if err != nil {
+		return err
+	}
+	return New(s, opts).Serve(ctx, l)
+}
+
+// removeStale removes a socket file at path. Anything else there is
+// refused.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if !isSocket(fi) {
+		return fmt.Errorf("server: %s exists and is not a socket (%s); possum serves the store there: move it away", path, fi.Mode())
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("server: removing the stale socket: %w", err)
+	}
+	return nil
+}
+
+// socketListener removes its socket file when closed, if the file is still
+// its own.
+type socketListener struct {
+	*net.UnixListener
+	path string
+	fi   os.FileInfo
+}
+
+// Addr is the socket's path, not the name it was bound to.
+func (l *socketListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
+func (l *socketListener) Close() error {
+	err := l.UnixListener.Close()
+	if fi, statErr := os.Lstat(l.path); statErr == nil && os.SameFile(fi, l.fi) {
+		_ = os.Remove(l.path)
+	}
+	return err
+}
