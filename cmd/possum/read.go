@@ -84,15 +84,26 @@ func newPrinter(w io.Writer, table bool) printer {
 
 // ndjsonPrinter prints each event as one line of JSON, byte for byte its
 // event file (projector.EncodeEvent): the keys position, type, tags, data,
-// metadata, timestamp.
+// metadata, timestamp. Data written over several lines, kept so in the
+// event file, is compacted onto the one line.
 type ndjsonPrinter struct {
-	w   *bufio.Writer
-	buf []byte
+	w        *bufio.Writer
+	buf, one []byte
 }
 
 func (p *ndjsonPrinter) print(e dcb.SequencedEvent) error {
 	p.buf = projector.EncodeEvent(p.buf[:0], e)
-	_, err := p.w.Write(p.buf)
+	line := p.buf
+	if bytes.IndexByte(line[:len(line)-1], '\n') >= 0 {
+		// A raw line break can only be whitespace between JSON tokens.
+		b := bytes.NewBuffer(p.one[:0])
+		if err := json.Compact(b, line); err != nil {
+			return fmt.Errorf("position %d: %w", e.Position, err)
+		}
+		p.one = append(b.Bytes(), '\n')
+		line = p.one
+	}
+	_, err := p.w.Write(line)
 	return err
 }
 

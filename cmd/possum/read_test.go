@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -126,4 +127,28 @@ func TestReadBadUsage(t *testing.T) {
 	}
 	assert.Equal(t, before, testdir.Hash(t, dir))
 	assert.NoDirExists(t, filepath.Join(base, "nope"))
+}
+
+// TestReadMultilineData: Data stored over several lines (kept so, byte for
+// byte, in its event file) comes out of read and tail on one line each, the
+// same JSON value.
+func TestReadMultilineData(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	data := "{\n  \"a\": 1,\n  \"b\": [\n    \"x y\"\n  ]\n}"
+	_, err = s.Append(t.Context(), []dcb.Event{{Type: "Pretty", Data: []byte(data)}, {Type: "Plain", Data: []byte(`{"c": 2}`)}}, nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	for _, cmd := range []string{"read", "tail"} {
+		r := possum(t, "", cmd, dir)
+		require.Equal(t, 0, r.code, "%s: %s", cmd, r)
+		lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+		require.Len(t, lines, 2, "%s: one line an event: %q", cmd, r.stdout)
+		var e struct{ Data json.RawMessage }
+		require.NoError(t, json.Unmarshal([]byte(lines[0]), &e))
+		assert.JSONEq(t, data, string(e.Data), cmd)
+		assert.Contains(t, lines[1], `{"c": 2}`, "%s: data on one line is kept byte for byte", cmd)
+	}
 }
