@@ -28,9 +28,11 @@
 // No query flags: every event.
 //
 // read, tail and stats follow a store (store.Follow): they never lock nor
-// change it, so they work while another process writes it. append and demo
-// open the store as its writer and refuse a store another process has open,
-// naming that process where the platform tells (Linux).
+// change it, so they work while another process writes it. append opens
+// the store as its writer, or appends through the process that holds it
+// when that process serves it (possum serve); append and demo refuse a
+// store another process holds without serving it, naming that process
+// where the platform tells (Linux).
 //
 // Flags may come before or after DIR, in any order; "--" ends the flags, so
 // that "possum verify -- -odd-dir" checks a directory named -odd-dir.
