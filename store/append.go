@@ -24,7 +24,9 @@ type appendResult struct {
 	err  error
 }
 
-// maxGroup bounds how many appends share one WAL write and fsync.
+// maxGroup bounds how many appends the writer gathers into one WAL write:
+// it stops taking more once a group holds maxGroup or more (the appends of
+// one AppendMany are never split).
 const maxGroup = 1024
 
 // Append appends events as one atomic unit and returns the position of the
@@ -38,12 +40,80 @@ const maxGroup = 1024
 // A context that ends before the append is taken up by the writer cancels it;
 // once taken up, the append completes and Append reports its outcome.
 func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error) {
+	req, err := newAppendRequest(ctx, events, cond)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.submit(ctx, []*appendRequest{req}, len(req.events)); err != nil {
+		return 0, err
+	}
+	res := <-req.done
+	return res.last, res.err
+}
+
+// An AppendItem is one append of AppendMany: events appended as one atomic
+// unit under Condition (nil: none), as by Append.
+type AppendItem struct {
+	Events    []dcb.Event
+	Condition *dcb.AppendCondition
+}
+
+// An AppendOutcome is what Append returns, for one item of AppendMany.
+type AppendOutcome struct {
+	Last uint64 // the position of the item's last event
+	Err  error
+}
+
+// AppendMany makes the independent appends items, each as Append would:
+// out[i] is what Append(ctx, items[i].Events, items[i].Condition) returns,
+// and each item is atomic, checked against its own condition and durable
+// once answered, whatever becomes of the others (an invalid item or a
+// failed condition fails that item alone). It differs from as many
+// concurrent calls of Append in one way: the items reach the writer
+// together, in the order given, so that they are checked in that order
+// (each against the items accepted before it) and share a WAL write and
+// usually an fsync, where concurrent calls may reach it one at a time and
+// straddle two. It returns once every item has its outcome. A context that
+// ends before the items are taken up cancels every valid item.
+func (s *Store) AppendMany(ctx context.Context, items []AppendItem) []AppendOutcome {
+	out := make([]AppendOutcome, len(items))
+	reqs := make([]*appendRequest, 0, len(items))
+	at := make([]int, 0, len(items)) // the item of each request
+	events := 0
+	for i, it := range items {
+		req, err := newAppendRequest(ctx, it.Events, it.Condition)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		reqs = append(reqs, req)
+		at = append(at, i)
+		events += len(req.events)
+	}
+	if len(reqs) == 0 {
+		return out
+	}
+	if err := s.submit(ctx, reqs, events); err != nil {
+		for _, i := range at {
+			out[i].Err = err
+		}
+		return out
+	}
+	for j, req := range reqs {
+		res := <-req.done
+		out[at[j]] = AppendOutcome{Last: res.last, Err: res.err}
+	}
+	return out
+}
+
+// newAppendRequest validates an append and normalizes its events.
+func newAppendRequest(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (*appendRequest, error) {
 	if err := dcb.ValidateBatch(events); err != nil {
-		return 0, fmt.Errorf("store: append: %w", err)
+		return nil, fmt.Errorf("store: append: %w", err)
 	}
 	if cond != nil {
 		if err := cond.FailIfEventsMatch.Validate(); err != nil {
-			return 0, fmt.Errorf("store: append condition: %w", err)
+			return nil, fmt.Errorf("store: append condition: %w", err)
 		}
 	}
 	// The size limit applies to what is stored: duplicate tags dropped and
@@ -53,24 +123,29 @@ func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.Append
 		batch[i] = e.Normalized()
 	}
 	if n := wal.PayloadSizeBound(batch); n > wal.MaxRecordSize {
-		return 0, fmt.Errorf("store: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, wal.MaxRecordSize)
+		return nil, fmt.Errorf("store: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, wal.MaxRecordSize)
 	}
-	if err := s.waitLag(ctx, uint64(len(batch))); err != nil {
-		return 0, err
+	return &appendRequest{ctx: ctx, events: batch, cond: cond, done: make(chan appendResult, 1)}, nil
+}
+
+// submit hands reqs, of n events in all, to the writer, which takes them
+// into one group in order; each is then answered on its done channel.
+// Failing, it handed none.
+func (s *Store) submit(ctx context.Context, reqs []*appendRequest, n int) error {
+	if err := s.waitLag(ctx, uint64(n)); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return err
 	}
-	req := &appendRequest{ctx: ctx, events: batch, cond: cond, done: make(chan appendResult, 1)}
 	select {
-	case s.reqs <- req:
+	case s.reqs <- reqs:
+		return nil
 	case <-s.quit:
-		return 0, ErrClosed
+		return ErrClosed
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
-	res := <-req.done
-	return res.last, res.err
 }
 
 // waitLag waits until appending n events keeps the projection lag within
@@ -146,8 +221,8 @@ func (s *Store) writer() {
 	for {
 		flush := false
 		select {
-		case req := <-s.reqs:
-			group = append(group[:0], req)
+		case reqs := <-s.reqs:
+			group = append(group[:0], reqs...)
 		case <-s.flushReq:
 			flush, group = true, group[:0]
 		case <-s.quit:
@@ -156,8 +231,8 @@ func (s *Store) writer() {
 	gather:
 		for len(group) < maxGroup {
 			select {
-			case req := <-s.reqs:
-				group = append(group, req)
+			case reqs := <-s.reqs:
+				group = append(group, reqs...)
 			default:
 				break gather
 			}

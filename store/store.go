@@ -117,7 +117,7 @@ type Store struct {
 	lagWaits     atomic.Uint64
 	lagWaitNanos atomic.Int64
 
-	reqs       chan *appendRequest
+	reqs       chan []*appendRequest // an Append's, or an AppendMany's in order
 	writerDone chan struct{}
 	poisoned   error // owned by the writer goroutine
 
@@ -167,7 +167,7 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		lock:       lock,
 		fs:         fs,
 		view:       newView(),
-		reqs:       make(chan *appendRequest),
+		reqs:       make(chan []*appendRequest),
 		writerDone: make(chan struct{}),
 		syncWake:   make(chan struct{}, 1),
 		syncerDone: make(chan struct{}),
