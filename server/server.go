@@ -219,10 +219,11 @@ func (srv *Server) append(w http.ResponseWriter, r *http.Request) {
 const maxAppends = 1024
 
 // appends answers POST /appends: several independent appends in one
-// request, each with its own condition and its own result, appended
-// concurrently (as if by as many callers: they share the store's group
-// commit, in no promised order among themselves). The Go client sends the
-// appends of its concurrent callers this way.
+// request, each with its own condition and its own result. They are
+// appended as if by as many concurrent callers (no order is promised among
+// them); a store with AppendMany (a *store.Store) takes them together, so
+// that they share a write and an fsync. The Go client sends the appends of
+// its concurrent callers this way.
 func (srv *Server) appends(w http.ResponseWriter, r *http.Request) {
 	var req wire.AppendsRequest
 	if !srv.readJSON(w, r, "appends", &req) {
@@ -233,22 +234,63 @@ func (srv *Server) appends(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := wire.AppendsResponse{Results: make([]wire.AppendResult, len(req.Appends))}
-	var wg sync.WaitGroup
-	for i, a := range req.Appends {
-		wg.Go(func() {
-			one, err := srv.appendOne(r.Context(), a)
-			res.Results[i].AppendResponse = one
-			if err != nil {
-				res.Results[i].Error = srv.errorOf(r, err)
-			}
-		})
+	set := func(i int, one wire.AppendResponse, err error) {
+		res.Results[i].AppendResponse = one
+		if err != nil {
+			res.Results[i].Error = srv.errorOf(r, err)
+		}
 	}
-	wg.Wait()
+	if m, ok := srv.st.(appendManyer); ok {
+		items := make([]store.AppendItem, 0, len(req.Appends))
+		at := make([]int, 0, len(req.Appends)) // the append of each item
+		for i, a := range req.Appends {
+			events, cond, err := fromWire(a)
+			if err != nil {
+				set(i, wire.AppendResponse{}, err)
+				continue
+			}
+			items = append(items, store.AppendItem{Events: events, Condition: cond})
+			at = append(at, i)
+		}
+		start := time.Now()
+		out := m.AppendMany(r.Context(), items)
+		took := time.Since(start)
+		for j, o := range out {
+			one, err := appendResponse(o.Last, o.Err, took)
+			set(at[j], one, err)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i, a := range req.Appends {
+			wg.Go(func() {
+				one, err := srv.appendOne(r.Context(), a)
+				set(i, one, err)
+			})
+		}
+		wg.Wait()
+	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// appendManyer is a Store that takes several appends at once, as
+// *store.Store does.
+type appendManyer interface {
+	AppendMany(ctx context.Context, items []store.AppendItem) []store.AppendOutcome
 }
 
 // appendOne appends what req asks. A failed condition is not an error.
 func (srv *Server) appendOne(ctx context.Context, req wire.AppendRequest) (wire.AppendResponse, error) {
+	events, cond, err := fromWire(req)
+	if err != nil {
+		return wire.AppendResponse{}, err
+	}
+	start := time.Now()
+	last, err := srv.st.Append(ctx, events, cond)
+	return appendResponse(last, err, time.Since(start))
+}
+
+// fromWire returns the events and condition of an append request.
+func fromWire(req wire.AppendRequest) ([]dcb.Event, *dcb.AppendCondition, error) {
 	events := make([]dcb.Event, len(req.Events))
 	for i, e := range req.Events {
 		events[i] = dcb.Event{Type: e.Type, Tags: e.Tags, Data: e.Data, Metadata: e.Metadata}
@@ -256,13 +298,17 @@ func (srv *Server) appendOne(ctx context.Context, req wire.AppendRequest) (wire.
 	var cond *dcb.AppendCondition
 	if req.Condition != nil {
 		if req.Condition.FailIfEventsMatch == nil {
-			return wire.AppendResponse{}, fmt.Errorf("server: append: %w: a condition needs failIfEventsMatch", dcb.ErrInvalidQuery)
+			return nil, nil, fmt.Errorf("server: append: %w: a condition needs failIfEventsMatch", dcb.ErrInvalidQuery)
 		}
 		cond = &dcb.AppendCondition{FailIfEventsMatch: req.Condition.FailIfEventsMatch.Query(), After: req.Condition.After}
 	}
-	start := time.Now()
-	last, err := srv.st.Append(ctx, events, cond)
-	res := wire.AppendResponse{DurationInMicroseconds: time.Since(start).Microseconds(), Position: last}
+	return events, cond, nil
+}
+
+// appendResponse is the answer to an append that returned last and err
+// after took. A failed condition is not an error.
+func appendResponse(last uint64, err error, took time.Duration) (wire.AppendResponse, error) {
+	res := wire.AppendResponse{DurationInMicroseconds: took.Microseconds(), Position: last}
 	if errors.Is(err, dcb.ErrAppendConditionFailed) {
 		res.AppendConditionFailed, res.Position = true, 0
 		return res, nil
