@@ -261,6 +261,12 @@ const (
 // until none waits.
 func (c *Client) send() {
 	for {
+		// Let the callers just answered (by the request this goroutine
+		// sent) or about to queue (the one that started it) run first: a
+		// caller that appends again at once then goes in this request,
+		// not alone, and does not wait behind maxSending requests for a
+		// later one. With no one else to run, it returns at once.
+		runtime.Gosched()
 		c.sendMu.Lock()
 		var batch []*pendingAppend
 		size, n := 0, 0
