@@ -88,6 +88,11 @@ type Client struct {
 	token string
 	head  atomic.Uint64 // the last head learned
 
+	// closing ends with Close: new calls then fail with store.ErrClosed,
+	// and running reads and subscriptions end with it.
+	closing  context.Context
+	closeNow context.CancelFunc
+
 	sendMu  sync.Mutex
 	queue   []*pendingAppend // appends waiting for a request
 	sending int              // goroutines sending requests
@@ -108,6 +113,7 @@ func DialURL(url, token string) (*Client, error) {
 // server answers there.
 func DialOptions(target string, opts *Options) (*Client, error) {
 	c := &Client{}
+	c.closing, c.closeNow = context.WithCancel(context.Background())
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -171,9 +177,21 @@ func checkSocketPath(path string) error {
 	return nil
 }
 
-// Close closes the connections kept for reuse. Calls running finish.
+// Close closes the client, as Store.Close closes a store: later calls fail
+// with an error wrapping store.ErrClosed, and so do the reads and
+// subscriptions running. Appends already sent finish, with their outcome.
 func (c *Client) Close() error {
+	c.closeNow()
 	c.tr.CloseIdleConnections()
+	return nil
+}
+
+// closed returns the error of a call op on a closed client, nil while it
+// is open.
+func (c *Client) closed(op string) error {
+	if c.closing.Err() != nil {
+		return fmt.Errorf("client: %s: %w", op, store.ErrClosed)
+	}
 	return nil
 }
 
@@ -190,6 +208,9 @@ func (c *Client) Close() error {
 // each with its own condition and result, and the server appends them
 // concurrently, as it would for as many connections.
 func (c *Client) Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error) {
+	if err := c.closed("append"); err != nil {
+		return 0, err
+	}
 	// The body carries Data as it is: it must be JSON for the body to be.
 	if err := dcb.ValidateBatch(events); err != nil {
 		return 0, fmt.Errorf("client: append: %w", err)
@@ -356,6 +377,9 @@ func (c *Client) Head() uint64 {
 
 // HeadContext asks the server for the store's last acknowledged position.
 func (c *Client) HeadContext(ctx context.Context) (uint64, error) {
+	if err := c.closed("head"); err != nil {
+		return 0, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/head", nil)
 	if err != nil {
 		return 0, fmt.Errorf("client: head: %w", err)
@@ -439,15 +463,21 @@ func (c *Client) stream(parent context.Context, op string, v url.Values, yield f
 		}
 		yield(dcb.SequencedEvent{}, err)
 	}
+	if err := c.closed(op); err != nil {
+		yield(dcb.SequencedEvent{}, err)
+		return
+	}
 	v.Set("heartbeat", strconv.FormatInt(c.opts.Heartbeat.Milliseconds(), 10))
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
+	// Close ends the stream with store.ErrClosed, as it ends a store's.
+	defer context.AfterFunc(c.closing, func() { cancel(store.ErrClosed) })()
 	// silence cancels the request when the server sent nothing for three
 	// heartbeats; it is stopped while the caller handles an event.
 	silence := time.AfterFunc(3*c.opts.Heartbeat, func() { cancel(ErrSilent) })
 	defer silence.Stop()
 	cause := func(err error) error {
-		if c := context.Cause(ctx); errors.Is(c, ErrSilent) {
+		if c := context.Cause(ctx); errors.Is(c, ErrSilent) || errors.Is(c, store.ErrClosed) {
 			return c
 		}
 		return err

@@ -163,3 +163,41 @@ func TestConcurrentAppendsTravelTogether(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, uint64(ok), s.st.Head())
 }
+
+// TestClientClose: a closed client behaves as a closed store: a running
+// subscription ends with ErrClosed, and so do later appends, reads,
+// subscriptions and HeadContext; Head keeps the last head it learned.
+func TestClientClose(t *testing.T) {
+	s := serve(t, nil)
+	c := s.dial(t, nil)
+	ctx := t.Context()
+	last, err := c.Append(ctx, []dcb.Event{{Type: "Before"}}, nil)
+	require.NoError(t, err)
+
+	delivered := make(chan dcb.SequencedEvent)
+	ended := make(chan error, 1)
+	go func() {
+		for e, err := range c.Subscribe(ctx, dcb.All(), 0) {
+			if err != nil {
+				ended <- err
+				return
+			}
+			delivered <- e
+		}
+		ended <- nil
+	}()
+	require.Equal(t, last, (<-delivered).Position, "the subscription runs")
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, <-ended, store.ErrClosed, "a running subscription ends with ErrClosed")
+
+	_, err = c.Append(ctx, []dcb.Event{{Type: "After"}}, nil)
+	require.ErrorIs(t, err, store.ErrClosed)
+	_, err = collect(c.Read(ctx, dcb.All(), store.ReadOptions{}))
+	require.ErrorIs(t, err, store.ErrClosed)
+	_, err = collect(c.Subscribe(ctx, dcb.All(), 0))
+	require.ErrorIs(t, err, store.ErrClosed)
+	_, err = c.HeadContext(ctx)
+	require.ErrorIs(t, err, store.ErrClosed)
+	assert.Equal(t, last, c.Head())
+	assert.Equal(t, last, s.st.Head(), "nothing was appended after Close")
+}
