@@ -223,6 +223,12 @@ func (f *Follower) watch() {
 		events, errs = w.Events, w.Errors
 	}
 	var watched string // the path watched: offsetsPath, walPath or none
+	var watchedFile os.FileInfo
+	watch := func(path string) {
+		if fi, err := os.Stat(path); err == nil && w.Add(path) == nil {
+			watched, watchedFile = path, fi
+		}
+	}
 	unwatch := func() {
 		if watched != "" {
 			_ = w.Remove(watched) // gone already when its file was removed
@@ -238,12 +244,10 @@ func (f *Follower) watch() {
 			was := watched
 			if stillThere(offsetsPath) {
 				unwatch()
-				if w.Add(offsetsPath) == nil {
-					watched = offsetsPath
-				}
+				watch(offsetsPath)
 			}
-			if watched == "" && w.Add(walPath) == nil {
-				watched = walPath
+			if watched == "" {
+				watch(walPath)
 			}
 			if watched != was {
 				// What changed before the watch began told nobody.
@@ -274,8 +278,11 @@ func (f *Follower) watch() {
 			}
 		case <-tick.C:
 			f.polls.Add(1)
-			if watched != "" && !stillThere(watched) {
-				unwatch()
+			if watched != "" {
+				// A notification of its replacement may have been lost.
+				if fi, err := os.Stat(watched); err != nil || !os.SameFile(fi, watchedFile) {
+					unwatch()
+				}
 			}
 		}
 		if look {
