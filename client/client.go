@@ -377,19 +377,43 @@ func (c *Client) Head() uint64 {
 
 // HeadContext asks the server for the store's last acknowledged position.
 func (c *Client) HeadContext(ctx context.Context) (uint64, error) {
-	if err := c.closed("head"); err != nil {
+	res, err := c.getHead(ctx)
+	if err != nil {
 		return 0, err
+	}
+	return res.Head, nil
+}
+
+// Stats asks the server for the store's positions: the Head, Projected,
+// Checkpointed, Lag and MaxLag of store.Stats, the other fields zero. A
+// server of a store that reports no projection answers the head alone:
+// the error then wraps errors.ErrUnsupported.
+func (c *Client) Stats(ctx context.Context) (store.Stats, error) {
+	res, err := c.getHead(ctx)
+	if err != nil {
+		return store.Stats{}, err
+	}
+	if res.Projected == nil || res.Checkpointed == nil || res.Lag == nil || res.MaxLag == nil {
+		return store.Stats{Head: res.Head}, fmt.Errorf("client: stats: the server reports no projection: %w", errors.ErrUnsupported)
+	}
+	return store.Stats{Head: res.Head, Projected: *res.Projected, Checkpointed: *res.Checkpointed, Lag: *res.Lag, MaxLag: *res.MaxLag}, nil
+}
+
+// getHead runs GET /head.
+func (c *Client) getHead(ctx context.Context) (wire.HeadResponse, error) {
+	var res wire.HeadResponse
+	if err := c.closed("head"); err != nil {
+		return res, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/head", nil)
 	if err != nil {
-		return 0, fmt.Errorf("client: head: %w", err)
+		return res, fmt.Errorf("client: head: %w", err)
 	}
-	var res wire.HeadResponse
 	if err := c.do(req, &res); err != nil {
-		return 0, fmt.Errorf("client: head: %w", err)
+		return res, fmt.Errorf("client: head: %w", err)
 	}
 	c.learn(res.Head)
-	return res.Head, nil
+	return res, nil
 }
 
 func (c *Client) learn(head uint64) {

@@ -196,9 +196,20 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// head answers GET /head.
+// statser is the optional part of a Store: the projection's positions, as
+// *store.Store reports them.
+type statser interface{ Stats() store.Stats }
+
+// head answers GET /head: the head, and the projection's positions when
+// the store reports them.
 func (srv *Server) head(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, wire.HeadResponse{Head: srv.st.Head()})
+	st, ok := srv.st.(statser)
+	if !ok {
+		writeJSON(w, http.StatusOK, wire.HeadResponse{Head: srv.st.Head()})
+		return
+	}
+	s := st.Stats()
+	writeJSON(w, http.StatusOK, wire.HeadResponse{Head: s.Head, Projected: &s.Projected, Checkpointed: &s.Checkpointed, Lag: &s.Lag, MaxLag: &s.MaxLag})
 }
 
 // append answers POST /append.

@@ -229,4 +229,17 @@ func TestAppendThroughServe(t *testing.T) {
 	r = possum(t, "", "read", dir)
 	require.Equal(t, 0, r.code, "%s", r)
 	assert.Equal(t, evs, decodeLines(t, r.stdout))
+
+	// stats asks the serving process for what only the writer knows.
+	st := statsJSON(t, dir)
+	assert.True(t, st.Served)
+	assert.Equal(t, uint64(3), st.Head)
+	require.NotNil(t, st.Projected)
+	require.NotNil(t, st.Lag)
+	assert.LessOrEqual(t, *st.Projected, st.Head)
+	assert.Equal(t, st.Head-*st.Projected, *st.Lag, "nothing is being rewritten below the checkpoint")
+	ws, err := c.Stats(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), ws.Head)
+	assert.Equal(t, uint64(store.DefaultMaxProjectionLag), ws.MaxLag)
 }

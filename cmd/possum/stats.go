@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
@@ -51,10 +53,12 @@ type storeStats struct {
 	Checkpointed    uint64 `json:"checkpointed"`
 	CheckpointError string `json:"checkpoint_error,omitempty"`
 	// Projected and Lag are the writer's (store.Stats); from outside they
-	// are known only when no process has the store open: the projection
-	// stands at the checkpoint, and the next Open projects the rest.
+	// are known when no process has the store open (the projection stands
+	// at the checkpoint, and the next Open projects the rest), or when the
+	// process that has it serves it and says (Served).
 	Projected *uint64 `json:"projected"`
 	Lag       *uint64 `json:"lag"`
+	Served    bool    `json:"served,omitempty"`
 	LagAtMost uint64  `json:"lag_at_most"` // head − checkpointed
 	Types     []count `json:"types"`       // every type, most events first
 	Tags      int     `json:"tags"`        // distinct tags
@@ -120,9 +124,25 @@ func gatherStats(ctx context.Context, dir string, top int) (*storeStats, error) 
 	st.LagAtMost = st.Head - min(st.Head, st.Checkpointed)
 	if st.Writer.State == "none" && st.CheckpointError == "" {
 		st.Projected, st.Lag = &st.Checkpointed, &st.LagAtMost
+	} else if ws, ok := servedStats(dir); ok {
+		st.Projected, st.Lag, st.Served = &ws.Projected, &ws.Lag, true
 	}
 	st.Disk, err = diskOf(dir)
 	return st, err
+}
+
+// servedStats asks the process serving the store in dir, if one does, for
+// the writer's positions.
+func servedStats(dir string) (store.Stats, bool) {
+	c, err := client.DialOptions(dir, &client.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return store.Stats{}, false
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.Stats(ctx)
+	return st, err == nil
 }
 
 func writerOf(dir string) writerInfo {
@@ -206,10 +226,14 @@ func (st *storeStats) print(w io.Writer) {
 	} else {
 		row("checkpointed", "%d", st.Checkpointed)
 	}
-	if st.Projected != nil {
+	switch {
+	case st.Served:
+		row("projected", "%d (said by the serving process)", *st.Projected)
+		row("lag", "%d (positions its projector has yet to write)", *st.Lag)
+	case st.Projected != nil:
 		row("projected", "%d (no writer: the projection stands at the checkpoint)", *st.Projected)
 		row("lag", "%d (positions the next Open of the store projects)", *st.Lag)
-	} else {
+	default:
 		row("projected", "known only to the writer (at least %d)", st.Checkpointed)
 		row("lag", "at most %d (head − checkpointed)", st.LagAtMost)
 	}

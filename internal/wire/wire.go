@@ -112,9 +112,14 @@ type AppendResult struct {
 	*Error
 }
 
-// HeadResponse is the body of GET /head.
+// HeadResponse is the body of GET /head: the head, and the projection's
+// positions when the served store reports them (store.Stats).
 type HeadResponse struct {
-	Head uint64 `json:"head"`
+	Head         uint64  `json:"head"`
+	Projected    *uint64 `json:"projected,omitempty"`
+	Checkpointed *uint64 `json:"checkpointed,omitempty"`
+	Lag          *uint64 `json:"lag,omitempty"`
+	MaxLag       *uint64 `json:"maxLag,omitempty"`
 }
 
 // Error is the body of every answer that is not a success: a message for
