@@ -245,6 +245,19 @@ func (d *payloadDecoder) alias() string {
 
 func (d *payloadDecoder) skip() { d.bytes() }
 
+// skipEvent skips one event body: type, tags, data, metadata.
+func (d *payloadDecoder) skipEvent() {
+	d.skip()              // type
+	for range d.count() { // tags
+		d.skip()
+	}
+	d.skip()              // data
+	for range d.count() { // metadata
+		d.skip()
+		d.skip()
+	}
+}
+
 // header reads a payload's first position, timestamp and event count, and
 // checks that the record holds events from a real position on.
 func (d *payloadDecoder) header() (first uint64, ts time.Time, count int) {
@@ -326,15 +339,7 @@ func parseHeader(version byte, p []byte) (recordHeader, error) {
 	h.events = make([]int, n)
 	for i := range h.events {
 		h.events[i] = len(p) - len(d.b)
-		d.skip()              // type
-		for range d.count() { // tags
-			d.skip()
-		}
-		d.skip()              // data
-		for range d.count() { // metadata
-			d.skip()
-			d.skip()
-		}
+		d.skipEvent()
 		if d.err != nil {
 			return h, fmt.Errorf("event %d: %w", i, d.err)
 		}
@@ -437,15 +442,7 @@ func (h *recordHeader) event(i int) (dcb.Event, error) {
 // one allocation.
 func decodeEvent(b []byte) (dcb.Event, []byte, error) {
 	d := payloadDecoder{b: b}
-	d.skip()              // type
-	for range d.count() { // tags
-		d.skip()
-	}
-	d.skip()              // data
-	for range d.count() { // metadata
-		d.skip()
-		d.skip()
-	}
+	d.skipEvent()
 	if d.err != nil {
 		return dcb.Event{}, nil, d.err
 	}

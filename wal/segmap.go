@@ -109,19 +109,23 @@ func (r *Reader) readEntryGuarded(loc recordLoc, seg *segment, pos uint64) (entr
 	if !r.l.maps() {
 		return r.readEntry(loc, seg, pos)
 	}
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if p := recover(); p != nil {
-			fault, ok := p.(interface{ Addr() uintptr })
-			if !ok {
-				panic(p)
-			}
-			entry, err = nil, fmt.Errorf("%w: memory fault at %#x reading the mapping of segment %s offset %d (did the file shrink?)",
-				ErrCorrupt, fault.Addr(), filepath.Base(seg.path), loc.off)
-		}
-	}()
+	defer faultIsCorrupt(debug.SetPanicOnFault(true), seg, int64(loc.off), &err)
 	return r.readEntry(loc, seg, pos)
+}
+
+// faultIsCorrupt, deferred after debug.SetPanicOnFault(true) returned old,
+// restores old and turns a memory fault on the mapping of seg, read at
+// off, into *err wrapping ErrCorrupt; any other panic goes on.
+func faultIsCorrupt(old bool, seg *segment, off int64, err *error) {
+	debug.SetPanicOnFault(old)
+	if p := recover(); p != nil {
+		fault, ok := p.(interface{ Addr() uintptr })
+		if !ok {
+			panic(p)
+		}
+		*err = fmt.Errorf("%w: memory fault at %#x reading the mapping of segment %s offset %d (did the file shrink?)",
+			ErrCorrupt, fault.Addr(), filepath.Base(seg.path), off)
+	}
 }
 
 // copyMapped fills dst with the bytes of seg at off, copied out of its
@@ -138,18 +142,12 @@ func (l *Log) copyMapped(seg *segment, dst []byte, off int64) (mapped bool, err 
 	if m == nil {
 		return false, nil
 	}
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if p := recover(); p != nil {
-			fault, ok := p.(interface{ Addr() uintptr })
-			if !ok {
-				panic(p)
-			}
-			mapped, err = true, fmt.Errorf("%w: memory fault at %#x reading the mapping of segment %s offset %d (did the file shrink?)",
-				ErrCorrupt, fault.Addr(), filepath.Base(seg.path), off)
-		}
-	}()
+	return true, copyGuarded(seg, dst, m, off)
+}
+
+// copyGuarded copies m, the mapping of seg at off, to dst.
+func copyGuarded(seg *segment, dst, m []byte, off int64) (err error) {
+	defer faultIsCorrupt(debug.SetPanicOnFault(true), seg, off, &err)
 	copy(dst, m)
-	return true, nil
+	return nil
 }
