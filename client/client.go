@@ -163,16 +163,11 @@ func DialOptions(target string, opts *Options) (*Client, error) {
 	return c, nil
 }
 
-// checkSocketPath mirrors server.CheckSocketPath (the client does not
-// import the server).
+// checkSocketPath is server.CheckSocketPath (the client does not import
+// the server).
 func checkSocketPath(path string) error {
-	limit := 103
-	switch runtime.GOOS {
-	case "linux", "windows", "android":
-		limit = 107
-	}
-	if len(path) > limit {
-		return fmt.Errorf("client: socket path %s is %d bytes, over the %d-byte limit of unix sockets on %s: use a shorter path to the store, or TCP", path, len(path), limit, runtime.GOOS)
+	if n, limit := len(path), wire.MaxSocketPath(); n > limit {
+		return fmt.Errorf("client: socket path %s is %d bytes, over the %d-byte limit of unix sockets on %s: use a shorter path to the store, or TCP", path, n, limit, runtime.GOOS)
 	}
 	return nil
 }

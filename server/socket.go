@@ -23,14 +23,7 @@ func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
 // MaxSocketPath is the longest socket path this platform's unix sockets
 // take, in bytes: sun_path holds 108 bytes on Linux and Windows, 104 on
 // macOS and the BSDs, the terminating NUL included.
-func MaxSocketPath() int {
-	switch runtime.GOOS {
-	case "linux", "windows", "android":
-		return 107
-	default:
-		return 103
-	}
-}
+func MaxSocketPath() int { return wire.MaxSocketPath() }
 
 // CheckSocketPath returns an error naming path and the limit when path is
 // too long for a unix socket, nil otherwise.
