@@ -8,15 +8,19 @@ import (
 
 // OpenFS is Open with fs under the projection: for tests that record, fail
 // or roll back the projector's file system calls.
-func OpenFS(dir string, opts *Options, fs vfs.FS) (*Store, error) { return open(dir, opts, fs) }
+func OpenFS(dir string, opts *Options, fs vfs.FS) (*Store, error) {
+	return open(dir, opts, seams{fs: fs})
+}
+
+// OpenWALSync is Open with sync as the function that fsyncs the store's
+// WAL segments, for tests that block or fail it.
+func OpenWALSync(dir string, opts *Options, sync func(*os.File) error) (*Store, error) {
+	return open(dir, opts, seams{walSync: sync})
+}
 
 // ProjectorStopping returns a channel closed once Close has asked the
 // projector to stop.
 func ProjectorStopping(s *Store) <-chan struct{} { return s.proj.Stopping() }
-
-// SetWALSyncFile replaces the function that fsyncs the store's WAL segments
-// (nil: the platform's), for tests that block or fail it.
-func SetWALSyncFile(s *Store, sync func(*os.File) error) { s.wal.SetSyncFile(sync) }
 
 // OnGroupWritten makes the writer call f with the last position of each
 // group it writes to the WAL (before its fsync). Set it before the first

@@ -24,16 +24,24 @@ import (
 // store's WAL fsync seam and see each group written through the writer's
 // hook, so every step is ordered by channels, none by time.
 
-// walSyncs holds each WAL fsync until the test releases it.
+// walSyncs is a WAL fsync seam that, once told to hold, holds each fsync
+// until the test releases it.
 type walSyncs struct {
 	entered chan struct{}
 	release chan error // nil: do the real fsync
 	calls   atomic.Int64
+	holding atomic.Bool
 }
 
-func holdWALSyncs(s *store.Store) *walSyncs {
+// openWithWALSyncs opens a store in dir whose WAL fsyncs go through the
+// returned seam, which does the real fsync until its hold.
+func openWithWALSyncs(t *testing.T, dir string) (*store.Store, *walSyncs) {
+	t.Helper()
 	w := &walSyncs{entered: make(chan struct{}), release: make(chan error)}
-	store.SetWALSyncFile(s, func(f *os.File) error {
+	s, err := store.OpenWALSync(dir, nil, func(f *os.File) error {
+		if !w.holding.Load() {
+			return f.Sync()
+		}
 		w.calls.Add(1)
 		w.entered <- struct{}{}
 		if err := <-w.release; err != nil {
@@ -41,8 +49,13 @@ func holdWALSyncs(s *store.Store) *walSyncs {
 		}
 		return f.Sync()
 	})
-	return w
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s, w
 }
+
+// hold makes every later fsync wait for the test.
+func (w *walSyncs) hold() { w.holding.Store(true) }
 
 // groupsWritten returns where the last position of each group the writer
 // writes arrives.
@@ -101,10 +114,10 @@ func requireVisible(t *testing.T, s *store.Store, head uint64) {
 // Read, the projector) until an fsync covering it returns, and one fsync
 // then covers all the groups written meanwhile.
 func TestPipelineWritesDuringFsync(t *testing.T) {
-	s := open(t, t.TempDir())
+	s, syncs := openWithWALSyncs(t, t.TempDir())
 	appendOK(t, s, ev("Seed"))
 	written := groupsWritten(s)
-	syncs := holdWALSyncs(s)
+	syncs.hold()
 
 	a := startAppend(s, nil, ev("A", "a"))
 	require.Equal(t, uint64(2), <-written)
@@ -159,10 +172,10 @@ func TestPipelineWritesDuringFsync(t *testing.T) {
 // them was ever visible.
 func TestPipelineFsyncFailureFailsLaterGroups(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir)
+	s, syncs := openWithWALSyncs(t, dir)
 	appendOK(t, s, ev("Seed"))
 	written := groupsWritten(s)
-	syncs := holdWALSyncs(s)
+	syncs.hold()
 	injected := errors.New("injected fsync failure")
 
 	a := startAppend(s, nil, ev("A", "a"))
@@ -208,10 +221,10 @@ func TestPipelineFsyncFailureFailsLaterGroups(t *testing.T) {
 func TestPipelineConditionOrder(t *testing.T) {
 	for _, fsyncFails := range []bool{false, true} {
 		t.Run(fmt.Sprint("fsync-fails=", fsyncFails), func(t *testing.T) {
-			s := open(t, t.TempDir())
+			s, syncs := openWithWALSyncs(t, t.TempDir())
 			appendOK(t, s, ev("Seed"))
 			written := groupsWritten(s)
-			syncs := holdWALSyncs(s)
+			syncs.hold()
 			noX := &dcb.AppendCondition{FailIfEventsMatch: typeQuery("X"), After: 1}
 
 			first := startAppend(s, noX, ev("X", "first"))
@@ -253,13 +266,14 @@ func TestPipelineRacingConditions(t *testing.T) {
 		racers = 16
 		rounds = 10
 	)
-	s := open(t, t.TempDir())
-	store.SetWALSyncFile(s, func(f *os.File) error {
+	s, err := store.OpenWALSync(t.TempDir(), nil, func(f *os.File) error {
 		for range 8 {
 			runtime.Gosched()
 		}
 		return f.Sync()
 	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
 	for round := range rounds {
 		head := s.Head()
 		cond := &dcb.AppendCondition{FailIfEventsMatch: typeQuery("X"), After: head}
@@ -295,10 +309,10 @@ func TestPipelineRacingConditions(t *testing.T) {
 // with ErrClosed.
 func TestPipelineCloseCompletesWrittenGroups(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir)
+	s, syncs := openWithWALSyncs(t, dir)
 	appendOK(t, s, ev("Seed"))
 	written := groupsWritten(s)
-	syncs := holdWALSyncs(s)
+	syncs.hold()
 
 	a := startAppend(s, nil, ev("A"))
 	require.Equal(t, uint64(2), <-written)

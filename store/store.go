@@ -96,15 +96,13 @@ const NoProjectionLagBound = ^uint64(0)
 
 // Store is an open event store. Its methods are safe for concurrent use.
 type Store struct {
-	dir  string
-	opts Options
-	log  *slog.Logger
-	lock *os.File
-	view // idx, wal, head, quit: what reads need
-	proj *projector.Projector
-	// fs is the file system under the projection: nil (vfs.OS) but in
-	// tests, which set it through export_test.go.
-	fs vfs.FS
+	dir   string
+	opts  Options
+	log   *slog.Logger
+	lock  *os.File
+	view  // idx, wal, head, quit: what reads need
+	proj  *projector.Projector
+	seams // fault seams: zero but in tests
 
 	openReport OpenReport
 	choice     projector.Choice // the files the projector writes
@@ -139,10 +137,17 @@ type Store struct {
 // Open opens the store in dir, creating the directory when needed. It takes
 // the directory's writer lock, repairs a torn WAL tail (logging what was cut)
 // and refuses a WAL damaged anywhere else.
-func Open(dir string, opts *Options) (*Store, error) { return open(dir, opts, nil) }
+func Open(dir string, opts *Options) (*Store, error) { return open(dir, opts, seams{}) }
 
-// open is Open with the file system under the projection (nil: vfs.OS).
-func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
+// seams are where tests inject faults (through export_test.go); their zero
+// value is the real thing.
+type seams struct {
+	fs      vfs.FS               // under the projection; nil: vfs.OS
+	walSync func(*os.File) error // fsyncs WAL segments; nil: the platform's
+}
+
+// open is Open with fault seams.
+func open(dir string, opts *Options, t seams) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -165,7 +170,7 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		opts:       o,
 		log:        o.Logger,
 		lock:       lock,
-		fs:         fs,
+		seams:      t,
 		view:       newView(),
 		reqs:       make(chan []*appendRequest),
 		writerDone: make(chan struct{}),
@@ -276,6 +281,7 @@ func (s *Store) load() error {
 		SegmentSize:   s.opts.SegmentSize,
 		NoSync:        s.opts.NoSync,
 		TrustPosition: cp.Position,
+		SyncFile:      s.walSync,
 	})
 	var lost *wal.LostError
 	if errors.As(err, &lost) {

@@ -7,18 +7,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/possumstore/possum/internal/platform"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// replaceSyncFile swaps the fsync seam for the rest of the test. Tests that
-// use it must not run in parallel.
-func replaceSyncFile(t *testing.T, f func(*os.File) error) {
-	t.Helper()
-	orig := syncFile
-	t.Cleanup(func() { syncFile = orig })
-	syncFile = f
-}
 
 // TestFsyncFailurePoisons: an fsync that fails poisons the log. The failing
 // Append reports the cause; every later Append fails at once, without
@@ -38,17 +30,15 @@ func TestFsyncFailurePoisons(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("segment %d after %d batch %d", c.segmentSize, c.before, c.batch), func(t *testing.T) {
 			dir := t.TempDir()
-			opts := Options{SegmentSize: c.segmentSize}
-			orig := syncFile
 			var calls atomic.Int64
 			var fail atomic.Bool
-			replaceSyncFile(t, func(f *os.File) error {
+			opts := Options{SegmentSize: c.segmentSize, SyncFile: func(f *os.File) error {
 				calls.Add(1)
 				if fail.Load() {
 					return syscall.EIO
 				}
-				return orig(f)
-			})
+				return platform.DataSync(f)
+			}}
 
 			l := openLog(t, dir, opts)
 			acked := genChain(0, c.before)
@@ -82,7 +72,7 @@ func TestFsyncFailurePoisons(t *testing.T) {
 			// Reopen with the real fsync: every acknowledged record is there.
 			// The failed append's bytes reached the file (only the fsync
 			// failed), so it may be there too, whole; nothing else.
-			syncFile = orig
+			opts.SyncFile = nil
 			l, torn, err := Open(dir, opts)
 			require.NoError(t, err)
 			assert.Nil(t, torn)

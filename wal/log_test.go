@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/platform"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	tidwall "github.com/tidwall/wal"
@@ -640,7 +641,7 @@ func TestPoisonedByClosedTidwallLog(t *testing.T) {
 }
 
 // TestPoisonedByFsyncError: the fsync after the write fails (through the
-// syncFile seam), in the tail segment and in a segment a batch rolled into.
+// Options.SyncFile seam), in the tail segment and in a segment a batch rolled into.
 func TestPoisonedByFsyncError(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -653,17 +654,23 @@ func TestPoisonedByFsyncError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			rng := rand.New(rand.NewPCG(14, 14))
-			l := openLog(t, dir, tc.opts)
+			injected := errors.New("injected fsync failure")
+			var failing atomic.Bool
+			opts := tc.opts
+			opts.SyncFile = func(f *os.File) error {
+				if failing.Load() {
+					return injected
+				}
+				return platform.DataSync(f)
+			}
+			l := openLog(t, dir, opts)
 			want := appendN(t, l, 3, rng)
 			segs := len(segmentFiles(t, dir))
 
-			injected := errors.New("injected fsync failure")
-			orig := syncFile
-			syncFile = func(*os.File) error { return injected }
-			defer func() { syncFile = orig }()
+			failing.Store(true)
 			failed := genChain(lastPos(want), tc.batch)
 			err := l.Append(failed)
-			syncFile = orig
+			failing.Store(false)
 			require.ErrorIs(t, err, ErrPoisoned)
 			assert.ErrorIs(t, err, injected, "the cause is kept")
 			if tc.opts.SegmentSize != 0 {

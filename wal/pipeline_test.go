@@ -7,37 +7,43 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/possumstore/possum/internal/platform"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// blockedSync replaces the fsync seam for the rest of the test with one that
-// reports each call on entered (the file's path) and returns what the test
-// sends on release, the real fsync's result when that is nil.
+// blockedSync is an Options.SyncFile seam that, while blocking, reports
+// each call on entered (the file's path) and returns what the test sends on
+// release, the real fsync's result when that is nil.
 type blockedSync struct {
-	entered chan string
-	release chan error
-	calls   atomic.Int64
-	orig    func(*os.File) error
+	entered  chan string
+	release  chan error
+	calls    atomic.Int64 // calls while blocking
+	blocking atomic.Bool
 }
 
-// unblock puts the real fsync back.
-func (b *blockedSync) unblock() { syncFile = b.orig }
-
-func blockSyncs(t *testing.T) *blockedSync {
-	t.Helper()
-	orig := syncFile
-	b := &blockedSync{entered: make(chan string), release: make(chan error), orig: orig}
-	replaceSyncFile(t, func(f *os.File) error {
-		b.calls.Add(1)
-		b.entered <- f.Name()
-		if err := <-b.release; err != nil {
-			return err
-		}
-		return orig(f)
-	})
+// blockSyncs returns a seam that blocks from the start.
+func blockSyncs() *blockedSync {
+	b := &blockedSync{entered: make(chan string), release: make(chan error)}
+	b.blocking.Store(true)
 	return b
 }
+
+// sync is the seam: give it to Open as Options.SyncFile.
+func (b *blockedSync) sync(f *os.File) error {
+	if !b.blocking.Load() {
+		return platform.DataSync(f)
+	}
+	b.calls.Add(1)
+	b.entered <- f.Name()
+	if err := <-b.release; err != nil {
+		return err
+	}
+	return platform.DataSync(f)
+}
+
+// unblock makes the seam the real fsync.
+func (b *blockedSync) unblock() { b.blocking.Store(false) }
 
 type syncResult struct {
 	last uint64
@@ -58,7 +64,9 @@ func startSync(l *Log) <-chan syncResult {
 // LastPosition nor readable until a Sync covers them.
 func TestWriteVisibleOnlyAfterSync(t *testing.T) {
 	dir := t.TempDir()
-	l := openLog(t, dir, Options{})
+	b := blockSyncs()
+	b.unblock()
+	l := openLog(t, dir, Options{SyncFile: b.sync})
 	acked := genChain(0, 3)
 	require.NoError(t, l.Append(acked))
 
@@ -78,7 +86,7 @@ func TestWriteVisibleOnlyAfterSync(t *testing.T) {
 	checkLog(t, l, want)
 
 	// Nothing written since: Sync returns at once, without an fsync.
-	b := blockSyncs(t)
+	b.blocking.Store(true)
 	last, err = l.Sync()
 	require.NoError(t, err)
 	assert.Equal(t, lastPos(want), last)
@@ -95,8 +103,8 @@ func TestWriteVisibleOnlyAfterSync(t *testing.T) {
 // record written since the Sync before it.
 func TestWriteWhileSyncing(t *testing.T) {
 	dir := t.TempDir()
-	b := blockSyncs(t)
-	l := openLog(t, dir, Options{})
+	b := blockSyncs()
+	l := openLog(t, dir, Options{SyncFile: b.sync})
 	first := genChain(0, 2)
 	require.NoError(t, l.Write(first))
 	sync1 := startSync(l)
@@ -139,11 +147,8 @@ func TestWriteWhileSyncing(t *testing.T) {
 func TestRollBetweenWriteAndSync(t *testing.T) {
 	dir := t.TempDir()
 	var dirSyncs atomic.Int64
-	origDir := syncSegmentDir
-	syncSegmentDir = func(d string) error { dirSyncs.Add(1); return origDir(d) }
-	t.Cleanup(func() { syncSegmentDir = origDir })
-	b := blockSyncs(t)
-	opts := Options{SegmentSize: 1000}
+	b := blockSyncs()
+	opts := Options{SegmentSize: 1000, SyncFile: b.sync, SyncDir: func(d string) error { dirSyncs.Add(1); return syncDir(d) }}
 	l := openLog(t, dir, opts)
 
 	first := genChain(0, 1)
@@ -186,8 +191,8 @@ func TestRollBetweenWriteAndSync(t *testing.T) {
 func TestSyncFailureFailsLaterWrites(t *testing.T) {
 	dir := t.TempDir()
 	injected := errors.New("injected fsync failure")
-	b := blockSyncs(t)
-	l := openLog(t, dir, Options{})
+	b := blockSyncs()
+	l := openLog(t, dir, Options{SyncFile: b.sync})
 	acked := genChain(0, 4)
 	require.NoError(t, l.Write(acked))
 	sync0 := startSync(l)
@@ -234,8 +239,8 @@ func TestSyncFailureFailsLaterWrites(t *testing.T) {
 // written and not synced stay invisible.
 func TestCloseWaitsForSync(t *testing.T) {
 	dir := t.TempDir()
-	b := blockSyncs(t)
-	l := openLog(t, dir, Options{})
+	b := blockSyncs()
+	l := openLog(t, dir, Options{SyncFile: b.sync})
 	first := genChain(0, 2)
 	require.NoError(t, l.Write(first))
 	sync1 := startSync(l)
