@@ -21,8 +21,11 @@
 //     its consumer stalls long enough for the connection's buffers to fill
 //     and the server to give up on it (30 s by default); resume with a new
 //     Subscribe after the last position it delivered.
-//   - Head asks the server; when it cannot, it returns the last head the
-//     client learned (HeadContext returns the error).
+//   - HeadContext and Stats ask the server: they can fail, and ctx bounds
+//     them. Every call that can block honours its context; a context
+//     without a deadline gets Options.Timeout on the calls that wait for
+//     one answer (Dial, Append, HeadContext, Stats), never on the streams
+//     of Read and Subscribe, which heartbeats keep alive.
 package client
 
 import (
@@ -66,7 +69,8 @@ const (
 type Options struct {
 	// Token is sent as "Authorization: Bearer <Token>" when set.
 	Token string
-	// Timeout bounds an Append or Head whose context has no deadline.
+	// Timeout bounds a Dial, Append, HeadContext or Stats whose context
+	// has no deadline; a context with one is bounded by it alone.
 	// 0: DefaultTimeout.
 	Timeout time.Duration
 	// Heartbeat is the interval at which streams (Read, Subscribe) ask the
@@ -86,7 +90,6 @@ type Client struct {
 	tr    *http.Transport
 	opts  Options
 	token string
-	head  atomic.Uint64 // the last head learned
 
 	// closing ends with Close: new calls then fail with store.ErrClosed,
 	// and running reads and subscriptions end with it.
@@ -108,10 +111,17 @@ func DialURL(url, token string) (*Client, error) {
 	return DialOptions(url, &Options{Token: token})
 }
 
-// DialOptions connects to target, a store directory (whose unix socket is
-// dialled) or an http:// or https:// URL, with opts. It checks that a
-// server answers there.
+// DialOptions is DialContext with a context that has no deadline
+// (Options.Timeout bounds it).
 func DialOptions(target string, opts *Options) (*Client, error) {
+	return DialContext(context.Background(), target, opts)
+}
+
+// DialContext connects to target, a store directory (whose unix socket is
+// dialled) or an http:// or https:// URL, with opts. It checks that a
+// server answers there, within ctx (and Options.Timeout when ctx has no
+// deadline).
+func DialContext(ctx context.Context, target string, opts *Options) (*Client, error) {
 	c := &Client{}
 	c.closing, c.closeNow = context.WithCancel(context.Background())
 	if opts != nil {
@@ -154,8 +164,6 @@ func DialOptions(target string, opts *Options) (*Client, error) {
 		}
 	}
 	c.hc = &http.Client{Transport: c.tr}
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
-	defer cancel()
 	if _, err := c.HeadContext(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("client: no possum server at %s (serve the store: `possum serve DIR`): %w", target, err)
@@ -215,7 +223,8 @@ func (c *Client) Append(ctx context.Context, events []dcb.Event, cond *dcb.Appen
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	p := &pendingAppend{body: wire.AppendRequestBody(nil, events, cond), done: make(chan appendResult, 1)}
+	deadline, _ := ctx.Deadline()
+	p := &pendingAppend{body: wire.AppendRequestBody(nil, events, cond), deadline: deadline, done: make(chan appendResult, 1)}
 	c.sendMu.Lock()
 	c.queue = append(c.queue, p)
 	lead := c.sending < maxSending
@@ -234,7 +243,6 @@ func (c *Client) Append(ctx context.Context, events []dcb.Event, cond *dcb.Appen
 		if r.res.AppendConditionFailed {
 			return 0, fmt.Errorf("client: append: %w", dcb.ErrAppendConditionFailed)
 		}
-		c.learn(r.res.Position)
 		return r.res.Position, nil
 	case <-ctx.Done():
 		if p.state.CompareAndSwap(queued, cancelled) {
@@ -253,9 +261,10 @@ const (
 
 // pendingAppend is an Append waiting for its request.
 type pendingAppend struct {
-	body  []byte // its AppendRequest
-	state atomic.Int32
-	done  chan appendResult // capacity 1
+	body     []byte    // its AppendRequest
+	deadline time.Time // its caller's (or Options.Timeout)
+	state    atomic.Int32
+	done     chan appendResult // capacity 1
 }
 
 type appendResult struct {
@@ -313,8 +322,17 @@ func (c *Client) send() {
 }
 
 // sendBatch sends one request for batch and answers each of its callers.
+// The request lives as long as the latest deadline among them: a caller
+// whose context ends sooner stops waiting for it (Append's select), the
+// others still get their outcome.
 func (c *Client) sendBatch(batch []*pendingAppend) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	deadline := batch[0].deadline
+	for _, p := range batch[1:] {
+		if p.deadline.After(deadline) {
+			deadline = p.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if len(batch) == 1 {
 		var res wire.AppendResponse
@@ -359,18 +377,10 @@ func (c *Client) post(ctx context.Context, path string, body []byte, res any) er
 	return c.do(req, res)
 }
 
-// Head returns the store's last acknowledged position, asking the server;
-// when that fails, the last head the client learned.
-func (c *Client) Head() uint64 {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
-	defer cancel()
-	if h, err := c.HeadContext(ctx); err == nil {
-		return h
-	}
-	return c.head.Load()
-}
-
-// HeadContext asks the server for the store's last acknowledged position.
+// HeadContext asks the server for the store's last acknowledged position
+// (store.Events). It fails when the server cannot answer within ctx (and
+// Options.Timeout when ctx has no deadline), and with store.ErrClosed once
+// the client is closed.
 func (c *Client) HeadContext(ctx context.Context) (uint64, error) {
 	res, err := c.getHead(ctx)
 	if err != nil {
@@ -400,6 +410,8 @@ func (c *Client) getHead(ctx context.Context) (wire.HeadResponse, error) {
 	if err := c.closed("head"); err != nil {
 		return res, err
 	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/head", nil)
 	if err != nil {
 		return res, fmt.Errorf("client: head: %w", err)
@@ -407,17 +419,7 @@ func (c *Client) getHead(ctx context.Context) (wire.HeadResponse, error) {
 	if err := c.do(req, &res); err != nil {
 		return res, fmt.Errorf("client: head: %w", err)
 	}
-	c.learn(res.Head)
 	return res, nil
-}
-
-func (c *Client) learn(head uint64) {
-	for {
-		old := c.head.Load()
-		if head <= old || c.head.CompareAndSwap(old, head) {
-			return
-		}
-	}
 }
 
 // Read returns the events matching q, as store.Store.Read does, streamed
@@ -556,7 +558,6 @@ func (c *Client) stream(parent context.Context, op string, v url.Values, yield f
 		}
 		silence.Stop()
 		e := l.Event()
-		c.learn(e.Position)
 		if !yield(e, nil) {
 			return
 		}

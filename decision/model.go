@@ -11,12 +11,7 @@ import (
 )
 
 // Store is what a decision needs of an event store: *store.Store has these
-// methods, and a client of a remote store may have them too.
-//
-// A Store that also has a Head() uint64 method, reporting the last
-// acknowledged position, lets Build date its condition by the store's head
-// rather than by the last matching event (see Model.Build). Head must then
-// report no position a Read called right after it could not see.
+// methods, and so has the Go client of a served store (package client).
 type Store interface {
 	// Read yields the events matching q in position order, as a snapshot
 	// that holds every append acknowledged before the call; an error is
@@ -26,15 +21,13 @@ type Store interface {
 	// it writes nothing and returns an error wrapping
 	// dcb.ErrAppendConditionFailed. It returns the last position written.
 	Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error)
+	// HeadContext returns the last acknowledged position (store.Events):
+	// a Read called after it returns sees every event up to it. It may
+	// ask a server, so it can fail, and ctx bounds it.
+	HeadContext(ctx context.Context) (uint64, error)
 }
 
-// header is the optional part of a Store: its head.
-type header interface{ Head() uint64 }
-
-var _ interface {
-	Store
-	header
-} = (*store.Store)(nil)
+var _ Store = (*store.Store)(nil)
 
 // Projection declares one fact a decision depends on: the events it is
 // built from, the state before any of them, and how each one changes it.
@@ -124,8 +117,8 @@ func (m *Model) Query() dcb.Query {
 // appended: no event matching the union after the last position read.
 //
 // That position, the condition's After, is the later of the last matching
-// event's position (0 when none matched) and, when s has a Head() uint64
-// method as *store.Store has, the head as Build began. Both are correct:
+// event's position (0 when none matched) and the head as Build began
+// (s.HeadContext, whose error Build returns). Both are correct:
 // the read saw every matching event up to either. The head says more when
 // little or nothing matched: "nothing relevant since position N", the
 // state the decision was taken on, rather than "nothing relevant ever",
@@ -142,9 +135,9 @@ func (m *Model) Build(ctx context.Context, s Store) (dcb.AppendCondition, error)
 		return dcb.AppendCondition{}, errors.New("decision: build: the model has no projection")
 	}
 	q := m.Query()
-	var after uint64
-	if h, ok := s.(header); ok {
-		after = h.Head()
+	after, err := s.HeadContext(ctx)
+	if err != nil {
+		return dcb.AppendCondition{}, fmt.Errorf("decision: build: %w", err)
 	}
 	for _, p := range m.projections {
 		p.reset()

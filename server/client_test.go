@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
@@ -54,7 +55,9 @@ func TestClientMatchesEmbedded(t *testing.T) {
 	pos, err := c.Append(ctx, []dcb.Event{{Type: "Bare"}, {Type: "Two", Tags: []string{"a", "a", "b"}}}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(len(awkwardData)+2), pos)
-	assert.Equal(t, pos, c.Head())
+	head, err := c.HeadContext(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, pos, head)
 
 	queries := []dcb.Query{
 		dcb.All(),
@@ -166,7 +169,7 @@ func TestConcurrentAppendsTravelTogether(t *testing.T) {
 
 // TestClientClose: a closed client behaves as a closed store: a running
 // subscription ends with ErrClosed, and so do later appends, reads,
-// subscriptions and HeadContext; Head keeps the last head it learned.
+// subscriptions, HeadContext and Stats.
 func TestClientClose(t *testing.T) {
 	s := serve(t, nil)
 	c := s.dial(t, nil)
@@ -198,6 +201,35 @@ func TestClientClose(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrClosed)
 	_, err = c.HeadContext(ctx)
 	require.ErrorIs(t, err, store.ErrClosed)
-	assert.Equal(t, last, c.Head())
+	_, err = c.Stats(ctx)
+	require.ErrorIs(t, err, store.ErrClosed)
 	assert.Equal(t, last, s.st.Head(), "nothing was appended after Close")
+}
+
+// TestClientTimeoutOnlyWithoutDeadline: Options.Timeout bounds the calls
+// whose context has no deadline, and only those: a caller's deadline, even
+// a later one, is the caller's to set.
+func TestClientTimeoutOnlyWithoutDeadline(t *testing.T) {
+	s := serve(t, nil)
+	tiny := &client.Options{Timeout: time.Nanosecond}
+	_, err := client.DialOptions(s.dir, tiny)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "no deadline: the timeout bounds Dial")
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c, err := client.DialContext(ctx, s.dir, tiny)
+	require.NoError(t, err, "the caller's deadline, not the timeout")
+	defer c.Close()
+	pos, err := c.Append(ctx, []dcb.Event{{Type: "T"}}, nil)
+	require.NoError(t, err)
+	head, err := c.HeadContext(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, pos, head)
+	_, err = c.Stats(ctx)
+	require.NoError(t, err)
+
+	_, err = c.Append(context.Background(), []dcb.Event{{Type: "T"}}, nil)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "no deadline: the timeout")
+	_, err = c.HeadContext(context.Background())
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "no deadline: the timeout")
 }

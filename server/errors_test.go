@@ -122,7 +122,7 @@ func (f failingStore) Subscribe(ctx context.Context, q dcb.Query, after uint64) 
 	return f.Read(ctx, q, store.ReadOptions{})
 }
 
-func (f failingStore) Head() uint64 { return 7 }
+func (f failingStore) HeadContext(context.Context) (uint64, error) { return 7, nil }
 
 // TestDamageAcrossTheWire: ErrCorrupt, ErrPoisoned and ErrLocked from the
 // store reach the client's caller as themselves.
@@ -150,7 +150,9 @@ func TestDamageAcrossTheWire(t *testing.T) {
 			assert.ErrorContains(t, err, "position 7")
 			_, err = collect(c.Subscribe(ctx, dcb.All(), 0))
 			assert.ErrorIs(t, err, sentinel)
-			assert.Equal(t, uint64(7), c.Head())
+			head, err := c.HeadContext(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, uint64(7), head)
 		})
 	}
 }

@@ -205,7 +205,12 @@ type statser interface{ Stats() store.Stats }
 func (srv *Server) head(w http.ResponseWriter, r *http.Request) {
 	st, ok := srv.st.(statser)
 	if !ok {
-		writeJSON(w, http.StatusOK, wire.HeadResponse{Head: srv.st.Head()})
+		head, err := srv.st.HeadContext(r.Context())
+		if err != nil {
+			srv.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, wire.HeadResponse{Head: head})
 		return
 	}
 	s := st.Stats()

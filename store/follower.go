@@ -17,13 +17,23 @@ import (
 	"github.com/possumstore/possum/wal"
 )
 
-// Events is what a Store and a Follower share: reading and following the
-// acknowledged events of a store. Code written against it runs in the
-// writing process or in any other.
+// Events is what a Store, a Follower and the Go client of a served store
+// (package client) share: reading and following the acknowledged events of
+// a store. Code written against it runs in the writing process or in any
+// other.
 type Events interface {
+	// Read yields the events matching q (see Store.Read).
 	Read(ctx context.Context, q dcb.Query, o ReadOptions) iter.Seq2[dcb.SequencedEvent, error]
+	// Subscribe yields the events matching q after position after, then
+	// each new one as it is acknowledged (see Store.Subscribe).
 	Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error]
-	Head() uint64
+	// HeadContext returns the last acknowledged position, 0 when the
+	// store is empty: a Read called after it returns sees every event up
+	// to that position. It may do I/O (a follower reads the WAL's offsets
+	// file, a client asks its server), so it can fail, and ctx bounds it;
+	// it fails with ErrClosed once the reader is closed. (A *Store also
+	// has Head, which is in memory and never fails.)
+	HeadContext(ctx context.Context) (uint64, error)
 }
 
 var (
@@ -41,8 +51,8 @@ type FollowOptions struct {
 }
 
 // A Follower reads a store that another process (or this one) writes: the
-// events the writer acknowledged, with the same Read, Subscribe and Head as
-// the Store. It never takes the writer's lock and never changes a file, so
+// events the writer acknowledged, with the same Read, Subscribe and
+// HeadContext as the Store. It never takes the writer's lock and never changes a file, so
 // it works on a read-only mount, and any number may follow one store. It may
 // start before the store exists, and it survives the writer closing,
 // crashing and opening the store again.
@@ -109,11 +119,19 @@ func Follow(dir string, opts *FollowOptions) (*Follower, error) {
 // Dir returns the store's directory.
 func (f *Follower) Dir() string { return f.dir }
 
-// Head returns the last position the writer acknowledged, as far as the
-// follower knows: it looks for new events first.
-func (f *Follower) Head() uint64 {
-	_ = f.refresh() // an error ends reads and subscriptions; Head stays
-	return f.head.Load()
+// HeadContext returns the last position the writer acknowledged: it looks
+// for new events first (a read of the WAL's offsets file). It fails when
+// that read fails, when the log changed under the follower (ErrCorrupt),
+// when the follower is closed (ErrClosed), or when ctx has ended. Stats
+// reports the last head it learned without looking.
+func (f *Follower) HeadContext(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := f.refresh(); err != nil {
+		return 0, err
+	}
+	return f.head.Load(), nil
 }
 
 // Read is Store.Read on the events acknowledged when it is called.

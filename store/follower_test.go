@@ -60,7 +60,9 @@ func TestFollowerFollowsWriter(t *testing.T) {
 	f, err := store.Follow(dir, nil)
 	require.NoError(t, err)
 	defer f.Close()
-	assert.Zero(t, f.Head())
+	head, err := f.HeadContext(t.Context())
+	require.NoError(t, err)
+	assert.Zero(t, head)
 	wait := collect(t, f, 0)
 	// A query that needs the index, which the follower builds as it goes.
 	waitTagged := collectQuery(t, f, tagQuery("k:3"), 0)
@@ -79,7 +81,9 @@ func TestFollowerFollowsWriter(t *testing.T) {
 	require.Equal(t, want, wait(len(want)))
 	tagged := readAll(t, s, tagQuery("k:3"), store.ReadOptions{})
 	require.Equal(t, tagged, waitTagged(len(tagged)))
-	assert.Equal(t, s.Head(), f.Head())
+	fh, err := f.HeadContext(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, s.Head(), fh)
 	for _, q := range []dcb.Query{tagQuery("k:3"), typeQuery("T1"), query(item([]string{"T2"}, "k:1"))} {
 		for _, o := range []store.ReadOptions{{}, {Backwards: true, Limit: 3}, {From: 100, Limit: 7}} {
 			assert.Equal(t, readAll(t, s, q, o), readAll(t, f, q, o), "%+v %+v", q, o)

@@ -322,7 +322,22 @@ func (s *Store) load() error {
 func (s *Store) Dir() string { return s.dir }
 
 // Head returns the last acknowledged position, 0 when the store is empty.
+// It is in memory and never fails; on a closed store it returns the head
+// at Close.
 func (s *Store) Head() uint64 { return s.head.Load() }
+
+// HeadContext is Head as Events has it, for code written against readers
+// that may fail (a Follower, a client): ErrClosed on a closed store,
+// ctx.Err() when ctx has ended, the head otherwise.
+func (s *Store) HeadContext(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if s.closed() {
+		return 0, ErrClosed
+	}
+	return s.head.Load(), nil
+}
 
 // Close stops the writer (appends still queued fail with ErrClosed), lets
 // the appends already taken up complete, closes the WAL and releases the
