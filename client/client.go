@@ -166,6 +166,10 @@ func DialContext(ctx context.Context, target string, opts *Options) (*Client, er
 	c.hc = &http.Client{Transport: c.tr}
 	if _, err := c.HeadContext(ctx); err != nil {
 		c.Close()
+		if wire.RemoteCode(err) == wire.CodeUnauthorized {
+			// A server answered: it refused the token.
+			return nil, fmt.Errorf("client: the server at %s refused the bearer token (Options.Token): %w", target, err)
+		}
 		return nil, fmt.Errorf("client: no possum server at %s (serve the store: `possum serve DIR`): %w", target, err)
 	}
 	return c, nil

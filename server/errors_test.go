@@ -218,3 +218,61 @@ func TestHeartbeats(t *testing.T) {
 	require.NoError(t, err)
 	assert.NoError(t, <-got, "the subscription lived on, kept by heartbeats")
 }
+
+// partialStore yields n small events, then fails with err: damage met
+// part way through a read.
+type partialStore struct {
+	failingStore
+	n int
+}
+
+func (p partialStore) Read(context.Context, dcb.Query, store.ReadOptions) iter.Seq2[dcb.SequencedEvent, error] {
+	return func(yield func(dcb.SequencedEvent, error) bool) {
+		for i := range p.n {
+			if !yield(dcb.SequencedEvent{Event: dcb.Event{Type: "T"}, Position: uint64(i + 1)}, nil) {
+				return
+			}
+		}
+		yield(dcb.SequencedEvent{}, fmt.Errorf("store: read position %d: %w", p.n+1, p.err))
+	}
+}
+
+// TestReadFailsBeforeItWrites: a read that meets a damaged record before
+// it sent anything answers the error (500 corrupt), even when it had
+// events in hand; one that already sent part of the array cuts it short,
+// so that the client sees a broken array, never a shorter valid one.
+func TestReadFailsBeforeItWrites(t *testing.T) {
+	for _, tc := range []struct {
+		events int
+		cut    bool
+	}{{0, false}, {3, false}, {5000, true}} {
+		t.Run(fmt.Sprint(tc.events), func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := store.Open(dir, nil) // for its socket; the fake answers
+			require.NoError(t, err)
+			defer st.Close()
+			l, err := server.ListenSocket(st)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() {
+				done <- server.New(partialStore{failingStore{store.ErrCorrupt}, tc.events}, nil).Serve(ctx, l)
+			}()
+			defer func() { cancel(); require.NoError(t, <-done) }()
+			s := &served{dir: dir, st: st}
+			resp, err := s.rawHTTP().Get("http://possum/read")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			if tc.cut {
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				var events []json.RawMessage
+				assert.Error(t, json.NewDecoder(resp.Body).Decode(&events), "a broken array")
+				return
+			}
+			assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+			msg, code := errorBody(t, resp)
+			assert.Equal(t, "corrupt", code)
+			assert.Contains(t, msg, fmt.Sprintf("position %d", tc.events+1))
+		})
+	}
+}

@@ -151,9 +151,12 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, wire.CodeNotFound, "server: no operation at "+r.URL.Path+" (GET /read, POST /append, POST /appends, GET /stream, GET /head)")
 }
 
+// authorized reports whether r carries the token: "Authorization: Bearer
+// <token>", the scheme in any case (RFC 9110, section 11.1).
 func (srv *Server) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(srv.opts.Token)) == 1
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	got = strings.TrimLeft(got, " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(got), []byte(srv.opts.Token)) == 1
 }
 
 // Serve answers requests on l until ctx ends, then stops and returns nil:
@@ -405,10 +408,12 @@ func (srv *Server) read(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var buf []byte
-	started := false
+	started := false // the array is begun in buf
+	written := false // and part of it was sent: the status is out
 	for e, err := range srv.st.Read(r.Context(), q, o) {
 		if err != nil {
-			if !started {
+			if !written {
+				// Nothing was sent: the error is the answer.
 				srv.fail(w, r, err)
 				return
 			}
@@ -427,6 +432,7 @@ func (srv *Server) read(w http.ResponseWriter, r *http.Request) {
 		}
 		buf = wire.AppendEvent(buf, e, false)
 		if len(buf) >= 32<<10 {
+			written = true
 			if _, err := w.Write(buf); err != nil {
 				return // the client went away
 			}

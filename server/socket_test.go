@@ -106,7 +106,7 @@ func TestTokenOverTCP(t *testing.T) {
 	defer func() { cancel(); require.NoError(t, <-done) }()
 	url := "http://" + l.Addr().String()
 
-	for _, auth := range []string{"", "Bearer wrong", "Bearer s3cret2", "Basic s3cret", "bearer s3cret"} {
+	for _, auth := range []string{"", "Bearer wrong", "Bearer s3cret2", "Basic s3cret", "Bearers3cret"} {
 		req, err := http.NewRequest(http.MethodPost, url+"/append", strings.NewReader(`{"events":[{"type":"T"}]}`))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
@@ -121,18 +121,32 @@ func TestTokenOverTCP(t *testing.T) {
 		resp.Body.Close()
 	}
 	_, err = client.DialURL(url, "wrong")
-	assert.ErrorContains(t, err, "bearer token")
+	assert.ErrorContains(t, err, "refused the bearer token")
+	assert.NotContains(t, err.Error(), "no possum server", "a server answered: the token is wrong")
 	assert.Zero(t, st.Head(), "nothing written without the token")
+
+	// The scheme is case-insensitive (RFC 9110), the token is not.
+	for i, auth := range []string{"bearer s3cret", "BEARER s3cret", "Bearer  s3cret"} {
+		req, err := http.NewRequest(http.MethodPost, url+"/append", strings.NewReader(`{"events":[{"type":"T"}]}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, auth)
+		assert.Equal(t, uint64(i+1), st.Head())
+	}
 
 	c, err := client.DialURL(url, "s3cret")
 	require.NoError(t, err)
 	defer c.Close()
 	pos, err := c.Append(ctx, []dcb.Event{{Type: "T"}}, nil)
 	require.NoError(t, err)
-	assert.Equal(t, uint64(1), pos)
+	assert.Equal(t, uint64(4), pos)
 	evs, err := collect(c.Read(ctx, dcb.All(), store.ReadOptions{}))
 	require.NoError(t, err)
-	assert.Len(t, evs, 1)
+	assert.Len(t, evs, 4)
 }
 
 // TestServeStops: when Serve's context ends, streams end with an error

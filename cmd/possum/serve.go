@@ -42,9 +42,21 @@ func serveCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer
 // TCP at listen when given, until ctx ends; then it closes the store. It
 // prints one line once it is serving (the address of each listener).
 func runServe(ctx context.Context, dir, listen, token string, stdout, stderr io.Writer) error {
-	// Refuse a path too long for the socket before creating anything.
+	// Refuse a path too long for the socket, or an address that cannot be
+	// listened on, before creating anything.
 	if err := server.CheckSocketPath(server.SocketPath(dir)); err != nil {
 		return err
+	}
+	var tcp net.Listener
+	if listen != "" {
+		var err error
+		if tcp, err = net.Listen("tcp", listen); err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		defer tcp.Close()
+		if token == "" {
+			fmt.Fprintf(stderr, "possum serve: warning: %s serves without a token: anyone who reaches it can append (--token)\n", tcp.Addr())
+		}
 	}
 	st, err := store.Open(dir, nil)
 	if errors.Is(err, store.ErrLocked) {
@@ -58,16 +70,6 @@ func runServe(ctx context.Context, dir, listen, token string, stdout, stderr io.
 	sock, err := server.ListenSocket(st)
 	if err != nil {
 		return err
-	}
-	var tcp net.Listener
-	if listen != "" {
-		if tcp, err = net.Listen("tcp", listen); err != nil {
-			sock.Close()
-			return fmt.Errorf("--listen: %w", err)
-		}
-		if token == "" {
-			fmt.Fprintf(stderr, "possum serve: warning: %s serves without a token: anyone who reaches it can append (--token)\n", tcp.Addr())
-		}
 	}
 	line := fmt.Sprintf("possum serve: serving %s (head %d) on unix socket %s", dir, st.Head(), sock.Addr())
 	if tcp != nil {

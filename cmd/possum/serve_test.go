@@ -185,13 +185,19 @@ func collectEvents(seq func(func(dcb.SequencedEvent, error) bool)) ([]dcb.Sequen
 	return out, nil
 }
 
-// TestServeUsage: --token without --listen, and a store path too long for
-// a socket, are refused before anything is created.
+// TestServeUsage: --token without --listen, an address that cannot be
+// listened on, and a store path too long for a socket, are refused before
+// anything is created.
 func TestServeUsage(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	code, _, errOut := runCmd("serve", "--token", "t", dir)
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "--listen")
+	for _, addr := range []string{"nonsense", "127.0.0.1:99999"} {
+		code, _, errOut = runCmd("serve", "--listen", addr, dir)
+		assert.Equal(t, 2, code, addr)
+		assert.Contains(t, errOut, "--listen", addr)
+	}
 	long := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
 	code, _, errOut = runCmd("serve", long)
 	assert.Equal(t, 2, code)

@@ -215,6 +215,16 @@ type remoteError struct {
 	sentinel  error
 }
 
+// RemoteCode returns the code of the error answer err wraps (see Err), ""
+// when it wraps none.
+func RemoteCode(err error) string {
+	var re *remoteError
+	if errors.As(err, &re) {
+		return re.code
+	}
+	return ""
+}
+
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.sentinel }
 
