@@ -218,9 +218,17 @@ func (c *Client) Append(ctx context.Context, events []dcb.Event, cond *dcb.Appen
 	if err := c.closed("append"); err != nil {
 		return 0, err
 	}
-	// The body carries Data as it is: it must be JSON for the body to be.
+	// Checked here as the store checks them: the same sentinels, and
+	// nothing sent that encoding would change (Data goes as it is: it must
+	// be JSON for the body to be; a stray byte in a string would become
+	// U+FFFD).
 	if err := dcb.ValidateBatch(events); err != nil {
 		return 0, fmt.Errorf("client: append: %w", err)
+	}
+	if cond != nil {
+		if err := cond.FailIfEventsMatch.Validate(); err != nil {
+			return 0, fmt.Errorf("client: append: condition: %w", err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -430,21 +438,18 @@ func (c *Client) getHead(ctx context.Context) (wire.HeadResponse, error) {
 // from the server. The snapshot is taken when the loop starts.
 func (c *Client) Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter.Seq2[dcb.SequencedEvent, error] {
 	return func(yield func(dcb.SequencedEvent, error) bool) {
-		v, err := queryParam(q)
-		if err != nil {
+		// Checked here as the store checks them: the same sentinel, and
+		// nothing sent that encoding would change (a stray byte).
+		if err := q.Validate(); err != nil {
 			yield(dcb.SequencedEvent{}, fmt.Errorf("client: read: %w", err))
 			return
 		}
-		if o.From > 0 {
-			v.Set("from", strconv.FormatUint(o.From, 10))
+		if _, _, err := o.Span(0); err != nil {
+			yield(dcb.SequencedEvent{}, fmt.Errorf("client: read: %w", err))
+			return
 		}
-		if o.Limit != 0 {
-			v.Set("limit", strconv.Itoa(o.Limit))
-		}
-		if o.Backwards {
-			v.Set("backwards", "true")
-		}
-		c.stream(ctx, "read", v, yield)
+		req := wire.ReadRequest{Options: &wire.ReadOptions{From: o.From, Limit: o.Limit, Backwards: o.Backwards}}
+		c.stream(ctx, "read", q, req, yield)
 	}
 }
 
@@ -454,32 +459,71 @@ func (c *Client) Read(ctx context.Context, q dcb.Query, o store.ReadOptions) ite
 // closes (store.ErrClosed) or the connection breaks.
 func (c *Client) Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error] {
 	return func(yield func(dcb.SequencedEvent, error) bool) {
-		v, err := queryParam(q)
-		if err != nil {
+		if err := q.Validate(); err != nil {
 			yield(dcb.SequencedEvent{}, fmt.Errorf("client: subscribe: %w", err))
 			return
 		}
-		v.Set("follow", "true")
-		v.Set("after", strconv.FormatUint(after, 10))
-		c.stream(ctx, "subscribe", v, yield)
+		c.stream(ctx, "subscribe", q, wire.ReadRequest{Follow: true, After: &after}, yield)
 	}
 }
 
-func queryParam(q dcb.Query) (url.Values, error) {
+// maxURLBytes bounds the URL of a GET /stream; a request whose query makes
+// it longer goes as POST /stream with the query in its body (servers and
+// proxies refuse long URLs: Go's with 431 beyond 1 MiB of headers, many
+// proxies beyond 8 KiB).
+const maxURLBytes = 4 << 10
+
+// streamRequest returns the request of a stream of q with the rest of req:
+// GET /stream with parameters, or POST /stream with req as its body when
+// the URL would be long.
+func (c *Client) streamRequest(ctx context.Context, q dcb.Query, req wire.ReadRequest) (*http.Request, error) {
+	req.Heartbeat = uint64(c.opts.Heartbeat.Milliseconds())
 	v := url.Values{}
 	if !q.IsAll() {
-		b, err := json.Marshal(wire.FromQuery(q))
+		wq := wire.FromQuery(q)
+		req.Query = &wq
+		b, err := json.Marshal(wq)
 		if err != nil {
 			return nil, err
 		}
 		v.Set("query", string(b))
 	}
-	return v, nil
+	if o := req.Options; o != nil {
+		if o.From > 0 {
+			v.Set("from", strconv.FormatUint(o.From, 10))
+		}
+		if o.Limit != 0 {
+			v.Set("limit", strconv.Itoa(o.Limit))
+		}
+		if o.Backwards {
+			v.Set("backwards", "true")
+		}
+	}
+	if req.Follow {
+		v.Set("follow", "true")
+	}
+	if req.After != nil {
+		v.Set("after", strconv.FormatUint(*req.After, 10))
+	}
+	v.Set("heartbeat", strconv.FormatUint(req.Heartbeat, 10))
+	if u := c.base + "/stream?" + v.Encode(); len(u) <= maxURLBytes {
+		return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/stream", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	r.Header.Set("Content-Type", "application/json")
+	return r, nil
 }
 
-// stream runs GET /stream with v and yields its events. Every pair it
-// yields after the first failure is the last.
-func (c *Client) stream(parent context.Context, op string, v url.Values, yield func(dcb.SequencedEvent, error) bool) {
+// stream runs a stream of q with the rest of r and yields its events.
+// Every pair it yields after the first failure is the last.
+func (c *Client) stream(parent context.Context, op string, q dcb.Query, r wire.ReadRequest, yield func(dcb.SequencedEvent, error) bool) {
 	fail := func(err error) {
 		if perr := parent.Err(); perr != nil {
 			err = perr // as embedded: a loop whose context ended ends with ctx.Err()
@@ -492,7 +536,6 @@ func (c *Client) stream(parent context.Context, op string, v url.Values, yield f
 		yield(dcb.SequencedEvent{}, err)
 		return
 	}
-	v.Set("heartbeat", strconv.FormatInt(c.opts.Heartbeat.Milliseconds(), 10))
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	// Close ends the stream with store.ErrClosed, as it ends a store's.
@@ -507,7 +550,7 @@ func (c *Client) stream(parent context.Context, op string, v url.Values, yield f
 		}
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/stream?"+v.Encode(), nil)
+	req, err := c.streamRequest(ctx, q, r)
 	if err != nil {
 		fail(err)
 		return

@@ -6,10 +6,16 @@
 // suite's default HTTP adapter speaks:
 //
 //	GET  /read?query=<JSON>&options=<JSON>   a JSON array of events
+//	POST /read  {"query":...,"options":...}  the same, for a query too large for a URL
 //	POST /append                             {"events":[...],"condition":{...}}
 //	POST /appends                            {"appends":[<append>...]}: independent appends, one result each
 //	GET  /stream?query=..&from=..            NDJSON, one event per line; follow=true&after=N to follow
+//	POST /stream {"query":...,"follow":...}  the same, its parameters in the body
 //	GET  /head                               {"head":N}
+//
+// Requests are read strictly: a query string that does not parse, an
+// unknown or repeated parameter, an unknown JSON field, or a string that is
+// not UTF-8 is refused (400), never ignored or changed.
 //
 // The server owns nothing of the store: it calls the Append, Read,
 // Subscribe and Head an embedding program calls, so every guarantee of

@@ -124,21 +124,22 @@ func (f failingStore) Subscribe(ctx context.Context, q dcb.Query, after uint64) 
 
 func (f failingStore) HeadContext(context.Context) (uint64, error) { return 7, nil }
 
+// serveFake serves fake on the socket of a store opened for its socket
+// alone, until the test ends.
+func serveFake(t *testing.T, fake server.Store) *served {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), nil)
+	require.NoError(t, err)
+	return serveAs(t, st, server.New(fake, nil))
+}
+
 // TestDamageAcrossTheWire: ErrCorrupt, ErrPoisoned and ErrLocked from the
 // store reach the client's caller as themselves.
 func TestDamageAcrossTheWire(t *testing.T) {
 	for _, sentinel := range []error{store.ErrCorrupt, store.ErrPoisoned, store.ErrLocked, store.ErrClosed} {
 		t.Run(sentinel.Error(), func(t *testing.T) {
-			dir := t.TempDir()
-			st, err := store.Open(dir, nil) // for its socket; the fake answers
-			require.NoError(t, err)
-			defer st.Close()
-			l, err := server.ListenSocket(st)
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			go func() { done <- server.New(failingStore{sentinel}, nil).Serve(ctx, l) }()
-			defer func() { cancel(); require.NoError(t, <-done) }()
+			ctx := t.Context()
+			dir := serveFake(t, failingStore{sentinel}).dir
 			c, err := client.Dial(dir)
 			require.NoError(t, err)
 			defer c.Close()
@@ -247,19 +248,7 @@ func TestReadFailsBeforeItWrites(t *testing.T) {
 		cut    bool
 	}{{0, false}, {3, false}, {5000, true}} {
 		t.Run(fmt.Sprint(tc.events), func(t *testing.T) {
-			dir := t.TempDir()
-			st, err := store.Open(dir, nil) // for its socket; the fake answers
-			require.NoError(t, err)
-			defer st.Close()
-			l, err := server.ListenSocket(st)
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			go func() {
-				done <- server.New(partialStore{failingStore{store.ErrCorrupt}, tc.events}, nil).Serve(ctx, l)
-			}()
-			defer func() { cancel(); require.NoError(t, <-done) }()
-			s := &served{dir: dir, st: st}
+			s := serveFake(t, partialStore{failingStore{store.ErrCorrupt}, tc.events})
 			resp, err := s.rawHTTP().Get("http://possum/read")
 			require.NoError(t, err)
 			defer resp.Body.Close()

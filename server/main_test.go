@@ -62,9 +62,15 @@ func serve(t testing.TB, opts *server.Options) *served {
 // serveStore serves st on its socket until the test ends, then closes it.
 func serveStore(t testing.TB, st *store.Store, opts *server.Options) *served {
 	t.Helper()
+	return serveAs(t, st, server.New(st, opts))
+}
+
+// serveAs serves srv on the socket of st until the test ends, then closes
+// st; srv may serve another Store than st (a fake).
+func serveAs(t testing.TB, st *store.Store, srv *server.Server) *served {
+	t.Helper()
 	l, err := server.ListenSocket(st)
 	require.NoError(t, err)
-	srv := server.New(st, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()

@@ -115,9 +115,11 @@ type Route struct {
 
 var routes = []Route{
 	{http.MethodGet, "/read", (*Server).read},
+	{http.MethodPost, "/read", (*Server).read},
 	{http.MethodPost, "/append", (*Server).append},
 	{http.MethodPost, "/appends", (*Server).appends},
 	{http.MethodGet, "/stream", (*Server).stream},
+	{http.MethodPost, "/stream", (*Server).stream},
 	{http.MethodGet, "/head", (*Server).head},
 }
 
@@ -138,6 +140,12 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if rt.Method == r.Method {
+			if r.URL.RawQuery != "" && !(r.Method == http.MethodGet && (rt.Path == "/read" || rt.Path == "/stream")) {
+				// Only GET /read and GET /stream take parameters; one
+				// elsewhere is a mistake to say, not to ignore.
+				writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "server: "+r.Method+" "+r.URL.Path+" takes no parameters (got "+strconv.Quote(r.URL.RawQuery)+")")
+				return
+			}
 			rt.handle(srv, w, r)
 			return
 		}
@@ -148,7 +156,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, wire.CodeMethod, "server: "+r.Method+" "+r.URL.Path+": use "+strings.Join(allowed, ", "))
 		return
 	}
-	writeError(w, http.StatusNotFound, wire.CodeNotFound, "server: no operation at "+r.URL.Path+" (GET /read, POST /append, POST /appends, GET /stream, GET /head)")
+	writeError(w, http.StatusNotFound, wire.CodeNotFound, "server: no operation at "+r.URL.Path+" (GET or POST /read, POST /append, POST /appends, GET or POST /stream, GET /head)")
 }
 
 // authorized reports whether r carries the token: "Authorization: Bearer
@@ -222,8 +230,16 @@ func (srv *Server) head(w http.ResponseWriter, r *http.Request) {
 
 // append answers POST /append.
 func (srv *Server) append(w http.ResponseWriter, r *http.Request) {
+	body, ok := srv.readJSONBody(w, r, "append", wire.CodeTooLarge)
+	if !ok {
+		return
+	}
+	if err := wire.CheckAppendUTF8(body); err != nil {
+		srv.fail(w, r, utf8Error("append", err))
+		return
+	}
 	var req wire.AppendRequest
-	if !srv.readJSON(w, r, "append", &req) {
+	if !decode(w, "append", body, &req) {
 		return
 	}
 	res, err := srv.appendOne(r.Context(), req)
@@ -244,15 +260,34 @@ const maxAppends = 1024
 // that they share a write and an fsync. The Go client sends the appends of
 // its concurrent callers this way.
 func (srv *Server) appends(w http.ResponseWriter, r *http.Request) {
-	var req wire.AppendsRequest
-	if !srv.readJSON(w, r, "appends", &req) {
+	body, ok := srv.readJSONBody(w, r, "appends", wire.CodeTooLarge)
+	if !ok {
 		return
 	}
-	if len(req.Appends) > maxAppends {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "server: appends: "+itoa(int64(len(req.Appends)))+" appends, over the limit of "+itoa(maxAppends)+" a request; nothing written")
+	// Each append is checked for UTF-8 on its own, before it is decoded:
+	// one with a stray byte fails alone, as its own append would.
+	var raw struct {
+		Appends []json.RawMessage `json:"appends"`
+	}
+	if !decode(w, "appends", body, &raw) {
 		return
 	}
-	res := wire.AppendsResponse{Results: make([]wire.AppendResult, len(req.Appends))}
+	if len(raw.Appends) > maxAppends {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "server: appends: "+itoa(int64(len(raw.Appends)))+" appends, over the limit of "+itoa(maxAppends)+" a request; nothing written")
+		return
+	}
+	reqs := make([]wire.AppendRequest, len(raw.Appends))
+	invalid := make([]error, len(raw.Appends))
+	for i, a := range raw.Appends {
+		if err := wire.CheckAppendUTF8(a); err != nil {
+			invalid[i] = utf8Error("appends", err)
+			continue
+		}
+		if !decode(w, "appends: append "+itoa(int64(i)), a, &reqs[i]) {
+			return
+		}
+	}
+	res := wire.AppendsResponse{Results: make([]wire.AppendResult, len(reqs))}
 	set := func(i int, one wire.AppendResponse, err error) {
 		res.Results[i].AppendResponse = one
 		if err != nil {
@@ -260,9 +295,13 @@ func (srv *Server) appends(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if m, ok := srv.st.(appendManyer); ok {
-		items := make([]store.AppendItem, 0, len(req.Appends))
-		at := make([]int, 0, len(req.Appends)) // the append of each item
-		for i, a := range req.Appends {
+		items := make([]store.AppendItem, 0, len(reqs))
+		at := make([]int, 0, len(reqs)) // the append of each item
+		for i, a := range reqs {
+			if invalid[i] != nil {
+				set(i, wire.AppendResponse{}, invalid[i])
+				continue
+			}
 			events, cond, err := fromWire(a)
 			if err != nil {
 				set(i, wire.AppendResponse{}, err)
@@ -280,7 +319,11 @@ func (srv *Server) appends(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		var wg sync.WaitGroup
-		for i, a := range req.Appends {
+		for i, a := range reqs {
+			if invalid[i] != nil {
+				set(i, wire.AppendResponse{}, invalid[i])
+				continue
+			}
 			wg.Go(func() {
 				one, err := srv.appendOne(r.Context(), a)
 				set(i, one, err)
@@ -335,31 +378,47 @@ func appendResponse(last uint64, err error, took time.Duration) (wire.AppendResp
 	return res, err
 }
 
-// readJSON reads the JSON body of r into v, within the size and time
-// limits; when it cannot, it answers and returns false.
-func (srv *Server) readJSON(w http.ResponseWriter, r *http.Request, op string, v any) bool {
+// readJSONBody reads the JSON body of r, within the size and time limits;
+// when it cannot, it answers (413 with the code tooLarge when the body is
+// over the limit) and returns false.
+func (srv *Server) readJSONBody(w http.ResponseWriter, r *http.Request, op, tooLarge string) ([]byte, bool) {
 	if !isJSON(r.Header.Get("Content-Type")) {
 		writeError(w, http.StatusUnsupportedMediaType, wire.CodeUnsupported, "server: "+op+": the body must be JSON (Content-Type: application/json)")
-		return false
+		return nil, false
 	}
 	body, status, err := srv.readBody(w, r)
 	if err != nil {
 		code := wire.CodeBadRequest
 		switch status {
 		case http.StatusRequestEntityTooLarge:
-			code = wire.CodeTooLarge
+			code = tooLarge
 		case http.StatusRequestTimeout:
 			code = wire.CodeTimeout
 		}
 		w.Header().Set("Connection", "close")
 		writeError(w, status, code, err.Error())
-		return false
+		return nil, false
 	}
+	return body, true
+}
+
+// decode decodes body into v strictly; when it cannot, it answers 400 and
+// returns false.
+func decode(w http.ResponseWriter, op string, body []byte, v any) bool {
 	if err := wire.DecodeStrict(body, v); err != nil {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "server: "+op+": malformed request: "+err.Error())
 		return false
 	}
 	return true
+}
+
+// utf8Error is the error of an append whose body is not UTF-8: it wraps
+// the sentinel wire.CheckAppendUTF8 names, or is a bad request.
+func utf8Error(op string, err error) error {
+	if errors.Is(err, dcb.ErrInvalidEvent) || errors.Is(err, dcb.ErrInvalidQuery) {
+		return fmt.Errorf("server: %s: %w", op, err)
+	}
+	return badRequest("server: " + op + ": " + err.Error())
 }
 
 // readBody reads a request body within the size and time limits. On error
@@ -400,13 +459,15 @@ func formatBytes(n int64) string {
 	return itoa(n) + " bytes"
 }
 
-// read answers GET /read: a JSON array of the matching events.
+// read answers GET and POST /read: a JSON array of the matching events.
+// Each write is bounded by StreamWriteTimeout, as a stream's is: a client
+// that takes nothing for that long loses its read.
 func (srv *Server) read(w http.ResponseWriter, r *http.Request) {
-	q, o, err := readParams(r)
-	if err != nil {
-		srv.fail(w, r, err)
+	req, ok := srv.parseReadRequest(w, r, false)
+	if !ok {
 		return
 	}
+	q, o := req.q, req.o
 	var buf []byte
 	started := false // the array is begun in buf
 	written := false // and part of it was sent: the status is out
@@ -445,62 +506,6 @@ func (srv *Server) read(w http.ResponseWriter, r *http.Request) {
 	}
 	buf = append(buf, "]\n"...)
 	_, _ = w.Write(buf)
-}
-
-// readParams parses the query and read options of GET /read and GET
-// /stream: query and options as JSON, or from, limit and backwards as
-// parameters of their own. The error wraps dcb.ErrInvalidQuery or is a
-// badRequest.
-func readParams(r *http.Request) (dcb.Query, store.ReadOptions, error) {
-	v := r.URL.Query()
-	q, err := parseQuery(v.Get("query"))
-	if err != nil {
-		return q, store.ReadOptions{}, err
-	}
-	var wo wire.ReadOptions
-	if s := v.Get("options"); s != "" {
-		if err := wire.DecodeStrict([]byte(s), &wo); err != nil {
-			return q, store.ReadOptions{}, badRequest("server: options: not a JSON object of from, limit, backwards: " + err.Error())
-		}
-	}
-	o := store.ReadOptions{From: wo.From, Limit: wo.Limit, Backwards: wo.Backwards}
-	if s := v.Get("from"); s != "" {
-		if o.From, err = parseUint(s); err != nil {
-			return q, o, badRequest("server: from: " + err.Error())
-		}
-	}
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 32)
-		if err != nil {
-			return q, o, badRequest("server: limit: not a count: " + strconv.Quote(s))
-		}
-		o.Limit = int(n) // negative: ErrInvalidQuery below, as embedded
-	}
-	if s := v.Get("backwards"); s != "" {
-		if o.Backwards, err = parseBool(s); err != nil {
-			return q, o, badRequest("server: backwards: " + err.Error())
-		}
-	}
-	if _, _, err := o.Span(0); err != nil {
-		return q, o, err
-	}
-	return q, o, nil
-}
-
-// parseQuery parses a query parameter; empty means every event.
-func parseQuery(s string) (dcb.Query, error) {
-	if s == "" {
-		return dcb.All(), nil
-	}
-	var wq wire.Query
-	if err := wire.DecodeStrict([]byte(s), &wq); err != nil {
-		return dcb.Query{}, badRequest(`server: query: not a JSON query ({"items":[{"types":[...],"tags":[...]}]}): ` + err.Error())
-	}
-	q := wq.Query()
-	if err := q.Validate(); err != nil {
-		return q, err
-	}
-	return q, nil
 }
 
 // badRequestError is a request the server cannot parse.

@@ -17,51 +17,21 @@ import (
 // it comes.
 const streamFlushBytes = 32 << 10
 
-// stream answers GET /stream: NDJSON, one event per line. Without follow,
+// stream answers GET and POST /stream: NDJSON, one event per line. Without follow,
 // the events of a read (the options of GET /read), then {"end":true}. With
 // follow=true, those after position after (or from-1), then each new one
 // as it is acknowledged, with a heartbeat line when idle, until the client
 // goes away, the server stops or the store closes; an error ends a stream
 // with an error line ({"error":...,"code":...}).
 func (srv *Server) stream(w http.ResponseWriter, r *http.Request) {
-	q, o, err := readParams(r)
-	if err != nil {
-		srv.fail(w, r, err)
+	req, ok := srv.parseReadRequest(w, r, true)
+	if !ok {
 		return
 	}
-	v := r.URL.Query()
-	follow := false
-	if s := v.Get("follow"); s != "" {
-		if follow, err = parseBool(s); err != nil {
-			srv.fail(w, r, badRequest("server: follow: "+err.Error()))
-			return
-		}
-	}
-	var after uint64
-	if s := v.Get("after"); s != "" {
-		if !follow {
-			srv.fail(w, r, badRequest("server: after is for follow=true; a read starts at from"))
-			return
-		}
-		if after, err = parseUint(s); err != nil {
-			srv.fail(w, r, badRequest("server: after: "+err.Error()))
-			return
-		}
-	} else if o.From > 0 {
-		after = o.From - 1
-	}
-	if follow && (o.Limit != 0 || o.Backwards) {
-		srv.fail(w, r, badRequest("server: follow=true takes no limit or backwards"))
-		return
-	}
+	q, o, follow, after := req.q, req.o, req.follow, req.after
 	heartbeat := srv.opts.Heartbeat
-	if s := v.Get("heartbeat"); s != "" {
-		ms, err := parseUint(s)
-		if err != nil {
-			srv.fail(w, r, badRequest("server: heartbeat: milliseconds: "+err.Error()))
-			return
-		}
-		heartbeat = min(max(time.Duration(ms)*time.Millisecond, MinHeartbeat), MaxHeartbeat)
+	if req.heartbeat != 0 {
+		heartbeat = req.heartbeat
 	}
 
 	srv.streams.Add(1)
@@ -211,22 +181,6 @@ func (s *streamWriter) flush() error {
 		s.buf = s.buf[:0]
 	}
 	return s.rc.Flush()
-}
-
-func parseUint(s string) (uint64, error) {
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, errors.New("not a position: " + strconv.Quote(s))
-	}
-	return n, nil
-}
-
-func parseBool(s string) (bool, error) {
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return false, errors.New("not true or false: " + strconv.Quote(s))
-	}
-	return b, nil
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

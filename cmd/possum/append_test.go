@@ -129,6 +129,10 @@ func TestAppendBadUsage(t *testing.T) {
 		{[]string{"append", dir}, "\n\n", "no events on stdin"},
 		{[]string{"append", dir}, `{"type":""}` + "\n", "line 1: dcb: invalid event: empty type; nothing was appended"},
 		{[]string{"append", newDir}, "\n" + `{"type":"B","tags":"x"}`, "line 2: tags: want []string, got a JSON string; nothing was appended"},
+		// encoding/json would store a stray byte as U+FFFD: refused, as embedded.
+		{[]string{"append", newDir}, "{\"type\":\"B\",\"tags\":[\"a\xff\"]}\n", "line 1: dcb: invalid event: its tags: not valid UTF-8; nothing was appended"},
+		{[]string{"append", newDir}, "{\"type\":\"B\xfe\"}\n", "line 1: dcb: invalid event: its type: not valid UTF-8"},
+		{[]string{"append", newDir}, "{\"type\":\"B\",\"metadata\":{\"k\":\"\xc3\"}}\n", "line 1: dcb: invalid event: its metadata: not valid UTF-8"},
 		{[]string{"append", newDir, "--type", "A", "--data", "1", "--tag", "\xff"}, "", "not valid UTF-8"},
 	} {
 		r := possum(t, c.stdin, c.args...)

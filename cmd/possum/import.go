@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/wire"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/schollz/progressbar/v3"
@@ -44,6 +45,11 @@ type ndjsonEvent struct {
 
 // parseLine parses and validates one line of NDJSON input.
 func parseLine(line []byte) (dcb.Event, error) {
+	// Before decoding: encoding/json turns a byte that is not UTF-8 into
+	// U+FFFD, and two different tags would be stored as one.
+	if err := wire.CheckEventUTF8(line); err != nil {
+		return dcb.Event{}, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	var l ndjsonEvent

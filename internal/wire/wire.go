@@ -77,6 +77,17 @@ type ReadOptions struct {
 	Backwards bool   `json:"backwards,omitempty"`
 }
 
+// ReadRequest is the body of POST /read and POST /stream: what GET /read
+// and GET /stream take as parameters, for a query too large for a URL.
+// Follow, After and Heartbeat are for POST /stream only.
+type ReadRequest struct {
+	Query     *Query       `json:"query,omitempty"`
+	Options   *ReadOptions `json:"options,omitempty"`
+	Follow    bool         `json:"follow,omitempty"`
+	After     *uint64      `json:"after,omitempty"`
+	Heartbeat uint64       `json:"heartbeat,omitempty"` // milliseconds
+}
+
 // Event is a dcb.Event as an append request carries it. Data is any JSON
 // value, kept byte for byte.
 type Event struct {
@@ -367,6 +378,51 @@ func AppendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// CheckAppendUTF8 returns nil when b, the JSON of an append request, is
+// valid UTF-8. encoding/json turns every byte that is not into U+FFFD,
+// silently (two different tags would be stored as one), so a server checks
+// before it decodes. The error wraps dcb.ErrInvalidEvent when the byte is
+// in an event (it names the event and the field), dcb.ErrInvalidQuery when
+// it is in the condition, and neither when it is elsewhere (a key).
+func CheckAppendUTF8(b []byte) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	var req struct {
+		Events    []json.RawMessage `json:"events"`
+		Condition json.RawMessage   `json:"condition"`
+	}
+	if json.Unmarshal(b, &req) == nil { // RawMessage keeps the bytes as sent
+		for i, e := range req.Events {
+			if err := CheckEventUTF8(e); err != nil {
+				return fmt.Errorf("event %d: %w", i, err)
+			}
+		}
+		if !utf8.Valid(req.Condition) {
+			return fmt.Errorf("%w: the condition's query is not valid UTF-8", dcb.ErrInvalidQuery)
+		}
+	}
+	return errors.New("the request is not valid UTF-8")
+}
+
+// CheckEventUTF8 returns nil when b, the JSON of one event, is valid
+// UTF-8, and otherwise an error wrapping dcb.ErrInvalidEvent that names
+// the field (see CheckAppendUTF8).
+func CheckEventUTF8(b []byte) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	var e map[string]json.RawMessage
+	if json.Unmarshal(b, &e) == nil {
+		for _, field := range []string{"type", "tags", "data", "metadata"} {
+			if !utf8.Valid(e[field]) {
+				return fmt.Errorf("%w: its %s: not valid UTF-8", dcb.ErrInvalidEvent, field)
+			}
+		}
+	}
+	return fmt.Errorf("%w: not valid UTF-8", dcb.ErrInvalidEvent)
 }
 
 // DecodeStrict decodes exactly one JSON value from b into v, refusing
