@@ -17,10 +17,12 @@
 //     retry under the same append condition, which fails if it was.
 //   - A Read is a snapshot taken when its loop starts (the request is sent
 //     then), not when Read is called.
-//   - A Subscribe ends with an error when the connection breaks, or when
-//     its consumer stalls long enough for the connection's buffers to fill
-//     and the server to give up on it (30 s by default); resume with a new
-//     Subscribe after the last position it delivered.
+//   - A Subscribe ends with an error when the connection breaks, when its
+//     consumer stalls long enough for the connection's buffers to fill and
+//     the server to give up on it (30 s by default), or when the server,
+//     short of memory for its streams, ends the slowest reader (code
+//     slow_reader); resume with a new Subscribe after the last position it
+//     delivered.
 //   - HeadContext and Stats ask the server: they can fail, and ctx bounds
 //     them. Every call that can block honours its context; a context
 //     without a deadline gets Options.Timeout on the calls that wait for

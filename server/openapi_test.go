@@ -53,7 +53,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		wire.CodeBadRequest, wire.CodeInvalidEvent, wire.CodeInvalidQuery, wire.CodeConditionFailed,
 		wire.CodeClosed, wire.CodeCorrupt, wire.CodePoisoned, wire.CodeLocked, wire.CodeTooLarge,
 		wire.CodeTimeout, wire.CodeUnauthorized, wire.CodeUnsupported, wire.CodeNotFound,
-		wire.CodeMethod, wire.CodeUnavailable, wire.CodeInternal,
+		wire.CodeMethod, wire.CodeUnavailable, wire.CodeSlowReader, wire.CodeInternal,
 	} {
 		assert.Contains(t, doc, "            - "+code, "the Error schema lists code %s", code)
 	}

@@ -38,6 +38,8 @@ const (
 	DefaultBodyTimeout        = 30 * time.Second
 	DefaultHeartbeat          = 10 * time.Second
 	DefaultStreamWriteTimeout = 30 * time.Second
+	DefaultStreamBufferBytes  = 1 << 20
+	DefaultStreamsBufferBytes = 64 << 20
 	// MinHeartbeat and MaxHeartbeat bound the heartbeat a stream may ask
 	// for.
 	MinHeartbeat = 50 * time.Millisecond
@@ -60,10 +62,27 @@ type Options struct {
 	// Heartbeat is how often an idle stream sends a heartbeat line, unless
 	// the request asks for another interval. 0: DefaultHeartbeat.
 	Heartbeat time.Duration
-	// StreamWriteTimeout ends a stream whose client has not taken a line
-	// for this long (a stalled or vanished client), so that it holds
-	// nothing for ever. 0: DefaultStreamWriteTimeout.
+	// StreamWriteTimeout ends a stream, or a read, whose client has not
+	// taken what was written to it for this long (a stalled or vanished
+	// client), so that it holds nothing for ever.
+	// 0: DefaultStreamWriteTimeout.
 	StreamWriteTimeout time.Duration
+	// StreamBufferBytes bounds the event lines a following stream holds
+	// that its client has not taken yet: while it holds that many, its
+	// subscription waits, so a client that reads slowly slows only its
+	// own subscription (which the store answers from its log, costing no
+	// memory). A single longer line is held alone.
+	// 0: DefaultStreamBufferBytes (1 MiB).
+	StreamBufferBytes int64
+	// StreamsBufferBytes bounds the lines all following streams have
+	// queued together (besides the one line each is writing). When a new
+	// line would pass it, the slowest reader (of the streams with lines
+	// queued, the one whose client took a line the longest ago) is ended:
+	// its queued lines are dropped, and after the line
+	// it is writing comes an error line with code slow_reader (the client
+	// subscribes again after the last event it received).
+	// 0: DefaultStreamsBufferBytes (64 MiB).
+	StreamsBufferBytes int64
 	// Logger receives what the server logs (listening, stopping, failed
 	// requests it cannot answer). nil: slog.Default().
 	Logger *slog.Logger
@@ -76,6 +95,8 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	streams atomic.Int64 // streams running
+	reads   atomic.Int64 // reads running (GET and POST /read)
+	pool    *streamPool  // the lines all following streams hold
 }
 
 // New returns a server of st.
@@ -97,6 +118,13 @@ func New(st Store, opts *Options) *Server {
 	if o.StreamWriteTimeout <= 0 {
 		o.StreamWriteTimeout = DefaultStreamWriteTimeout
 	}
+	if o.StreamBufferBytes <= 0 {
+		o.StreamBufferBytes = DefaultStreamBufferBytes
+	}
+	if o.StreamsBufferBytes <= 0 {
+		o.StreamsBufferBytes = DefaultStreamsBufferBytes
+	}
+	srv.pool = newStreamPool(o.StreamsBufferBytes)
 	srv.log = o.Logger
 	if srv.log == nil {
 		srv.log = slog.Default()
@@ -468,6 +496,14 @@ func (srv *Server) read(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q, o := req.q, req.o
+	srv.reads.Add(1)
+	defer srv.reads.Add(-1)
+	rc := http.NewResponseController(w)
+	write := func(b []byte) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(srv.opts.StreamWriteTimeout))
+		_, err := w.Write(b)
+		return err
+	}
 	var buf []byte
 	started := false // the array is begun in buf
 	written := false // and part of it was sent: the status is out
@@ -494,8 +530,8 @@ func (srv *Server) read(w http.ResponseWriter, r *http.Request) {
 		buf = wire.AppendEvent(buf, e, false)
 		if len(buf) >= 32<<10 {
 			written = true
-			if _, err := w.Write(buf); err != nil {
-				return // the client went away
+			if write(buf) != nil {
+				return // the client went away, or took nothing for the timeout
 			}
 			buf = buf[:0]
 		}
@@ -505,7 +541,7 @@ func (srv *Server) read(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf, '[')
 	}
 	buf = append(buf, "]\n"...)
-	_, _ = w.Write(buf)
+	_ = write(buf)
 }
 
 // badRequestError is a request the server cannot parse.

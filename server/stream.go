@@ -70,62 +70,55 @@ func (srv *Server) streamRead(ctx context.Context, s *streamWriter, q dcb.Query,
 
 // streamFollow sends the events of a subscription as they come, and a
 // heartbeat line whenever the stream was idle for heartbeat.
+//
+// The subscription runs in a goroutine of its own, which encodes each
+// event as its line and queues it, so that this one can send heartbeats
+// while it waits. The queue is bounded in bytes (Options.StreamBufferBytes),
+// and all streams' queues together (Options.StreamsBufferBytes): a client
+// that reads slowly slows its own subscription, which the store answers
+// from its log, so nothing piles up in memory (see lineQueue.put).
 func (srv *Server) streamFollow(ctx context.Context, s *streamWriter, q dcb.Query, after uint64, heartbeat time.Duration) {
 	ctx, cancel := context.WithCancel(ctx)
-	type item struct {
-		e   dcb.SequencedEvent
-		err error
-	}
-	// The subscription runs in a goroutine of its own so that this one can
-	// send heartbeats while it waits; a client that reads slowly fills
-	// the channel and slows only its own subscription.
-	ch := make(chan item, 256)
+	lines := srv.pool.newQueue(srv.opts.StreamBufferBytes)
+	subscribed := make(chan struct{})
 	go func() {
-		defer close(ch)
+		defer close(subscribed)
 		for e, err := range srv.st.Subscribe(ctx, q, after) {
-			select {
-			case ch <- item{e, err}:
-			case <-ctx.Done():
+			if err != nil {
+				lines.finish(err)
 				return
 			}
-			if err != nil {
+			line := wire.AppendEvent(nil, e, true)
+			if !lines.put(ctx, append(line, '\n')) {
 				return
 			}
 		}
 	}()
 	defer func() {
+		lines.close()
 		cancel()
-		for range ch { // wait for the subscription to end
-		}
+		<-subscribed
 	}()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
-	// add adds the line of it; false: the stream ends.
-	add := func(it item) bool {
-		if it.err != nil {
-			s.errorLine(ctx, it.err)
-			return false
-		}
-		s.event(it.e)
-		return true
-	}
 	for {
 		select {
-		case it, ok := <-ch:
-			if !ok {
-				return
-			}
-			more := add(it)
-		gather:
-			for more && len(s.buf) < streamFlushBytes {
-				select {
-				case it, ok := <-ch:
-					more = ok && add(it)
-				default:
-					break gather
+		case <-lines.ready:
+			var end error
+			for {
+				var line []byte
+				if line, end = lines.take(); line == nil {
+					break
 				}
+				if s.write(line) != nil {
+					return
+				}
+				lines.written(line)
 			}
-			if s.flush() != nil || !more {
+			if end != nil {
+				s.errorLine(ctx, end)
+			}
+			if s.flush() != nil || end != nil {
 				return
 			}
 			tick.Reset(heartbeat)
@@ -162,6 +155,9 @@ func (s *streamWriter) event(e dcb.SequencedEvent) {
 func (s *streamWriter) errorLine(ctx context.Context, err error) {
 	code := wire.Code(err)
 	msg := err.Error()
+	if errors.Is(err, errSlowReader) {
+		code = wire.CodeSlowReader
+	}
 	if code == wire.CodeInternal && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		code, msg = wire.CodeUnavailable, "server: the stream was stopped (the server is stopping): "+msg
 	}
@@ -170,6 +166,14 @@ func (s *streamWriter) errorLine(ctx context.Context, err error) {
 	s.buf = append(s.buf, `,"code":`...)
 	s.buf = wire.AppendString(s.buf, code)
 	s.buf = append(s.buf, "}\n"...)
+}
+
+// write writes line, which the caller holds, as it is, within the
+// deadline.
+func (s *streamWriter) write(line []byte) error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, err := s.w.Write(line)
+	return err
 }
 
 func (s *streamWriter) flush() error {

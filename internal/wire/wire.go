@@ -172,6 +172,7 @@ const (
 	CodeNotFound        = "not_found"
 	CodeMethod          = "method_not_allowed"
 	CodeUnavailable     = "unavailable" // the server is shutting down or the request was cancelled
+	CodeSlowReader      = "slow_reader" // a stream whose client fell behind while the server's streams held all the memory they may (stream lines only)
 	CodeInternal        = "internal"
 )
 
