@@ -83,6 +83,10 @@ type Options struct {
 	// subscribes again after the last event it received).
 	// 0: DefaultStreamsBufferBytes (64 MiB).
 	StreamsBufferBytes int64
+	// MaxConns bounds the connections the server holds open at once; one
+	// more waits in the listener's queue, costing no file, until another
+	// closes. 0: DefaultMaxConns().
+	MaxConns int
 	// Logger receives what the server logs (listening, stopping, failed
 	// requests it cannot answer). nil: slog.Default().
 	Logger *slog.Logger
@@ -121,6 +125,9 @@ func New(st Store, opts *Options) *Server {
 	if o.StreamBufferBytes <= 0 {
 		o.StreamBufferBytes = DefaultStreamBufferBytes
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns()
+	}
 	if o.StreamsBufferBytes <= 0 {
 		o.StreamsBufferBytes = DefaultStreamsBufferBytes
 	}
@@ -158,6 +165,9 @@ func Routes() []Route { return append([]Route(nil), routes...) }
 // ServeHTTP answers one request of the API.
 func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if srv.opts.Token != "" && !srv.authorized(r) {
+		// Closed after the answer: a connection without the token keeps
+		// nothing of the server's.
+		w.Header().Set("Connection", "close")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="possum"`)
 		writeError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "server: missing or wrong bearer token (Authorization: Bearer <token>)")
 		return
@@ -195,7 +205,8 @@ func (srv *Server) authorized(r *http.Request) bool {
 	return ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(got), []byte(srv.opts.Token)) == 1
 }
 
-// Serve answers requests on l until ctx ends, then stops and returns nil:
+// Serve answers requests on l, at most Options.MaxConns connections at
+// once, until ctx ends, then stops and returns nil:
 // it stops accepting, and the contexts of the requests running end, so
 // streams end (with an error line saying the server stops) and appends the
 // store has not yet taken up are cancelled (nothing written); it waits up
@@ -225,7 +236,7 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 			_ = hs.Close()
 		}
 	}()
-	err := hs.Serve(l)
+	err := hs.Serve(newLimitListener(l, srv.opts.MaxConns))
 	close(served)
 	<-stopped
 	if errors.Is(err, http.ErrServerClosed) {
