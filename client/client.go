@@ -34,6 +34,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +80,11 @@ type Options struct {
 	// server for a line when idle; a stream silent for three intervals
 	// fails with ErrSilent. 0: DefaultHeartbeat.
 	Heartbeat time.Duration
+	// TLSConfig configures the TLS of an https:// URL: a RootCAs pool
+	// holding the server's certificate authority (or its self-signed
+	// certificate), when the system's roots do not vouch for it. nil: the
+	// system's roots.
+	TLSConfig *tls.Config
 	// MaxConns bounds the idle connections kept for reuse (concurrent
 	// callers beyond it open new ones). 0: 256.
 	MaxConns int
@@ -107,8 +113,10 @@ type Client struct {
 // (dir/possum.sock), with the default options.
 func Dial(dir string) (*Client, error) { return DialOptions(dir, nil) }
 
-// DialURL connects to a server over TCP at url (http://host:port), with a
-// bearer token ("" for none).
+// DialURL connects to a server over TCP at url (http://host:port, or
+// https://host:port for a server with TLS whose certificate the system's
+// roots vouch for; Options.TLSConfig names others), with a bearer token
+// ("" for none).
 func DialURL(url, token string) (*Client, error) {
 	return DialOptions(url, &Options{Token: token})
 }
@@ -145,6 +153,9 @@ func DialContext(ctx context.Context, target string, opts *Options) (*Client, er
 		MaxIdleConnsPerHost: c.opts.MaxConns,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	if c.opts.TLSConfig != nil {
+		c.tr.TLSClientConfig = c.opts.TLSConfig.Clone()
 	}
 	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
 		u, err := url.Parse(target)

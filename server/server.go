@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,6 +84,10 @@ type Options struct {
 	// subscribes again after the last event it received).
 	// 0: DefaultStreamsBufferBytes (64 MiB).
 	StreamsBufferBytes int64
+	// TLSConfig, when set, makes Serve speak HTTPS with it (it needs
+	// Certificates or GetCertificate). Serve it over TCP; the unix socket
+	// needs none. nil: plain HTTP.
+	TLSConfig *tls.Config
 	// MaxConns bounds the connections the server holds open at once; one
 	// more waits in the listener's queue, costing no file, until another
 	// closes. 0: DefaultMaxConns().
@@ -236,7 +241,13 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 			_ = hs.Close()
 		}
 	}()
-	err := hs.Serve(newLimitListener(l, srv.opts.MaxConns))
+	var err error
+	if srv.opts.TLSConfig != nil {
+		hs.TLSConfig = srv.opts.TLSConfig.Clone()
+		err = hs.ServeTLS(newLimitListener(l, srv.opts.MaxConns), "", "")
+	} else {
+		err = hs.Serve(newLimitListener(l, srv.opts.MaxConns))
+	}
 	close(served)
 	<-stopped
 	if errors.Is(err, http.ErrServerClosed) {

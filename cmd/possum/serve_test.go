@@ -17,6 +17,7 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testcert"
 	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
@@ -185,9 +186,10 @@ func collectEvents(seq func(func(dcb.SequencedEvent, error) bool)) ([]dcb.Sequen
 	return out, nil
 }
 
-// TestServeUsage: --token without --listen, an address that cannot be
-// listened on, and a store path too long for a socket, are refused before
-// anything is created.
+// TestServeUsage: --token, TLS or --insecure-no-token without --listen,
+// TLS files that do not load, an address that cannot be listened on, and a
+// store path too long for a socket, are refused before anything is
+// created.
 func TestServeUsage(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	code, _, errOut := runCmd("serve", "--token", "t", dir)
@@ -197,6 +199,19 @@ func TestServeUsage(t *testing.T) {
 		code, _, errOut = runCmd("serve", "--listen", addr, dir)
 		assert.Equal(t, 2, code, addr)
 		assert.Contains(t, errOut, "--listen", addr)
+	}
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}, "are for TCP: give --listen"},
+		{[]string{"--insecure-no-token"}, "is for TCP: give --listen"},
+		{[]string{"--listen", "127.0.0.1:0", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"--listen", "127.0.0.1:0", "--tls-cert", "no-such.pem", "--tls-key", "no-such.pem"}, "no-such.pem"},
+	} {
+		code, _, errOut = runCmd(append([]string{"serve"}, append(c.args, dir)...)...)
+		assert.Equal(t, 2, code, "%q", c.args)
+		assert.Contains(t, errOut, c.says, "%q", c.args)
 	}
 	long := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
 	code, _, errOut = runCmd("serve", long)
@@ -248,4 +263,51 @@ func TestAppendThroughServe(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(3), ws.Head)
 	assert.Equal(t, uint64(store.DefaultMaxProjectionLag), ws.MaxLag)
+}
+
+// TestServeOffLoopback: TCP off loopback without a token is refused before
+// anything is created, unless --insecure-no-token says so (then it
+// warns); with a token it serves. The addresses are ones this test never
+// binds: a refusal stops first, and 192.0.2.1 (TEST-NET-1) is no address of
+// this machine, so the listen that --insecure-no-token lets through fails.
+func TestServeOffLoopback(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.1:0"} {
+		code, _, errOut := runCmd("serve", "--listen", addr, dir)
+		assert.Equal(t, 2, code, addr)
+		assert.Contains(t, errOut, "reachable from other machines", addr)
+		assert.Contains(t, errOut, "--insecure-no-token", addr)
+	}
+	assert.NoDirExists(t, dir)
+	code, _, errOut := runCmd("serve", "--listen", "192.0.2.1:0", "--insecure-no-token", dir)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "warning: 192.0.2.1:0 serves without a token (--insecure-no-token)")
+	assert.Contains(t, errOut, "--listen: listen tcp 192.0.2.1:0", "the check let it through to the listen")
+	assert.NoDirExists(t, dir)
+	code, _, errOut = runCmd("serve", "--listen", "192.0.2.1:0", "--token", "t", dir)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "--listen: listen tcp 192.0.2.1:0", "a token lets it through to the listen")
+	assert.NoDirExists(t, dir)
+}
+
+// TestServeTLS: possum serve --tls-cert --tls-key serves TCP over TLS; a
+// client trusting the certificate appends through it.
+func TestServeTLS(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	cert := testcert.New(t)
+	certFile, keyFile := filepath.Join(base, "cert.pem"), filepath.Join(base, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, cert.CertPEM, 0o600))
+	require.NoError(t, os.WriteFile(keyFile, cert.KeyPEM, 0o600))
+	dir := filepath.Join(base, "store")
+	_, line := startServe(t, dir, "--listen", "127.0.0.1:0", "--token", "t", "--tls-cert", certFile, "--tls-key", keyFile)
+	_, url, ok := strings.Cut(strings.TrimSpace(line), " and on ")
+	require.True(t, ok, line)
+	require.True(t, strings.HasPrefix(url, "https://127.0.0.1:"), line)
+	c, err := client.DialOptions(url, &client.Options{Token: "t", TLSConfig: cert.Client()})
+	require.NoError(t, err)
+	defer c.Close()
+	pos, err := c.Append(t.Context(), []dcb.Event{{Type: "OverTLS"}}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), pos)
 }

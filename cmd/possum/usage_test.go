@@ -26,7 +26,7 @@ func TestCommandHelp(t *testing.T) {
 		"stats":   {"json", "top"},
 		"append":  {"type", "tag", "or", "data", "meta", "if-none-match", "after", "stdin", "batch"},
 		"bench":   {"events", "dir", "json", "scale"},
-		"serve":   {"listen", "token"},
+		"serve":   {"listen", "token", "tls-cert", "tls-key", "insecure-no-token"},
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
 	dir := filepath.Join(t.TempDir(), "store")
