@@ -98,6 +98,9 @@ type Client struct {
 	tr    *http.Transport
 	opts  Options
 	token string
+	// maxBody is the largest request body the server takes, as it said
+	// (GET /head); 0 until it did.
+	maxBody atomic.Int64
 
 	// closing ends with Close: new calls then fail with store.ErrClosed,
 	// and running reads and subscriptions end with it.
@@ -302,7 +305,8 @@ const (
 	// and go together in the next one.
 	maxSending = 4
 	// maxTogether bounds the appends of one request, and
-	// maxTogetherBytes its body (the server takes 16 MiB).
+	// maxTogetherBytes its body (the server takes 16 MiB by default;
+	// less when it says so).
 	maxTogether      = 512
 	maxTogetherBytes = 8 << 20
 )
@@ -320,14 +324,19 @@ func (c *Client) send() {
 		c.sendMu.Lock()
 		var batch []*pendingAppend
 		size, n := 0, 0
+		limit := maxTogetherBytes
+		if mb := int(c.maxBody.Load()); mb > 0 {
+			// Appends that fit alone must fit together.
+			limit = min(limit, mb-len(`{"appends":[]}`))
+		}
 		for _, p := range c.queue {
-			if n > 0 && (n == maxTogether || size+len(p.body) > maxTogetherBytes) {
+			if n > 0 && (n == maxTogether || size+len(p.body)+1 > limit) {
 				break
 			}
 			n++
 			if p.state.CompareAndSwap(queued, taken) {
 				batch = append(batch, p)
-				size += len(p.body)
+				size += len(p.body) + 1 // and a comma
 			}
 		}
 		c.queue = c.queue[n:]
@@ -414,6 +423,13 @@ func (c *Client) HeadContext(ctx context.Context) (uint64, error) {
 	return res.Head, nil
 }
 
+// MaxBodyBytes returns the largest request body the server takes
+// (server.Options.MaxBodyBytes, 16 MiB by default), as it said when the
+// client connected: an Append whose events take more as JSON fails with
+// dcb.ErrInvalidEvent and writes nothing, so a program appending large
+// batches sizes them below it. 0 when the server did not say.
+func (c *Client) MaxBodyBytes() int64 { return c.maxBody.Load() }
+
 // Stats asks the server for the store's positions: the Head, Projected,
 // Checkpointed, Lag and MaxLag of store.Stats, the other fields zero. A
 // server of a store that reports no projection answers the head alone:
@@ -443,6 +459,9 @@ func (c *Client) getHead(ctx context.Context) (wire.HeadResponse, error) {
 	}
 	if err := c.do(req, &res); err != nil {
 		return res, fmt.Errorf("client: head: %w", err)
+	}
+	if res.MaxBodyBytes > 0 {
+		c.maxBody.Store(res.MaxBodyBytes)
 	}
 	return res, nil
 }

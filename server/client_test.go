@@ -233,3 +233,28 @@ func TestClientTimeoutOnlyWithoutDeadline(t *testing.T) {
 	_, err = c.HeadContext(context.Background())
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "no deadline: the timeout")
 }
+
+// TestClientLearnsTheBodyLimit: the client learns the server's request
+// limit when it connects, and the appends of concurrent callers, each
+// small enough alone, travel together only as far as they fit it.
+func TestClientLearnsTheBodyLimit(t *testing.T) {
+	const limit = 64 << 10
+	s := serve(t, &server.Options{MaxBodyBytes: limit})
+	c := s.dial(t, nil)
+	assert.Equal(t, int64(limit), c.MaxBodyBytes())
+	ctx := t.Context()
+	data := json.RawMessage(`"` + strings.Repeat("x", 8<<10) + `"`)
+	const writers = 64 // 512 KiB together, eight times the limit
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			_, errs[w] = c.Append(ctx, []dcb.Event{{Type: "W", Data: data}}, nil)
+		})
+	}
+	wg.Wait()
+	for w, err := range errs {
+		assert.NoError(t, err, "writer %d", w)
+	}
+	assert.Equal(t, uint64(writers), s.st.Head())
+}

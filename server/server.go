@@ -261,8 +261,8 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 // *store.Store reports them.
 type statser interface{ Stats() store.Stats }
 
-// head answers GET /head: the head, and the projection's positions when
-// the store reports them.
+// head answers GET /head: the head, the projection's positions when the
+// store reports them, and the largest body the server takes.
 func (srv *Server) head(w http.ResponseWriter, r *http.Request) {
 	st, ok := srv.st.(statser)
 	if !ok {
@@ -271,11 +271,12 @@ func (srv *Server) head(w http.ResponseWriter, r *http.Request) {
 			srv.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, wire.HeadResponse{Head: head})
+		writeJSON(w, http.StatusOK, wire.HeadResponse{Head: head, MaxBodyBytes: srv.opts.MaxBodyBytes})
 		return
 	}
 	s := st.Stats()
-	writeJSON(w, http.StatusOK, wire.HeadResponse{Head: s.Head, Projected: &s.Projected, Checkpointed: &s.Checkpointed, Lag: &s.Lag, MaxLag: &s.MaxLag})
+	writeJSON(w, http.StatusOK, wire.HeadResponse{Head: s.Head, Projected: &s.Projected, Checkpointed: &s.Checkpointed, Lag: &s.Lag, MaxLag: &s.MaxLag,
+		MaxBodyBytes: srv.opts.MaxBodyBytes})
 }
 
 // append answers POST /append.
@@ -503,8 +504,11 @@ func errTooLarge(limit int64) error {
 }
 
 func formatBytes(n int64) string {
-	if n%(1<<20) == 0 {
+	switch {
+	case n%(1<<20) == 0:
 		return itoa(n>>20) + " MiB"
+	case n%(1<<10) == 0:
+		return itoa(n>>10) + " KiB"
 	}
 	return itoa(n) + " bytes"
 }

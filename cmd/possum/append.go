@@ -26,7 +26,8 @@ else it exits 1, naming the event that matched, and writes nothing:
 Many events as NDJSON on stdin (with --stdin, DIR -, or no --type when stdin is
 not a terminal): one event a line, the keys type, tags, data, metadata (the
 position and timestamp of possum read's lines are ignored), appended --batch
-events at a time, each batch checked whole before it is written:
+events at a time (fewer when they would pass 16 MiB, or the request limit of the
+process serving the store), each batch checked whole before it is written:
   possum read OLD | possum append NEW
 A bad line stops the import: the lines before it are appended, none after.
 exit 0 appended; 1 the condition failed, or an import stopped at a bad line
@@ -56,7 +57,7 @@ func (a *appendFlags) register(fs *flag.FlagSet) {
 	fs.BoolFunc("if-none-match", "append only if no event after --after matches the query flags that follow", a.ifNoneMatch)
 	fs.Uint64Var(&a.after, "after", 0, "with --if-none-match: only events after `POSITION` count (0: every event)")
 	fs.BoolVar(&a.stdin, "stdin", false, "read events as NDJSON from stdin")
-	fs.IntVar(&a.batch, "batch", defaultBatch, "NDJSON: append `N` events at a time")
+	fs.IntVar(&a.batch, "batch", defaultBatch, "NDJSON: append `N` events at a time (fewer when they would pass the size limit)")
 }
 
 func (a *appendFlags) setType(t string) error {

@@ -14,9 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/wire"
 	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -26,8 +28,10 @@ const (
 	// maxLine is the longest NDJSON line an import takes: the WAL's record
 	// limit.
 	maxLine = 64 << 20
-	// maxBatchBytes bounds the NDJSON bytes of one batch, far below the
-	// record limit, whatever --batch says.
+	// maxBatchBytes bounds the NDJSON bytes of one batch appended to a
+	// store this process opened, far below the record limit, whatever
+	// --batch says. Through a serving process, the bound is its request
+	// limit (see importer.batchBytes).
 	maxBatchBytes = 16 << 20
 )
 
@@ -95,6 +99,10 @@ type importer struct {
 	first   uint64 // positions appended
 	last    uint64
 	nbatch  int // batches appended
+	// batchBytes bounds the bytes of a batch, as eventBytes counts them;
+	// set when the store is opened.
+	batchBytes int
+	scratch    []byte // for eventBytes
 }
 
 // runImport appends the NDJSON events of in to the store in dir, batch at
@@ -135,8 +143,8 @@ func runImport(dir string, in *os.File, batch int, stdout, stderr io.Writer) err
 	return exitError{1}
 }
 
-// run reads lines, appending every batch lines (or maxBatchBytes), and the
-// lines before a bad one.
+// run reads lines, appending every batch lines (fewer when they would pass
+// im.batchBytes), and the lines before a bad one.
 func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
 	counted := &countingReader{r: in}
 	sc := bufio.NewScanner(counted)
@@ -169,8 +177,20 @@ func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
 		if err != nil {
 			return errors.Join(flush(lineNo-1), fmt.Errorf("line %d: %w", lineNo, err))
 		}
+		if im.w == nil {
+			if err := im.open(); err != nil {
+				return err
+			}
+		}
+		// A batch that would pass the bound goes before this line.
+		size := im.eventBytes(e, line)
+		if len(pending) > 0 && pendingBytes+size > im.batchBytes {
+			if err := flush(lineNo - 1); err != nil {
+				return err
+			}
+		}
 		pending = append(pending, e)
-		if pendingBytes += len(line); len(pending) >= batch || pendingBytes >= maxBatchBytes {
+		if pendingBytes += size; len(pending) >= batch {
 			if err := flush(lineNo); err != nil {
 				return err
 			}
@@ -188,15 +208,38 @@ func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
 // errNoWriter marks the failure to open the store: nothing was appended.
 var errNoWriter = errors.New("the store could not be opened")
 
-// append appends one batch of events, opening the store for the first.
-func (im *importer) append(ctx context.Context, events []dcb.Event) error {
-	if im.w == nil {
-		w, err := openWriter(im.dir)
-		if err != nil {
-			return &noWriterError{err}
-		}
-		im.w = w
+// open opens the store (or a client of the process serving it), and sets
+// the bound on a batch's bytes: through a server, its request limit, which
+// the JSON of a batch must fit; embedded, maxBatchBytes of NDJSON.
+func (im *importer) open() error {
+	w, err := openWriter(im.dir)
+	if err != nil {
+		return &noWriterError{err}
 	}
+	im.w = w
+	im.batchBytes = maxBatchBytes
+	if c, ok := w.(*client.Client); ok {
+		limit := c.MaxBodyBytes()
+		if limit <= 0 {
+			limit = server.DefaultMaxBodyBytes
+		}
+		im.batchBytes = int(limit) - wire.AppendRequestOverhead
+	}
+	return nil
+}
+
+// eventBytes is what e, parsed from line, adds to a batch: through a
+// server, its JSON in the request and a comma; embedded, its line.
+func (im *importer) eventBytes(e dcb.Event, line []byte) int {
+	if _, ok := im.w.(*client.Client); !ok {
+		return len(line)
+	}
+	im.scratch = wire.AppendEventBody(im.scratch[:0], e)
+	return len(im.scratch) + 1
+}
+
+// append appends one batch of events.
+func (im *importer) append(ctx context.Context, events []dcb.Event) error {
 	last, err := im.w.Append(ctx, events, nil)
 	if err != nil {
 		return err

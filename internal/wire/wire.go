@@ -144,6 +144,9 @@ type HeadResponse struct {
 	Checkpointed *uint64 `json:"checkpointed,omitempty"`
 	Lag          *uint64 `json:"lag,omitempty"`
 	MaxLag       *uint64 `json:"maxLag,omitempty"`
+	// MaxBodyBytes is the largest request body the server takes: an
+	// append whose body is larger is refused (413, too_large).
+	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
 }
 
 // Error is the body of every answer that is not a success: a message for
@@ -443,44 +446,16 @@ func DecodeStrict(b []byte, v any) error {
 // AppendRequestBody appends the body of POST /append for events and cond.
 // Each event's Data goes byte for byte (it must be valid JSON: see
 // dcb.ValidateBatch), which json.Marshal of a json.RawMessage would not
-// do: it compacts and escapes.
+// do: it compacts and escapes. Its length is AppendRequestOverhead, plus
+// the length of each event's AppendEventBody and a comma between two
+// events, plus the condition's.
 func AppendRequestBody(dst []byte, events []dcb.Event, cond *dcb.AppendCondition) []byte {
 	dst = append(dst, `{"events":[`...)
 	for i, e := range events {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, `{"type":`...)
-		dst = AppendString(dst, e.Type)
-		if len(e.Tags) > 0 {
-			dst = append(dst, `,"tags":[`...)
-			for j, t := range e.Tags {
-				if j > 0 {
-					dst = append(dst, ',')
-				}
-				dst = AppendString(dst, t)
-			}
-			dst = append(dst, ']')
-		}
-		if len(e.Data) > 0 {
-			dst = append(dst, `,"data":`...)
-			dst = append(dst, e.Data...)
-		}
-		if len(e.Metadata) > 0 {
-			dst = append(dst, `,"metadata":{`...)
-			first := true
-			for k, v := range e.Metadata {
-				if !first {
-					dst = append(dst, ',')
-				}
-				first = false
-				dst = AppendString(dst, k)
-				dst = append(dst, ':')
-				dst = AppendString(dst, v)
-			}
-			dst = append(dst, '}')
-		}
-		dst = append(dst, '}')
+		dst = AppendEventBody(dst, e)
 	}
 	dst = append(dst, ']')
 	if cond != nil {
@@ -489,6 +464,46 @@ func AppendRequestBody(dst []byte, events []dcb.Event, cond *dcb.AppendCondition
 		dst = append(dst, q...)
 		dst = append(dst, `,"after":`...)
 		dst = strconv.AppendUint(dst, cond.After, 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+// AppendRequestOverhead is the length of an append request's body without
+// its events and condition: {"events":[]}.
+const AppendRequestOverhead = len(`{"events":[]}`)
+
+// AppendEventBody appends e as an append request carries it (see
+// AppendRequestBody).
+func AppendEventBody(dst []byte, e dcb.Event) []byte {
+	dst = append(dst, `{"type":`...)
+	dst = AppendString(dst, e.Type)
+	if len(e.Tags) > 0 {
+		dst = append(dst, `,"tags":[`...)
+		for j, t := range e.Tags {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendString(dst, t)
+		}
+		dst = append(dst, ']')
+	}
+	if len(e.Data) > 0 {
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, e.Data...)
+	}
+	if len(e.Metadata) > 0 {
+		dst = append(dst, `,"metadata":{`...)
+		first := true
+		for k, v := range e.Metadata {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = AppendString(dst, k)
+			dst = append(dst, ':')
+			dst = AppendString(dst, v)
+		}
 		dst = append(dst, '}')
 	}
 	return append(dst, '}')
