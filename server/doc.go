@@ -20,8 +20,10 @@
 // The server owns nothing of the store: it calls the Append, Read,
 // Subscribe and Head an embedding program calls, so every guarantee of
 // package store holds for remote callers too. What it adds is what a
-// network adds: limits on request size and time, a heartbeat on idle
+// network adds: limits on request size and time, on the connections held
+// open and on the memory streams hold for slow clients, a heartbeat on idle
 // streams, an error code on every failure that names the store's or dcb's
 // sentinel, and access control (the socket's file mode, 0600: only the
-// user who serves the store connects; over TCP, the token).
+// user who serves the store connects; over TCP, the token, and TLS when
+// Options.TLSConfig is set).
 package server

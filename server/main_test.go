@@ -2,7 +2,7 @@ package server_test
 
 import (
 	"context"
-
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -80,6 +80,26 @@ func serveAs(t testing.TB, st *store.Store, srv *server.Server) *served {
 		require.NoError(t, st.Close())
 	})
 	return &served{dir: st.Dir(), st: st, srv: srv}
+}
+
+// serveTCP opens a store in a fresh directory and serves it on a loopback
+// TCP port with opts until the test ends; it returns the store and the
+// port's address.
+func serveTCP(t testing.TB, opts *server.Options) (*store.Store, string) {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), nil)
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- server.New(st, opts).Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, st.Close())
+	})
+	return st, l.Addr().String()
 }
 
 // dial returns a client of the served store, closed when the test ends.

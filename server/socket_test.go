@@ -95,16 +95,9 @@ func TestSocketPathTooLong(t *testing.T) {
 // TestTokenOverTCP: with a token, a request without it, or with another,
 // gets 401 and a JSON error; the client with it works.
 func TestTokenOverTCP(t *testing.T) {
-	st, err := store.Open(t.TempDir(), nil)
-	require.NoError(t, err)
-	defer st.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- server.New(st, &server.Options{Token: "s3cret"}).Serve(ctx, l) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
-	url := "http://" + l.Addr().String()
+	st, addr := serveTCP(t, &server.Options{Token: "s3cret"})
+	ctx := t.Context()
+	url := "http://" + addr
 
 	for _, auth := range []string{"", "Bearer wrong", "Bearer s3cret2", "Basic s3cret", "Bearers3cret"} {
 		req, err := http.NewRequest(http.MethodPost, url+"/append", strings.NewReader(`{"events":[{"type":"T"}]}`))
@@ -120,7 +113,7 @@ func TestTokenOverTCP(t *testing.T) {
 		assert.Equal(t, "unauthorized", code)
 		resp.Body.Close()
 	}
-	_, err = client.DialURL(url, "wrong")
+	_, err := client.DialURL(url, "wrong")
 	assert.ErrorContains(t, err, "refused the bearer token")
 	assert.NotContains(t, err.Error(), "no possum server", "a server answered: the token is wrong")
 	assert.Zero(t, st.Head(), "nothing written without the token")

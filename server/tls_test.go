@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"testing"
 
@@ -21,23 +19,14 @@ import (
 // gets nowhere.
 func TestTLS(t *testing.T) {
 	cert := testcert.New(t)
-	st, err := store.Open(t.TempDir(), nil)
-	require.NoError(t, err)
-	defer st.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.New(st, &server.Options{Token: "s3cret", TLSConfig: cert.Server(t)}).Serve(ctx, l)
-	}()
-	defer func() { cancel(); require.NoError(t, <-done) }()
-	url := "https://" + l.Addr().String()
+	_, addr := serveTCP(t, &server.Options{Token: "s3cret", TLSConfig: cert.Server(t)})
+	ctx := t.Context()
+	url := "https://" + addr
 
-	_, err = client.DialURL(url, "s3cret")
+	_, err := client.DialURL(url, "s3cret")
 	require.Error(t, err, "the system's roots do not vouch for the test's certificate")
 	assert.Contains(t, err.Error(), "certificate")
-	_, err = client.DialURL("http://"+l.Addr().String(), "s3cret")
+	_, err = client.DialURL("http://"+addr, "s3cret")
 	require.Error(t, err, "plain HTTP to a TLS server")
 
 	c, err := client.DialOptions(url, &client.Options{Token: "s3cret", TLSConfig: cert.Client()})
