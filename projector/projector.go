@@ -542,7 +542,12 @@ func (p *Projector) run() {
 			// writes no checkpoint: see below).
 			err = p.checkEventsLate()
 		}
-		if err == nil && p.indexUnchecked && !stopping {
+		if err == nil && p.indexUnchecked {
+			// Even when stopping (one stat per type and tag): without
+			// it no checkpoint could follow, and the repairs of this
+			// Open would be done again by the next. A select that
+			// finds the first round's wake and the stop both ready
+			// picks either.
 			err = p.checkIndexLate()
 		}
 		if err == nil && !stopping {
