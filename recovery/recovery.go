@@ -19,7 +19,10 @@ import (
 var (
 	// ErrLocked: another holder of the store's lock has it: a writer, or,
 	// for a writer, a verify or repair in progress.
-	ErrLocked = errors.New("possum: store directory in use (open for writing, or being verified or repaired)")
+	// Its text names the store, not this package: it is store.ErrLocked
+	// to the store's callers, and every error wrapping it adds the
+	// directory.
+	ErrLocked = errors.New("store: directory in use (open for writing, or being verified or repaired)")
 	// ErrDataLoss: a repair would lose acknowledged events and was not
 	// allowed to.
 	ErrDataLoss = errors.New("recovery: repair would lose events")
@@ -47,13 +50,13 @@ type Problem struct {
 	Path   string `json:"path,omitempty"`
 	Detail string `json:"detail"`
 	// DataLoss: repairing it loses acknowledged events.
-	DataLoss bool `json:"data_loss,omitempty"`
+	DataLoss bool `json:"dataLoss,omitempty"`
 }
 
 // Report is what Verify found, or what Repair found and did.
 type Report struct {
 	Dir    string           `json:"dir"`
-	Head   uint64           `json:"head"` // last position of the WAL's valid part
+	Head   uint64           `json:"head"` // last position of the WAL's valid part (beside a writer: checked)
 	WAL    wal.VerifyReport `json:"wal"`
 	Counts map[string]int   `json:"counts"` // problems by kind
 	// Problems lists the problems found, at most 20 of each kind.
@@ -72,11 +75,21 @@ type Report struct {
 	// Open projects them in the background, and Repair projects them.
 	Checkpoint uint64 `json:"checkpoint"`
 	Pending    uint64 `json:"pending"`
-	// Lock says which lock Verify held while it checked: "shared", or, on
-	// a store it cannot write (a read-only mount), "none: " and why. Repair
-	// always holds the exclusive lock and leaves it empty.
-	Lock    string        `json:"lock,omitempty"`
-	Elapsed time.Duration `json:"elapsed_ns"`
+	// Lock says which lock Verify (or a dry run of Repair) held while it
+	// checked: "shared", or "none: " and why: a store it cannot write (a
+	// read-only mount), or a writer holding it (BesideWriter). Repair
+	// holds the exclusive lock and leaves it empty.
+	Lock string `json:"lock,omitempty"`
+	// BesideWriter: a writer had the store open (it held the exclusive
+	// lock) while it was checked, and may have gone on appending. The check
+	// took no lock and changed nothing; it covered what the writer had
+	// acknowledged when the check began, the positions up to Head (those
+	// the WAL's offsets file or the checkpoint vouched for), and left alone
+	// what the writer wrote after them: later WAL records, and event and
+	// index file entries of later positions. Projected files the writer
+	// has yet to write are pending, not problems, as after a Close.
+	BesideWriter bool          `json:"besideWriter,omitempty"`
+	Elapsed      time.Duration `json:"elapsedNs"`
 }
 
 // PositionRange is an inclusive range of positions; To 0 means unknown.
@@ -120,7 +133,7 @@ func Lock(dir string, exclusive bool) (*os.File, error) {
 	path := filepath.Join(dir, lockFile)
 	f, err := openLockFile(path, os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("possum: lock file: %w", err)
+		return nil, fmt.Errorf("recovery: lock file: %w", err)
 	}
 	if err := lock(f, dir, exclusive); err != nil {
 		f.Close()
@@ -158,7 +171,7 @@ func lockShared(dir string) (*os.File, string, error) {
 		}
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("possum: lock file: %w", err)
+		return nil, "", fmt.Errorf("recovery: lock file: %w", err)
 	}
 	if err := lock(f, dir, false); err != nil {
 		f.Close()
@@ -173,7 +186,7 @@ func lock(f *os.File, dir string, exclusive bool) error {
 		return fmt.Errorf("%w: %s", ErrLocked, dir)
 	}
 	if err != nil {
-		return fmt.Errorf("possum: lock %s: %w", f.Name(), err)
+		return fmt.Errorf("recovery: lock %s: %w", f.Name(), err)
 	}
 	return nil
 }
@@ -186,12 +199,19 @@ func checkDir(dir string) error {
 	return nil
 }
 
-// Verify checks the store in dir without changing it.
+// LockBesideWriter is Report.Lock when a writer held the store: the check
+// took no lock.
+const LockBesideWriter = "none: a writer has the store open (checked beside it what it had acknowledged)"
+
+// Verify checks the store in dir without changing it. It holds the shared
+// lock meanwhile, so that no writer opens the store halfway; when a writer
+// has the store open, it checks beside it, taking no lock, what that writer
+// had acknowledged (see Report.BesideWriter).
 func Verify(dir string, opts Options) (*Report, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	lock, how, err := lockShared(dir)
+	lock, how, beside, err := lockToCheck(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -200,17 +220,18 @@ func Verify(dir string, opts Options) (*Report, error) {
 	}
 	start := time.Now()
 	rep := newReport(dir)
-	rep.Lock = how
-	c, err := newChecker(dir, false, false, opts.Progress)
+	rep.Lock, rep.BesideWriter = how, beside
+	ack := readAcknowledged(dir)
+	c, err := newChecker(dir, ack, beside, false, false, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
-	wrep, err := wal.Verify(filepath.Join(dir, "wal"), c.event)
+	wrep, err := verifyWAL(filepath.Join(dir, "wal"), ack.upTo, beside, c.event)
 	if err != nil {
 		return nil, fmt.Errorf("recovery: verify %s: %w", dir, err)
 	}
 	rep.WAL, rep.Head = wrep, wrep.LastPosition
-	addWALProblems(rep, wrep, acknowledged(dir))
+	addWALProblems(rep, wrep, ack.upTo)
 	if err := c.finish(rep); err != nil {
 		return nil, err
 	}
@@ -218,11 +239,63 @@ func Verify(dir string, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-// acknowledged returns the last position the store in dir vouches was
-// acknowledged: the larger of the checkpoint's and the WAL offsets file's.
-func acknowledged(dir string) uint64 {
-	cp, _ := projector.ReadCheckpoint(dir) // an unreadable checkpoint vouches for nothing
-	return max(cp.Position, wal.Vouched(filepath.Join(dir, "wal")))
+// lockToCheck takes the shared lock for a check that changes nothing
+// (lockShared). When a writer holds the store, it takes none and says so:
+// beside, with Report.Lock LockBesideWriter.
+func lockToCheck(dir string) (lock *os.File, how string, beside bool, err error) {
+	lock, how, err = lockShared(dir)
+	if errors.Is(err, ErrLocked) {
+		return nil, LockBesideWriter, true, nil
+	}
+	return lock, how, false, err
+}
+
+// acknowledgement is what a store vouches was acknowledged: its checkpoint,
+// and upTo, the last position the checkpoint or the WAL's offsets file
+// vouch for (the writer appends an offsets entry once its record is
+// durable, and the projector checkpoints durable positions only).
+type acknowledgement struct {
+	cp    projector.Checkpoint
+	cpErr error
+	upTo  uint64
+}
+
+// readAcknowledged reads what the store in dir vouches was acknowledged:
+// the checkpoint first, then the offsets file. Beside a writer both only
+// grow, so that every position up to upTo was durable, and the checkpoint
+// covers no position beyond upTo, as they were read.
+func readAcknowledged(dir string) acknowledgement {
+	cp, err := projector.ReadCheckpoint(dir) // an unreadable checkpoint vouches for nothing
+	return acknowledgement{cp: cp, cpErr: err, upTo: max(cp.Position, wal.Vouched(filepath.Join(dir, "wal")))}
+}
+
+// errBeyond stops the WAL's verification beside a writer.
+var errBeyond = errors.New("recovery: beyond what the writer acknowledged")
+
+// verifyWAL is wal.Verify on the WAL in dir, fn called with each valid
+// record. Beside a writer, it stops at the first record after position
+// upTo and ignores damage after upTo: that is the writer's, being written
+// (a record it has not yet acknowledged, read half written).
+func verifyWAL(dir string, upTo uint64, beside bool, fn func(wal.Record) error) (wal.VerifyReport, error) {
+	if !beside {
+		return wal.Verify(dir, fn)
+	}
+	rep, err := wal.Verify(dir, func(r wal.Record) error {
+		if r.FirstPosition > upTo {
+			return errBeyond
+		}
+		if fn == nil {
+			return nil
+		}
+		return fn(r)
+	})
+	if errors.Is(err, errBeyond) {
+		err = nil
+	}
+	if d := rep.Damage; d != nil && d.LostFrom > upTo {
+		rep.Damage = nil
+	}
+	return rep, err
 }
 
 // lostPositions returns the positions a repair of the WAL w loses, nil when
@@ -278,26 +351,42 @@ func formatRange(r PositionRange) string {
 	return fmt.Sprintf("%d..%d", r.From, r.To)
 }
 
-// Repair verifies the store in dir and repairs it (see the package doc).
+// Repair verifies the store in dir and repairs it (see the package doc). It
+// holds the exclusive lock, and refuses a store another process has open
+// (ErrLocked). A dry run changes nothing and needs no more than Verify: the
+// shared lock, or none beside a writer (Report.BesideWriter), where it says
+// what a repair would do once the writer has closed the store.
 func Repair(dir string, opts Options) (*Report, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	lock, err := Lock(dir, true)
+	var lock *os.File
+	var how string
+	var beside bool
+	var err error
+	if opts.DryRun {
+		lock, how, beside, err = lockToCheck(dir)
+	} else {
+		lock, err = Lock(dir, true)
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Close()
+	if lock != nil {
+		defer lock.Close()
+	}
 	start := time.Now()
 	walDir := filepath.Join(dir, "wal")
 	rep := newReport(dir)
+	rep.Lock, rep.BesideWriter = how, beside
 
 	// The WAL first: decide before changing anything.
-	wrep, err := wal.Verify(walDir, nil)
+	ack := readAcknowledged(dir)
+	wrep, err := verifyWAL(walDir, ack.upTo, beside, nil)
 	if err != nil {
 		return nil, fmt.Errorf("recovery: repair %s: %w", dir, err)
 	}
-	acked := acknowledged(dir)
+	acked := ack.upTo
 	addWALProblems(rep, wrep, acked)
 	lost := lostPositions(wrep, acked)
 	if lost != nil && !opts.AllowDataLoss {
@@ -334,7 +423,7 @@ func Repair(dir string, opts Options) (*Report, error) {
 			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
 		}
 	}
-	c, err := newChecker(dir, !opts.DryRun, true, opts.Progress)
+	c, err := newChecker(dir, ack, beside, !opts.DryRun, true, opts.Progress)
 	if err != nil {
 		return rep, err
 	}
@@ -352,7 +441,7 @@ func Repair(dir string, opts Options) (*Report, error) {
 			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
 		}
 	}
-	vrep, err := wal.Verify(walDir, c.event)
+	vrep, err := verifyWAL(walDir, ack.upTo, beside, c.event)
 	if err != nil {
 		return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
 	}
@@ -371,9 +460,14 @@ func Repair(dir string, opts Options) (*Report, error) {
 // is read, then index files and checkpoint at the end; with fix, it repairs
 // as it goes.
 type checker struct {
-	dir      string
-	fix      bool
-	collect  bool // list the repairs (done or, without fix, to do) in the report
+	dir     string
+	fix     bool
+	collect bool // list the repairs (done or, without fix, to do) in the report
+	// beside: a writer has the store open. The WAL is read up to what it
+	// had acknowledged (head, once read); the projected files of later
+	// positions, and index entries of them, are the writer's to write and
+	// are not looked at. Never with fix.
+	beside   bool
 	progress func(done, total uint64)
 	cp       projector.Checkpoint // as it was when the check began
 	cpErr    error
@@ -394,17 +488,23 @@ type checker struct {
 	choice projector.Choice
 }
 
-// newChecker returns a checker of the store in dir; with fix it repairs what
-// it finds, with collect it lists the repairs (done or, without fix, to do).
-func newChecker(dir string, fix, collect bool, progress func(done, total uint64)) (*checker, error) {
-	c := &checker{dir: dir, fix: fix, collect: collect, progress: progress, idx: indexer.New()}
-	c.cp, c.cpErr = projector.ReadCheckpoint(dir)
+// newChecker returns a checker of the store in dir, whose checkpoint ack
+// holds; with fix it repairs what it finds, with collect it lists the
+// repairs (done or, without fix, to do); beside, it checks beside a writer.
+func newChecker(dir string, ack acknowledgement, beside, fix, collect bool, progress func(done, total uint64)) (*checker, error) {
+	if beside && fix {
+		return nil, errors.New("recovery: a repair beside a writer") // a bug
+	}
+	c := &checker{dir: dir, fix: fix, collect: collect, beside: beside, progress: progress, idx: indexer.New()}
+	c.cp, c.cpErr = ack.cp, ack.cpErr
 	var err error
 	if c.choice, err = projector.ReadChoice(dir); err != nil {
 		return nil, fmt.Errorf("recovery: %w", err)
 	}
 	c.behind = ^uint64(0)
-	if _, err := os.Stat(filepath.Join(dir, projector.CheckpointFile)); c.cpErr == nil && err == nil {
+	if _, err := os.Stat(filepath.Join(dir, projector.CheckpointFile)); c.cpErr == nil && (err == nil || beside) {
+		// Beside a writer, no checkpoint is one not yet written: the
+		// writer projects every position.
 		c.behind = c.cp.Position
 	}
 	if progress != nil && c.cpErr == nil {
@@ -484,7 +584,7 @@ func (c *checker) finish(rep *Report) error {
 	if c.rewrote > 0 && c.collect {
 		rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrite %d event files", c.rewrote))
 	}
-	if c.pending > 0 && c.collect {
+	if c.pending > 0 && c.collect && !c.beside { // the writer's projector projects them
 		rep.Repairs = append(rep.Repairs, fmt.Sprintf("project %d event files after the checkpoint", c.pending))
 	}
 	if err := c.strayEvents(rep); err != nil {
@@ -548,7 +648,9 @@ func upTo(ps []uint64, pos uint64) int {
 }
 
 func (c *checker) strayEvents(rep *Report) error {
-	if !c.choice.EventFiles {
+	if !c.choice.EventFiles || c.beside {
+		// Beside a writer, a file after the head may be of an event it
+		// acknowledged since.
 		return nil
 	}
 	dir := filepath.Join(c.dir, projector.EventsDir)
@@ -619,12 +721,24 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 		fixed := 0
 		onDisk := map[string]bool{}
 		for _, e := range ents {
-			onDisk[e.Name()] = true
 			path := filepath.Join(dir, e.Name())
 			name, ps, valid, err := indexer.ReadFile(path)
+			if c.beside {
+				// The writer appends to index files as it projects: a file
+				// it has just created and not yet written, the entries of
+				// positions after the head and a torn entry it is writing
+				// are its own.
+				if info, _ := e.Info(); err != nil && (info == nil || info.Size() == 0) {
+					continue
+				}
+				ps = ps[:upTo(ps, c.head)]
+			}
+			onDisk[e.Name()] = true
 			want, known := kind.want[name]
 			var p Problem
 			switch {
+			case c.beside && err == nil && !known && len(ps) == 0:
+				continue // of a type or tag first appended after the head
 			case err != nil:
 				p = Problem{Kind: IndexDiffers, Path: path, Detail: err.Error()}
 			case indexer.FileName(name) != e.Name():
@@ -636,11 +750,12 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				if info == nil {
 					return 0, fmt.Errorf("recovery: %s vanished", path)
 				}
-				if slices.Equal(ps, want) && info.Size() == valid {
+				whole := c.beside || info.Size() == valid
+				if slices.Equal(ps, want) && whole {
 					good[name] = true
 					continue
 				}
-				if c.behindOnly(ps, want) && info.Size() == valid {
+				if c.behindOnly(ps, want) && whole {
 					behind[name] = true // rewritten by a repair, not a problem
 					continue
 				}

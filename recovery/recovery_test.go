@@ -667,10 +667,14 @@ func TestLockedStore(t *testing.T) {
 	defer s.Close()
 	before := testdir.Hash(t, dir)
 
-	_, err = recovery.Verify(dir, recovery.Options{})
-	require.ErrorIs(t, err, recovery.ErrLocked)
-	assert.Contains(t, err.Error(), dir)
-	for _, opts := range []recovery.Options{{}, {DryRun: true}, {AllowDataLoss: true}} {
+	// Verify and a dry run check beside the writer; a repair is refused.
+	rep, err := recovery.Verify(dir, recovery.Options{})
+	require.NoError(t, err)
+	assert.True(t, rep.BesideWriter)
+	rep, err = recovery.Repair(dir, recovery.Options{DryRun: true})
+	require.NoError(t, err)
+	assert.True(t, rep.BesideWriter)
+	for _, opts := range []recovery.Options{{}, {AllowDataLoss: true}} {
 		_, err = recovery.Repair(dir, opts)
 		require.ErrorIs(t, err, recovery.ErrLocked, "options %+v", opts)
 		assert.Contains(t, err.Error(), dir)
@@ -679,7 +683,7 @@ func TestLockedStore(t *testing.T) {
 
 	// Once the writer is gone, both run.
 	closeProjected(t, s)
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err = recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 	rep, err = recovery.Repair(dir, recovery.Options{})

@@ -21,15 +21,15 @@ type Damage struct {
 	// LostFrom is the first position after the valid part; LostTo the last
 	// position of any valid record found after the damage (0: none found,
 	// so only the damaged record itself, whose positions are unreadable).
-	LostFrom uint64 `json:"lost_from"`
-	LostTo   uint64 `json:"lost_to"`
+	LostFrom uint64 `json:"lostFrom"`
+	LostTo   uint64 `json:"lostTo"`
 }
 
 // VerifyReport is what Verify found.
 type VerifyReport struct {
 	Segments     int      `json:"segments"`
-	Records      int      `json:"records"`       // valid records before any damage
-	LastPosition uint64   `json:"last_position"` // of the valid part
+	Records      int      `json:"records"`      // valid records before any damage
+	LastPosition uint64   `json:"lastPosition"` // of the valid part
 	Damage       *Damage  `json:"damage,omitempty"`
 	Markers      []string `json:"markers,omitempty"` // leftover .START/.END files
 }

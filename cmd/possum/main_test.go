@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testdir"
@@ -268,24 +269,37 @@ func TestLostTailStore(t *testing.T) {
 	assert.Equal(t, from-1, headOf(t, dir))
 }
 
+// On a store a writer holds, verify and a dry run check beside it and
+// change nothing; a repair is refused, naming the directory and what to do.
 func TestLockedStoreCommands(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	buildStore(t, dir, 5)
 	s, err := store.Open(dir, nil)
 	require.NoError(t, err)
 	defer s.Close()
+	deadline := time.Now().Add(time.Minute)
+	for s.Stats().Checkpointed < s.Head() { // then the writer changes nothing
+		require.True(t, time.Now().Before(deadline), "no checkpoint at the head")
+		time.Sleep(5 * time.Millisecond) // polling the checkpoint, written once a second
+	}
 	before := testdir.Hash(t, dir)
 	for _, args := range [][]string{
 		{"verify", dir},
 		{"verify", "--json", dir},
-		{"recover", dir},
 		{"recover", "--dry-run", dir},
+	} {
+		code, out, errOut := runCmd(args...)
+		assert.Equal(t, 0, code, "%v: %s", args, errOut)
+		assert.Contains(t, out, "beside", "%v", args)
+	}
+	for _, args := range [][]string{
+		{"recover", dir},
 		{"recover", "--allow-data-loss", "--json", dir},
 	} {
 		code, out, errOut := runCmd(args...)
 		assert.Equal(t, 2, code, "%v", args)
-		assert.Contains(t, errOut, dir, "%v: the message must name the directory", args)
-		assert.Contains(t, errOut, "open for writing", "%v", args)
+		assert.Contains(t, errOut, dir+" is open in another process", "%v: the message must name the directory", args)
+		assert.Contains(t, errOut, "a repair needs the store closed", "%v", args)
 		assert.Empty(t, out, "%v", args)
 	}
 	assert.Equal(t, before, testdir.Hash(t, dir))

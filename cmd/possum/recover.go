@@ -50,8 +50,14 @@ func runRecover(dir string, asJSON, dryRun, allowLoss bool, stdout, stderr io.Wr
 		if perr := printReport(stdout, "recover", rep, asJSON, dryRun); perr != nil {
 			return perr
 		}
-		fmt.Fprintf(stderr, "possum recover: %v\npossum recover: rerun with --allow-data-loss to cut there\n", err)
+		fmt.Fprintf(stderr, "possum recover: %v\npossum recover: %s\n", err, closeFirst(dir, rep, "rerun with --allow-data-loss to cut there"))
 		return exitError{1}
+	}
+	if errors.Is(err, recovery.ErrLocked) {
+		// Only a repair takes the exclusive lock: verify and a dry run
+		// check beside a writer.
+		return fmt.Errorf("%s is open in %s; nothing was changed: a repair needs the store closed. Stop that process, then run possum recover %s (a writer's Open repairs a torn WAL tail and the projection by itself); possum verify %s and possum recover --dry-run %s check the store while it runs",
+			dir, writerOf(dir).process(), dir, dir, dir)
 	}
 	if err != nil {
 		return err
@@ -60,9 +66,21 @@ func runRecover(dir string, asJSON, dryRun, allowLoss bool, stdout, stderr io.Wr
 		return err
 	}
 	if dryRun && !rep.Consistent() {
+		if rep.BesideWriter && !asJSON {
+			fmt.Fprintf(stderr, "possum recover: %s\n", closeFirst(dir, rep, "run possum recover "+dir))
+		}
 		return exitError{1}
 	}
 	return nil
+}
+
+// closeFirst is what to do next after a dry run found repairs to make:
+// then, when no writer has the store open; beside one, stop it first.
+func closeFirst(dir string, rep *recovery.Report, then string) string {
+	if !rep.BesideWriter {
+		return then
+	}
+	return fmt.Sprintf("the store is open in %s: a repair needs it closed; stop that process, then %s", writerOf(dir).process(), then)
 }
 
 // progress returns a progress bar callback on a terminal, nil elsewhere.
@@ -102,13 +120,23 @@ func printReport(w io.Writer, verb string, rep *recovery.Report, asJSON, dryRun 
 		}
 		state = fmt.Sprintf("%d problems", n)
 	}
-	fmt.Fprintf(w, "possum %s %s: %s (WAL head %d, %d records in %d segments, %s)\n",
-		verb, rep.Dir, state, rep.Head, rep.WAL.Records, rep.WAL.Segments, rep.Elapsed.Round(1e6))
-	if rep.Lock != "" {
+	if rep.BesideWriter {
+		// A verify beside a writer checks what it had acknowledged.
+		fmt.Fprintf(w, "possum %s %s: %s up to position %d, beside the writer that has it open%s: what it had acknowledged when the check began (%d records in %d segments, %s)\n",
+			verb, rep.Dir, state, rep.Head, writerOf(rep.Dir).pid(), rep.WAL.Records, rep.WAL.Segments, rep.Elapsed.Round(1e6))
+	} else {
+		fmt.Fprintf(w, "possum %s %s: %s (WAL head %d, %d records in %d segments, %s)\n",
+			verb, rep.Dir, state, rep.Head, rep.WAL.Records, rep.WAL.Segments, rep.Elapsed.Round(1e6))
+	}
+	if rep.Lock != "" && !rep.BesideWriter { // the line above says it took none
 		fmt.Fprintf(w, "  lock: %s\n", rep.Lock)
 	}
 	if rep.Pending > 0 {
-		fmt.Fprintf(w, "  projection: checkpoint at %d, %d positions after it not yet projected (not a problem: the next Open projects them)\n", rep.Checkpoint, rep.Pending)
+		who := "the next Open projects them"
+		if rep.BesideWriter {
+			who = "the writer is projecting them"
+		}
+		fmt.Fprintf(w, "  projection: checkpoint at %d, %d positions after it not yet projected (not a problem: %s)\n", rep.Checkpoint, rep.Pending, who)
 	}
 	kinds := make([]string, 0, len(rep.Counts))
 	for k := range rep.Counts {

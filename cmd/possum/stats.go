@@ -266,6 +266,14 @@ func (wi writerInfo) process() string {
 	return "another process"
 }
 
+// pid is " (pid N)" when the process holding the store is known, else "".
+func (wi writerInfo) pid() string {
+	if wi.PID == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (pid %d)", wi.PID)
+}
+
 func (wi writerInfo) String() string {
 	switch wi.State {
 	case "none":
