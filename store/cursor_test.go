@@ -211,3 +211,69 @@ func TestCursorAtLeastOnceAcrossKills(t *testing.T) {
 	assert.LessOrEqual(t, repeats, kills, "at most one repeat per kill")
 	t.Logf("%d kills, %d repeats", kills, repeats)
 }
+
+// Opening a cursor creates nothing, on a store that does not exist yet too
+// (following never writes); the first Save creates its directory and file.
+func TestCursorOpenCreatesNothing(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, "store")
+	c, err := store.NamedCursor(dir, "projector")
+	require.NoError(t, err)
+	assert.Zero(t, c.Position())
+	own := filepath.Join(base, "elsewhere", "sub", "cursor")
+	o, err := store.OpenCursor(own)
+	require.NoError(t, err)
+	assert.NoDirExists(t, dir, "a cursor opened on a store that does not exist yet")
+	assert.NoDirExists(t, filepath.Join(base, "elsewhere"))
+
+	require.NoError(t, c.Save(3))
+	require.NoError(t, o.Save(4))
+	c, err = store.NamedCursor(dir, "projector")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), c.Position())
+	o, err = store.OpenCursor(own)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), o.Position())
+}
+
+// Lock takes a cursor for one consumer: a second, in this process or
+// another, is refused with ErrLocked until the first closes it; a cursor
+// that cannot be saved where it is is refused by Lock, before any event is
+// handled.
+func TestCursorLock(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "store")
+	a, err := store.NamedCursor(dir, "c")
+	require.NoError(t, err)
+	require.NoError(t, a.Lock())
+	require.NoError(t, a.Lock(), "again: nothing to do")
+	assert.FileExists(t, a.Path()+".lock")
+	b, err := store.NamedCursor(dir, "c")
+	require.NoError(t, err)
+	err = b.Lock()
+	require.ErrorIs(t, err, store.ErrLocked)
+	assert.Contains(t, err.Error(), "store: cursor "+b.Path()+" is in use")
+	other, err := store.NamedCursor(dir, "other")
+	require.NoError(t, err)
+	require.NoError(t, other.Lock(), "another cursor of the same store")
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Lock(), "once the first is closed")
+	require.NoError(t, b.Save(9))
+	require.NoError(t, b.Close())
+	require.NoError(t, other.Close())
+
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o640))
+	for _, c := range []struct{ path, why string }{
+		{filepath.Join(file, "cursor"), "not a directory"},
+		{t.TempDir(), "directory"},
+	} {
+		cur, err := store.OpenCursor(c.path)
+		if err == nil {
+			err = cur.Lock()
+		}
+		require.Error(t, err, c.path)
+		assert.Contains(t, err.Error(), c.why, c.path)
+	}
+}
