@@ -169,7 +169,7 @@ func (s *Store) waitLag(ctx context.Context, n uint64) error {
 	defer func() { s.lagWaitNanos.Add(int64(time.Since(start))) }()
 	err := s.proj.WaitFrontier(ctx, target)
 	if errors.Is(err, projector.ErrClosed) {
-		err = ErrClosed
+		return ErrClosed
 	}
 	if err != nil {
 		return fmt.Errorf("store: append: waiting for the projection lag to drop below %d: %w", bound, err)

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,7 +190,9 @@ func (f *Follower) refresh() error {
 	}
 	last, err := f.wal.Refresh()
 	if errors.Is(err, wal.ErrChanged) {
-		err = fmt.Errorf("store: follow %s: %w: %w", f.dir, ErrCorrupt, err)
+		// ErrCorrupt to callers, the wal's words for what changed (one
+		// "wal:" in the message).
+		err = fmt.Errorf("store: follow %s: %w: %s", f.dir, ErrCorrupt, strings.TrimPrefix(err.Error(), "wal: "))
 		f.fail(err)
 		return err
 	}
@@ -213,7 +216,7 @@ func (f *Follower) index(to uint64) error {
 		}
 		if err != nil {
 			if f.closed() {
-				err = ErrClosed
+				return ErrClosed
 			}
 			return fmt.Errorf("store: follow %s: index position %d: %w", f.dir, pos, err)
 		}

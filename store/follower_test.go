@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
@@ -202,6 +203,8 @@ func TestFollowerThroughRecover(t *testing.T) {
 	require.Less(t, s.Head(), uint64(61))
 	_, err = read(f, t.Context(), dcb.All(), store.ReadOptions{})
 	require.ErrorIs(t, err, store.ErrCorrupt)
+	assert.Equal(t, 1, strings.Count(err.Error(), "wal: "), "one prefix each: %v", err)
+	assert.Equal(t, 1, strings.Count(err.Error(), "store: "), "one prefix each: %v", err)
 	var subErr error
 	for _, err := range f.Subscribe(t.Context(), dcb.All(), 61) {
 		subErr = err

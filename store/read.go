@@ -106,10 +106,13 @@ func (s *view) stream(ctx context.Context, q dcb.Query, from, to uint64, backwar
 		e, err := rd.Event(pos)
 		if err != nil {
 			if s.closed() {
-				// Close shut the WAL during this read.
+				// Close shut the WAL during this read. ErrClosed says it
+				// all, and wrapped in "store: ..." would say "store:" twice.
 				err = ErrClosed
+			} else {
+				err = fmt.Errorf("store: read position %d: %w", pos, err)
 			}
-			yield(dcb.SequencedEvent{}, fmt.Errorf("store: read position %d: %w", pos, err))
+			yield(dcb.SequencedEvent{}, err)
 			return false
 		}
 		if !yield(e, nil) {

@@ -468,7 +468,7 @@ func (s *Store) WaitProjected(ctx context.Context, pos uint64) error {
 	}
 	err := s.proj.Wait(ctx, pos)
 	if errors.Is(err, projector.ErrClosed) {
-		return fmt.Errorf("store: wait for projection of %d: %w", pos, ErrClosed)
+		return ErrClosed
 	}
 	if err != nil {
 		return fmt.Errorf("store: wait for projection of %d: %w", pos, err)
