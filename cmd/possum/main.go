@@ -5,7 +5,8 @@
 //	possum read DIR [QUERY] [--from N] [--limit N] [--backwards] [--table]
 //	                         print events: NDJSON (the bytes of the event files), a table on a terminal
 //	possum tail DIR [QUERY] [--from N] [--follow] [--cursor NAME|PATH]
-//	                         print events as NDJSON; --follow for new ones (Ctrl-C exits 0)
+//	                         print events as NDJSON; --follow for new ones (Ctrl-C exits 0);
+//	                         --cursor resumes after a saved position (one tail per cursor)
 //	possum append DIR --type T [--tag K]... [--data JSON] [--meta K=V]... [--if-none-match [QUERY] [--after N]]
 //	                         append one event, on a condition if asked; prints its position
 //	possum append DIR [-] [--stdin] [--batch N] < events.ndjson
@@ -13,13 +14,17 @@
 //	possum stats DIR [--json] [--top N]
 //	                         positions, projection lag, events by type, top tags, size on disk
 //	possum verify [--json] DIR
-//	                         check a closed store (exit 0 consistent, 1 problems)
+//	                         check a store, closed or beside the writer that has it open
+//	                         (exit 0 consistent, 1 problems)
 //	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
-//	                         repair a closed store (exit 0 repaired, 1 refused or, dry run, repairs needed)
+//	                         repair a closed store (exit 0 repaired, 1 refused or, dry run, repairs
+//	                         needed; --dry-run also beside a writer)
 //	possum serve DIR [--listen ADDR] [--token T]
 //	                         serve a store to other processes over HTTP on DIR/possum.sock, and TCP with --listen
 //	possum bench [--events N] [--dir D] [--json] [--scale]
 //	                         measure possum next to this machine's limits (minutes at 1M events)
+//	possum version           possum's version, its Go version, the formats it writes and reads
+//	                         (also possum --version)
 //	possum COMMAND --help    a command's usage and flags (also -h, possum help COMMAND)
 //
 // QUERY is the query flags of read, tail and append's condition: --type T
@@ -28,14 +33,19 @@
 // No query flags: every event.
 //
 // read, tail and stats follow a store (store.Follow): they never lock nor
-// change it, so they work while another process writes it. append opens
-// the store as its writer, or appends through the process that holds it
-// when that process serves it (possum serve); append and demo refuse a
-// store another process holds without serving it, naming that process
-// where the platform tells (Linux).
+// change it (tail --cursor writes its cursor alone), so they work while
+// another process writes it. read --from and tail --from both start at the
+// position given, inclusive; 0, the default, is the first. verify and
+// recover --dry-run check a store another process has open beside it, what
+// its writer had acknowledged, without a lock; recover itself needs the
+// store closed. append opens the store as its writer, or appends through
+// the process that holds it when that process serves it (possum serve);
+// append and demo refuse a store another process holds without serving it,
+// naming that process where the platform tells (Linux).
 //
 // Flags may come before or after DIR, in any order; "--" ends the flags, so
-// that "possum verify -- -odd-dir" checks a directory named -odd-dir.
+// that "possum verify -- -odd-dir" checks a directory named -odd-dir. A flag
+// is written --name (or -name); messages write it --name.
 // Help, when asked for, goes to stdout; usage errors print a message and the
 // usage to stderr.
 //
@@ -43,8 +53,10 @@
 // recover refused, append's condition failed (nothing written) or an NDJSON
 // import stopped at a bad line after appending the lines before it; 2 it
 // could not run: bad usage or input, no store, a store another process has
-// open, or a failure on the way. A usage error never touches the store, and
-// append exits 2 only when it appended nothing.
+// open (for recover; append when it is not served), a cursor another tail
+// holds or that cannot be saved, or a failure on the way. A usage error
+// never touches the store, and append exits 2 only when it appended
+// nothing.
 package main
 
 import (
@@ -82,12 +94,14 @@ func init() {
 			more: appendHelp, minArgs: 1, maxArgs: 2, setup: appendCommand},
 		{name: "stats", operands: "DIR", help: "print a store's positions, projection lag, events by type, most used tags and size on disk, whether or not a writer has it open",
 			minArgs: 1, maxArgs: 1, setup: statsCommand},
-		{name: "verify", operands: "DIR", help: "check a closed store: WAL checksums, projection vs WAL (exit 0 ok, 1 problems)",
+		{name: "verify", operands: "DIR", help: "check a store, closed or beside the writer that has it open (what it acknowledged): WAL checksums, projection vs WAL (exit 0 ok, 1 problems)",
 			minArgs: 1, maxArgs: 1, setup: verifyCommand},
-		{name: "recover", operands: "DIR", help: "repair a closed store (exit 1: refused, data loss)",
+		{name: "recover", operands: "DIR", help: "repair a closed store (exit 1: refused, data loss); --dry-run also beside a writer",
 			minArgs: 1, maxArgs: 1, setup: recoverCommand},
 		{name: "serve", operands: "DIR", help: "serve a store to other processes over HTTP on DIR/possum.sock (mode 0600), and over TCP with --listen; until interrupted (exit 0)",
 			minArgs: 1, maxArgs: 1, setup: serveCommand},
+		{name: "version", help: "print possum's version, the Go version it was built with, and the store and WAL formats it writes and reads (also possum --version)",
+			minArgs: 0, maxArgs: 0, setup: versionCommand},
 		{name: "bench", help: "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)",
 			minArgs: 0, maxArgs: 0, setup: benchCommand},
 	}
@@ -126,6 +140,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		usage(stderr)
 		return 2
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args[0] = "version"
 	}
 	if args[0] == reopenChild {
 		return runReopenChild(args[1:], stdout, stderr)
@@ -197,6 +214,8 @@ func (c command) wantArgs() string {
 		return fmt.Sprintf("%d arguments", n)
 	}
 	switch {
+	case c.maxArgs == 0:
+		return "takes no arguments"
 	case c.minArgs == c.maxArgs:
 		return fmt.Sprintf("want exactly %s (%s)", arguments(c.minArgs), c.operands)
 	case c.minArgs == 0:
@@ -266,11 +285,13 @@ func usage(w io.Writer) {
 
 // parseArgs parses args with fs, allowing flags before, between and after
 // the positional arguments, which it returns in order. "--" ends the flags:
-// everything after it is positional. A flag that is not boolean takes its
-// value from the same argument (--name=value) or the next (--name value),
-// as with the flag package, even when that next argument starts with "-".
+// everything after it is positional. A flag is written --name or -name; one
+// that is not boolean takes its value from the same argument (--name=value)
+// or the next (--name value), even when that next argument starts with "-".
+// -h, -help and --help return flag.ErrHelp. It parses itself, not with
+// fs.Parse, so that its messages write flags as the usage does: --name.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var flags, pos []string
+	pos := []string{}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -281,28 +302,58 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			pos = append(pos, a)
 			continue
 		}
-		flags = append(flags, a)
-		name := strings.TrimPrefix(a[1:], "-")
-		if strings.Contains(name, "=") {
-			continue
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		if name == "" || name[0] == '-' {
+			return nil, fmt.Errorf("bad flag syntax: %s", a)
 		}
 		f := fs.Lookup(name)
+		if f == nil && (name == "h" || name == "help") {
+			return nil, flag.ErrHelp
+		}
 		if f == nil {
-			continue // fs.Parse reports it
+			return nil, fmt.Errorf("unknown flag --%s", name)
 		}
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-			continue
-		}
-		if i+1 < len(args) {
+		switch {
+		case hasValue:
+		case isBool(f):
+			value = "true"
+		case i+1 < len(args):
 			i++
-			flags = append(flags, args[i])
+			value = args[i]
+		default:
+			return nil, fmt.Errorf("--%s needs a value: %s", name, flagArg(f))
 		}
-	}
-	if err := fs.Parse(flags); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 { // cannot happen: flags holds flags and their values only
-		return nil, fmt.Errorf("unexpected argument %q among the flags", fs.Arg(0))
+		if err := fs.Set(name, value); err != nil {
+			return nil, fmt.Errorf("invalid value %q for --%s: %s", value, name, valueError(f, err))
+		}
 	}
 	return pos, nil
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// valueError says what a flag's value must be when the flag package's
+// own values refuse one ("parse error"); other errors say it themselves.
+func valueError(f *flag.Flag, err error) string {
+	if err.Error() != "parse error" && err.Error() != "value out of range" {
+		return err.Error()
+	}
+	want := map[string]string{
+		"*flag.boolValue":     "true or false",
+		"*flag.intValue":      "a whole number",
+		"*flag.int64Value":    "a whole number",
+		"*flag.uintValue":     "a whole number, 0 or more",
+		"*flag.uint64Value":   "a whole number, 0 or more",
+		"*flag.durationValue": "a duration such as 1m30s",
+	}[fmt.Sprintf("%T", f.Value)]
+	if want == "" {
+		return err.Error()
+	}
+	if err.Error() == "value out of range" {
+		return "out of range, want " + want
+	}
+	return "want " + want
 }

@@ -24,7 +24,7 @@ import (
 func readCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
 	var qf queryFlags
 	qf.register(fs)
-	from := fs.Uint64("from", 0, "start at `POSITION`, inclusive (0: the first; with --backwards, the last)")
+	from := fs.Uint64("from", 0, fromHelp+" (with --backwards: the last)")
 	limit := fs.Int("limit", 0, "print at most `N` events (0: every one)")
 	backwards := fs.Bool("backwards", false, "newest first")
 	table := fs.Bool("table", false, "print a table, not NDJSON (the default when stdout is a terminal; --table=false: NDJSON there too)")
@@ -41,6 +41,9 @@ func readCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer)
 		return runRead(context.Background(), args[0], q, o, newPrinter(stdout, asTable))
 	}
 }
+
+// fromHelp is what --from means to read and tail alike.
+const fromHelp = "start at `POSITION`, inclusive; 0: the first"
 
 // runRead prints the events of the store in dir that match q, read with o,
 // through a store.Follower: whether or not another process writes the

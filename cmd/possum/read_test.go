@@ -110,7 +110,7 @@ func TestReadBadUsage(t *testing.T) {
 		{[]string{"read"}, "want exactly 1 argument (DIR), got none"},
 		{[]string{"read", dir, dir}, "want exactly 1 argument"},
 		{[]string{"read", dir, "--limit", "-1"}, "--limit -1"},
-		{[]string{"read", dir, "--from", "x"}, `invalid value "x" for flag -from`},
+		{[]string{"read", dir, "--from", "x"}, `invalid value "x" for --from: want a whole number, 0 or more`},
 		{[]string{"read", dir, "--or"}, "--or must follow a --type or --tag"},
 		{[]string{"read", dir, "--type", "A", "--or"}, "--or must be followed"},
 		{[]string{"read", dir, "--tag", ""}, "a tag is never empty"},

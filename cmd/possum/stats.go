@@ -44,6 +44,10 @@ func statsCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer
 // storeStats is what `possum stats` reports, read from outside the writer:
 // through a follower, the checkpoint file and the files on disk. What only
 // the writer's memory holds (how far its projector got) is null.
+//
+// Its JSON names are camelCase, as everything possum prints (the HTTP API,
+// verify --json), and the facts GET /head reports have its names: head,
+// projected, checkpointed, lag, maxLag.
 type storeStats struct {
 	Dir    string     `json:"dir"`
 	Writer writerInfo `json:"writer"`
@@ -51,18 +55,22 @@ type storeStats struct {
 	// Checkpointed: the checkpoint file's position; every event at or
 	// below it has its event and index files, durably.
 	Checkpointed    uint64 `json:"checkpointed"`
-	CheckpointError string `json:"checkpoint_error,omitempty"`
+	CheckpointError string `json:"checkpointError,omitempty"`
 	// Projected and Lag are the writer's (store.Stats); from outside they
 	// are known when no process has the store open (the projection stands
 	// at the checkpoint, and the next Open projects the rest), or when the
-	// process that has it serves it and says (Served).
+	// process that has it serves it and says (Served). MaxLag, the bound
+	// on the lag the writer keeps (store.Options.MaxProjectionLag), is
+	// known when it is served.
 	Projected *uint64 `json:"projected"`
 	Lag       *uint64 `json:"lag"`
+	MaxLag    *uint64 `json:"maxLag,omitempty"`
 	Served    bool    `json:"served,omitempty"`
-	LagAtMost uint64  `json:"lag_at_most"` // head − checkpointed
-	Types     []count `json:"types"`       // every type, most events first
-	Tags      int     `json:"tags"`        // distinct tags
-	TopTags   []count `json:"top_tags"`
+	// LagAtMost bounds Lag from what the files say: head − checkpointed.
+	LagAtMost uint64  `json:"lagAtMost"`
+	Types     []count `json:"types"` // every type, most events first
+	Tags      int     `json:"tags"`  // distinct tags
+	TopTags   []count `json:"topTags"`
 	Disk      disk    `json:"disk"`
 }
 
@@ -85,8 +93,8 @@ type count struct {
 // projection (event files and index files) other programs read.
 type disk struct {
 	WAL        files `json:"wal"`
-	EventFiles files `json:"event_files"`
-	IndexFiles files `json:"index_files"`
+	EventFiles files `json:"eventFiles"`
+	IndexFiles files `json:"indexFiles"`
 }
 
 type files struct {
@@ -94,7 +102,7 @@ type files struct {
 	Bytes int64 `json:"bytes"` // their sizes
 	// Allocated is the space the file system gives them (whole blocks);
 	// null where the platform does not say.
-	Allocated *int64 `json:"allocated_bytes"`
+	Allocated *int64 `json:"allocatedBytes"`
 }
 
 func gatherStats(ctx context.Context, dir string, top int) (*storeStats, error) {
@@ -125,7 +133,7 @@ func gatherStats(ctx context.Context, dir string, top int) (*storeStats, error) 
 	if st.Writer.State == "none" && st.CheckpointError == "" {
 		st.Projected, st.Lag = &st.Checkpointed, &st.LagAtMost
 	} else if ws, ok := servedStats(dir); ok {
-		st.Projected, st.Lag, st.Served = &ws.Projected, &ws.Lag, true
+		st.Projected, st.Lag, st.MaxLag, st.Served = &ws.Projected, &ws.Lag, &ws.MaxLag, true
 	}
 	st.Disk, err = diskOf(dir)
 	return st, err
@@ -230,6 +238,7 @@ func (st *storeStats) print(w io.Writer) {
 	case st.Served:
 		row("projected", "%d (said by the serving process)", *st.Projected)
 		row("lag", "%d (positions its projector has yet to write)", *st.Lag)
+		row("max lag", "%d events (Options.MaxProjectionLag; its bound in time may hold the lag lower)", *st.MaxLag)
 	case st.Projected != nil:
 		row("projected", "%d (no writer: the projection stands at the checkpoint)", *st.Projected)
 		row("lag", "%d (positions the next Open of the store projects)", *st.Lag)

@@ -1,12 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
+	"github.com/possumstore/possum/client"
+	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testdir"
+	"github.com/possumstore/possum/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -70,7 +78,7 @@ func TestStats(t *testing.T) {
 	}{
 		{[]string{"stats"}, "want exactly 1 argument"},
 		{[]string{"stats", dir, "--top", "-1"}, "--top -1"},
-		{[]string{"stats", dir, "--json=x"}, "invalid boolean value"},
+		{[]string{"stats", dir, "--json=x"}, `invalid value "x" for --json: want true or false`},
 		{[]string{"stats", filepath.Dir(dir)}, "is not a possum store"},
 	} {
 		r := possum(t, "", c.args...)
@@ -78,4 +86,71 @@ func TestStats(t *testing.T) {
 		assert.Empty(t, r.stdout, "%q", c.args)
 		assert.Contains(t, r.stderr, c.msg, "%q", c.args)
 	}
+}
+
+// jsonKeys returns every object key in the JSON document b, nested ones
+// too, but for the keys of the maps named in skip (their keys are data:
+// problem kinds).
+func jsonKeys(t *testing.T, b []byte, skip ...string) []string {
+	t.Helper()
+	var doc any
+	require.NoError(t, json.Unmarshal(b, &doc), "%s", b)
+	var keys []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				keys = append(keys, k)
+				if !slices.Contains(skip, k) {
+					walk(e)
+				}
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(doc)
+	return keys
+}
+
+// stats --json and verify --json name their fields in camelCase, as the
+// HTTP API does, and stats names the facts GET /head reports as it does.
+func TestJSONNames(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	startServe(t, dir)
+	c, err := client.Dial(dir)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Append(t.Context(), []dcb.Event{{Type: "A", Tags: []string{"t"}}}, nil)
+	require.NoError(t, err)
+
+	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", server.SocketPath(dir))
+	}}}
+	res, err := hc.Get("http://possum/head")
+	require.NoError(t, err)
+	head, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	headKeys := jsonKeys(t, head)
+
+	r := possum(t, "", "stats", "--json", dir)
+	require.Equal(t, 0, r.code, r)
+	statsKeys := jsonKeys(t, []byte(r.stdout))
+	// The store's facts GET /head reports (it reports the server's too).
+	for _, k := range []string{"head", "projected", "checkpointed", "lag", "maxLag"} {
+		assert.Contains(t, headKeys, k, "%s", head)
+		assert.Contains(t, statsKeys, k, "GET /head says %s; stats --json must too", k)
+	}
+	code, out, errOut := runCmd("verify", "--json", dir)
+	require.Equal(t, 0, code, errOut)
+	verifyKeys := jsonKeys(t, []byte(out), "counts")
+	for _, k := range append(statsKeys, verifyKeys...) {
+		assert.Regexp(t, `^[a-z][a-zA-Z0-9]*$`, k, "camelCase")
+	}
+	assert.Contains(t, statsKeys, "lagAtMost")
+	assert.Contains(t, verifyKeys, "besideWriter")
 }

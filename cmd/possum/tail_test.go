@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,7 +97,7 @@ func TestTail(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Equal(t, read(dcb.All(), store.ReadOptions{From: 53}), decodeLines(t, out))
 
-	for _, bad := range [][]string{{"tail"}, {"tail", dir, "--from", "0"}, {"tail", dir, "--type", ""}, {"tail", dir, "--cursor", ".hidden"}, {"tail", filepath.Join(dir, "nope")}} {
+	for _, bad := range [][]string{{"tail"}, {"tail", dir, "--type", ""}, {"tail", dir, "--cursor", ".hidden"}, {"tail", filepath.Join(dir, "nope")}} {
 		code, _, errOut := runCmd(bad...)
 		assert.Equal(t, 2, code, "%q: %s", bad, errOut)
 		assert.NotEmpty(t, errOut)
@@ -135,4 +137,124 @@ func TestTailFollow(t *testing.T) {
 	}
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	require.NoError(t, cmd.Wait(), "an interrupt ends tail --follow with exit 0; stderr: %s", stderr.String())
+}
+
+// A tail whose cursor cannot be saved says so before printing anything,
+// exit 2: a file or a directory in the way, a read-only place.
+func TestTailCursorCheckedFirst(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	for i := range 5 {
+		_, err := s.Append(t.Context(), []dcb.Event{tailEvent(i)}, nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o640))
+	cases := []struct{ cursor, why string }{
+		{filepath.Join(file, "cursor"), "not a directory"},
+		{t.TempDir() + "/", "directory"},
+	}
+	if runtime.GOOS == "linux" {
+		cases = append(cases, struct{ cursor, why string }{"/proc/possum-cursor", "cannot be saved"})
+	}
+	if os.Geteuid() != 0 { // root writes anywhere the file system lets it
+		ro := t.TempDir()
+		require.NoError(t, os.Chmod(ro, 0o555))
+		cases = append(cases, struct{ cursor, why string }{filepath.Join(ro, "cursor"), "permission denied"})
+	}
+	for _, c := range cases {
+		for _, follow := range []string{"--follow=false", "--follow"} {
+			code, out, errOut := runCmd("tail", dir, "--cursor", c.cursor, follow)
+			assert.Equal(t, 2, code, "%s %s: %s", c.cursor, follow, errOut)
+			assert.Empty(t, out, "%s: nothing printed", c.cursor)
+			assert.Contains(t, errOut, c.why, c.cursor)
+			assert.Contains(t, errOut, "nothing was printed", c.cursor)
+		}
+	}
+
+	// A file where the store's cursors directory belongs.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, store.CursorsDir), nil, 0o640))
+	code, out, errOut := runCmd("tail", dir, "--cursor", "ops")
+	assert.Equal(t, 2, code, errOut)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "not a directory")
+}
+
+// Two tails on one cursor: the second is refused (exit 2, nothing
+// printed) while the first runs; a tail killed with SIGKILL does not keep
+// the next one out.
+func TestTailCursorOneAtATime(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	for i := range 5 {
+		_, err := s.Append(t.Context(), []dcb.Event{tailEvent(i)}, nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+
+	for _, cursor := range []string{"ops", filepath.Join(t.TempDir(), "ops.cursor")} {
+		first := possumCommand("tail", "--follow", "--cursor", cursor, dir)
+		out, err := first.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, first.Start())
+		watchdog := time.AfterFunc(time.Minute, func() { _ = first.Process.Kill() })
+		// Its first line is printed after it took the cursor.
+		_, err = bufio.NewReader(out).ReadString('\n')
+		require.NoError(t, err)
+
+		for _, follow := range []string{"--follow=false", "--follow"} {
+			code, out, errOut := runCmd("tail", dir, "--cursor", cursor, follow)
+			assert.Equal(t, 2, code, "%s: %s", cursor, errOut)
+			assert.Empty(t, out, cursor)
+			assert.Contains(t, errOut, "is in use: another consumer holds its lock", cursor)
+			assert.NotContains(t, errOut, "possum tail: possum", cursor)
+		}
+
+		require.NoError(t, first.Process.Kill()) // SIGKILL: no chance to unlock
+		_ = first.Wait()
+		watchdog.Stop()
+		code, out2, errOut := runCmd("tail", dir, "--cursor", cursor)
+		require.Equal(t, 0, code, "after the first was killed: %s", errOut)
+		assert.Len(t, decodeLines(t, out2), 5, "the killed tail saved no position")
+	}
+}
+
+// read --from and tail --from take the same default, 0, and mean the same:
+// the first position to print, 0 for the first there is.
+func TestReadAndTailFrom(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	for i := range 8 {
+		_, err := s.Append(t.Context(), []dcb.Event{tailEvent(i)}, nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+	var defaults []string
+	for _, name := range []string{"read", "tail"} {
+		c, _ := lookup(name)
+		fs := c.flagSet()
+		c.setup(fs)
+		defaults = append(defaults, fs.Lookup("from").DefValue)
+	}
+	assert.Equal(t, []string{"0", "0"}, defaults)
+	for _, from := range []string{"", "0", "1", "5", "8", "9"} {
+		args := []string{dir}
+		if from != "" {
+			args = append(args, "--from", from)
+		}
+		code, read, errOut := runCmd(append([]string{"read", "--table=false"}, args...)...)
+		require.Equal(t, 0, code, errOut)
+		code, tail, errOut := runCmd(append([]string{"tail"}, args...)...)
+		require.Equal(t, 0, code, errOut)
+		assert.Equal(t, read, tail, "--from %q", from)
+		n := 8
+		if f, _ := strconv.Atoi(from); f > 1 {
+			n = max(0, 9-f)
+		}
+		assert.Len(t, decodeLines(t, tail), n, "--from %q", from)
+	}
 }

@@ -3,13 +3,18 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/recovery"
+	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/wal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -27,6 +32,7 @@ func TestCommandHelp(t *testing.T) {
 		"append":  {"type", "tag", "or", "data", "meta", "if-none-match", "after", "stdin", "batch"},
 		"bench":   {"events", "dir", "json", "scale"},
 		"serve":   {"listen", "token", "tls-cert", "tls-key", "insecure-no-token"},
+		"version": nil,
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
 	dir := filepath.Join(t.TempDir(), "store")
@@ -51,7 +57,7 @@ func TestCommandHelp(t *testing.T) {
 			code, out, errOut := runCmd(args...)
 			assert.Equal(t, 0, code, "%q: stderr: %s", args, errOut)
 			assert.Empty(t, errOut, "%q", args)
-			assert.Contains(t, out, "usage: possum "+c.name+" ", "%q", args)
+			assert.Regexp(t, "usage: possum "+c.name+"[ \n]", out, "%q", args)
 			assert.Contains(t, out, c.help, "%q", args)
 			assert.Contains(t, out, "--help", "%q", args)
 			fs.VisitAll(func(f *flag.Flag) {
@@ -72,7 +78,7 @@ func TestCommandHelp(t *testing.T) {
 		assert.Equal(t, 0, code, arg)
 		assert.Empty(t, errOut, arg)
 		for _, c := range commands {
-			assert.Contains(t, out, "  "+c.name+" ", "%s lists %s", arg, c.name)
+			assert.Regexp(t, "\n  "+c.name+"[ \n]", out, "%s lists %s", arg, c.name)
 		}
 	}
 	for _, args := range [][]string{{"help", "no-such-command"}, {"help", "verify", "x"}} {
@@ -233,16 +239,17 @@ func TestParseArgs(t *testing.T) {
 		args []string
 		err  string
 	}{
-		{[]string{"a", "--name"}, "flag needs an argument: -name"},
-		{[]string{"a", "--zzz"}, "flag provided but not defined: -zzz"},
-		{[]string{"a", "--zzz=1"}, "flag provided but not defined: -zzz"},
-		{[]string{"a", "--n", "x"}, `invalid value "x" for flag -n`},
+		{[]string{"a", "--name"}, "--name needs a value: --name string"},
+		{[]string{"a", "-name"}, "--name needs a value: --name string"},
+		{[]string{"a", "--zzz"}, "unknown flag --zzz"},
+		{[]string{"a", "-zzz=1"}, "unknown flag --zzz"},
+		{[]string{"a", "--n", "x"}, `invalid value "x" for --n: want a whole number`},
 		{[]string{"a", "---v"}, "bad flag syntax: ---v"},
-		{[]string{"a", "--on=maybe"}, `invalid boolean value "maybe" for -on`},
+		{[]string{"a", "--v=maybe"}, `invalid value "maybe" for --v: want true or false`},
 	} {
 		_, err := parse(c.args...)
 		require.Error(t, err, "%q", c.args)
-		assert.Contains(t, err.Error(), c.err, "%q", c.args)
+		assert.Equal(t, c.err, err.Error(), "%q", c.args)
 	}
 	for _, args := range [][]string{{"a", "-h"}, {"--help", "a"}, {"a", "--name", "x", "-help"}} {
 		_, err := parse(args...)
@@ -256,4 +263,63 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
+}
+
+// Messages about flags write them as the usage does, --name, never -name
+// (the flag package's way): a missing value, a bad value, an unknown flag.
+func TestFlagMessagesUseTwoDashes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	for _, c := range commands {
+		fs := c.flagSet()
+		c.setup(fs)
+		var cases [][]string
+		fs.VisitAll(func(f *flag.Flag) {
+			if isBool(f) {
+				cases = append(cases, []string{c.name, "-" + f.Name + "=maybe", dir})
+			} else {
+				cases = append(cases, []string{c.name, dir, "-" + f.Name})
+			}
+		})
+		cases = append(cases, []string{c.name, "-no-such-flag", dir})
+		for _, args := range cases {
+			code, out, errOut := runCmd(args...)
+			assert.Equal(t, 2, code, "%q", args)
+			assert.Empty(t, out, "%q", args)
+			msg, _, _ := strings.Cut(errOut, "\n")
+			name := strings.TrimLeft(strings.Split(args[len(args)-1], "=")[0], "-")
+			if args[len(args)-1] == dir {
+				name = strings.TrimLeft(strings.Split(args[1], "=")[0], "-")
+			}
+			assert.Contains(t, msg, "--"+name, "%q", args)
+			assert.NotRegexp(t, `(^|[^-])-`+name, strings.ReplaceAll(msg, "--"+name, ""), "%q: %s", args, msg)
+		}
+	}
+	assert.NoDirExists(t, dir)
+}
+
+// possum version and possum --version print the module version, the Go
+// version and the formats possum writes and reads.
+func TestVersion(t *testing.T) {
+	code, out, errOut := runCmd("version")
+	require.Equal(t, 0, code, errOut)
+	assert.Empty(t, errOut)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	require.Len(t, lines, 4, out)
+	want := "(unknown)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		want = bi.Main.Version
+	}
+	assert.True(t, strings.HasPrefix(lines[0], "possum "+want), out)
+	assert.Contains(t, lines[1], runtime.Version())
+	assert.Contains(t, lines[2], fmt.Sprintf("store format %d", store.FormatVersion))
+	assert.Contains(t, lines[3], fmt.Sprintf("WAL frames version %d", wal.FormatVersion))
+	for _, alias := range []string{"--version", "-version"} {
+		code, aliasOut, errOut := runCmd(alias)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, out, aliasOut, alias)
+	}
+	code, out, errOut = runCmd("version", "x")
+	assert.Equal(t, 2, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "possum version: takes no arguments, got 1")
 }
