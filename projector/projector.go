@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -80,12 +81,47 @@ type Projector struct {
 	buf     []byte
 	pending map[fileKey][]uint64
 
+	// rate measures how fast it writes (owned by the goroutine; its
+	// result is published in rateBits); clock is what it measures with.
+	rate     rateMeter
+	rateBits atomic.Uint64 // math.Float64bits of events per second, 0: not yet measured
+	clock    atomic.Pointer[func() time.Time]
+
 	wake     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
 	mu       sync.Mutex
 	advanced chan struct{} // closed and replaced when projected advances
 	lastErr  error
+}
+
+// rateWindow is how much of its own work time the projector's rate
+// remembers: the measure follows a change of pace within about this long.
+const rateWindow = 10 * time.Second
+
+// rateMeter measures a rate over work time, not wall time, so that an idle
+// projector keeps the rate it had when it last worked: sums of events and
+// of busy seconds, each decayed by exp(-busy/rateWindow) as work goes on.
+type rateMeter struct {
+	events, busy float64
+}
+
+// observe adds n events written in d of work.
+func (m *rateMeter) observe(n uint64, d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	w := math.Exp(-d.Seconds() / rateWindow.Seconds())
+	m.events = m.events*w + float64(n)
+	m.busy = m.busy*w + d.Seconds()
+}
+
+// perSecond returns the events per second of work, 0 when unknown.
+func (m *rateMeter) perSecond() float64 {
+	if m.busy <= 0 || m.events <= 0 {
+		return 0
+	}
+	return m.events / m.busy
 }
 
 // Report says what Open found and repaired.
@@ -441,6 +477,28 @@ func clearDir(fs vfs.FS, dir string) error {
 // Start runs the projector goroutine.
 func (p *Projector) Start() { go p.run() }
 
+// Rate returns how many events a second the projector writes the files of,
+// measured over its recent work (busy time: an idle projector keeps the
+// rate it last had); 0 until it has projected something since Open.
+func (p *Projector) Rate() float64 { return math.Float64frombits(p.rateBits.Load()) }
+
+// SetClock makes the projector measure its rate with now instead of
+// time.Now: for tests that give its work a known duration.
+func (p *Projector) SetClock(now func() time.Time) { p.clock.Store(&now) }
+
+func (p *Projector) now() time.Time {
+	if c := p.clock.Load(); c != nil {
+		return (*c)()
+	}
+	return time.Now()
+}
+
+// measure adds n events written since start to the rate.
+func (p *Projector) measure(n uint64, start time.Time) {
+	p.rate.observe(n, p.now().Sub(start))
+	p.rateBits.Store(math.Float64bits(p.rate.perSecond()))
+}
+
 // Notify tells the projector the WAL has grown. It never blocks.
 func (p *Projector) Notify() {
 	select {
@@ -566,8 +624,11 @@ func (p *Projector) run() {
 		if err == nil && !p.eventsUnchecked && !p.indexUnchecked && len(p.missing) == 0 &&
 			(p.dirty || p.projected.Load() > p.checkpointed.Load()) &&
 			(stopping || time.Since(lastCheckpoint) >= checkpointEvery) {
+			start := p.now()
 			err = p.checkpoint()
 			lastCheckpoint = time.Now()
+			// Its sync is part of what writing the files costs.
+			p.measure(0, start)
 		}
 		p.setErr(err)
 		if stopping {
@@ -619,10 +680,12 @@ func (p *Projector) catchUp() error {
 		if p.stopped() {
 			return nil
 		}
+		start := p.now()
 		to, err := p.project(from, min(head, from+batchSize-1))
 		if err != nil {
 			return err
 		}
+		p.measure(to-from+1, start)
 		p.projected.Store(to)
 		p.advance()
 	}

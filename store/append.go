@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"time"
 
@@ -148,11 +149,26 @@ func (s *Store) submit(ctx context.Context, reqs []*appendRequest, n int) error 
 	}
 }
 
-// waitLag waits until appending n events keeps the projection lag within
-// Options.MaxProjectionLag, or, for a batch larger than the bound, until
-// the projection has caught up with the head.
-func (s *Store) waitLag(ctx context.Context, n uint64) error {
+// lagBound is the bound on the projection lag in force, in events:
+// Options.MaxProjectionLag, or, once the projector has measured its rate,
+// the backlog it writes in Options.MaxProjectionDelay if that is fewer
+// (rounded, so that a rate measured a hair off does not move it; at least
+// 1).
+func (s *Store) lagBound() uint64 {
 	bound := s.opts.MaxProjectionLag
+	if d := s.opts.MaxProjectionDelay; d > 0 {
+		if inDelay := s.proj.Rate() * d.Seconds(); inDelay > 0 && inDelay < float64(bound) {
+			bound = max(1, uint64(math.Round(inDelay)))
+		}
+	}
+	return bound
+}
+
+// waitLag waits until appending n events keeps the projection lag within
+// the bound in force (lagBound), or, for a batch larger than the bound,
+// until the projection has caught up with the head.
+func (s *Store) waitLag(ctx context.Context, n uint64) error {
+	bound := s.lagBound()
 	head := s.head.Load()
 	if head+n <= bound {
 		return nil

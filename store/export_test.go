@@ -2,6 +2,7 @@ package store
 
 import (
 	"os"
+	"time"
 
 	"github.com/possumstore/possum/internal/vfs"
 )
@@ -26,3 +27,7 @@ func ProjectorStopping(s *Store) <-chan struct{} { return s.proj.Stopping() }
 // group it writes to the WAL (before its fsync). Set it before the first
 // Append, and only once.
 func OnGroupWritten(s *Store, f func(last uint64)) { s.onWritten = f }
+
+// SetProjectorClock makes the projector measure its rate with now: set it
+// before the first Append, for tests that give projecting a known duration.
+func SetProjectorClock(s *Store, now func() time.Time) { s.proj.SetClock(now) }

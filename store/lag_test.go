@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,4 +167,144 @@ func TestLagBoundIgnoresRewritesBelowCheckpoint(t *testing.T) {
 	evs := readAll(t, s, dcb.All(), store.ReadOptions{})
 	require.NoError(t, s.Close())
 	projectiontest.RequireMatches(t, dir, evs)
+}
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// gatedFS makes the projector slow as a slow disk would, in the time its
+// clock measures: every event file it renames into events/ takes a token
+// from gate first, and costs perEvent on clock.
+type gatedFS struct {
+	vfs.FS
+	events   string
+	gate     chan struct{}
+	clock    *fakeClock
+	perEvent time.Duration
+}
+
+func (g *gatedFS) Rename(from, to string) error {
+	if filepath.Dir(to) == g.events {
+		<-g.gate
+		g.clock.advance(g.perEvent)
+	}
+	return g.FS.Rename(from, to)
+}
+
+// TestProjectionDelayBound: a projector that writes 1,000 events a second
+// (each event file costs it 1ms, as a slow disk's would) and a bound of
+// 50ms: appends wait once the backlog would take it longer than that, 50
+// events, though the bound in events is a million; the lag stays within
+// what the bound allows at the measured rate, under concurrent appends too.
+func TestProjectionDelayBound(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	clock := &fakeClock{}
+	g := &gatedFS{FS: vfs.OS, events: filepath.Join(dir, projector.EventsDir), gate: make(chan struct{}, 1<<16), clock: clock, perEvent: time.Millisecond}
+	const delay = 50 * time.Millisecond
+	s, err := store.OpenFS(dir, &store.Options{NoSync: true, MaxProjectionDelay: delay}, g)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	store.SetProjectorClock(s, clock.now)
+	st := s.Stats()
+	assert.Equal(t, delay, st.MaxDelay)
+	assert.Equal(t, uint64(store.DefaultMaxProjectionLag), st.MaxLag)
+	assert.Zero(t, st.ProjectionRate, "not measured yet")
+	assert.Equal(t, st.MaxLag, st.LagBound, "until it is, the bound in events")
+	tokens := func(n int) {
+		for range n {
+			g.gate <- struct{}{}
+		}
+	}
+
+	// The projector measures its rate as it works.
+	tokens(200)
+	for i := range 200 {
+		appendOK(t, s, ev("T", fmt.Sprint("n:", i%7)))
+	}
+	require.NoError(t, s.WaitProjected(t.Context(), 200))
+	st = s.Stats()
+	require.InDelta(t, 1000, st.ProjectionRate, 1e-6, "events a second of its work")
+	bound := st.LagBound
+	require.Equal(t, uint64(50), bound, "1,000 events/s × 50ms")
+	waits := st.LagWaits
+
+	// Held, it lets the lag grow to the bound; the next append waits
+	// (writing nothing) until it moves.
+	for i := range bound {
+		appendOK(t, s, ev("T", fmt.Sprint("held:", i)))
+	}
+	st = s.Stats()
+	assert.Equal(t, bound, st.Lag)
+	assert.Equal(t, waits, st.LagWaits, "within the bound, no append waited")
+	head := s.Head()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(t.Context(), []dcb.Event{ev("T", "over")}, nil)
+		done <- err
+	}()
+	for s.Stats().LagWaits == waits {
+		runtime.Gosched()
+	}
+	assert.Equal(t, head, s.Head(), "a waiting append wrote nothing")
+	tokens(int(bound)) // the backlog, which the projector writes as one batch
+	require.NoError(t, <-done)
+	assert.LessOrEqual(t, s.Stats().Lag, bound)
+
+	// Concurrent writers against the slow projector: the lag stays within
+	// the bound but for one append per writer racing through together.
+	const writers, each = 8, 40
+	feeding := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case g.gate <- struct{}{}:
+			case <-feeding:
+				return
+			}
+		}
+	}()
+	var mu sync.Mutex
+	var maxLag uint64 // under mu
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				_, err := s.Append(t.Context(), []dcb.Event{ev("Load", fmt.Sprintf("w:%d", w), fmt.Sprintf("i:%d", i))}, nil)
+				assert.NoError(t, err)
+				lag := s.Stats().Lag
+				mu.Lock()
+				maxLag = max(maxLag, lag)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
+	close(feeding) // no event file is left for the projector to write
+	st = s.Stats()
+	assert.InDelta(t, 1000, st.ProjectionRate, 1e-6)
+	assert.Equal(t, bound, st.LagBound)
+	assert.LessOrEqual(t, maxLag, bound+writers)
+	assert.Greater(t, st.LagWaits, waits+1, "appends waited for the slow projector")
+	t.Logf("max lag %d, bound %d events (%v at %.0f events/s), %d appends waited", maxLag, bound, delay, st.ProjectionRate, st.LagWaits)
+}
+
+// The defaults: a minute, and no bound at all with NoProjectionLagBound.
+func TestProjectionDelayDefaults(t *testing.T) {
+	t.Parallel()
+	s := open(t, t.TempDir())
+	assert.Equal(t, store.DefaultMaxProjectionDelay, s.Stats().MaxDelay)
+	assert.Equal(t, time.Minute, store.DefaultMaxProjectionDelay)
+	s, err := store.Open(t.TempDir(), &store.Options{MaxProjectionLag: store.NoProjectionLagBound})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	appendOK(t, s, ev("T"))
+	require.NoError(t, s.WaitProjected(t.Context(), 1))
+	st := s.Stats()
+	assert.Equal(t, store.NoProjectionDelayBound, st.MaxDelay)
+	assert.Equal(t, store.NoProjectionLagBound, st.LagBound)
 }

@@ -59,8 +59,19 @@ type Options struct {
 	// can be exceeded by what concurrent callers append at that moment;
 	// a single batch larger than the bound waits until the projection has
 	// caught up. Reads never depend on the projection. 0: the default,
-	// DefaultMaxProjectionLag; NoProjectionLagBound: no bound.
+	// DefaultMaxProjectionLag; NoProjectionLagBound: no bound in events,
+	// nor in time unless MaxProjectionDelay is set.
 	MaxProjectionLag uint64
+	// MaxProjectionDelay bounds the lag in time, which is what a consumer
+	// watching the files feels: an Append waits, as for MaxProjectionLag,
+	// while the projector would take longer than this to write the files
+	// of the backlog the append leaves, at the rate it has been writing
+	// them (Stats.ProjectionRate, measured over its recent work). The
+	// bound in force is the smaller of the two (Stats.LagBound), so the
+	// promise holds on a slow disk as on a fast one; until the projector
+	// has measured its rate (a store just opened), MaxProjectionLag alone
+	// applies. 0: DefaultMaxProjectionDelay; NoProjectionDelayBound: none.
+	MaxProjectionDelay time.Duration
 	// Projection chooses the files the projector writes for other
 	// processes. nil: the store's recorded choice (a new store: every
 	// file). A choice other than the recorded one is recorded and applied
@@ -84,15 +95,28 @@ type Projection struct {
 // FullProjection, every file, is the projection of a new store.
 var FullProjection = Projection{EventFiles: true, TypeIndex: true, TagIndex: true}
 
-// DefaultMaxProjectionLag is the projection lag bound when
+// DefaultMaxProjectionLag is the projection lag bound in events when
 // Options.MaxProjectionLag is 0: generous, so that bursts of appends run at
-// the WAL's speed, yet it keeps file-watching consumers within about a
-// minute of the head at this machine's projection rate (10–20k events/s).
+// the WAL's speed. It caps the backlog whatever the disk (what the next Open
+// projects after a crash) and applies alone until the projector has
+// measured its rate; the delay bound is what keeps file-watching consumers
+// close on a slow disk.
 const DefaultMaxProjectionLag = 1 << 20
 
 // NoProjectionLagBound as Options.MaxProjectionLag lets the projection fall
-// behind without limit.
+// behind without limit in events, and in time too unless
+// Options.MaxProjectionDelay is set.
 const NoProjectionLagBound = ^uint64(0)
+
+// DefaultMaxProjectionDelay is the projection lag bound in time when
+// Options.MaxProjectionDelay is 0: file-watching consumers stay within
+// about a minute of the head, at whatever rate this disk lets the
+// projector write.
+const DefaultMaxProjectionDelay = time.Minute
+
+// NoProjectionDelayBound as Options.MaxProjectionDelay (any negative value
+// does) leaves the lag bounded in events alone.
+const NoProjectionDelayBound time.Duration = -1
 
 // Store is an open event store. Its methods are safe for concurrent use.
 type Store struct {
@@ -157,6 +181,14 @@ func open(dir string, opts *Options, t seams) (*Store, error) {
 	}
 	if o.MaxProjectionLag == 0 {
 		o.MaxProjectionLag = DefaultMaxProjectionLag
+	}
+	switch {
+	case o.MaxProjectionDelay < 0:
+		o.MaxProjectionDelay = NoProjectionDelayBound
+	case o.MaxProjectionDelay == 0 && o.MaxProjectionLag == NoProjectionLagBound:
+		o.MaxProjectionDelay = NoProjectionDelayBound // no bound at all, as before there was a delay bound
+	case o.MaxProjectionDelay == 0:
+		o.MaxProjectionDelay = DefaultMaxProjectionDelay
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
@@ -424,10 +456,18 @@ type Stats struct {
 	// Lag is Head minus the projector's frontier: the positions whose files
 	// it has yet to write. Files Open found missing below the checkpoint,
 	// rewritten in the background, hold Projected back but are not lag.
-	Lag    uint64
-	MaxLag uint64 // Options.MaxProjectionLag in force
-	// Appends that waited for the projection lag to drop
-	// (Options.MaxProjectionLag), and the time they waited in all.
+	Lag      uint64
+	MaxLag   uint64        // Options.MaxProjectionLag in force
+	MaxDelay time.Duration // Options.MaxProjectionDelay in force (NoProjectionDelayBound: none)
+	// ProjectionRate is how many events a second the projector writes the
+	// files of, measured over its recent work (an idle projector keeps the
+	// rate it last had); 0 until it has projected something since Open.
+	ProjectionRate float64
+	// LagBound is the bound on Lag appends wait for now, in events:
+	// MaxLag, or fewer when ProjectionRate × MaxDelay is less.
+	LagBound uint64
+	// Appends that waited for the projection lag to drop (LagBound), and
+	// the time they waited in all.
 	LagWaits     uint64
 	LagWaitTime  time.Duration
 	ProjectorErr error // the projector's last error, nil when it is healthy
@@ -443,14 +483,17 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	head, projected := s.head.Load(), s.proj.Projected()
 	st := Stats{
-		Head:         head,
-		Projected:    projected,
-		Checkpointed: s.proj.Checkpointed(),
-		Lag:          head - min(head, s.proj.Frontier()),
-		MaxLag:       s.opts.MaxProjectionLag,
-		LagWaits:     s.lagWaits.Load(),
-		LagWaitTime:  time.Duration(s.lagWaitNanos.Load()),
-		ProjectorErr: s.proj.Err(),
+		Head:           head,
+		Projected:      projected,
+		Checkpointed:   s.proj.Checkpointed(),
+		Lag:            head - min(head, s.proj.Frontier()),
+		MaxLag:         s.opts.MaxProjectionLag,
+		MaxDelay:       s.opts.MaxProjectionDelay,
+		LagBound:       s.lagBound(),
+		ProjectionRate: s.proj.Rate(),
+		LagWaits:       s.lagWaits.Load(),
+		LagWaitTime:    time.Duration(s.lagWaitNanos.Load()),
+		ProjectorErr:   s.proj.Err(),
 	}
 	if st.Commits = s.commits.Load(); st.Commits > 0 {
 		st.CommittedAppends = s.committed.Load()
