@@ -10,8 +10,8 @@ type benchReport struct {
 	Machine        benchMachine  `json:"machine"`
 	Events         int           `json:"events"`
 	Dir            string        `json:"dir"`
-	ElapsedSeconds float64       `json:"elapsed_seconds"`
-	RawLimits      []rawLimit    `json:"raw_limits"`
+	ElapsedSeconds float64       `json:"elapsedSeconds"`
+	RawLimits      []rawLimit    `json:"rawLimits"`
 	Workloads      []benchResult `json:"workloads,omitempty"`
 	Scale          *scaleReport  `json:"scale,omitempty"`
 	Notes          []string      `json:"notes"`
@@ -20,8 +20,8 @@ type benchReport struct {
 type benchMachine struct {
 	GOOS      string `json:"goos"`
 	GOARCH    string `json:"goarch"`
-	NumCPU    int    `json:"num_cpu"`
-	GoVersion string `json:"go_version"`
+	NumCPU    int    `json:"numCPU"`
+	GoVersion string `json:"goVersion"`
 }
 
 // rawLimit is one measurement of the machine with nothing of possum in the
@@ -40,15 +40,15 @@ type benchResult struct {
 	Value     float64 `json:"value"`
 	Unit      string  `json:"unit"`
 	Limit     float64 `json:"limit"`
-	LimitName string  `json:"limit_name"`
+	LimitName string  `json:"limitName"`
 	Ratio     float64 `json:"ratio"`
 	// HigherIsBetter is false for times and memory.
-	HigherIsBetter bool    `json:"higher_is_better"`
+	HigherIsBetter bool    `json:"higherIsBetter"`
 	Ops            int     `json:"ops,omitempty"`
 	Events         int     `json:"events,omitempty"`
 	Seconds        float64 `json:"seconds,omitempty"`
-	P50Micros      float64 `json:"p50_us,omitempty"`
-	P99Micros      float64 `json:"p99_us,omitempty"`
+	P50Micros      float64 `json:"p50Micros,omitempty"`
+	P99Micros      float64 `json:"p99Micros,omitempty"`
 	// Failures counts failed conditions where none may fail: a bug.
 	Failures int    `json:"failures,omitempty"`
 	Note     string `json:"note,omitempty"`
@@ -66,14 +66,14 @@ type scaleReport struct {
 type scaleSlice struct {
 	From         int     `json:"from"` // first position of the slice
 	To           int     `json:"to"`   // last position of the slice
-	EventsPerSec float64 `json:"events_per_sec"`
+	EventsPerSec float64 `json:"eventsPerSecond"`
 	Seconds      float64 `json:"seconds"`
 }
 
 type scaleReopen struct {
 	Events   int     `json:"events"`
 	Seconds  float64 `json:"seconds"`
-	RSSBytes int64   `json:"rss_bytes"` // 0: unknown on this platform
+	RSSBytes int64   `json:"rssBytes"` // 0: unknown on this platform
 }
 
 // print writes the report as tables.

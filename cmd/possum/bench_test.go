@@ -18,35 +18,35 @@ type benchJSON struct {
 	Machine struct {
 		GOOS      string `json:"goos"`
 		GOARCH    string `json:"goarch"`
-		NumCPU    int    `json:"num_cpu"`
-		GoVersion string `json:"go_version"`
+		NumCPU    int    `json:"numCPU"`
+		GoVersion string `json:"goVersion"`
 	} `json:"machine"`
 	Events    int `json:"events"`
 	RawLimits []struct {
 		Name  string  `json:"name"`
 		Value float64 `json:"value"`
 		Unit  string  `json:"unit"`
-	} `json:"raw_limits"`
+	} `json:"rawLimits"`
 	Workloads []struct {
 		Name           string  `json:"name"`
 		Value          float64 `json:"value"`
 		Unit           string  `json:"unit"`
 		Limit          float64 `json:"limit"`
-		LimitName      string  `json:"limit_name"`
+		LimitName      string  `json:"limitName"`
 		Ratio          float64 `json:"ratio"`
-		HigherIsBetter bool    `json:"higher_is_better"`
+		HigherIsBetter bool    `json:"higherIsBetter"`
 		Failures       int     `json:"failures"`
 	} `json:"workloads"`
 	Scale *struct {
 		Slices []struct {
 			From, To     int
-			EventsPerSec float64 `json:"events_per_sec"`
+			EventsPerSec float64 `json:"eventsPerSecond"`
 		} `json:"slices"`
 		Flatness float64 `json:"flatness"`
 		Reopens  []struct {
 			Events   int     `json:"events"`
 			Seconds  float64 `json:"seconds"`
-			RSSBytes int64   `json:"rss_bytes"`
+			RSSBytes int64   `json:"rssBytes"`
 		} `json:"reopens"`
 	} `json:"scale"`
 }
