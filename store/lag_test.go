@@ -88,6 +88,31 @@ func TestProjectionLagBound(t *testing.T) {
 	projectiontest.RequireMatches(t, dir, evs)
 }
 
+// appendConcurrently has writers goroutines append each events apiece, one
+// an append, and returns the largest lag one of them saw after its append.
+func appendConcurrently(t *testing.T, s *store.Store, writers, each int) uint64 {
+	t.Helper()
+	var mu sync.Mutex
+	var maxLag uint64 // under mu
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				_, err := s.Append(t.Context(), []dcb.Event{ev("Load", fmt.Sprintf("w:%d", w), fmt.Sprintf("i:%d", i))}, nil)
+				if !assert.NoError(t, err) {
+					return
+				}
+				lag := s.Stats().Lag
+				mu.Lock()
+				maxLag = max(maxLag, lag)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return maxLag
+}
+
 func make15() []dcb.Event {
 	evs := make([]dcb.Event, 15)
 	for i := range evs {
@@ -107,22 +132,7 @@ func TestProjectionLagBoundUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 
-	var mu sync.Mutex
-	var maxLag uint64 // under mu
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			for i := range each {
-				_, err := s.Append(t.Context(), []dcb.Event{{Type: "Load", Tags: []string{fmt.Sprintf("w:%d", w), fmt.Sprintf("i:%d", i)}}}, nil)
-				require.NoError(t, err)
-				lag := s.Stats().Lag
-				mu.Lock()
-				maxLag = max(maxLag, lag)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	maxLag := appendConcurrently(t, s, writers, each)
 	st := s.Stats()
 	t.Logf("max lag seen %d (bound %d), %d appends waited %v in all", maxLag, bound, st.LagWaits, st.LagWaitTime)
 	assert.LessOrEqual(t, maxLag, uint64(bound+writers))
@@ -267,28 +277,13 @@ func TestProjectionDelayBound(t *testing.T) {
 			}
 		}
 	}()
-	var mu sync.Mutex
-	var maxLag uint64 // under mu
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			for i := range each {
-				_, err := s.Append(t.Context(), []dcb.Event{ev("Load", fmt.Sprintf("w:%d", w), fmt.Sprintf("i:%d", i))}, nil)
-				assert.NoError(t, err)
-				lag := s.Stats().Lag
-				mu.Lock()
-				maxLag = max(maxLag, lag)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	maxLag := appendConcurrently(t, s, writers, each)
 	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
 	close(feeding) // no event file is left for the projector to write
 	st = s.Stats()
 	assert.InDelta(t, 1000, st.ProjectionRate, 1e-6)
 	assert.Equal(t, bound, st.LagBound)
-	assert.LessOrEqual(t, maxLag, bound+writers)
+	assert.LessOrEqual(t, maxLag, bound+uint64(writers))
 	assert.Greater(t, st.LagWaits, waits+1, "appends waited for the slow projector")
 	t.Logf("max lag %d, bound %d events (%v at %.0f events/s), %d appends waited", maxLag, bound, delay, st.ProjectionRate, st.LagWaits)
 }

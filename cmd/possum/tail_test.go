@@ -142,14 +142,7 @@ func TestTailFollow(t *testing.T) {
 // A tail whose cursor cannot be saved says so before printing anything,
 // exit 2: a file or a directory in the way, a read-only place.
 func TestTailCursorCheckedFirst(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	s, err := store.Open(dir, nil)
-	require.NoError(t, err)
-	for i := range 5 {
-		_, err := s.Append(t.Context(), []dcb.Event{tailEvent(i)}, nil)
-		require.NoError(t, err)
-	}
-	require.NoError(t, s.Close())
+	dir := tailStore(t, 5)
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o640))
 	cases := []struct{ cursor, why string }{
@@ -186,14 +179,7 @@ func TestTailCursorCheckedFirst(t *testing.T) {
 // printed) while the first runs; a tail killed with SIGKILL does not keep
 // the next one out.
 func TestTailCursorOneAtATime(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	s, err := store.Open(dir, nil)
-	require.NoError(t, err)
-	for i := range 5 {
-		_, err := s.Append(t.Context(), []dcb.Event{tailEvent(i)}, nil)
-		require.NoError(t, err)
-	}
-	require.NoError(t, s.Close())
+	dir := tailStore(t, 5)
 
 	for _, cursor := range []string{"ops", filepath.Join(t.TempDir(), "ops.cursor")} {
 		first := possumCommand("tail", "--follow", "--cursor", cursor, dir)
@@ -225,14 +211,7 @@ func TestTailCursorOneAtATime(t *testing.T) {
 // read --from and tail --from take the same default, 0, and mean the same:
 // the first position to print, 0 for the first there is.
 func TestReadAndTailFrom(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	s, err := store.Open(dir, nil)
-	require.NoError(t, err)
-	for i := range 8 {
-		_, err := s.Append(t.Context(), []dcb.Event{tailEvent(i)}, nil)
-		require.NoError(t, err)
-	}
-	require.NoError(t, s.Close())
+	dir := tailStore(t, 8)
 	var defaults []string
 	for _, name := range []string{"read", "tail"} {
 		c, _ := lookup(name)
@@ -257,4 +236,18 @@ func TestReadAndTailFrom(t *testing.T) {
 		}
 		assert.Len(t, decodeLines(t, tail), n, "--from %q", from)
 	}
+}
+
+// tailStore returns the directory of a closed store of n tailEvents.
+func tailStore(t *testing.T, n int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	for i := range n {
+		_, err := s.Append(t.Context(), []dcb.Event{tailEvent(i)}, nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+	return dir
 }
