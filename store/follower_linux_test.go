@@ -50,7 +50,7 @@ func runFollowChild(arg string) {
 				w.Flush()
 				os.Exit(0)
 			}
-			if e.Position <= 100 {
+			if e.Position <= 101 {
 				w.Flush() // the parent waits for these before stalling us
 			}
 		}
@@ -77,7 +77,7 @@ func TestFollowerSurvivesOverflow(t *testing.T) {
 	for range 100 {
 		appendOK(t, s, ev("Before"))
 	}
-	n := 100 + appends
+	n := 101 + appends
 	cmd := childCommand(followChildEnv, fmt.Sprintf("%s:%d", dir, n))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -96,6 +96,13 @@ func TestFollowerSurvivesOverflow(t *testing.T) {
 		require.Equal(t, strconv.FormatUint(next, 10), line())
 		next++
 	}
+	// Position 101, appended now, reaches the follower only once it
+	// watches the offsets file (it looks once more right after the watch
+	// begins; its timer is an hour away): stalled before that, it would
+	// watch only after the stall, and no notification would queue.
+	appendOK(t, s, ev("Watched"))
+	require.Equal(t, "101", line())
+	next++
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGSTOP))
 	// The follower watches the offsets file, and the kernel merges a
