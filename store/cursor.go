@@ -157,7 +157,7 @@ func (c *Cursor) Close() error {
 	if c.lock == nil {
 		return nil
 	}
-	err := c.lock.Close()
+	err := platform.Unlock(c.lock)
 	c.lock = nil
 	if err != nil {
 		return fmt.Errorf("store: cursor %s: %w", c.path, err)

@@ -31,3 +31,6 @@ func OnGroupWritten(s *Store, f func(last uint64)) { s.onWritten = f }
 // SetProjectorClock makes the projector measure its rate with now: set it
 // before the first Append, for tests that give projecting a known duration.
 func SetProjectorClock(s *Store, now func() time.Time) { s.proj.SetClock(now) }
+
+// LockFile returns the open file of the store's writer lock.
+func LockFile(s *Store) *os.File { return s.lock }

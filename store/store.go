@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/possumstore/possum/internal/platform"
 	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
@@ -389,7 +390,7 @@ func (s *Store) Close() error {
 		if err := s.wal.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = err
 		}
-		if err := s.lock.Close(); err != nil && s.closeErr == nil {
+		if err := platform.Unlock(s.lock); err != nil && s.closeErr == nil {
 			s.closeErr = err
 		}
 	})

@@ -32,6 +32,16 @@ func Lock(f *os.File, exclusive bool) error {
 	}
 }
 
+// Unlock releases the lock taken on f and closes f. The lock belongs to the
+// open file, which a child process this one forks shares until it execs:
+// closing f alone would leave the lock held that long, and an Open of the
+// same directory right after would be refused. flock(LOCK_UN) releases it
+// for every sharer.
+func Unlock(f *os.File) error {
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN) // closing releases it anyway
+	return f.Close()
+}
+
 // ReadOnly reports whether err says a file could not be created or opened
 // for writing because the file system is read-only or access is denied.
 func ReadOnly(err error) bool {

@@ -29,6 +29,13 @@ func Lock(f *os.File, exclusive bool) error {
 	return fmt.Errorf("platform: LockFileEx %s: %w", f.Name(), err)
 }
 
+// Unlock releases the lock taken on f and closes f.
+func Unlock(f *os.File) error {
+	var ol windows.Overlapped
+	_ = windows.UnlockFileEx(windows.Handle(f.Fd()), 0, math.MaxUint32, math.MaxUint32, &ol) // closing releases it anyway
+	return f.Close()
+}
+
 // ReadOnly reports whether err says a file could not be created or opened
 // for writing because the medium is write-protected or access is denied.
 func ReadOnly(err error) bool {
