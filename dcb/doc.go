@@ -5,9 +5,10 @@
 // Read this package first. It imports nothing of possum's; every other package
 // speaks in its types.
 //
-//   - An Event has a Type, optional Tags, optional JSON Data and optional
-//     Metadata. Once stored it becomes a SequencedEvent with a gap-free
-//     Position (1, 2, 3, ...) and the UTC Timestamp of its append.
+//   - An Event has a Type, optional Tags, optional JSON Data, optional
+//     Metadata, an optional ID (for idempotent appends) and an optional
+//     Timestamp (the store sets it when the caller does not). Once stored it
+//     becomes a SequencedEvent with a gap-free Position (1, 2, 3, ...).
 //   - A Query is a list of QueryItems; an event matches the query when it
 //     matches any item. An event matches an item when its type is any of the
 //     item's Types (or the item has none) and it carries all of the item's Tags.

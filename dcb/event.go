@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 	"unicode/utf8"
 )
@@ -22,18 +23,41 @@ type Event struct {
 	// Metadata carries context such as correlation or causation ids. Optional;
 	// keys and values must be valid UTF-8.
 	Metadata map[string]string
+	// ID names the event for idempotent appends: an append whose events
+	// all carry IDs the store already holds, as the same events in the same
+	// order, succeeds again with the positions they have and writes
+	// nothing, so an append whose answer was lost can be sent again.
+	// Optional (""), opaque to the store (a UUID, typically): valid UTF-8
+	// of at most MaxIDLength bytes, unique within one append.
+	ID string
+	// Timestamp is when the event happened. Zero: the store sets it when
+	// it accepts the append, to the same instant for every event of that
+	// append without one. Set by the caller (an import, a migration, a
+	// copy, a test), it is kept exactly, to the nanosecond, in UTC; it must
+	// lie within the years 1678 to 2262 (nanoseconds since 1970 in 64
+	// bits). Timestamps need not increase with positions: the position
+	// orders events, the timestamp only says when.
+	Timestamp time.Time
 }
 
-// SequencedEvent is an Event as the store holds it.
+// MaxIDLength bounds an event ID, in bytes.
+const MaxIDLength = 256
+
+// SequencedEvent is an Event as the store holds it: its Timestamp is always
+// set (by the caller or by the store), and it has a position.
 type SequencedEvent struct {
 	Event
 	// Position is the event's place in the store: 1, 2, 3, ... gap-free and
 	// never reused.
 	Position uint64
-	// Timestamp is when the store accepted the append, in UTC. All events of
-	// one append share it.
-	Timestamp time.Time
 }
+
+// minTimestamp and maxTimestamp bound a Timestamp: nanoseconds since 1970
+// in a signed 64-bit integer, as the store keeps it.
+var (
+	minTimestamp = time.Unix(0, math.MinInt64)
+	maxTimestamp = time.Unix(0, math.MaxInt64)
+)
 
 // Validate reports why e cannot be stored, as an error wrapping
 // ErrInvalidEvent, or nil when it can.
@@ -62,6 +86,15 @@ func (e Event) Validate() error {
 			return fmt.Errorf("%w: event of type %q: metadata %q is not valid UTF-8", ErrInvalidEvent, e.Type, k)
 		}
 	}
+	if len(e.ID) > MaxIDLength {
+		return fmt.Errorf("%w: event of type %q: id of %d bytes, over the limit of %d", ErrInvalidEvent, e.Type, len(e.ID), MaxIDLength)
+	}
+	if !utf8.ValidString(e.ID) {
+		return fmt.Errorf("%w: event of type %q: id %q is not valid UTF-8", ErrInvalidEvent, e.Type, e.ID)
+	}
+	if !e.Timestamp.IsZero() && (e.Timestamp.Before(minTimestamp) || e.Timestamp.After(maxTimestamp)) {
+		return fmt.Errorf("%w: event of type %q: timestamp %s outside the years 1678 to 2262", ErrInvalidEvent, e.Type, e.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
 	return nil
 }
 
@@ -76,11 +109,14 @@ func validateTag(tag string) error {
 }
 
 // Normalized returns e as the store keeps it: duplicate tags dropped (the
-// first occurrence keeps its place), whitespace around Data trimmed, and
-// empty Data or Metadata, or Data that is the JSON null, made nil. It does
-// not validate.
+// first occurrence keeps its place), a Timestamp in UTC, whitespace around
+// Data trimmed, and empty Data or Metadata, or Data that is the JSON null,
+// made nil. It does not validate.
 func (e Event) Normalized() Event {
 	e.Tags = dedupe(e.Tags)
+	if !e.Timestamp.IsZero() {
+		e.Timestamp = e.Timestamp.UTC()
+	}
 	e.Data = bytes.TrimSpace(e.Data)
 	if len(e.Data) == 0 || string(e.Data) == "null" {
 		e.Data = nil
@@ -138,17 +174,33 @@ func dedupeSet(ss []string) []string {
 	return out
 }
 
-// ValidateBatch checks a batch of events for an append: it must not be empty
-// and every event must be valid. The error wraps ErrInvalidEvent and names
-// the offending event's index.
+// ValidateBatch checks a batch of events for an append: it must not be
+// empty, every event must be valid, and no ID may appear twice. The error
+// wraps ErrInvalidEvent and names the offending event's index.
 func ValidateBatch(events []Event) error {
 	if len(events) == 0 {
 		return fmt.Errorf("%w: empty batch", ErrInvalidEvent)
 	}
+	var ids map[string]int // made at the second event with an id
+	first := -1            // the first event with an id
 	for i, e := range events {
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("event %d: %w", i, err)
 		}
+		if e.ID == "" {
+			continue
+		}
+		if first < 0 {
+			first = i
+			continue
+		}
+		if ids == nil {
+			ids = map[string]int{events[first].ID: first}
+		}
+		if j, dup := ids[e.ID]; dup {
+			return fmt.Errorf("event %d: %w: id %q is also the id of event %d", i, ErrInvalidEvent, e.ID, j)
+		}
+		ids[e.ID] = i
 	}
 	return nil
 }

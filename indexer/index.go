@@ -16,11 +16,12 @@ type Index struct {
 	typeLists [][]uint64 // by type id
 	tagLists  [][]uint64 // by tag id
 	typeOf    []uint32   // type id of position p at typeOf[p-1]
+	ids       eventIDs
 }
 
 // New returns an empty Index.
 func New() *Index {
-	return &Index{typeIDs: map[string]uint32{}, tagIDs: map[string]uint32{}}
+	return &Index{typeIDs: map[string]uint32{}, tagIDs: map[string]uint32{}, ids: newEventIDs()}
 }
 
 // Head returns the last position added, 0 when empty.
@@ -54,6 +55,9 @@ func (x *Index) Add(pos uint64, e dcb.Event) error {
 			x.tagLists = append(x.tagLists, nil)
 		}
 		x.tagLists[tid] = append(x.tagLists[tid], pos)
+	}
+	if e.ID != "" {
+		x.ids.add(e.ID, pos)
 	}
 	return nil
 }

@@ -22,10 +22,16 @@ import (
 //	"PSNP", version uint32, position uint64, type count uint32, tag count uint32
 //	per type, then per tag: uvarint name length, name, uvarint count,
 //	  uvarint deltas (first position, then differences)
+//	version 2: the event IDs at or below position:
+//	  uvarint count, then per ID: its xxhash64, uint64; uvarint position
+//	  uvarint count, then per ID whose hash another took: uvarint length,
+//	    the ID, uvarint position
 //	xxhash64 of everything before it, uint64
+//
+// Version 1 (no IDs) is still read.
 const (
 	snapshotMagic   = "PSNP"
-	snapshotVersion = 1
+	snapshotVersion = 2
 )
 
 // WriteSnapshot writes the positions of x at or below upTo to path, through
@@ -57,6 +63,18 @@ func WriteSnapshot(fs vfs.FS, path, tmp string, x *Index, upTo uint64) error {
 		}
 		binary.LittleEndian.PutUint32(buf[countAt+4*i:], uint32(n))
 	}
+	byHash, clashes := x.idsUpTo(upTo)
+	buf = binary.AppendUvarint(buf, uint64(len(byHash)))
+	for h, p := range byHash {
+		buf = binary.LittleEndian.AppendUint64(buf, h)
+		buf = binary.AppendUvarint(buf, p)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(clashes)))
+	for id, p := range clashes {
+		buf = binary.AppendUvarint(buf, uint64(len(id)))
+		buf = append(buf, id...)
+		buf = binary.AppendUvarint(buf, p)
+	}
 	buf = binary.LittleEndian.AppendUint64(buf, xxhash.Sum64(buf))
 	if err := vfs.WriteFile(fs, tmp, buf, 0o640); err != nil {
 		return fmt.Errorf("indexer: snapshot: %w", err)
@@ -77,8 +95,12 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 	damaged := func(why string) (*Index, uint64, error) {
 		return nil, 0, fmt.Errorf("%w: snapshot %s: %s", ErrDamaged, path, why)
 	}
-	if len(b) < 32 || string(b[:4]) != snapshotMagic || binary.LittleEndian.Uint32(b[4:]) != snapshotVersion {
+	if len(b) < 32 || string(b[:4]) != snapshotMagic {
 		return damaged("bad header")
+	}
+	version := binary.LittleEndian.Uint32(b[4:])
+	if version != 1 && version != snapshotVersion {
+		return damaged(fmt.Sprintf("version %d, this possum reads 1 and %d", version, snapshotVersion))
 	}
 	body := b[:len(b)-8]
 	if binary.LittleEndian.Uint64(b[len(b)-8:]) != xxhash.Sum64(body) {
@@ -96,6 +118,7 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 		typeLists: make([][]uint64, 0, counts[0]),
 		tagLists:  make([][]uint64, 0, counts[1]),
 		typeOf:    make([]uint32, upTo),
+		ids:       newEventIDs(),
 	}
 	covered := uint64(0)
 	var slab positionSlab
@@ -137,8 +160,17 @@ func ReadSnapshot(path string) (*Index, uint64, error) {
 			}
 		}
 	}
-	if len(d) != 0 || covered != upTo {
+	if covered != upTo {
 		return damaged("types do not cover every position")
+	}
+	if version >= 2 {
+		var err error
+		if d, err = readSnapshotIDs(d, upTo, &x.ids); err != nil {
+			return damaged(err.Error())
+		}
+	}
+	if len(d) != 0 {
+		return damaged(fmt.Sprintf("%d bytes after the index", len(d)))
 	}
 	return x, upTo, nil
 }
@@ -235,4 +267,57 @@ func (s *positionSlab) take(n int) []uint64 {
 	ps := s.free[:n:n]
 	s.free = s.free[n:]
 	return ps
+}
+
+// readSnapshotIDs reads the IDs of a version 2 snapshot from d into ids and
+// returns what follows them.
+func readSnapshotIDs(d []byte, upTo uint64, ids *eventIDs) ([]byte, error) {
+	position := func() (uint64, error) {
+		p, k := binary.Uvarint(d)
+		if k <= 0 || p == 0 || p > upTo {
+			return 0, errors.New("bad ID position")
+		}
+		d = d[k:]
+		return p, nil
+	}
+	n, k := binary.Uvarint(d)
+	if k <= 0 || n > uint64(len(d))/9 {
+		return nil, errors.New("bad ID count")
+	}
+	d = d[k:]
+	ids.byHash = make(map[uint64]uint64, n)
+	for range n {
+		if len(d) < 8 {
+			return nil, errors.New("bad ID")
+		}
+		h := binary.LittleEndian.Uint64(d)
+		d = d[8:]
+		p, err := position()
+		if err != nil {
+			return nil, err
+		}
+		ids.byHash[h] = p
+	}
+	m, k := binary.Uvarint(d)
+	if k <= 0 || m > uint64(len(d)) {
+		return nil, errors.New("bad ID clash count")
+	}
+	d = d[k:]
+	for range m {
+		l, k := binary.Uvarint(d)
+		if k <= 0 || l > uint64(len(d)-k) {
+			return nil, errors.New("bad ID")
+		}
+		id := string(d[k : k+int(l)])
+		d = d[k+int(l):]
+		p, err := position()
+		if err != nil {
+			return nil, err
+		}
+		if ids.clashes == nil {
+			ids.clashes = map[string]uint64{}
+		}
+		ids.clashes[id] = p
+	}
+	return d, nil
 }

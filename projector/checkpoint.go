@@ -29,6 +29,10 @@ type Checkpoint struct {
 	// checkpoint was written. If it is unchanged at the next Open, no file was
 	// added to or removed from events/ since, and Open need not list it.
 	EventsMTime int64 `json:"events_mtime"`
+	// IDs: an event at or below Position may carry an ID. An Open that
+	// builds the index from the index files (which hold no IDs) then reads
+	// the IDs from the WAL. Absent when no event carries one.
+	IDs bool `json:"ids,omitempty"`
 }
 
 // ReadCheckpoint reads the checkpoint of the store in dir. A missing file is

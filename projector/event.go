@@ -11,9 +11,10 @@ import (
 )
 
 // EncodeEvent returns the content of an event file: one JSON object with the
-// keys position, type, tags, data, metadata, timestamp, in that order. data
-// holds the event's JSON bytes verbatim (null when it has none); tags is []
-// and metadata {} when empty; timestamp is RFC 3339 with nanoseconds, UTC.
+// keys position, type, tags, data, metadata, timestamp, in that order, then
+// id when the event has one. data holds the event's JSON bytes verbatim
+// (null when it has none); tags is [] and metadata {} when empty; timestamp
+// is RFC 3339 with nanoseconds, UTC.
 // The encoding is deterministic, so a file can be compared byte for byte
 // with the encoding of its WAL record.
 func EncodeEvent(dst []byte, e dcb.SequencedEvent) []byte {
@@ -50,7 +51,12 @@ func EncodeEvent(dst []byte, e dcb.SequencedEvent) []byte {
 	}
 	dst = append(dst, `},"timestamp":"`...)
 	dst = e.Timestamp.UTC().AppendFormat(dst, time.RFC3339Nano)
-	return append(dst, "\"}\n"...)
+	dst = append(dst, '"')
+	if e.ID != "" {
+		dst = append(dst, `,"id":`...)
+		dst = appendJSONString(dst, e.ID)
+	}
+	return append(dst, "}\n"...)
 }
 
 func appendJSONString(dst []byte, s string) []byte {
@@ -65,6 +71,7 @@ type eventFile struct {
 	Data      json.RawMessage   `json:"data"`
 	Metadata  map[string]string `json:"metadata"`
 	Timestamp time.Time         `json:"timestamp"`
+	ID        string            `json:"id"`
 }
 
 // DecodeEvent parses the content of an event file.
@@ -76,6 +83,6 @@ func DecodeEvent(b []byte) (dcb.SequencedEvent, error) {
 	if string(f.Data) == "null" {
 		f.Data = nil
 	}
-	e := dcb.Event{Type: f.Type, Tags: f.Tags, Data: f.Data, Metadata: f.Metadata}.Normalized()
-	return dcb.SequencedEvent{Event: e, Position: f.Position, Timestamp: f.Timestamp.UTC()}, nil
+	e := dcb.Event{Type: f.Type, Tags: f.Tags, Data: f.Data, Metadata: f.Metadata, ID: f.ID, Timestamp: f.Timestamp}.Normalized()
+	return dcb.SequencedEvent{Event: e, Position: f.Position}, nil
 }

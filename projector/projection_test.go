@@ -510,10 +510,12 @@ func TestEventFileRoundTrip(t *testing.T) {
 		{"escapes", dcb.Event{Type: "<T&\"\\\u2028>", Tags: []string{"\t", "\u0001", "🦘"}, Metadata: map[string]string{"<": "&\n"}}},
 		{"data is the JSON null", dcb.Event{Type: "T", Data: json.RawMessage(`null`)}},
 		{"data with surrounding whitespace", dcb.Event{Type: "T", Data: json.RawMessage(" {\"x\": 1}\n")}},
+		{"an id", dcb.Event{Type: "T", ID: "3f1c<&>\u2028"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			require.NoError(t, c.e.Validate())
-			e := dcb.SequencedEvent{Event: c.e.Normalized(), Position: 42, Timestamp: ts}
+			e := dcb.SequencedEvent{Event: c.e.Normalized(), Position: 42}
+			e.Timestamp = ts
 			b := projector.EncodeEvent(nil, e)
 			require.True(t, json.Valid(b), "%s", b)
 			got, err := projector.DecodeEvent(b)

@@ -215,6 +215,13 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 		}
 	}
 	indexFrom := start + 1
+	if rep.IndexRebuilt == "" && !rep.IndexFromSnapshot && cp.IDs {
+		// The index files hold no event IDs: read those up to start
+		// from the WAL (the rest are replayed below).
+		if err := readIDs(log, idx, start); err != nil {
+			return nil, nil, rep, err
+		}
+	}
 	if rep.IndexRebuilt != "" {
 		for _, d := range choice.dirs() {
 			if !d.chosen || !d.index {
@@ -269,6 +276,25 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 	p.checkpointed.Store(start)
 	rep.Replayed = head - (indexFrom - 1)
 	return p, idx, rep, nil
+}
+
+// readIDs adds to idx the IDs of the events at positions 1..upTo, read from
+// log.
+func readIDs(log *wal.Log, idx *indexer.Index, upTo uint64) error {
+	rd := log.NewReader()
+	for pos := uint64(1); pos <= upTo; {
+		rec, err := rd.Record(pos)
+		if err != nil {
+			return fmt.Errorf("projector: read event IDs: %w", err)
+		}
+		for i, e := range rec.Events {
+			if p := rec.FirstPosition + uint64(i); e.ID != "" && p <= upTo {
+				idx.AddID(e.ID, p)
+			}
+		}
+		pos = rec.LastPosition() + 1
+	}
+	return nil
 }
 
 // loadSnapshot returns the index in the snapshot when it covers exactly
@@ -823,7 +849,7 @@ func (p *Projector) appendIndex(k fileKey, positions []uint64) error {
 
 func (p *Projector) checkpoint() error {
 	pos := p.projected.Load()
-	if err := WriteCheckpoint(p.fs, p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries}); err != nil {
+	if err := WriteCheckpoint(p.fs, p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries, IDs: p.idx.IDs() > 0}); err != nil {
 		return err
 	}
 	p.checkpointed.Store(pos)

@@ -109,7 +109,7 @@ func TestVerifyBesideWriterStopsAtAcknowledged(t *testing.T) {
 	require.NoError(t, err)
 	w, _, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{SegmentSize: segSize})
 	require.NoError(t, err)
-	require.NoError(t, w.Write([]wal.Record{{FirstPosition: head + 1, Timestamp: time.Now().UTC(), Events: fixtureBatch(1, head+1, false)}}))
+	require.NoError(t, w.Write([]wal.Record{{FirstPosition: head + 1, Stamp: time.Now().UTC(), Events: fixtureBatch(1, head+1, false)}}))
 	segs := walSegments(t, dir)
 	last := segs[len(segs)-1]
 	rec := last.recs[len(last.recs)-1]

@@ -618,7 +618,7 @@ func (c *checker) finish(rep *Report) error {
 		if err := os.Remove(filepath.Join(c.dir, projector.IndexDir, projector.SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("recovery: %w", err)
 		}
-		if err := projector.WriteCheckpoint(vfs.OS, c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries}); err != nil {
+		if err := projector.WriteCheckpoint(vfs.OS, c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries, IDs: c.idx.IDs() > 0}); err != nil {
 			return fmt.Errorf("recovery: %w", err)
 		}
 		rep.Repairs = append(rep.Repairs, fmt.Sprintf("write the checkpoint at position %d", c.head))

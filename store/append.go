@@ -15,8 +15,9 @@ import (
 
 type appendRequest struct {
 	ctx    context.Context
-	events []dcb.Event
+	events []dcb.Event // normalized, as the caller sent them (a zero Timestamp stays zero)
 	cond   *dcb.AppendCondition
+	ids    bool // some event carries an ID
 	done   chan appendResult
 }
 
@@ -120,13 +121,15 @@ func newAppendRequest(ctx context.Context, events []dcb.Event, cond *dcb.AppendC
 	// The size limit applies to what is stored: duplicate tags dropped and
 	// whitespace around Data trimmed.
 	batch := make([]dcb.Event, len(events))
+	ids := false
 	for i, e := range events {
 		batch[i] = e.Normalized()
+		ids = ids || e.ID != ""
 	}
 	if n := wal.PayloadSizeBound(batch); n > wal.MaxRecordSize {
 		return nil, fmt.Errorf("store: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, wal.MaxRecordSize)
 	}
-	return &appendRequest{ctx: ctx, events: batch, cond: cond, done: make(chan appendResult, 1)}, nil
+	return &appendRequest{ctx: ctx, events: batch, cond: cond, ids: ids, done: make(chan appendResult, 1)}, nil
 }
 
 // submit hands reqs, of n events in all, to the writer, which takes them
@@ -213,18 +216,22 @@ func (s *Store) waitLag(ctx context.Context, n uint64) error {
 type writtenGroup struct {
 	reqs []*appendRequest
 	last []uint64 // per request, the position of its last event
-	// rejected failed their condition on an event that may not be
-	// acknowledged yet: each is answered once its cause is, so that a
-	// caller told of a conflict can read the event that caused it.
-	rejected []rejection
+	// deferred were answered without writing, on events that may not be
+	// acknowledged yet: appends whose condition failed on such an event,
+	// and retries of appends still in flight. Each is answered once
+	// those events are acknowledged, so that a caller told of a conflict
+	// can read the event that caused it, and a retry is never answered
+	// before the append it repeats.
+	deferred []deferral
 	upTo     uint64 // the last position written with or before the group
 }
 
-// rejection is an append whose condition failed on the event at position
-// upTo.
-type rejection struct {
+// deferral is an answer waiting for the events up to position upTo to be
+// acknowledged.
+type deferral struct {
 	req  *appendRequest
 	upTo uint64
+	res  appendResult
 }
 
 // writer is the only goroutine that appends to the WAL: it gathers the
@@ -274,22 +281,40 @@ func (s *Store) write(group []*appendRequest) {
 	}
 	now := time.Now().UTC()
 	next := s.idx.Head() + 1
+	s.inflight.trim(s.head.Load())
 	recs := make([]wal.Record, 0, len(group))
 	w := &writtenGroup{reqs: make([]*appendRequest, 0, len(group)), last: make([]uint64, 0, len(group))}
+	// answer answers req with res once the events up to upTo are
+	// acknowledged: at once when they are.
+	answer := func(req *appendRequest, upTo uint64, res appendResult) {
+		if upTo > s.head.Load() {
+			w.deferred = append(w.deferred, deferral{req, upTo, res})
+			return
+		}
+		req.done <- res
+	}
 	for _, req := range group {
 		if err := req.ctx.Err(); err != nil {
 			req.done <- appendResult{err: err}
 			continue
 		}
+		if req.ids {
+			// Before the condition: a retry must not fail on its own
+			// events.
+			last, err := s.retried(req)
+			if err != nil {
+				req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
+				continue
+			}
+			if last != 0 {
+				answer(req, last, appendResult{last: last})
+				continue
+			}
+		}
 		if c := req.cond; c != nil && c.After < s.idx.Head() {
 			// The first matching event after c.After, if any, fails it.
 			if at, ok := s.idx.Cursor(c.FailIfEventsMatch, c.After+1, ^uint64(0), false).Next(); ok {
-				if at > s.head.Load() {
-					// Not acknowledged yet: tell the caller once it is.
-					w.rejected = append(w.rejected, rejection{req, at})
-				} else {
-					req.done <- appendResult{err: conditionFailed(c)}
-				}
+				answer(req, at, appendResult{err: conditionFailed(c)})
 				continue
 			}
 		}
@@ -297,14 +322,15 @@ func (s *Store) write(group []*appendRequest) {
 			// Positions follow the index head, so Add cannot fail here.
 			_ = s.idx.Add(next+uint64(i), e)
 		}
-		recs = append(recs, wal.Record{FirstPosition: next, Timestamp: now, Events: req.events})
+		s.inflight.add(next, req.events)
+		recs = append(recs, wal.Record{FirstPosition: next, Stamp: now, Events: req.events})
 		next += uint64(len(req.events))
 		w.reqs = append(w.reqs, req)
 		w.last = append(w.last, next-1)
 	}
 	w.upTo = next - 1
 	if len(recs) == 0 {
-		if len(w.rejected) > 0 {
+		if len(w.deferred) > 0 {
 			s.handToSyncer(w)
 		}
 		return
@@ -334,23 +360,23 @@ func (w *writtenGroup) fail(err error) {
 	for _, req := range w.reqs {
 		req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
 	}
-	for _, r := range w.rejected {
-		r.req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
+	for _, d := range w.deferred {
+		d.req.done <- appendResult{err: fmt.Errorf("store: append: %w", err)}
 	}
 }
 
-// answerRejected tells the appends of w rejected on an event at or below
-// acked, and keeps the others.
-func (w *writtenGroup) answerRejected(acked uint64) {
-	waiting := w.rejected[:0]
-	for _, r := range w.rejected {
-		if r.upTo > acked {
-			waiting = append(waiting, r)
+// answerDeferred gives the deferred answers of w that wait for events at or
+// below acked, and keeps the others.
+func (w *writtenGroup) answerDeferred(acked uint64) {
+	waiting := w.deferred[:0]
+	for _, d := range w.deferred {
+		if d.upTo > acked {
+			waiting = append(waiting, d)
 			continue
 		}
-		r.req.done <- appendResult{err: conditionFailed(r.req.cond)}
+		d.req.done <- d.res
 	}
-	w.rejected = waiting
+	w.deferred = waiting
 }
 
 // handToSyncer queues w for the syncer and wakes it.
@@ -402,10 +428,10 @@ func (s *Store) syncer() {
 // sync makes groups durable with one WAL sync (none when an earlier sync
 // already covered them), publishes the new head and answers their callers.
 func (s *Store) sync(groups []*writtenGroup) {
-	// Appends rejected on events an earlier sync acknowledged are told
+	// Answers waiting for events an earlier sync acknowledged are given
 	// now, not after this one.
 	for _, g := range groups {
-		g.answerRejected(s.head.Load())
+		g.answerDeferred(s.head.Load())
 	}
 	last := groups[len(groups)-1].upTo
 	var err error
@@ -423,8 +449,8 @@ func (s *Store) sync(groups []*writtenGroup) {
 		// No append of these groups is acknowledged: the WAL is poisoned
 		// (the writer's next Write fails too) or, after a bug, the store
 		// cannot tell what is durable.
-		// The appends rejected on an event of these groups get this
-		// error too: that event was never acknowledged.
+		// The answers waiting for an event of these groups get this
+		// error instead: that event was never acknowledged.
 		for _, g := range groups {
 			g.fail(err)
 		}
@@ -438,7 +464,7 @@ func (s *Store) sync(groups []*writtenGroup) {
 		for i, req := range g.reqs {
 			req.done <- appendResult{last: g.last[i]}
 		}
-		g.answerRejected(last)
+		g.answerDeferred(last)
 	}
 	// Let the callers just answered run before the next sync takes what is
 	// written: those that append again at once are then written in time to

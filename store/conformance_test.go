@@ -81,6 +81,13 @@ func readPositions(t testing.TB, s *store.Store, q dcb.Query, o store.ReadOption
 	return positions(readAll(t, s, q, o))
 }
 
+// content returns e without its timestamp: the events the tests append
+// carry none, the store sets it.
+func content(e dcb.Event) dcb.Event {
+	e.Timestamp = time.Time{}
+	return e
+}
+
 func appendOK(t testing.TB, s *store.Store, events ...dcb.Event) uint64 {
 	t.Helper()
 	last, err := s.Append(context.Background(), events, nil)

@@ -395,7 +395,7 @@ func TestOpenUpgradesFormat1(t *testing.T) {
 	s := open(t, dir)
 	b, err := os.ReadFile(filepath.Join(dir, "FORMAT"))
 	require.NoError(t, err)
-	assert.Equal(t, "possum 2\n", string(b))
+	assert.Equal(t, "possum 3\n", string(b))
 	require.Equal(t, uint64(4), s.Head())
 	old := readAll(t, s, dcb.All(), store.ReadOptions{})
 	assert.Equal(t, []string{"CourseDefined", "StudentSubscribed", "StudentSubscribed", "Noted"},

@@ -177,6 +177,7 @@ func TestCrashRecovery(t *testing.T) {
 		allAcks = append(allAcks, acks...)
 		requireCrashLog(t, evs, allAcks)
 		requireTagReads(t, s, evs, it)
+		requireRetries(t, s, allAcks, it)
 		require.NoError(t, s.WaitProjected(t.Context(), head), "iteration %d: wait for the projection", it)
 		require.NoError(t, s.Close(), "iteration %d: close", it)
 		projectiontest.RequireMatches(t, dir, evs)
@@ -218,12 +219,43 @@ func crashEvent(g, seq, i, n int) dcb.Event {
 		Data:     fmt.Appendf(nil, `{"g":%d,"s":%d,"i":%d,"n":%d}`, g, seq, i, n),
 		Metadata: map[string]string{"g": strconv.Itoa(g)},
 	}
+	if seq%2 == 0 {
+		e.ID = crashID(g, seq, i) // a batch retried after the crash
+	}
+	if seq%3 == 0 {
+		e.Timestamp = time.Unix(1_000_000_000+int64(g)*100_000+int64(seq), int64(i)*7).UTC() // the caller's
+	}
 	for k, tag := range crashTags {
 		if h>>(k+2)&1 == 1 {
 			e.Tags = append(e.Tags, tag)
 		}
 	}
 	return e
+}
+
+func crashID(g, seq, i int) string { return fmt.Sprintf("crash-%d-%d-%d", g, seq, i) }
+
+// requireRetries appends again every acknowledged batch whose events carry
+// IDs: each is a retry, answered with its positions, and nothing is
+// written.
+func requireRetries(t testing.TB, s *store.Store, acks []crashAck, it int) {
+	t.Helper()
+	head := s.Head()
+	retried := 0
+	for _, a := range acks {
+		if a.seq%2 != 0 {
+			continue
+		}
+		batch := make([]dcb.Event, a.n)
+		for i := range batch {
+			batch[i] = crashEvent(int(a.g), int(a.seq), i, int(a.n))
+		}
+		last, err := s.Append(t.Context(), batch, &dcb.AppendCondition{FailIfEventsMatch: dcb.All(), After: 0})
+		require.NoError(t, err, "iteration %d: retry of batch %d-%d", it, a.g, a.seq)
+		require.Equal(t, a.last, last, "iteration %d: retry of batch %d-%d", it, a.g, a.seq)
+		retried++
+	}
+	require.Equal(t, head, s.Head(), "iteration %d: %d retries wrote nothing", it, retried)
 }
 
 // crashAck is one acknowledged append of the crash child.
@@ -242,7 +274,11 @@ func requireCrashLog(t testing.TB, evs []dcb.SequencedEvent, acks []crashAck) {
 		var d struct{ G, S, I, N uint64 }
 		require.NoError(t, json.Unmarshal(e.Data, &d), "position %d", e.Position)
 		want := crashEvent(int(d.G), int(d.S), int(d.I), int(d.N))
-		require.Equal(t, want, e.Event, "position %d: content", e.Position)
+		got := e.Event
+		if want.Timestamp.IsZero() {
+			got = content(got) // the store's
+		}
+		require.Equal(t, want, got, "position %d: content", e.Position)
 		b := seen[batchKey{d.G, d.S}]
 		if b == nil {
 			b = &batchSeen{first: e.Position - d.I, n: d.N}

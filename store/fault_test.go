@@ -166,7 +166,7 @@ func TestFaultFileSizeLimit(t *testing.T) {
 		require.NoError(t, err)
 		pos++
 		require.Equal(t, pos, e.Position)
-		require.Equal(t, faultEvent(pos).Normalized(), e.Event, "position %d", pos)
+		require.Equal(t, faultEvent(pos).Normalized(), content(e.Event), "position %d", pos)
 		if (pos-1)%faultBatch == 0 {
 			batchTime = e.Timestamp
 		} else {
@@ -236,7 +236,7 @@ func faultRequireEvents(t *testing.T, s *store.Store, head uint64) {
 		require.NoError(t, err)
 		pos++
 		require.Equal(t, pos, e.Position)
-		require.Equal(t, faultEvent(pos).Normalized(), e.Event, "position %d", pos)
+		require.Equal(t, faultEvent(pos).Normalized(), content(e.Event), "position %d", pos)
 	}
 	require.Equal(t, head, pos)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,6 +144,10 @@ type Store struct {
 	reqs       chan []*appendRequest // an Append's, or an AppendMany's in order
 	writerDone chan struct{}
 	poisoned   error // owned by the writer goroutine
+	// Owned by the writer goroutine too: the events written and not yet
+	// acknowledged, and a reader of the WAL, for retries (ids.go).
+	inflight inflight
+	idReader *wal.Reader
 
 	// The groups the writer wrote, waiting for the syncer (see append.go).
 	syncMu     sync.Mutex
@@ -235,11 +240,12 @@ func open(dir string, opts *Options, t seams) (*Store, error) {
 
 // FormatVersion is the store format this package writes, recorded in the
 // file FORMAT of every store directory. Version 2 writes WAL records with a
-// checksum per event; a version 1 store is upgraded when it is opened (its
-// records stay as they are and are read as before; later ones are version 2),
-// so that a possum of version 1 then refuses it rather than take the new
-// records for damage.
-const FormatVersion = 2
+// checksum per event; version 3 gives each event its own timestamp (set by
+// the caller or the store) and an optional ID. A version 1 or 2 store is
+// upgraded when it is opened (its records stay as they are and are read as
+// before; later ones are version 3), so that an older possum then refuses it
+// rather than take the new records for damage.
+const FormatVersion = 3
 
 const formatFile = "FORMAT"
 
@@ -247,32 +253,34 @@ const formatFile = "FORMAT"
 const walDir = "wal"
 
 var (
-	formatV1      = "possum 1\n"
 	formatCurrent = fmt.Sprintf("possum %d\n", FormatVersion)
+	// formatsOlder are the older formats this possum reads, and upgrades
+	// when it opens them to write.
+	formatsOlder = []string{"possum 1\n", "possum 2\n"}
 )
 
 // readableFormat returns nil when this possum reads a store whose FORMAT
-// file holds b (version 1 or the current one), an error naming both
+// file holds b (the current version or an older one), an error naming them
 // otherwise.
 func readableFormat(dir string, b []byte) error {
-	if string(b) == formatV1 || string(b) == formatCurrent {
+	if string(b) == formatCurrent || slices.Contains(formatsOlder, string(b)) {
 		return nil
 	}
-	return fmt.Errorf("store: %s: format %q, this possum reads %q and %q", dir, strings.TrimSpace(string(b)), strings.TrimSpace(formatCurrent), strings.TrimSpace(formatV1))
+	return fmt.Errorf("store: %s: format %q, this possum reads formats 1 to %d", dir, strings.TrimSpace(string(b)), FormatVersion)
 }
 
-// checkFormat writes the FORMAT file of a new store, upgrades a version 1
+// checkFormat writes the FORMAT file of a new store, upgrades an older
 // store, and refuses a store of another format.
 func checkFormat(dir string) error {
 	path := filepath.Join(dir, formatFile)
 	b, err := os.ReadFile(path)
 	switch {
-	case err == nil && string(b) != formatV1:
+	case err == nil && !slices.Contains(formatsOlder, string(b)):
 		return readableFormat(dir, b)
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("store: %w", err)
 	}
-	// A new store, or a version 1 store to upgrade.
+	// A new store, or an older store to upgrade.
 	if err := vfs.WriteFileDurably(vfs.OS, path, path+".tmp", []byte(formatCurrent), 0o640); err != nil {
 		return fmt.Errorf("store: %s: %w", dir, err)
 	}

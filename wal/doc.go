@@ -30,24 +30,26 @@
 //
 //	frame:
 //	  offset size  field
-//	  0      1     format version: 2 (written), 1 (still read)
+//	  0      1     format version: 3 (written), 2 and 1 (still read)
 //	  1      4     payload length p, little-endian uint32
 //	  5      8     xxhash64 (seed 0) of bytes [0,5) followed by the payload,
 //	               little-endian uint64
 //	  13     p     payload
 //
-//	payload (version 2), little-endian; n events:
+//	payload (versions 2 and 3), little-endian; n events:
 //	  0      8     position of the record's first event
 //	  8      4     n
 //	  12     4n    per event i: the payload offset where entry i ends; entry 0
 //	               starts at 12+4n, entry i where entry i-1 ends
 //	  12+4n        the entries
-//	entry:
+//	entry (version 3):
 //	  0      8     xxhash64 of the event's position (8 bytes) followed by
 //	               bytes [8, end) of the entry
-//	  8      8     timestamp, Unix nanoseconds (UTC)
-//	  16           body
-//	body (both versions), uvarints are unsigned LEB128 as in encoding/binary:
+//	  8      8     the event's timestamp, Unix nanoseconds (UTC)
+//	  16     1     flags: 0 (an unknown flag is damage)
+//	  17           body, then the ID: uvarint length, bytes (0: none)
+//	entry (version 2): checksum, the record's timestamp, body (no flags, no ID)
+//	body (every version), uvarints are unsigned LEB128 as in encoding/binary:
 //	  uvarint length, bytes   type
 //	  uvarint tag count, then per tag: uvarint length, bytes
 //	  uvarint length, bytes   data (JSON; length 0: no data)
@@ -61,7 +63,7 @@
 //	  per event: the body
 //
 // The frame checksum covers the record: scans (Open, Verify) check it. A
-// version 2 entry's own checksum lets a Reader read one event of a large
+// version 2 or 3 entry's own checksum lets a Reader read one event of a large
 // record alone: two offsets and the entry, nothing of the other events.
 //
 // A frame whose uvarint length, version, payload length or checksum does not

@@ -175,19 +175,16 @@ func (fw *follow) read(l *Log) error {
 	if index < held {
 		return fmt.Errorf("%w: the offsets file ends at entry %d, %d were read before (positions were lost)", ErrChanged, index, held)
 	}
-	allV1 := l.v1Until.Load() == prevLast // every record held before is version 1
+	// Every record held before is of an older version than the current:
+	// look for the boundaries again, until a current record shows up
+	// (older records come first: a store is upgraded once).
+	old := l.v2Until.Load() == prevLast
 	l.mu.Lock()
 	l.segs = append(l.segs, segs...)
 	l.locs = append(l.locs, locs...)
 	l.mu.Unlock()
-	if allV1 && len(locs) > 0 {
-		// Version 1 records come first (a store is upgraded once): look
-		// for the boundary until a version 2 record shows up.
-		v1, err := l.lastV1()
-		if err != nil {
-			return err
-		}
-		l.v1Until.Store(v1)
+	if old && len(locs) > 0 {
+		return l.findVersions()
 	}
 	return nil
 }

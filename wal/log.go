@@ -140,8 +140,10 @@ type Log struct {
 	pread bool
 
 	// v1Until: the records ending at or below it are version 1 frames (a
-	// store written before version 2), read whole; set by Open.
-	v1Until atomic.Uint64
+	// store written before version 2), read whole; v2Until: those ending at
+	// or below it are version 1 or 2 frames, whose entries have no flags
+	// and no ID. Set by Open.
+	v1Until, v2Until atomic.Uint64
 
 	// follower is set on a log opened by OpenFollower, which never writes.
 	follower *follow

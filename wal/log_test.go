@@ -128,12 +128,12 @@ func TestAppendRejected(t *testing.T) {
 	}{
 		{"position of the last event", []Record{genRecord(next - 1)}},
 		{"position 1 again", []Record{genRecord(1)}},
-		{"position 0", []Record{{FirstPosition: 0, Timestamp: ts, Events: []dcb.Event{{Type: "A"}}}}},
+		{"position 0", []Record{{FirstPosition: 0, Stamp: ts, Events: []dcb.Event{{Type: "A"}}}}},
 		{"gap", []Record{genRecord(next + 1)}},
-		{"no events", []Record{{FirstPosition: next, Timestamp: ts}}},
+		{"no events", []Record{{FirstPosition: next, Stamp: ts}}},
 		{"second record overlaps", []Record{r, genRecord(r.LastPosition())}},
 		{"second record leaves a gap", []Record{r, genRecord(after + 1)}},
-		{"second record has no events", []Record{r, {FirstPosition: after, Timestamp: ts}}},
+		{"second record has no events", []Record{r, {FirstPosition: after, Stamp: ts}}},
 		{"third record out of order", []Record{r, genRecord(after), r}},
 	}
 	before := snapshot(t, dir)
@@ -163,7 +163,7 @@ func TestAppendTooLarge(t *testing.T) {
 	before := snapshot(t, dir)
 	ok := genRecord(lastPos(want) + 1)
 	data := bytes.Repeat([]byte("1"), MaxRecordSize)
-	big := Record{FirstPosition: ok.LastPosition() + 1, Timestamp: ts, Events: []dcb.Event{{Type: "Big", Data: data}}}
+	big := Record{FirstPosition: ok.LastPosition() + 1, Stamp: ts, Events: []dcb.Event{{Type: "Big", Data: data}}}
 	err := l.Append([]Record{ok, big})
 	require.ErrorIs(t, err, ErrRecordTooLarge)
 	assert.NotErrorIs(t, err, ErrPoisoned)
@@ -538,7 +538,7 @@ func TestDamageBeforeLargeRecordRefused(t *testing.T) {
 			dir := t.TempDir()
 			l := openLog(t, dir, Options{NoSync: true})
 			want := genChain(0, 3)
-			big := Record{FirstPosition: lastPos(want) + 1, Timestamp: ts, Events: []dcb.Event{
+			big := Record{FirstPosition: lastPos(want) + 1, Stamp: ts, Events: []dcb.Event{
 				{Type: "Big", Data: []byte(`"` + strings.Repeat("b", size) + `"`)},
 			}}
 			want = append(want, big)

@@ -43,7 +43,7 @@ func (l *Log) ReadRecord(pos uint64) (Record, error) {
 
 // Reader reads records and events for one goroutine.
 //
-// Events (Event) of version 2 records are read alone: the two offsets
+// Events (Event) of version 2 and 3 records are read alone: the two offsets
 // bounding the event's entry and the entry, copied out of the segment's
 // memory mapping (no syscall) into memory the event then owns, verified
 // against the entry's own checksum, decoded in place. Where segments are not
@@ -113,7 +113,7 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 			if err != nil {
 				return dcb.SequencedEvent{}, err
 			}
-			return eventAlone(loc, seg, pos, entry)
+			return eventAlone(r.l.entryVersion(loc), loc, seg, pos, entry)
 		}
 		l.mu.RUnlock()
 		if err != nil {
@@ -130,7 +130,7 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	if err != nil {
 		return dcb.SequencedEvent{}, r.corrupt(err)
 	}
-	return dcb.SequencedEvent{Event: e, Position: pos, Timestamp: r.frameHdr.timestamp}, nil
+	return dcb.SequencedEvent{Event: e, Position: pos}, nil
 }
 
 // locateLocked finds the record holding pos as Log.locateLocked does,
@@ -158,7 +158,7 @@ func (r *Reader) locateLocked(pos uint64) (int, recordLoc, *segment, error) {
 }
 
 // readsAlone reports whether the event of record loc is read alone, not with
-// its whole record: the record is version 2, and the reads are not a scan
+// its whole record: the record is version 2 or 3, and the reads are not a scan
 // (which reads records whole: one copy or read and one checksum per record),
 // and, with positional reads, the record holds other events (a record of one
 // event is one read either way). With mapped segments a record of one event
@@ -178,22 +178,31 @@ func (r *Reader) readsAlone(loc recordLoc) bool {
 // event is so read alone, without the record's other events: the two
 // offsets bounding its entry, then the entry (under the log's read lock),
 // then this (after it).
-func eventAlone(loc recordLoc, seg *segment, pos uint64, entry []byte) (dcb.SequencedEvent, error) {
+func eventAlone(version byte, loc recordLoc, seg *segment, pos uint64, entry []byte) (dcb.SequencedEvent, error) {
 	if err := checkEntry(pos, entry); err != nil {
 		return dcb.SequencedEvent{}, entryCorrupt(loc, seg, err)
 	}
-	e, err := decodeEntry(pos, entry)
+	e, err := decodeEntry(version, pos, entry)
 	if err != nil {
 		return dcb.SequencedEvent{}, entryCorrupt(loc, seg, err)
 	}
 	return e, nil
 }
 
+// entryVersion returns the version of record loc, which holds entries
+// (version 2 or 3): versions come in order.
+func (l *Log) entryVersion(loc recordLoc) byte {
+	if loc.lastPos() <= l.v2Until.Load() {
+		return formatV2
+	}
+	return formatV3
+}
+
 func entryCorrupt(loc recordLoc, seg *segment, err error) error {
 	return fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
 }
 
-// readEntry returns a copy of the entry of the event at pos in its version 2
+// readEntry returns a copy of the entry of the event at pos in its version 2 or 3
 // record loc, not yet verified. The event keeps the copy: its strings and
 // data alias it. The caller holds the log's mu read-locked.
 func (r *Reader) readEntry(loc recordLoc, seg *segment, pos uint64) ([]byte, error) {
@@ -262,7 +271,7 @@ func (r *Reader) Record(pos uint64) (Record, error) {
 		return Record{}, err
 	}
 	if r.rec == nil {
-		rec := Record{FirstPosition: r.cur.firstPos, Timestamp: r.frameHdr.timestamp, Events: make([]dcb.Event, r.cur.count)}
+		rec := Record{FirstPosition: r.cur.firstPos, Events: make([]dcb.Event, r.cur.count)}
 		for i := range rec.Events {
 			e, err := r.frameHdr.event(i)
 			if err != nil {

@@ -34,6 +34,7 @@ func openLogMode(t testing.TB, dir string, opts Options, pread bool) *Log {
 func eventsOf(recs []Record) []dcb.SequencedEvent {
 	out := []dcb.SequencedEvent{{}}
 	for _, r := range recs {
+		r = normalized(r)
 		for p := r.FirstPosition; p <= r.LastPosition(); p++ {
 			out = append(out, r.Event(p))
 		}
@@ -117,7 +118,7 @@ func TestMappedTailGrows(t *testing.T) {
 			// Twice the segment size in one record: the tail outgrows the
 			// mapping made for it.
 			pad := json.RawMessage(`"` + strings.Repeat("p", 2*segSize) + `"`)
-			big := Record{FirstPosition: lastPos(recs) + 1, Timestamp: time.Unix(1700000001, 0).UTC(), Events: []dcb.Event{
+			big := Record{FirstPosition: lastPos(recs) + 1, Stamp: time.Unix(1700000001, 0).UTC(), Events: []dcb.Event{
 				{Type: "Big", Tags: []string{"b"}, Data: pad},
 				{Type: "After", Data: json.RawMessage(`{}`)},
 			}}

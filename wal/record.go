@@ -15,17 +15,31 @@ import (
 
 // FormatVersion is the version byte written at the start of every frame.
 // Version 2 gives each event its own checksum, so that one event is read and
-// verified without the rest of its record; version 1 frames are still read.
-const FormatVersion = 2
+// verified without the rest of its record; version 3 adds each event's
+// flags and ID. Versions 1 and 2 are still read.
+const FormatVersion = 3
 
 const (
 	formatV1 = 1
 	formatV2 = 2
-	// v2PayloadHeader: first position (8 bytes), event count (4).
+	formatV3 = 3
+	// v2PayloadHeader: first position (8 bytes), event count (4); the
+	// same in version 3.
 	v2PayloadHeader = 12
 	// v2EntryHeader: an entry's checksum (8 bytes), timestamp (8).
 	v2EntryHeader = 16
+	// v3EntryHeader: an entry's checksum (8 bytes), timestamp (8), flags (1).
+	v3EntryHeader = 17
 )
+
+// entryHeaderSize returns the size of an entry's header in a frame of the
+// given version (2 or 3).
+func entryHeaderSize(version byte) int {
+	if version == formatV3 {
+		return v3EntryHeader
+	}
+	return v2EntryHeader
+}
 
 const (
 	frameHeaderSize = 13
@@ -38,9 +52,12 @@ const (
 type Record struct {
 	// FirstPosition is the position of Events[0]; the others follow gap-free.
 	FirstPosition uint64
-	// Timestamp is when the append was accepted (UTC, nanosecond precision).
-	Timestamp time.Time
-	Events    []dcb.Event
+	// Stamp is when the store accepted the append (UTC, nanosecond
+	// precision): the timestamp written for each event whose Timestamp is
+	// zero. A decoded record leaves it zero: its events carry their
+	// timestamps.
+	Stamp  time.Time
+	Events []dcb.Event
 }
 
 // LastPosition is the position of the record's last event.
@@ -48,7 +65,7 @@ func (r Record) LastPosition() uint64 { return r.FirstPosition + uint64(len(r.Ev
 
 // Event returns the record's event at position pos, which must be in range.
 func (r Record) Event(pos uint64) dcb.SequencedEvent {
-	return dcb.SequencedEvent{Event: r.Events[pos-r.FirstPosition], Position: pos, Timestamp: r.Timestamp}
+	return dcb.SequencedEvent{Event: r.Events[pos-r.FirstPosition], Position: pos}
 }
 
 var (
@@ -58,7 +75,7 @@ var (
 	ErrRecordTooLarge = errors.New("wal: record too large")
 )
 
-// AppendFrame appends r, encoded and framed (version 2), to dst.
+// AppendFrame appends r, encoded and framed (version 3), to dst.
 func AppendFrame(dst []byte, r Record) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeaderSize)...)
@@ -67,12 +84,18 @@ func AppendFrame(dst []byte, r Record) ([]byte, error) {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.Events)))
 	table := len(dst)
 	dst = append(dst, make([]byte, 4*len(r.Events))...)
-	ts := uint64(r.Timestamp.UnixNano())
+	stamp := uint64(r.Stamp.UnixNano())
 	for i, e := range r.Events {
 		entry := len(dst)
 		dst = append(dst, make([]byte, 8)...) // the entry's checksum, below
+		ts := stamp
+		if !e.Timestamp.IsZero() {
+			ts = uint64(e.Timestamp.UnixNano())
+		}
 		dst = binary.LittleEndian.AppendUint64(dst, ts)
+		dst = append(dst, 0) // flags: none
 		dst = appendEventBody(dst, e)
+		dst = appendString(dst, e.ID)
 		binary.LittleEndian.PutUint64(dst[entry:], entryChecksum(r.FirstPosition+uint64(i), dst[entry+8:]))
 		if len(dst)-p0 > MaxRecordSize {
 			break // refused below; the offsets must not overflow
@@ -91,7 +114,8 @@ func AppendFrame(dst []byte, r Record) ([]byte, error) {
 }
 
 // appendEventBody appends an event's type, tags, data and metadata (keys in
-// byte order), the same encoding in both versions.
+// byte order), the same encoding in every version; version 3 follows it with
+// the ID.
 func appendEventBody(dst []byte, e dcb.Event) []byte {
 	dst = appendString(dst, e.Type)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Tags)))
@@ -113,7 +137,7 @@ func appendEventBody(dst []byte, e dcb.Event) []byte {
 	return dst
 }
 
-// entryChecksum is the checksum of a version 2 entry: xxhash64 of the event's
+// entryChecksum is the checksum of a version 2 or 3 entry: xxhash64 of the event's
 // position (little-endian uint64) followed by the entry's bytes after its
 // checksum (timestamp and body). The position is not stored in the entry:
 // an entry read in the wrong place fails its checksum.
@@ -134,8 +158,8 @@ func PayloadSizeBound(events []dcb.Event) int {
 	str := func(n int) int { return uvarintLen(uint64(n)) + n }
 	n := v2PayloadHeader
 	for _, e := range events {
-		n += 4 + v2EntryHeader
-		n += str(len(e.Type)) + uvarintLen(uint64(len(e.Tags))) + str(len(e.Data)) + uvarintLen(uint64(len(e.Metadata)))
+		n += 4 + v3EntryHeader
+		n += str(len(e.Type)) + uvarintLen(uint64(len(e.Tags))) + str(len(e.Data)) + uvarintLen(uint64(len(e.Metadata))) + str(len(e.ID))
 		for _, t := range e.Tags {
 			n += str(len(t))
 		}
@@ -164,7 +188,7 @@ func checkFrame(frame []byte) ([]byte, error) {
 	if len(frame) < frameHeaderSize {
 		return nil, fmt.Errorf("frame of %d bytes is shorter than its %d-byte header", len(frame), frameHeaderSize)
 	}
-	if frame[0] != formatV1 && frame[0] != formatV2 {
+	if frame[0] < formatV1 || frame[0] > formatV3 {
 		return nil, fmt.Errorf("unknown format version %d", frame[0])
 	}
 	if n := binary.LittleEndian.Uint32(frame[1:5]); int(n) != len(frame)-frameHeaderSize {
@@ -281,22 +305,21 @@ func (d *payloadDecoder) header() (first uint64, ts time.Time, count int) {
 }
 
 // decodePayload decodes a verified payload of the given version; with
-// entries, it checks every version 2 entry's own checksum too (a writer's
-// mistake the frame checksum cannot show).
+// entries, it checks every entry's own checksum too (version 2 and 3: a
+// writer's mistake the frame checksum cannot show).
 func decodePayload(version byte, p []byte, entries bool) (Record, error) {
 	h, err := parseHeader(version, p)
 	if err != nil {
 		return Record{}, err
 	}
-	if entries && version == formatV2 {
-		for i, off := range h.events {
-			entry := p[off-v2EntryHeader : h.end(i)]
-			if err := checkEntry(h.first+uint64(i), entry); err != nil {
+	if entries && h.hasEntries() {
+		for i := range h.events {
+			if err := checkEntry(h.first+uint64(i), h.entry(i)); err != nil {
 				return Record{}, fmt.Errorf("event %d: %w", i, err)
 			}
 		}
 	}
-	r := Record{FirstPosition: h.first, Timestamp: h.timestamp, Events: make([]dcb.Event, len(h.events))}
+	r := Record{FirstPosition: h.first, Events: make([]dcb.Event, len(h.events))}
 	for i := range r.Events {
 		if r.Events[i], err = h.event(i); err != nil {
 			return Record{}, err
@@ -308,31 +331,40 @@ func decodePayload(version byte, p []byte, entries bool) (Record, error) {
 // recordHeader is a payload parsed down to where each event starts, without
 // decoding any: an event is then decoded alone.
 type recordHeader struct {
-	first     uint64
-	timestamp time.Time
-	events    []int // payload offset of each event's body
-	payload   []byte
-	v2        bool // each body fills its entry exactly
+	first   uint64
+	version byte
+	stamp   time.Time // version 1: the timestamp of every event
+	events  []int     // payload offset of each event's body
+	payload []byte
 }
+
+// hasEntries reports whether each event has an entry of its own, with its
+// checksum and timestamp (versions 2 and 3).
+func (h *recordHeader) hasEntries() bool { return h.version >= formatV2 }
 
 // end returns the payload offset where event i's bytes end.
 func (h *recordHeader) end(i int) int {
 	if i+1 < len(h.events) {
-		return h.events[i+1] - v2EntryHeader
+		return h.events[i+1] - entryHeaderSize(h.version)
 	}
 	return len(h.payload)
+}
+
+// entry returns the entry of event i (versions 2 and 3).
+func (h *recordHeader) entry(i int) []byte {
+	return h.payload[h.events[i]-entryHeaderSize(h.version) : h.end(i)]
 }
 
 // parseHeader reads a payload's header and finds where each event starts,
 // checking that the events add up exactly to the payload.
 func parseHeader(version byte, p []byte) (recordHeader, error) {
-	if version == formatV2 {
-		return parseHeaderV2(p)
+	if version != formatV1 {
+		return parseHeaderV2(version, p)
 	}
 	d := payloadDecoder{b: p}
-	var h recordHeader
+	h := recordHeader{version: version}
 	var n int
-	h.first, h.timestamp, n = d.header()
+	h.first, h.stamp, n = d.header()
 	if d.err != nil {
 		return h, d.err
 	}
@@ -351,33 +383,34 @@ func parseHeader(version byte, p []byte) (recordHeader, error) {
 	return h, nil
 }
 
-// parseHeaderV2 reads a version 2 payload's header and offset table.
-func parseHeaderV2(p []byte) (recordHeader, error) {
-	var h recordHeader
+// parseHeaderV2 reads a version 2 or 3 payload's header and offset table.
+func parseHeaderV2(version byte, p []byte) (recordHeader, error) {
+	h := recordHeader{version: version}
 	first, n, err := v2Header(p)
 	if err != nil {
 		return h, err
 	}
-	h.first, h.payload, h.v2 = first, p, true
+	hs := entryHeaderSize(version)
+	h.first, h.payload = first, p
 	h.events = make([]int, n)
 	start := v2PayloadHeader + 4*n
 	for i := range h.events {
 		end := int(binary.LittleEndian.Uint32(p[v2PayloadHeader+4*i:]))
-		if end < start+v2EntryHeader || end > len(p) {
+		if end < start+hs || end > len(p) {
 			return h, fmt.Errorf("event %d: entry [%d,%d) out of place in a %d-byte payload", i, start, end, len(p))
 		}
-		h.events[i] = start + v2EntryHeader
+		h.events[i] = start + hs
 		start = end
 	}
 	if start != len(p) {
 		return h, fmt.Errorf("%d trailing bytes after the last event", len(p)-start)
 	}
-	h.timestamp = time.Unix(0, int64(binary.LittleEndian.Uint64(p[h.events[0]-8:]))).UTC()
 	return h, nil
 }
 
-// v2Header reads a version 2 payload's first position and event count,
-// checking that its offset table fits.
+// v2Header reads a version 2 or 3 payload's first position and event count,
+// checking that its offset table fits (counting the smaller, version 2,
+// entry header).
 func v2Header(p []byte) (first uint64, n int, err error) {
 	if len(p) < v2PayloadHeader {
 		return 0, 0, fmt.Errorf("payload of %d bytes is shorter than its header", len(p))
@@ -394,7 +427,7 @@ func v2Header(p []byte) (first uint64, n int, err error) {
 	return first, int(count), nil
 }
 
-// checkEntry verifies a version 2 entry (checksum, timestamp, body) against
+// checkEntry verifies an entry (checksum, timestamp, flags, body) against
 // its own checksum, given the event's position.
 func checkEntry(pos uint64, entry []byte) error {
 	if len(entry) < v2EntryHeader {
@@ -406,30 +439,53 @@ func checkEntry(pos uint64, entry []byte) error {
 	return nil
 }
 
-// decodeEntry decodes a verified version 2 entry into the event at pos. The
-// event keeps entry: its strings and data alias it, so the caller hands
-// entry over and never changes it.
-func decodeEntry(pos uint64, entry []byte) (dcb.SequencedEvent, error) {
-	e, rest, err := decodeBody(entry[v2EntryHeader:])
+// decodeEntry decodes a verified entry of a version 2 or 3 frame into the
+// event at pos. The event keeps entry: its strings and data alias it, so
+// the caller hands entry over and never changes it.
+func decodeEntry(version byte, pos uint64, entry []byte) (dcb.SequencedEvent, error) {
+	e, err := decodeEntryEvent(version, entry)
+	if err != nil {
+		return dcb.SequencedEvent{}, fmt.Errorf("event at position %d: %w", pos, err)
+	}
+	return dcb.SequencedEvent{Event: e, Position: pos}, nil
+}
+
+// decodeEntryEvent decodes a verified entry of a version 2 or 3 frame; the
+// event keeps entry (see decodeEntry).
+func decodeEntryEvent(version byte, entry []byte) (dcb.Event, error) {
+	hs := entryHeaderSize(version)
+	if len(entry) < hs {
+		return dcb.Event{}, fmt.Errorf("entry of %d bytes is shorter than its header", len(entry))
+	}
+	if version == formatV3 && entry[v2EntryHeader] != 0 {
+		return dcb.Event{}, fmt.Errorf("unknown entry flags %#02x", entry[v2EntryHeader])
+	}
+	e, rest, err := decodeBody(entry[hs:])
+	if err == nil && version == formatV3 {
+		d := payloadDecoder{b: rest}
+		e.ID = d.alias()
+		rest, err = d.b, d.err
+	}
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%d trailing bytes after the event", len(rest))
 	}
 	if err != nil {
-		return dcb.SequencedEvent{}, fmt.Errorf("event at position %d: %w", pos, err)
+		return dcb.Event{}, err
 	}
-	ts := time.Unix(0, int64(binary.LittleEndian.Uint64(entry[8:]))).UTC()
-	return dcb.SequencedEvent{Event: e, Position: pos, Timestamp: ts}, nil
+	e.Timestamp = time.Unix(0, int64(binary.LittleEndian.Uint64(entry[8:]))).UTC()
+	return e, nil
 }
 
-// event decodes event i of the record.
+// event decodes event i of the record. Its strings and data are its own,
+// copied out of the payload in one allocation.
 func (h *recordHeader) event(i int) (dcb.Event, error) {
-	b := h.payload[h.events[i]:]
-	if h.v2 {
-		b = h.payload[h.events[i]:h.end(i)]
-	}
-	e, rest, err := decodeEvent(b)
-	if err == nil && h.v2 && len(rest) != 0 {
-		err = fmt.Errorf("%d trailing bytes after the event", len(rest))
+	var e dcb.Event
+	var err error
+	if h.hasEntries() {
+		e, err = decodeEntryEvent(h.version, bytes.Clone(h.entry(i)))
+	} else {
+		e, _, err = decodeEvent(h.payload[h.events[i]:])
+		e.Timestamp = h.stamp
 	}
 	if err != nil {
 		return dcb.Event{}, fmt.Errorf("event %d: %w", i, err)

@@ -194,7 +194,7 @@ func lastValidAfter(data []byte, from int) uint64 {
 	last := uint64(0)
 	for o := from; o+frameHeaderSize < len(data); o++ {
 		// cheap filter before the checksum: the version byte right after the length
-		if _, un := binary.Uvarint(data[o:]); un <= 0 || (data[o+un] != formatV1 && data[o+un] != formatV2) {
+		if _, un := binary.Uvarint(data[o:]); un <= 0 || data[o+un] < formatV1 || data[o+un] > formatV3 {
 			continue
 		}
 		if n, frame, reason := nextEntry(data[o:]); reason == "" {
@@ -210,7 +210,7 @@ func lastValidAfter(data []byte, from int) uint64 {
 // decodeHeader reads the first position and event count of the record in a
 // verified frame; the checksum already vouches for the rest.
 func decodeHeader(frame []byte) (first uint64, count int, err error) {
-	if frame[0] == formatV2 {
+	if frame[0] != formatV1 {
 		return v2Header(frame[frameHeaderSize:])
 	}
 	d := payloadDecoder{b: frame[frameHeaderSize:]}

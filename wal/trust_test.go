@@ -15,7 +15,7 @@ func appendPairs(t *testing.T, l *Log, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		next := l.LastPosition() + 1
-		require.NoError(t, l.Append([]Record{{FirstPosition: next, Timestamp: time.Now(), Events: []dcb.Event{{Type: "T", Tags: []string{"x"}}, {Type: "U"}}}}))
+		require.NoError(t, l.Append([]Record{{FirstPosition: next, Stamp: time.Now(), Events: []dcb.Event{{Type: "T", Tags: []string{"x"}}, {Type: "U"}}}}))
 	}
 }
 

@@ -278,9 +278,8 @@ func (l *Line) Event() dcb.SequencedEvent {
 		md = nil
 	}
 	return dcb.SequencedEvent{
-		Event:     dcb.Event{Type: l.Type, Tags: tags, Data: data, Metadata: md},
-		Position:  l.Position,
-		Timestamp: l.Timestamp,
+		Event:    dcb.Event{Type: l.Type, Tags: tags, Data: data, Metadata: md, Timestamp: l.Timestamp},
+		Position: l.Position,
 	}
 }
 

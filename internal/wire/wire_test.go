@@ -42,7 +42,7 @@ func TestEventLine(t *testing.T) {
 	ts := time.Date(2026, 11, 27, 8, 0, 0, 123456789, time.UTC)
 	for _, data := range []string{"", `{"a": 1}`, `"{\"a\":1}"`, "{\n \"a\": [1,\r\n 2]\n}", `7`} {
 		e := dcb.SequencedEvent{Event: dcb.Event{Type: "T", Tags: []string{"a", `q"uote`}, Data: json.RawMessage(data),
-			Metadata: map[string]string{"k": "v\n"}}, Position: 42, Timestamp: ts}
+			Metadata: map[string]string{"k": "v\n"}, Timestamp: ts}, Position: 42}
 		if data == "" {
 			e.Data = nil
 		}
