@@ -406,7 +406,10 @@ func (srv *Server) appendOne(ctx context.Context, req wire.AppendRequest) (wire.
 func fromWire(req wire.AppendRequest) ([]dcb.Event, *dcb.AppendCondition, error) {
 	events := make([]dcb.Event, len(req.Events))
 	for i, e := range req.Events {
-		events[i] = dcb.Event{Type: e.Type, Tags: e.Tags, Data: e.Data, Metadata: e.Metadata}
+		var err error
+		if events[i], err = e.Event(); err != nil {
+			return nil, nil, fmt.Errorf("server: append: event %d: %w", i, err)
+		}
 	}
 	var cond *dcb.AppendCondition
 	if req.Condition != nil {
@@ -594,6 +597,8 @@ func (srv *Server) errorOf(r *http.Request, err error) *wire.Error {
 	switch code {
 	case wire.CodeInvalidEvent, wire.CodeInvalidQuery:
 		status = http.StatusBadRequest
+	case wire.CodeIDConflict:
+		status = http.StatusConflict
 	case wire.CodeClosed:
 		status = http.StatusServiceUnavailable
 	case wire.CodeInternal:

@@ -35,16 +35,18 @@ const (
 	maxBatchBytes = 16 << 20
 )
 
-// ndjsonEvent is one line of NDJSON input: the keys of an event file.
-// position and timestamp, which possum read prints, are accepted and
-// ignored: the store assigns them.
+// ndjsonEvent is one line of NDJSON input: the keys of an event file
+// (those possum read prints). The timestamp and id are kept; position is
+// accepted and ignored: the store assigns positions, in order (onto an
+// empty store, those the lines say).
 type ndjsonEvent struct {
 	Type      string            `json:"type"`
 	Tags      []string          `json:"tags"`
 	Data      json.RawMessage   `json:"data"`
 	Metadata  map[string]string `json:"metadata"`
+	ID        string            `json:"id"`
+	Timestamp *time.Time        `json:"timestamp"`
 	Position  json.RawMessage   `json:"position"`
-	Timestamp json.RawMessage   `json:"timestamp"`
 }
 
 // parseLine parses and validates one line of NDJSON input.
@@ -63,7 +65,10 @@ func parseLine(line []byte) (dcb.Event, error) {
 	if dec.More() {
 		return dcb.Event{}, errors.New("more than one JSON value on the line")
 	}
-	e := dcb.Event{Type: l.Type, Tags: l.Tags, Data: l.Data, Metadata: l.Metadata}
+	e, err := wire.Event{Type: l.Type, Tags: l.Tags, Data: l.Data, Metadata: l.Metadata, ID: l.ID, Timestamp: l.Timestamp}.Event()
+	if err != nil {
+		return dcb.Event{}, err
+	}
 	return e, e.Validate()
 }
 
@@ -96,9 +101,14 @@ type importer struct {
 	bar     *importBar
 	events  int    // appended
 	lines   int    // the lines read up to the last one appended, blank ones too
-	first   uint64 // positions appended
+	first   uint64 // positions appended (or held already)
 	last    uint64
 	nbatch  int // batches appended
+	// head is the store's head when the import began; held, the events
+	// of batches the store held already (their IDs: answered with their
+	// positions at or below head, nothing written).
+	head uint64
+	held int
 	// batchBytes bounds the bytes of a batch, as eventBytes counts them;
 	// set when the store is opened.
 	batchBytes int
@@ -122,7 +132,7 @@ func runImport(dir string, in *os.File, batch int, stdout, stderr io.Writer) err
 		im.waitProjected(ctx)
 		err = errors.Join(err, im.w.Close())
 	}
-	if im.events > 0 {
+	if im.events+im.held > 0 {
 		fmt.Fprintln(stdout, im.summary())
 		// Through a serving process, its projector goes on as ever.
 		if _, local := im.w.(*store.Store); local {
@@ -132,7 +142,7 @@ func runImport(dir string, in *os.File, batch int, stdout, stderr io.Writer) err
 		}
 	}
 	switch {
-	case err == nil && im.events == 0:
+	case err == nil && im.events+im.held == 0:
 		return errors.New("no events on stdin (give --type for one event from flags)")
 	case err == nil:
 		return nil
@@ -217,6 +227,9 @@ func (im *importer) open() error {
 		return &noWriterError{err}
 	}
 	im.w = w
+	if im.head, err = w.HeadContext(context.Background()); err != nil {
+		return &noWriterError{err}
+	}
 	im.batchBytes = maxBatchBytes
 	if c, ok := w.(*client.Client); ok {
 		limit := c.MaxBodyBytes()
@@ -244,10 +257,14 @@ func (im *importer) append(ctx context.Context, events []dcb.Event) error {
 	if err != nil {
 		return err
 	}
-	if im.events == 0 {
+	if im.events+im.held == 0 {
 		im.first = last - uint64(len(events)) + 1
 	}
 	im.last = last
+	if last <= im.head {
+		im.held += len(events) // a retry: nothing written
+		return nil
+	}
 	im.events += len(events)
 	im.nbatch++
 	return nil
@@ -265,6 +282,9 @@ func (im *importer) summary() string {
 		im.first, im.last, elapsed.Round(time.Millisecond))
 	if elapsed >= time.Second {
 		s += fmt.Sprintf(" (%.0f events/s)", float64(im.events)/elapsed.Seconds())
+	}
+	if im.held > 0 {
+		s += fmt.Sprintf("; %s the store held already (by their ids), not written again", plural(im.held, "event"))
 	}
 	return s
 }

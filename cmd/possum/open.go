@@ -19,6 +19,7 @@ import (
 type eventWriter interface {
 	Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error)
 	Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter.Seq2[dcb.SequencedEvent, error]
+	HeadContext(ctx context.Context) (uint64, error)
 	Close() error
 }
 

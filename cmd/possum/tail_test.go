@@ -21,8 +21,12 @@ import (
 )
 
 func tailEvent(i int) dcb.Event {
-	return dcb.Event{Type: fmt.Sprintf("T%d", i%3), Tags: []string{fmt.Sprintf("k:%d", i%4), "all"},
-		Data: []byte(fmt.Sprintf(`{"i":%d}`, i)), Metadata: map[string]string{"m": "v"}}
+	e := dcb.Event{Type: fmt.Sprintf("T%d", i%3), Tags: []string{fmt.Sprintf("k:%d", i%4), "all"},
+		Data: []byte(fmt.Sprintf(`{"i":%d}`, i)), Metadata: map[string]string{"m": "v"}, ID: fmt.Sprintf("id-%d", i)}
+	if i%5 == 0 {
+		e.Timestamp = time.Date(2019, 3, 1, 8, 0, i, 123456789, time.UTC) // the caller's
+	}
+	return e
 }
 
 // decodeLines parses NDJSON output as event files and checks each line is

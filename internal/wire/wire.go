@@ -95,6 +95,24 @@ type Event struct {
 	Tags     []string          `json:"tags,omitempty"`
 	Data     json.RawMessage   `json:"data,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	ID       string            `json:"id,omitempty"`
+	// Timestamp, RFC 3339 (with nanoseconds, any offset); absent: the
+	// store's. The zero time is refused: leave the key out instead.
+	Timestamp *time.Time `json:"timestamp,omitempty"`
+}
+
+// Event returns the dcb.Event e stands for. A timestamp that is the zero
+// time is an error wrapping dcb.ErrInvalidEvent: sent explicitly, it is a
+// mistake, not a request for the store's.
+func (e Event) Event() (dcb.Event, error) {
+	out := dcb.Event{Type: e.Type, Tags: e.Tags, Data: e.Data, Metadata: e.Metadata, ID: e.ID}
+	if e.Timestamp != nil {
+		if e.Timestamp.IsZero() {
+			return dcb.Event{}, fmt.Errorf("%w: event of type %q: timestamp 0001-01-01T00:00:00Z is the zero time; leave the timestamp out for the store's", dcb.ErrInvalidEvent, e.Type)
+		}
+		out.Timestamp = e.Timestamp.UTC()
+	}
+	return out, nil
 }
 
 // Condition is a dcb.AppendCondition as JSON. FailIfEventsMatch is
@@ -163,6 +181,7 @@ const (
 	CodeBadRequest      = "bad_request"       // malformed JSON, unknown fields, bad parameters
 	CodeInvalidEvent    = "invalid_event"     // dcb.ErrInvalidEvent
 	CodeInvalidQuery    = "invalid_query"     // dcb.ErrInvalidQuery
+	CodeIDConflict      = "id_conflict"       // dcb.ErrIDConflict
 	CodeConditionFailed = "condition_failed"  // dcb.ErrAppendConditionFailed (stream lines only; /append answers 200)
 	CodeClosed          = "closed"            // store.ErrClosed
 	CodeCorrupt         = "corrupt"           // store.ErrCorrupt
@@ -185,6 +204,7 @@ var sentinels = []struct {
 }{
 	{CodeInvalidEvent, dcb.ErrInvalidEvent},
 	{CodeInvalidQuery, dcb.ErrInvalidQuery},
+	{CodeIDConflict, dcb.ErrIDConflict},
 	{CodeConditionFailed, dcb.ErrAppendConditionFailed},
 	{CodeClosed, store.ErrClosed},
 	{CodeCorrupt, store.ErrCorrupt},
@@ -253,6 +273,7 @@ type Line struct {
 	RawData   *string           `json:"rawData"`
 	Metadata  map[string]string `json:"metadata"`
 	Timestamp time.Time         `json:"timestamp"`
+	ID        string            `json:"id"`
 
 	Heartbeat bool   `json:"heartbeat"`
 	End       bool   `json:"end"`
@@ -278,14 +299,14 @@ func (l *Line) Event() dcb.SequencedEvent {
 		md = nil
 	}
 	return dcb.SequencedEvent{
-		Event:    dcb.Event{Type: l.Type, Tags: tags, Data: data, Metadata: md, Timestamp: l.Timestamp},
+		Event:    dcb.Event{Type: l.Type, Tags: tags, Data: data, Metadata: md, ID: l.ID, Timestamp: l.Timestamp.UTC()},
 		Position: l.Position,
 	}
 }
 
 // AppendEvent appends e as a JSON object (no newline) with the keys
-// position, type, tags, data, metadata and timestamp (those of the store's
-// event files). data is the stored JSON value byte for byte. With oneLine,
+// position, type, tags, data, metadata, timestamp and, when it has one, id
+// (those of the store's event files). data is the stored JSON value byte for byte. With oneLine,
 // data holding a line break (whitespace between JSON tokens) is written
 // compacted, and the stored bytes follow as the string rawData, so that
 // the object fits on one line of a stream.
@@ -335,7 +356,12 @@ func AppendEvent(dst []byte, e dcb.SequencedEvent, oneLine bool) []byte {
 	}
 	dst = append(dst, `},"timestamp":"`...)
 	dst = e.Timestamp.UTC().AppendFormat(dst, time.RFC3339Nano)
-	return append(dst, `"}`...)
+	dst = append(dst, '"')
+	if e.ID != "" {
+		dst = append(dst, `,"id":`...)
+		dst = AppendString(dst, e.ID)
+	}
+	return append(dst, '}')
 }
 
 const hex = "0123456789abcdef"
@@ -419,7 +445,7 @@ func CheckEventUTF8(b []byte) error {
 	}
 	var e map[string]json.RawMessage
 	if json.Unmarshal(b, &e) == nil {
-		for _, field := range []string{"type", "tags", "data", "metadata"} {
+		for _, field := range []string{"type", "tags", "data", "metadata", "id"} {
 			if !utf8.Valid(e[field]) {
 				return fmt.Errorf("%w: its %s: not valid UTF-8", dcb.ErrInvalidEvent, field)
 			}
@@ -504,6 +530,15 @@ func AppendEventBody(dst []byte, e dcb.Event) []byte {
 			dst = AppendString(dst, v)
 		}
 		dst = append(dst, '}')
+	}
+	if e.ID != "" {
+		dst = append(dst, `,"id":`...)
+		dst = AppendString(dst, e.ID)
+	}
+	if !e.Timestamp.IsZero() {
+		dst = append(dst, `,"timestamp":"`...)
+		dst = e.Timestamp.UTC().AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, '"')
 	}
 	return append(dst, '}')
 }
