@@ -181,16 +181,25 @@ func copySegment(seg *segment, locs []recordLoc, path string, from int64) (int64
 	if from == end && fi.Size() == end {
 		return 0, nil // whole already
 	}
-	src, err := seg.file()
+	// A file of its own, to seek: the kernel then copies (copy_file_range
+	// where there is one) without the bytes passing through here.
+	src, err := os.Open(seg.path)
 	if err != nil {
 		return 0, fmt.Errorf("wal: copy: %w", err)
 	}
+	defer src.Close()
 	if fi.Size() != from {
 		if err := f.Truncate(from); err != nil {
 			return 0, fmt.Errorf("wal: copy: %w", err)
 		}
 	}
-	n, err := io.Copy(io.NewOffsetWriter(f, from), io.NewSectionReader(src, from, end-from))
+	if _, err := src.Seek(from, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("wal: copy: %w", err)
+	}
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("wal: copy: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(src, end-from))
 	if err == nil && n != end-from {
 		err = io.ErrUnexpectedEOF
 	}
