@@ -43,6 +43,6 @@ func printVersion(w io.Writer) {
 	}
 	fmt.Fprintf(w, "possum %s\n", version)
 	fmt.Fprintf(w, "built with %s for %s/%s\n", goVersion, runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(w, "store format %d (reads 1 to %d; opening a version 1 store for writing upgrades it)\n", store.FormatVersion, store.FormatVersion)
+	fmt.Fprintf(w, "store format %d (reads 1 to %d; opening an older store for writing upgrades it)\n", store.FormatVersion, store.FormatVersion)
 	fmt.Fprintf(w, "WAL frames version %d (reads 1 to %d)\n", wal.FormatVersion, wal.FormatVersion)
 }
