@@ -19,6 +19,9 @@
 //	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
 //	                         repair a closed store (exit 0 repaired, 1 refused or, dry run, repairs
 //	                         needed; --dry-run also beside a writer)
+//	possum backup DIR DEST [--json]
+//	                         copy a running store into DEST (what its writer acknowledged);
+//	                         again into the same DEST copies what is new
 //	possum serve DIR [--listen ADDR] [--token T]
 //	                         serve a store to other processes over HTTP on DIR/possum.sock, and TCP with --listen
 //	possum bench [--events N] [--dir D] [--json] [--scale]
@@ -98,6 +101,8 @@ func init() {
 			minArgs: 1, maxArgs: 1, setup: verifyCommand},
 		{name: "recover", operands: "DIR", help: "repair a closed store (exit 1: refused, data loss); --dry-run also beside a writer",
 			minArgs: 1, maxArgs: 1, setup: recoverCommand},
+		{name: "backup", operands: "DIR DEST", help: "copy a store into DEST while it runs (what its writer acknowledged), or bring an earlier backup there up to date",
+			more: backupHelp, minArgs: 2, maxArgs: 2, setup: backupCommand},
 		{name: "serve", operands: "DIR", help: "serve a store to other processes over HTTP on DIR/possum.sock (mode 0600), and over TCP with --listen; until interrupted (exit 0)",
 			minArgs: 1, maxArgs: 1, setup: serveCommand},
 		{name: "version", help: "print possum's version, the Go version it was built with, and the store and WAL formats it writes and reads (also possum --version)",

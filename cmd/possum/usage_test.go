@@ -32,6 +32,7 @@ func TestCommandHelp(t *testing.T) {
 		"append":  {"type", "tag", "or", "data", "meta", "if-none-match", "after", "stdin", "batch"},
 		"bench":   {"events", "dir", "json", "scale"},
 		"serve":   {"listen", "token", "tls-cert", "tls-key", "insecure-no-token"},
+		"backup":  {"json"},
 		"version": nil,
 	}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
