@@ -180,7 +180,7 @@ func DialContext(ctx context.Context, target string, opts *Options) (*Client, er
 		}
 	}
 	c.hc = &http.Client{Transport: c.tr}
-	if _, err := c.HeadContext(ctx); err != nil {
+	if _, err := c.getHead(ctx); err != nil {
 		c.Close()
 		if wire.RemoteCode(err) == wire.CodeUnauthorized {
 			// A server answered: it refused the token.
@@ -418,7 +418,7 @@ func (c *Client) post(ctx context.Context, path string, body []byte, res any) er
 func (c *Client) HeadContext(ctx context.Context) (uint64, error) {
 	res, err := c.getHead(ctx)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("client: head: %w", err)
 	}
 	return res.Head, nil
 }
@@ -431,34 +431,40 @@ func (c *Client) HeadContext(ctx context.Context) (uint64, error) {
 func (c *Client) MaxBodyBytes() int64 { return c.maxBody.Load() }
 
 // Stats asks the server for the store's positions: the Head, Projected,
-// Checkpointed, Lag and MaxLag of store.Stats, the other fields zero. A
+// Checkpointed, Lag, MaxLag, LagBound, MaxDelay and ProjectionRate of
+// store.Stats, the other fields zero. A
 // server of a store that reports no projection answers the head alone:
 // the error then wraps errors.ErrUnsupported.
 func (c *Client) Stats(ctx context.Context) (store.Stats, error) {
 	res, err := c.getHead(ctx)
 	if err != nil {
-		return store.Stats{}, err
+		return store.Stats{}, fmt.Errorf("client: stats: %w", err)
 	}
 	if res.Projected == nil || res.Checkpointed == nil || res.Lag == nil || res.MaxLag == nil {
 		return store.Stats{Head: res.Head}, fmt.Errorf("client: stats: the server reports no projection: %w", errors.ErrUnsupported)
 	}
-	return store.Stats{Head: res.Head, Projected: *res.Projected, Checkpointed: *res.Checkpointed, Lag: *res.Lag, MaxLag: *res.MaxLag}, nil
+	st := store.Stats{Head: res.Head, Projected: *res.Projected, Checkpointed: *res.Checkpointed, Lag: *res.Lag, MaxLag: *res.MaxLag}
+	if res.LagBound != nil && res.MaxDelayNs != nil && res.ProjectionRate != nil {
+		st.LagBound, st.MaxDelay, st.ProjectionRate = *res.LagBound, time.Duration(*res.MaxDelayNs), *res.ProjectionRate
+	}
+	return st, nil
 }
 
-// getHead runs GET /head.
+// getHead runs GET /head. Its errors say nothing of what asked: callers
+// add that.
 func (c *Client) getHead(ctx context.Context) (wire.HeadResponse, error) {
 	var res wire.HeadResponse
-	if err := c.closed("head"); err != nil {
-		return res, err
+	if c.closing.Err() != nil {
+		return res, store.ErrClosed
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/head", nil)
 	if err != nil {
-		return res, fmt.Errorf("client: head: %w", err)
+		return res, err
 	}
 	if err := c.do(req, &res); err != nil {
-		return res, fmt.Errorf("client: head: %w", err)
+		return res, err
 	}
 	if res.MaxBodyBytes > 0 {
 		c.maxBody.Store(res.MaxBodyBytes)
@@ -557,9 +563,12 @@ func (c *Client) streamRequest(ctx context.Context, q dcb.Query, req wire.ReadRe
 // Every pair it yields after the first failure is the last.
 func (c *Client) stream(parent context.Context, op string, q dcb.Query, r wire.ReadRequest, yield func(dcb.SequencedEvent, error) bool) {
 	fail := func(err error) {
-		if perr := parent.Err(); perr != nil {
+		switch perr := parent.Err(); {
+		case perr != nil:
 			err = perr // as embedded: a loop whose context ended ends with ctx.Err()
-		} else {
+		case errors.Is(err, ErrSilent), errors.Is(err, store.ErrClosed):
+			// They say what happened, and where, as they are.
+		default:
 			err = fmt.Errorf("client: %s: %w", op, err)
 		}
 		yield(dcb.SequencedEvent{}, err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
@@ -84,4 +85,28 @@ func readAllEmbedded(t *testing.T, st *store.Store) []dcb.SequencedEvent {
 	out, err := collect(st.Read(t.Context(), dcb.All(), store.ReadOptions{}))
 	require.NoError(t, err)
 	return out
+}
+
+// TestClientStatsAndMessages: the client's Stats carries the store's lag
+// bound, in events and in time, and the projector's rate; and a client
+// error says "client:" once, also when it wraps the client's own.
+func TestClientStatsAndMessages(t *testing.T) {
+	s := serve(t, nil)
+	c := s.dial(t, nil)
+	_, err := s.st.Append(t.Context(), []dcb.Event{{Type: "T"}}, nil)
+	require.NoError(t, err)
+	got, err := c.Stats(t.Context())
+	require.NoError(t, err)
+	want := s.st.Stats()
+	assert.Equal(t, want.MaxDelay, got.MaxDelay)
+	assert.Equal(t, want.MaxLag, got.MaxLag)
+	assert.Positive(t, got.LagBound)
+
+	_, err = client.Dial(t.TempDir())
+	require.Error(t, err)
+	assert.Equal(t, 1, strings.Count(err.Error(), "client:"), "%v", err)
+	require.NoError(t, c.Close())
+	_, err = c.HeadContext(t.Context())
+	assert.ErrorIs(t, err, store.ErrClosed)
+	assert.Equal(t, 1, strings.Count(err.Error(), "client:"), "%v", err)
 }

@@ -275,8 +275,9 @@ func (srv *Server) head(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := st.Stats()
+	delay := int64(s.MaxDelay)
 	writeJSON(w, http.StatusOK, wire.HeadResponse{Head: s.Head, Projected: &s.Projected, Checkpointed: &s.Checkpointed, Lag: &s.Lag, MaxLag: &s.MaxLag,
-		MaxBodyBytes: srv.opts.MaxBodyBytes})
+		LagBound: &s.LagBound, MaxDelayNs: &delay, ProjectionRate: &s.ProjectionRate, MaxBodyBytes: srv.opts.MaxBodyBytes})
 }
 
 // append answers POST /append.

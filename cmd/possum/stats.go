@@ -65,7 +65,12 @@ type storeStats struct {
 	Projected *uint64 `json:"projected"`
 	Lag       *uint64 `json:"lag"`
 	MaxLag    *uint64 `json:"maxLag,omitempty"`
-	Served    bool    `json:"served,omitempty"`
+	// LagBound, MaxDelayNs and ProjectionRate: the bound in force, the
+	// bound in time and the projector's rate, when it is served.
+	LagBound       *uint64  `json:"lagBound,omitempty"`
+	MaxDelayNs     *int64   `json:"maxDelayNs,omitempty"`
+	ProjectionRate *float64 `json:"projectionRate,omitempty"`
+	Served         bool     `json:"served,omitempty"`
 	// LagAtMost bounds Lag from what the files say: head − checkpointed.
 	LagAtMost uint64  `json:"lagAtMost"`
 	Types     []count `json:"types"` // every type, most events first
@@ -133,7 +138,9 @@ func gatherStats(ctx context.Context, dir string, top int) (*storeStats, error) 
 	if st.Writer.State == "none" && st.CheckpointError == "" {
 		st.Projected, st.Lag = &st.Checkpointed, &st.LagAtMost
 	} else if ws, ok := servedStats(dir); ok {
+		delay := int64(ws.MaxDelay)
 		st.Projected, st.Lag, st.MaxLag, st.Served = &ws.Projected, &ws.Lag, &ws.MaxLag, true
+		st.LagBound, st.MaxDelayNs, st.ProjectionRate = &ws.LagBound, &delay, &ws.ProjectionRate
 	}
 	st.Disk, err = diskOf(dir)
 	return st, err
@@ -238,7 +245,8 @@ func (st *storeStats) print(w io.Writer) {
 	case st.Served:
 		row("projected", "%d (said by the serving process)", *st.Projected)
 		row("lag", "%d (positions its projector has yet to write)", *st.Lag)
-		row("max lag", "%d events (Options.MaxProjectionLag; its bound in time may hold the lag lower)", *st.MaxLag)
+		row("lag bound", "%d events now: at most %d (Options.MaxProjectionLag), and %s of work at its %.0f events/s (Options.MaxProjectionDelay)",
+			*st.LagBound, *st.MaxLag, delayText(time.Duration(*st.MaxDelayNs)), *st.ProjectionRate)
 	case st.Projected != nil:
 		row("projected", "%d (no writer: the projection stands at the checkpoint)", *st.Projected)
 		row("lag", "%d (positions the next Open of the store projects)", *st.Lag)
@@ -314,4 +322,12 @@ func bytesText(n int64) string {
 		v /= unit
 	}
 	return fmt.Sprintf("%.1f %ciB", v, "KMG"[i])
+}
+
+// delayText is a projection delay bound: none when negative.
+func delayText(d time.Duration) string {
+	if d < 0 {
+		return "no bound"
+	}
+	return d.String()
 }

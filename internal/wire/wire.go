@@ -162,6 +162,12 @@ type HeadResponse struct {
 	Checkpointed *uint64 `json:"checkpointed,omitempty"`
 	Lag          *uint64 `json:"lag,omitempty"`
 	MaxLag       *uint64 `json:"maxLag,omitempty"`
+	// LagBound, MaxDelayNs and ProjectionRate are the lag bound in force,
+	// in events, the bound in time (nanoseconds; negative: none) and the
+	// projector's measured rate in events/s (store.Stats).
+	LagBound       *uint64  `json:"lagBound,omitempty"`
+	MaxDelayNs     *int64   `json:"maxDelayNs,omitempty"`
+	ProjectionRate *float64 `json:"projectionRate,omitempty"`
 	// MaxBodyBytes is the largest request body the server takes: an
 	// append whose body is larger is refused (413, too_large).
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
