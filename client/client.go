@@ -43,7 +43,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -54,6 +53,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/wire"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 // ErrSilent: a stream sent nothing, not even a heartbeat, for three
@@ -168,8 +168,8 @@ func DialContext(ctx context.Context, target string, opts *Options) (*Client, er
 		c.base = strings.TrimSuffix(u.Scheme+"://"+u.Host+u.Path, "/")
 		c.tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	} else {
-		path := filepath.Join(target, wire.SocketName)
-		if err := checkSocketPath(path); err != nil {
+		path := storedir.SocketPath(target)
+		if err := storedir.CheckSocketPath(path); err != nil {
 			return nil, err
 		}
 		c.base = "http://possum"
@@ -189,15 +189,6 @@ func DialContext(ctx context.Context, target string, opts *Options) (*Client, er
 		return nil, fmt.Errorf("client: no possum server at %s (serve the store: `possum serve DIR`): %w", target, err)
 	}
 	return c, nil
-}
-
-// checkSocketPath is server.CheckSocketPath (the client does not import
-// the server).
-func checkSocketPath(path string) error {
-	if n, limit := len(path), wire.MaxSocketPath(); n > limit {
-		return fmt.Errorf("client: socket path %s is %d bytes, over the %d-byte limit of unix sockets on %s: use a shorter path to the store, or TCP", path, n, limit, runtime.GOOS)
-	}
-	return nil
 }
 
 // Close closes the client, as Store.Close closes a store: later calls fail

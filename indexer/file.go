@@ -1,9 +1,7 @@
 package indexer
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +12,7 @@ import (
 )
 
 // Index files: one append-only file per type (index/types/) and per tag
-// (index/tags/), listing the positions of its events in ascending order.
+// (index/tags/), named by storedir.IndexFileName, listing the positions of its events in ascending order.
 //
 //	offset  size  field
 //	0       4     magic "PIDX"
@@ -31,43 +29,11 @@ const (
 	fileMagic   = "PIDX"
 	fileVersion = 1
 	entrySize   = 8
-	// FileExt ends every index file name.
-	FileExt = ".idx"
-	// maxEscapedName: escaped names up to this length are used as they are;
-	// longer ones are hashed (file names are limited to 255 bytes).
-	maxEscapedName = 200
 )
 
 // ErrDamaged is wrapped by errors about an index file that cannot be read
 // (bad header, unsorted positions, a name that does not match the file name).
 var ErrDamaged = errors.New("indexer: damaged index file")
-
-// FileName returns the file name of the index file of a type or tag.
-//
-// Bytes a-z, 0-9 and '-' stand for themselves; every other byte is written
-// '_' followed by two lowercase hex digits. The mapping is injective, safe on
-// case-insensitive file systems, and never yields "." or "..": "a/b" becomes
-// "a_2fb", "a_b" becomes "a_5fb", "A" becomes "_41". When the escaped name
-// would exceed 200 bytes, the name is "~" followed by the hex SHA-256 of the
-// type or tag; the header's name tells such files apart and is checked on
-// every load.
-func FileName(name string) string {
-	const hexDigits = "0123456789abcdef"
-	b := make([]byte, 0, len(name)+8)
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' {
-			b = append(b, c)
-		} else {
-			b = append(b, '_', hexDigits[c>>4], hexDigits[c&15])
-		}
-		if len(b) > maxEscapedName {
-			sum := sha256.Sum256([]byte(name))
-			return "~" + hex.EncodeToString(sum[:]) + FileExt
-		}
-	}
-	return string(b) + FileExt
-}
 
 // fileHeader returns the header of the index file of name.
 func fileHeader(name string) []byte {

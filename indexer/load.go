@@ -8,12 +8,7 @@ import (
 	"strings"
 
 	"github.com/possumstore/possum/internal/vfs"
-)
-
-// Directories of the index files, under a store's index/ directory.
-const (
-	TypesDir = "types"
-	TagsDir  = "tags"
+	"github.com/possumstore/possum/storedir"
 )
 
 // LoadStats describes what Load read.
@@ -38,7 +33,7 @@ func Load(fs vfs.FS, dir string, upTo uint64) (*Index, LoadStats, error) {
 	for i := range x.typeOf {
 		x.typeOf[i] = ^uint32(0)
 	}
-	err := loadDir(fs, filepath.Join(dir, TypesDir), upTo, &st, func(name string, ps []uint64) error {
+	err := loadDir(fs, filepath.Join(dir, storedir.TypesDir), upTo, &st, func(name string, ps []uint64) error {
 		st.TypeFiles++
 		id := uint32(len(x.typeLists))
 		x.typeIDs[name] = id
@@ -59,7 +54,7 @@ func Load(fs vfs.FS, dir string, upTo uint64) (*Index, LoadStats, error) {
 			return nil, st, fmt.Errorf("%w: position %d is in no type index file", ErrDamaged, i+1)
 		}
 	}
-	err = loadDir(fs, filepath.Join(dir, TagsDir), upTo, &st, func(name string, ps []uint64) error {
+	err = loadDir(fs, filepath.Join(dir, storedir.TagsDir), upTo, &st, func(name string, ps []uint64) error {
 		st.TagFiles++
 		x.tagIDs[name] = uint32(len(x.tagLists))
 		x.tagLists = append(x.tagLists, ps)
@@ -83,12 +78,12 @@ func loadDir(fs vfs.FS, dir string, upTo uint64, st *LoadStats, add func(string,
 		return fmt.Errorf("indexer: %w", err)
 	}
 	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), FileExt) {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), storedir.IndexFileExt) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
 		name, ps, valid, err := ReadFile(path)
-		if err == nil && FileName(name) != e.Name() {
+		if err == nil && storedir.IndexFileName(name) != e.Name() {
 			err = fmt.Errorf("%w: %s holds the index of %q", ErrDamaged, path, name)
 		}
 		if errors.Is(err, ErrDamaged) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/storedir"
 )
 
 // A snapshot is the whole in-memory index in one file, written when a store
@@ -192,7 +193,7 @@ func (m Mismatch) Empty() bool { return len(m.Types)+len(m.Tags)+len(m.Strays) =
 // at exactly the size they imply, and no other index file may be there. It
 // reads directories and file sizes, no file content, so a change that keeps
 // a file's size goes unseen (a full Load or possum verify finds it). Entries
-// that are not index files (no FileExt, or directories) are ignored, as Load
+// that are not index files (no storedir.IndexFileExt, or directories) are ignored, as Load
 // ignores them. It checks the type index files when types, the tag index
 // files when tags.
 func CheckFiles(dir string, x *Index, upTo uint64, types, tags bool) (Mismatch, error) {
@@ -202,7 +203,7 @@ func CheckFiles(dir string, x *Index, upTo uint64, types, tags bool) (Mismatch, 
 		dir   string
 		lists func() map[string][]uint64
 		bad   *[]string
-	}{{types, TypesDir, x.Types, &m.Types}, {tags, TagsDir, x.Tags, &m.Tags}} {
+	}{{types, storedir.TypesDir, x.Types, &m.Types}, {tags, storedir.TagsDir, x.Tags, &m.Tags}} {
 		if !kind.check {
 			continue
 		}
@@ -213,7 +214,7 @@ func CheckFiles(dir string, x *Index, upTo uint64, types, tags bool) (Mismatch, 
 		}
 		onDisk := make(map[string]bool, len(ents))
 		for _, e := range ents {
-			if !e.IsDir() && strings.HasSuffix(e.Name(), FileExt) {
+			if !e.IsDir() && strings.HasSuffix(e.Name(), storedir.IndexFileExt) {
 				onDisk[e.Name()] = true
 			}
 		}
@@ -222,7 +223,7 @@ func CheckFiles(dir string, x *Index, upTo uint64, types, tags bool) (Mismatch, 
 			if n == 0 {
 				continue
 			}
-			file := FileName(name)
+			file := storedir.IndexFileName(name)
 			if !onDisk[file] {
 				*kind.bad = append(*kind.bad, name)
 				continue

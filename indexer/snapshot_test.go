@@ -9,6 +9,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -69,10 +70,10 @@ func TestCheckFiles(t *testing.T) {
 	for _, kind := range []struct {
 		dir   string
 		lists map[string][]uint64
-	}{{indexer.TypesDir, buildIndex(t, 1, n, nil).Types()}, {indexer.TagsDir, buildIndex(t, 1, n, nil).Tags()}} {
+	}{{storedir.TypesDir, buildIndex(t, 1, n, nil).Types()}, {storedir.TagsDir, buildIndex(t, 1, n, nil).Tags()}} {
 		require.NoError(t, os.MkdirAll(filepath.Join(dir, kind.dir), 0o750))
 		for name, ps := range kind.lists {
-			path := filepath.Join(dir, kind.dir, indexer.FileName(name))
+			path := filepath.Join(dir, kind.dir, storedir.IndexFileName(name))
 			require.NoError(t, indexer.WriteFile(vfs.OS, path, path+".tmp", name, ps))
 		}
 	}
@@ -80,8 +81,8 @@ func TestCheckFiles(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, m.Empty(), "%+v", m)
 
-	tagPath := func(tag string) string { return filepath.Join(dir, indexer.TagsDir, indexer.FileName(tag)) }
-	require.NoError(t, os.Remove(filepath.Join(dir, indexer.TypesDir, indexer.FileName("T1"))))
+	tagPath := func(tag string) string { return filepath.Join(dir, storedir.TagsDir, storedir.IndexFileName(tag)) }
+	require.NoError(t, os.Remove(filepath.Join(dir, storedir.TypesDir, storedir.IndexFileName("T1"))))
 	require.NoError(t, os.Truncate(tagPath("customer:3"), 24))
 	f, err := os.OpenFile(tagPath("order:5"), os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
@@ -90,8 +91,8 @@ func TestCheckFiles(t *testing.T) {
 	require.NoError(t, f.Close())
 	stray := tagPath("nobody")
 	require.NoError(t, indexer.WriteFile(vfs.OS, stray, stray+".tmp", "nobody", []uint64{1}))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, indexer.TagsDir, "README"), []byte("not an index file"), 0o640))
-	require.NoError(t, os.Mkdir(filepath.Join(dir, indexer.TagsDir, "sub"+indexer.FileExt), 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, storedir.TagsDir, "README"), []byte("not an index file"), 0o640))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, storedir.TagsDir, "sub"+storedir.IndexFileExt), 0o750))
 
 	m, err = indexer.CheckFiles(dir, x, n, true, true)
 	require.NoError(t, err)

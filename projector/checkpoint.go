@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/storedir"
 )
 
 // CheckpointVersion is the format version of the checkpoint file.
@@ -38,7 +39,7 @@ type Checkpoint struct {
 // ReadCheckpoint reads the checkpoint of the store in dir. A missing file is
 // (zero, nil); an unreadable one is (zero, error): the caller starts over.
 func ReadCheckpoint(dir string) (Checkpoint, error) {
-	b, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	b, err := os.ReadFile(filepath.Join(dir, storedir.CheckpointFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return Checkpoint{}, nil
 	}
@@ -57,7 +58,7 @@ func ReadCheckpoint(dir string) (Checkpoint, error) {
 
 // eventsMTime reads the modification time the checkpoint records.
 func eventsMTime(dir string) int64 {
-	st, err := os.Stat(filepath.Join(dir, EventsDir))
+	st, err := os.Stat(filepath.Join(dir, storedir.EventsDir))
 	if err != nil {
 		return 0
 	}
@@ -78,8 +79,8 @@ func WriteCheckpoint(fs vfs.FS, dir string, cp Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, TmpDir, CheckpointFile)
-	if err := vfs.WriteFileDurably(fs, filepath.Join(dir, CheckpointFile), tmp, append(b, '\n'), 0o640); err != nil {
+	tmp := filepath.Join(dir, storedir.TmpDir, storedir.CheckpointFile)
+	if err := vfs.WriteFileDurably(fs, filepath.Join(dir, storedir.CheckpointFile), tmp, append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("projector: checkpoint: %w", err)
 	}
 	return nil

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/storedir"
 )
 
 // Choice says which files the projector materializes. The WAL and the
@@ -23,10 +23,9 @@ type Choice struct {
 // Everything is the default choice: every file.
 var Everything = Choice{EventFiles: true, TypeIndex: true, TagIndex: true}
 
-// ChoiceFile records a store's choice when it is not Everything: one line,
-// the words "events", "types", "tags" of the files it materializes,
-// space-separated, or "none".
-const ChoiceFile = "PROJECTION"
+// The file storedir.ProjectionFile records a store's choice when it is not
+// Everything: one line, the words "events", "types", "tags" of the files
+// it materializes, space-separated, or "none".
 
 var choiceWords = []struct {
 	word string
@@ -37,7 +36,7 @@ var choiceWords = []struct {
 	{"tags", func(c *Choice) *bool { return &c.TagIndex }},
 }
 
-// String returns the words of the choice, as ChoiceFile holds them.
+// String returns the words of the choice, as storedir.ProjectionFile holds them.
 func (c Choice) String() string {
 	var words []string
 	for _, w := range choiceWords {
@@ -55,9 +54,9 @@ func (c Choice) String() string {
 func (c Choice) Index() bool { return c.TypeIndex && c.TagIndex }
 
 // ReadChoice returns the choice recorded in the store directory dir:
-// Everything when there is no ChoiceFile.
+// Everything when there is no storedir.ProjectionFile.
 func ReadChoice(dir string) (Choice, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ChoiceFile))
+	b, err := os.ReadFile(filepath.Join(dir, storedir.ProjectionFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return Everything, nil
 	}
@@ -77,7 +76,7 @@ func ReadChoice(dir string) (Choice, error) {
 			}
 		}
 		if !found {
-			return Choice{}, fmt.Errorf("projector: %s: %q is not a projection (want some of \"events types tags\", or \"none\")", filepath.Join(dir, ChoiceFile), line)
+			return Choice{}, fmt.Errorf("projector: %s: %q is not a projection (want some of \"events types tags\", or \"none\")", filepath.Join(dir, storedir.ProjectionFile), line)
 		}
 	}
 	return c, nil
@@ -93,23 +92,23 @@ func ChangeChoice(fs vfs.FS, dir string, c Choice) (bool, error) {
 	if err != nil || old == c {
 		return false, err
 	}
-	if err := fs.Remove(filepath.Join(dir, CheckpointFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := fs.Remove(filepath.Join(dir, storedir.CheckpointFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, fmt.Errorf("projector: %w", err)
 	}
 	if err := fs.SyncDir(dir); err != nil {
 		return false, fmt.Errorf("projector: %w", err)
 	}
-	if err := fs.MkdirAll(filepath.Join(dir, TmpDir), 0o750); err != nil {
+	if err := fs.MkdirAll(filepath.Join(dir, storedir.TmpDir), 0o750); err != nil {
 		return false, fmt.Errorf("projector: %w", err)
 	}
-	path := filepath.Join(dir, ChoiceFile)
+	path := filepath.Join(dir, storedir.ProjectionFile)
 	if c == Everything {
 		err = fs.Remove(path)
 		if err == nil {
 			err = fs.SyncDir(dir)
 		}
 	} else {
-		err = vfs.WriteFileDurably(fs, path, filepath.Join(dir, TmpDir, ChoiceFile), []byte(c.String()+"\n"), 0o640)
+		err = vfs.WriteFileDurably(fs, path, filepath.Join(dir, storedir.TmpDir, storedir.ProjectionFile), []byte(c.String()+"\n"), 0o640)
 	}
 	if err != nil {
 		return false, fmt.Errorf("projector: record the projection choice: %w", err)
@@ -129,9 +128,9 @@ type choiceDir struct {
 // materializes each.
 func (c Choice) dirs() []choiceDir {
 	return []choiceDir{
-		{c.EventFiles, EventsDir, false},
-		{c.TypeIndex, filepath.Join(IndexDir, indexer.TypesDir), true},
-		{c.TagIndex, filepath.Join(IndexDir, indexer.TagsDir), true},
+		{c.EventFiles, storedir.EventsDir, false},
+		{c.TypeIndex, filepath.Join(storedir.IndexDir, storedir.TypesDir), true},
+		{c.TagIndex, filepath.Join(storedir.IndexDir, storedir.TagsDir), true},
 	}
 }
 

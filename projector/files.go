@@ -6,12 +6,12 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/storedir"
 )
 
 type fileKey struct {
-	kind string // indexer.TypesDir or indexer.TagsDir
+	kind string // storedir.TypesDir or storedir.TagsDir
 	name string
 }
 
@@ -40,7 +40,7 @@ func (c *fileCache) get(dir string, k fileKey) (vfs.File, bool, error) {
 		c.order.MoveToFront(el)
 		return el.Value.(*openFile).f, false, nil
 	}
-	path := filepath.Join(dir, IndexDir, k.kind, indexer.FileName(k.name))
+	path := filepath.Join(dir, storedir.IndexDir, k.kind, storedir.IndexFileName(k.name))
 	f, err := c.fs.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, false, fmt.Errorf("projector: %w", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -100,7 +101,7 @@ func TestProjectionAfterProjectedClose(t *testing.T) {
 		tagEntries += len(e.Tags)
 	}
 	assert.Equal(t, tagEntries, cp.TagEntries, "checkpoint's tag entries")
-	tmp, err := os.ReadDir(filepath.Join(dir, projector.TmpDir))
+	tmp, err := os.ReadDir(filepath.Join(dir, storedir.TmpDir))
 	require.NoError(t, err)
 	assert.Empty(t, tmp, "tmp/ after Close")
 }
@@ -137,17 +138,17 @@ func TestProjectionAwkwardNames(t *testing.T) {
 	closeProjected(t, s)
 	projectiontest.RequireMatches(t, dir, evs)
 
-	for kind, names := range map[string][]string{indexer.TagsDir: awkwardTags, indexer.TypesDir: fixtureTypes} {
+	for kind, names := range map[string][]string{storedir.TagsDir: awkwardTags, storedir.TypesDir: fixtureTypes} {
 		seen := map[string]string{}
 		for _, name := range names {
-			fn := indexer.FileName(name)
+			fn := storedir.IndexFileName(name)
 			if other, ok := seen[fn]; ok {
 				t.Errorf("%s %q and %q share the file name %s", kind, name, other, fn)
 			}
 			seen[fn] = name
 			assert.LessOrEqual(t, len(fn), 255, "file name of %q", name)
 			assert.NotContains(t, fn, "/")
-			got, ps, _, err := indexer.ReadFile(filepath.Join(dir, projector.IndexDir, kind, fn))
+			got, ps, _, err := indexer.ReadFile(filepath.Join(dir, storedir.IndexDir, kind, fn))
 			if assert.NoError(t, err, "%s %q", kind, name) {
 				assert.Equal(t, name, got, "header name of %s", fn)
 				assert.NotEmpty(t, ps)
@@ -179,11 +180,11 @@ func TestProjectionRepair(t *testing.T) {
 	biggest := func(f fixture, kind string) (string, int64) {
 		counts := map[string]int{}
 		for _, e := range f.evs {
-			if kind == indexer.TypesDir {
+			if kind == storedir.TypesDir {
 				counts[e.Type]++
 			}
 			for _, tag := range e.Tags {
-				if kind == indexer.TagsDir {
+				if kind == storedir.TagsDir {
 					counts[tag]++
 				}
 			}
@@ -194,7 +195,7 @@ func TestProjectionRepair(t *testing.T) {
 				best = name
 			}
 		}
-		path := filepath.Join(f.dir, projector.IndexDir, kind, indexer.FileName(best))
+		path := filepath.Join(f.dir, storedir.IndexDir, kind, storedir.IndexFileName(best))
 		st, err := os.Stat(path)
 		require.NoError(t, err)
 		return path, st.Size()
@@ -226,11 +227,11 @@ func TestProjectionRepair(t *testing.T) {
 	unclean := func(damage func(t *testing.T, f fixture)) func(t *testing.T, f fixture) {
 		return func(t *testing.T, f fixture) {
 			damage(t, f)
-			require.NoError(t, os.Remove(filepath.Join(f.dir, projector.IndexDir, projector.SnapshotFile)))
+			require.NoError(t, os.Remove(filepath.Join(f.dir, storedir.IndexDir, storedir.SnapshotFile)))
 		}
 	}
 	writeCheckpoint := func(t *testing.T, dir string, b []byte) {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, projector.CheckpointFile), b, 0o640))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, storedir.CheckpointFile), b, 0o640))
 	}
 	clean := func(t *testing.T, f fixture, rep projector.Report) {
 		assert.Equal(t, f.head, rep.Checkpoint)
@@ -282,7 +283,7 @@ func TestProjectionRepair(t *testing.T) {
 	// copyOverOther copies the biggest tag index file over another, of a
 	// different size.
 	copyOverOther := func(t *testing.T, f fixture) {
-		path, size := biggest(f, indexer.TagsDir)
+		path, size := biggest(f, storedir.TagsDir)
 		b, err := os.ReadFile(path)
 		require.NoError(t, err)
 		ents, err := os.ReadDir(filepath.Dir(path))
@@ -309,7 +310,7 @@ func TestProjectionRepair(t *testing.T) {
 		}},
 		{"some event files deleted", func(t *testing.T, f fixture) {
 			for _, pos := range []uint64{1, 17, f.head / 2, f.head} {
-				require.NoError(t, os.Remove(projector.EventPath(f.dir, pos)))
+				require.NoError(t, os.Remove(storedir.EventPath(f.dir, pos)))
 			}
 		}, func(t *testing.T, f fixture, rep projector.Report) {
 			assert.True(t, rep.EventsListed)
@@ -318,60 +319,60 @@ func TestProjectionRepair(t *testing.T) {
 			assert.Zero(t, rep.Replayed)
 		}},
 		{"all event files deleted", func(t *testing.T, f fixture) {
-			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, projector.EventsDir)))
-			require.NoError(t, os.Mkdir(filepath.Join(f.dir, projector.EventsDir), 0o750))
+			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, storedir.EventsDir)))
+			require.NoError(t, os.Mkdir(filepath.Join(f.dir, storedir.EventsDir), 0o750))
 		}, func(t *testing.T, f fixture, rep projector.Report) {
 			assert.True(t, rep.EventsListed)
 			assert.Equal(t, int(f.head), rep.MissingEventFiles)
 			assert.Empty(t, rep.IndexRebuilt)
 		}},
 		{"events directory deleted", func(t *testing.T, f fixture) {
-			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, projector.EventsDir)))
+			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, storedir.EventsDir)))
 		}, func(t *testing.T, f fixture, rep projector.Report) {
 			assert.True(t, rep.EventsListed)
 			assert.Equal(t, int(f.head), rep.MissingEventFiles)
 		}},
 		// Index files damaged after a clean Close: the projector finds
 		// them by their sizes and rewrites them.
-		{"type index truncated by 3 bytes", truncate(indexer.TypesDir, 3), repairedLate},
-		{"tag index truncated by 3 bytes", truncate(indexer.TagsDir, 3), repairedLate},
-		{"type index truncated by one entry", truncate(indexer.TypesDir, 8), repairedLate},
-		{"tag index truncated by one entry", truncate(indexer.TagsDir, 8), repairedLate},
-		{"type index file deleted", remove(indexer.TypesDir), repairedLate},
-		{"tag index file deleted", remove(indexer.TagsDir), repairedLate},
-		{"type index extended beyond head", extend(indexer.TypesDir, beyondHead), repairedLate},
-		{"tag index extended beyond head", extend(indexer.TagsDir, beyondHead), repairedLate},
-		{"tag index extended by 3 bytes", extend(indexer.TagsDir, threeBytes), repairedLate},
+		{"type index truncated by 3 bytes", truncate(storedir.TypesDir, 3), repairedLate},
+		{"tag index truncated by 3 bytes", truncate(storedir.TagsDir, 3), repairedLate},
+		{"type index truncated by one entry", truncate(storedir.TypesDir, 8), repairedLate},
+		{"tag index truncated by one entry", truncate(storedir.TagsDir, 8), repairedLate},
+		{"type index file deleted", remove(storedir.TypesDir), repairedLate},
+		{"tag index file deleted", remove(storedir.TagsDir), repairedLate},
+		{"type index extended beyond head", extend(storedir.TypesDir, beyondHead), repairedLate},
+		{"tag index extended beyond head", extend(storedir.TagsDir, beyondHead), repairedLate},
+		{"tag index extended by 3 bytes", extend(storedir.TagsDir, threeBytes), repairedLate},
 		{"every tag index file deleted", func(t *testing.T, f fixture) {
-			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, projector.IndexDir, indexer.TagsDir)))
+			require.NoError(t, os.RemoveAll(filepath.Join(f.dir, storedir.IndexDir, storedir.TagsDir)))
 		}, repairedLate},
 		{"stray tag index file", func(t *testing.T, f fixture) {
-			path := filepath.Join(f.dir, projector.IndexDir, indexer.TagsDir, indexer.FileName("never-used"))
+			path := filepath.Join(f.dir, storedir.IndexDir, storedir.TagsDir, storedir.IndexFileName("never-used"))
 			require.NoError(t, indexer.WriteFile(vfs.OS, path, path+".tmp", "never-used", []uint64{1, 2}))
 		}, repairedLate},
 		{"index file under another tag's name", copyOverOther, repairedLate},
 		// The same after an unclean stop (no snapshot): Open reads every
 		// index file, trims what lies beyond the checkpoint and rebuilds
 		// from the WAL when the counts fall short.
-		{"type index truncated by 3 bytes after an unclean stop", unclean(truncate(indexer.TypesDir, 3)), rebuilt(5)},
-		{"tag index truncated by 3 bytes after an unclean stop", unclean(truncate(indexer.TagsDir, 3)), rebuilt(5)},
-		{"type index truncated by one entry after an unclean stop", unclean(truncate(indexer.TypesDir, 8)), rebuilt(0)},
-		{"tag index truncated by one entry after an unclean stop", unclean(truncate(indexer.TagsDir, 8)), rebuilt(0)},
-		{"type index file deleted after an unclean stop", unclean(remove(indexer.TypesDir)), rebuilt(0)},
-		{"tag index file deleted after an unclean stop", unclean(remove(indexer.TagsDir)), rebuilt(0)},
-		{"tag index extended beyond head after an unclean stop", unclean(extend(indexer.TagsDir, beyondHead)), trimmed(8)},
-		{"tag index extended by 3 bytes after an unclean stop", unclean(extend(indexer.TagsDir, threeBytes)), trimmed(3)},
+		{"type index truncated by 3 bytes after an unclean stop", unclean(truncate(storedir.TypesDir, 3)), rebuilt(5)},
+		{"tag index truncated by 3 bytes after an unclean stop", unclean(truncate(storedir.TagsDir, 3)), rebuilt(5)},
+		{"type index truncated by one entry after an unclean stop", unclean(truncate(storedir.TypesDir, 8)), rebuilt(0)},
+		{"tag index truncated by one entry after an unclean stop", unclean(truncate(storedir.TagsDir, 8)), rebuilt(0)},
+		{"type index file deleted after an unclean stop", unclean(remove(storedir.TypesDir)), rebuilt(0)},
+		{"tag index file deleted after an unclean stop", unclean(remove(storedir.TagsDir)), rebuilt(0)},
+		{"tag index extended beyond head after an unclean stop", unclean(extend(storedir.TagsDir, beyondHead)), trimmed(8)},
+		{"tag index extended by 3 bytes after an unclean stop", unclean(extend(storedir.TagsDir, threeBytes)), trimmed(3)},
 		// Damage that keeps a file's size escapes the stat check Open makes
 		// when a clean Close left a snapshot; it is found when Open reads
 		// every index file, as it does after an unclean stop (no snapshot),
 		// and by possum verify.
 		{"index header corrupted after an unclean stop", func(t *testing.T, f fixture) {
-			path, _ := biggest(f, indexer.TagsDir)
+			path, _ := biggest(f, storedir.TagsDir)
 			b, err := os.ReadFile(path)
 			require.NoError(t, err)
 			copy(b, "XXXX")
 			require.NoError(t, os.WriteFile(path, b, 0o640))
-			require.NoError(t, os.Remove(filepath.Join(f.dir, projector.IndexDir, projector.SnapshotFile)))
+			require.NoError(t, os.Remove(filepath.Join(f.dir, storedir.IndexDir, storedir.SnapshotFile)))
 		}, func(t *testing.T, f fixture, rep projector.Report) {
 			assert.Len(t, rep.IndexDamaged, 1)
 			rebuilt(0)(t, f, rep)
@@ -384,14 +385,14 @@ func TestProjectionRepair(t *testing.T) {
 			writeCheckpoint(t, f.dir, []byte("{\"version\":1,\"posit\x00garbage"))
 		}, startOver("damaged")},
 		{"checkpoint deleted", func(t *testing.T, f fixture) {
-			require.NoError(t, os.Remove(filepath.Join(f.dir, projector.CheckpointFile)))
+			require.NoError(t, os.Remove(filepath.Join(f.dir, storedir.CheckpointFile)))
 		}, startOver("")},
 		// A checkpoint beyond the WAL's head vouches for lost positions:
 		// Open refuses it (store.TestOpenRefusesLostPositions).
 		{"stray event file beyond head", func(t *testing.T, f fixture) {
 			e := f.evs[0]
 			e.Position = f.head + 5
-			require.NoError(t, os.WriteFile(projector.EventPath(f.dir, e.Position), projector.EncodeEvent(nil, e), 0o640))
+			require.NoError(t, os.WriteFile(storedir.EventPath(f.dir, e.Position), projector.EncodeEvent(nil, e), 0o640))
 		}, func(t *testing.T, f fixture, rep projector.Report) {
 			assert.True(t, rep.EventsListed)
 			assert.Equal(t, 1, rep.StrayEventFiles)
@@ -400,12 +401,12 @@ func TestProjectionRepair(t *testing.T) {
 			assert.Empty(t, rep.IndexRebuilt)
 		}},
 		{"files left in tmp", func(t *testing.T, f fixture) {
-			require.NoError(t, os.WriteFile(filepath.Join(f.dir, projector.TmpDir, "event"), []byte(`{"position":`), 0o640))
-			require.NoError(t, os.WriteFile(filepath.Join(f.dir, projector.TmpDir, projector.CheckpointFile), []byte(`{`), 0o640))
-			require.NoError(t, os.MkdirAll(filepath.Join(f.dir, projector.TmpDir, "sub", "dir"), 0o750))
+			require.NoError(t, os.WriteFile(filepath.Join(f.dir, storedir.TmpDir, "event"), []byte(`{"position":`), 0o640))
+			require.NoError(t, os.WriteFile(filepath.Join(f.dir, storedir.TmpDir, storedir.CheckpointFile), []byte(`{`), 0o640))
+			require.NoError(t, os.MkdirAll(filepath.Join(f.dir, storedir.TmpDir, "sub", "dir"), 0o750))
 		}, func(t *testing.T, f fixture, rep projector.Report) {
 			clean(t, f, rep)
-			tmp, err := os.ReadDir(filepath.Join(f.dir, projector.TmpDir))
+			tmp, err := os.ReadDir(filepath.Join(f.dir, storedir.TmpDir))
 			require.NoError(t, err)
 			assert.Empty(t, tmp, "Open clears tmp/")
 		}},
@@ -471,7 +472,7 @@ func TestReadFromIndexFile(t *testing.T) {
 	closeProjected(t, s)
 
 	for _, tag := range append([]string{"every3"}, long...) {
-		path := filepath.Join(dir, projector.IndexDir, indexer.TagsDir, indexer.FileName(tag))
+		path := filepath.Join(dir, storedir.IndexDir, storedir.TagsDir, storedir.IndexFileName(tag))
 		name, all, _, err := indexer.ReadFile(path)
 		require.NoError(t, err)
 		require.Equal(t, tag, name)

@@ -19,6 +19,7 @@ import (
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/platform"
 	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 )
 
@@ -154,7 +155,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 		return nil, nil, rep, err
 	}
 	// tmp/ and index/ (the snapshot's) whatever the choice.
-	for _, d := range append([]choiceDir{{chosen: true, path: TmpDir}, {chosen: true, path: IndexDir}}, choice.dirs()...) {
+	for _, d := range append([]choiceDir{{chosen: true, path: storedir.TmpDir}, {chosen: true, path: storedir.IndexDir}}, choice.dirs()...) {
 		if !d.chosen {
 			continue
 		}
@@ -162,7 +163,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 			return nil, nil, rep, fmt.Errorf("projector: %w", err)
 		}
 	}
-	if err := clearDir(fs, filepath.Join(dir, TmpDir)); err != nil {
+	if err := clearDir(fs, filepath.Join(dir, storedir.TmpDir)); err != nil {
 		return nil, nil, rep, err
 	}
 	head := log.LastPosition()
@@ -204,7 +205,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 	if idx == nil && rep.IndexRebuilt == "" {
 		var st indexer.LoadStats
 		var err error
-		idx, st, err = indexer.Load(fs, filepath.Join(dir, IndexDir), start)
+		idx, st, err = indexer.Load(fs, filepath.Join(dir, storedir.IndexDir), start)
 		rep.IndexTrimmedBytes, rep.IndexDamaged = st.TrimmedBytes, st.DamagedFiles
 		tagEntries = st.TagEntries
 		switch {
@@ -304,7 +305,7 @@ func readIDs(log *wal.Log, idx *indexer.Index, upTo uint64) error {
 // (indexUnchecked). The snapshot is removed either way: once the store runs,
 // it goes stale.
 func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*indexer.Index, int) {
-	path := filepath.Join(p.dir, IndexDir, SnapshotFile)
+	path := filepath.Join(p.dir, storedir.IndexDir, storedir.SnapshotFile)
 	defer p.fs.Remove(path)
 	if !trusted || start == 0 {
 		return nil, 0
@@ -334,7 +335,7 @@ func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*in
 // is removed.
 func (p *Projector) checkIndexLate() error {
 	upTo := p.checkpointed.Load()
-	m, err := indexer.CheckFiles(filepath.Join(p.dir, IndexDir), p.idx, upTo, p.choice.TypeIndex, p.choice.TagIndex)
+	m, err := indexer.CheckFiles(filepath.Join(p.dir, storedir.IndexDir), p.idx, upTo, p.choice.TypeIndex, p.choice.TagIndex)
 	if err != nil {
 		return fmt.Errorf("projector: check index files: %w", err)
 	}
@@ -360,19 +361,19 @@ func (p *Projector) rewriteIndex(m indexer.Mismatch, upTo uint64) error {
 	for _, kind := range []struct {
 		dir   string
 		names []string
-	}{{indexer.TypesDir, m.Types}, {indexer.TagsDir, m.Tags}} {
+	}{{storedir.TypesDir, m.Types}, {storedir.TagsDir, m.Tags}} {
 		if len(kind.names) == 0 {
 			continue
 		}
 		lists := p.idx.Types()
-		if kind.dir == indexer.TagsDir {
+		if kind.dir == storedir.TagsDir {
 			lists = p.idx.Tags()
 		}
 		for _, name := range kind.names {
 			ps := lists[name]
 			ps = ps[:sort.Search(len(ps), func(i int) bool { return ps[i] > upTo })]
 			f := file{
-				tmp:  filepath.Join(p.dir, TmpDir, "index-"+kind.dir+"-"+indexer.FileName(name)),
+				tmp:  filepath.Join(p.dir, storedir.TmpDir, "index-"+kind.dir+"-"+storedir.IndexFileName(name)),
 				path: p.indexPath(fileKey{kind.dir, name}),
 			}
 			if err := vfs.WriteFile(p.fs, f.tmp, indexer.EncodeFile(name, ps), 0o640); err != nil {
@@ -403,7 +404,7 @@ func (p *Projector) rewriteIndex(m indexer.Mismatch, upTo uint64) error {
 // head and returns the positions at or below start with no file, and how
 // many files it removed.
 func (p *Projector) checkEventFiles(head, start uint64) ([]uint64, int, error) {
-	dir := filepath.Join(p.dir, EventsDir)
+	dir := filepath.Join(p.dir, storedir.EventsDir)
 	d, err := os.Open(dir)
 	if err != nil {
 		return nil, 0, fmt.Errorf("projector: %w", err)
@@ -422,7 +423,7 @@ func (p *Projector) checkEventFiles(head, start uint64) ([]uint64, int, error) {
 			return nil, 0, fmt.Errorf("projector: list %s: %w", dir, err)
 		}
 		for _, name := range names {
-			pos, ok := ParseEventFileName(name)
+			pos, ok := storedir.ParseEventFileName(name)
 			if !ok {
 				continue
 			}
@@ -640,8 +641,8 @@ func (p *Projector) run() {
 		if err == nil && stopping {
 			// A clean stop leaves the whole index in one file, so the next
 			// Open reads it instead of every index file.
-			err = indexer.WriteSnapshot(p.fs, filepath.Join(p.dir, IndexDir, SnapshotFile),
-				filepath.Join(p.dir, TmpDir, SnapshotFile), p.idx, p.projected.Load())
+			err = indexer.WriteSnapshot(p.fs, filepath.Join(p.dir, storedir.IndexDir, storedir.SnapshotFile),
+				filepath.Join(p.dir, storedir.TmpDir, storedir.SnapshotFile), p.idx, p.projected.Load())
 			p.dirty = true // the checkpoint below makes the snapshot durable
 		}
 		// A checkpoint vouches for every file at or below it: none while
@@ -739,11 +740,11 @@ func (p *Projector) project(from, to uint64) (uint64, error) {
 			}
 		}
 		if p.choice.TypeIndex {
-			p.pending[fileKey{indexer.TypesDir, e.Type}] = append(p.pending[fileKey{indexer.TypesDir, e.Type}], pos)
+			p.pending[fileKey{storedir.TypesDir, e.Type}] = append(p.pending[fileKey{storedir.TypesDir, e.Type}], pos)
 		}
 		if p.choice.TagIndex {
 			for _, t := range e.Tags {
-				p.pending[fileKey{indexer.TagsDir, t}] = append(p.pending[fileKey{indexer.TagsDir, t}], pos)
+				p.pending[fileKey{storedir.TagsDir, t}] = append(p.pending[fileKey{storedir.TagsDir, t}], pos)
 			}
 		}
 	}
@@ -752,7 +753,7 @@ func (p *Projector) project(from, to uint64) (uint64, error) {
 		if err := p.appendIndex(k, ps); err != nil {
 			return 0, errors.Join(err, p.rollBackIndex(from-1))
 		}
-		if k.kind == indexer.TagsDir {
+		if k.kind == storedir.TagsDir {
 			tagEntries += len(ps)
 		}
 	}
@@ -771,7 +772,7 @@ func (p *Projector) rollBackIndex(upTo uint64) error {
 }
 
 func (p *Projector) indexPath(k fileKey) string {
-	return filepath.Join(p.dir, IndexDir, k.kind, indexer.FileName(k.name))
+	return filepath.Join(p.dir, storedir.IndexDir, k.kind, storedir.IndexFileName(k.name))
 }
 
 // rewrite writes the event files of the given positions again. A checkpoint
@@ -788,7 +789,7 @@ func (p *Projector) rewrite(positions []uint64) error {
 			return err
 		}
 		p.buf = EncodeEvent(p.buf[:0], e)
-		tmps[i] = filepath.Join(p.dir, TmpDir, "rewrite-"+EventFileName(pos))
+		tmps[i] = filepath.Join(p.dir, storedir.TmpDir, "rewrite-"+storedir.EventFileName(pos))
 		if err := vfs.WriteFile(p.fs, tmps[i], p.buf, 0o640); err != nil {
 			return fmt.Errorf("projector: rewrite event %d: %w", pos, err)
 		}
@@ -797,7 +798,7 @@ func (p *Projector) rewrite(positions []uint64) error {
 		return fmt.Errorf("projector: syncfs %s: %w", p.dir, err)
 	}
 	for i, pos := range positions {
-		if err := p.fs.Rename(tmps[i], EventPath(p.dir, pos)); err != nil {
+		if err := p.fs.Rename(tmps[i], storedir.EventPath(p.dir, pos)); err != nil {
 			return fmt.Errorf("projector: rewrite event %d: %w", pos, err)
 		}
 	}
@@ -817,7 +818,7 @@ func (p *Projector) writeEvent(e dcb.SequencedEvent) error {
 // reuse. One writer at a time per directory. Every change goes through fs.
 func WriteEventFile(fs vfs.FS, dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error) {
 	buf = EncodeEvent(buf[:0], e)
-	tmp := filepath.Join(dir, TmpDir, "event")
+	tmp := filepath.Join(dir, storedir.TmpDir, "event")
 	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return buf, fmt.Errorf("projector: %w", err)
@@ -829,7 +830,7 @@ func WriteEventFile(fs vfs.FS, dir string, e dcb.SequencedEvent, buf []byte) ([]
 	if err != nil {
 		return buf, fmt.Errorf("projector: write event %d: %w", e.Position, err)
 	}
-	if err := fs.Rename(tmp, EventPath(dir, e.Position)); err != nil {
+	if err := fs.Rename(tmp, storedir.EventPath(dir, e.Position)); err != nil {
 		return buf, fmt.Errorf("projector: %w", err)
 	}
 	return buf, nil

@@ -14,8 +14,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testdir"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/require"
 )
 
@@ -33,7 +33,7 @@ func TestWatcherSeesWholeFiles(t *testing.T) {
 	)
 	dir := testdir.Tmpfs(t)
 	s := openStore(t, dir, &store.Options{NoSync: true})
-	eventsDir := filepath.Join(dir, projector.EventsDir)
+	eventsDir := filepath.Join(dir, storedir.EventsDir)
 
 	w, err := fsnotify.NewWatcher()
 	require.NoError(t, err)
@@ -79,7 +79,7 @@ func TestWatcherSeesWholeFiles(t *testing.T) {
 				continue
 			}
 			pos, err := strconv.ParseUint(strings.TrimSuffix(name, ".json"), 10, 64)
-			if err != nil || projector.EventFileName(pos) != name {
+			if err != nil || storedir.EventFileName(pos) != name {
 				bad("%s on badly named file %s", ev.Op, name)
 				continue
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -75,7 +76,7 @@ func TestVerifyBesideWriter(t *testing.T) {
 	}
 	for _, opts := range []recovery.Options{{}, {AllowDataLoss: true}} {
 		_, err = recovery.Repair(dir, opts)
-		require.ErrorIs(t, err, recovery.ErrLocked, "a repair needs the writer gone")
+		require.ErrorIs(t, err, store.ErrLocked, "a repair needs the writer gone")
 		assert.Contains(t, err.Error(), dir)
 	}
 
@@ -105,7 +106,7 @@ func TestVerifyBesideWriterStopsAtAcknowledged(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	buildFixture(t, dir, 20)
 	head := layoutHead(t, dir)
-	writer, err := recovery.Lock(dir, true) // as a writer holds it
+	writer, err := storedir.Lock(dir, true) // as a writer holds it
 	require.NoError(t, err)
 	w, _, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{SegmentSize: segSize})
 	require.NoError(t, err)
@@ -136,7 +137,7 @@ func TestVerifyBesideWriterStopsAtAcknowledged(t *testing.T) {
 	rep, err = recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)
 	assert.False(t, rep.BesideWriter)
-	assert.Equal(t, recovery.LockShared, rep.Lock)
+	assert.Equal(t, storedir.LockHeldShared, rep.Lock)
 	assert.Equal(t, 1, rep.Counts[recovery.WALTornTail], "%+v", rep.Problems)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -37,7 +38,7 @@ type roResult struct {
 	MountErr string           `json:"mount_err,omitempty"`
 	ProbeErr string           `json:"probe_err"` // writing into the mount
 	Err      string           `json:"err,omitempty"`
-	Locked   bool             `json:"locked"` // Err wraps recovery.ErrLocked
+	Locked   bool             `json:"locked"` // Err wraps store.ErrLocked
 	Report   *recovery.Report `json:"report,omitempty"`
 }
 
@@ -61,7 +62,7 @@ func verifyReadOnlyChild(src, mnt string) int {
 		}
 		res.Report, err = recovery.Verify(mnt, recovery.Options{})
 		if err != nil {
-			res.Err, res.Locked = err.Error(), errors.Is(err, recovery.ErrLocked)
+			res.Err, res.Locked = err.Error(), errors.Is(err, store.ErrLocked)
 		}
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
@@ -108,7 +109,7 @@ func TestVerifyReadOnlyMount(t *testing.T) {
 		res := verifyReadOnlyMount(t, dir)
 		require.Empty(t, res.Err)
 		assert.True(t, res.Report.Consistent(), "%+v", res.Report.Problems)
-		assert.Equal(t, recovery.LockShared, res.Report.Lock)
+		assert.Equal(t, storedir.LockHeldShared, res.Report.Lock)
 	})
 
 	t.Run("writer-holds-lock", func(t *testing.T) {
@@ -135,51 +136,11 @@ func TestVerifyReadOnlyMount(t *testing.T) {
 	assert.Equal(t, before, testdir.Hash(t, dir), "verify changed the store")
 }
 
-// The same paths as TestVerifyReadOnlyMount without a mount: a seam makes
-// every open of LOCK for writing fail with EROFS, as a read-only mount does,
-// and passes read-only opens through. It runs where mounting is not allowed.
-func TestVerifyReadOnlySeam(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	buildFixture(t, dir, 10)
-	lockPath := filepath.Join(dir, "LOCK")
-	require.FileExists(t, lockPath)
-	readOnly := func(name string, flag int, perm os.FileMode) (*os.File, error) {
-		if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE) != 0 {
-			return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EROFS}
-		}
-		return os.OpenFile(name, flag, perm)
-	}
-
-	// A writer takes its lock before the seam is in place.
-	writer, err := recovery.Lock(dir, true)
-	require.NoError(t, err)
-	recovery.SetOpenLockFile(t, readOnly)
-	rep, err := recovery.Verify(dir, recovery.Options{})
-	require.NoError(t, err)
-	assert.True(t, rep.BesideWriter, "the read-only LOCK is still locked")
-	require.NoError(t, writer.Close())
-
-	rep, err = recovery.Verify(dir, recovery.Options{})
-	require.NoError(t, err)
-	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
-	assert.Equal(t, recovery.LockShared, rep.Lock)
-	_, err = recovery.Lock(dir, true)
-	require.ErrorIs(t, err, syscall.EROFS, "a writer cannot lock a read-only store")
-
-	require.NoError(t, os.Remove(lockPath))
-	rep, err = recovery.Verify(dir, recovery.Options{})
-	require.NoError(t, err)
-	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
-	assert.True(t, strings.HasPrefix(rep.Lock, "none: "), "lock: %q", rep.Lock)
-	assert.Contains(t, rep.Lock, "read-only file system")
-	assert.NoFileExists(t, lockPath)
-}
-
 // On a writable store Verify reports the shared lock it held.
 func TestVerifyReportsLock(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	buildFixture(t, dir, 5)
 	rep, err := recovery.Verify(dir, recovery.Options{})
 	require.NoError(t, err)
-	assert.Equal(t, recovery.LockShared, rep.Lock)
+	assert.Equal(t, storedir.LockHeldShared, rep.Lock)
 }

@@ -10,23 +10,16 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/indexer"
-	"github.com/possumstore/possum/internal/platform"
 	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 )
 
-var (
-	// ErrLocked: another holder of the store's lock has it: a writer, or,
-	// for a writer, a verify or repair in progress.
-	// Its text names the store, not this package: it is store.ErrLocked
-	// to the store's callers, and every error wrapping it adds the
-	// directory.
-	ErrLocked = errors.New("store: directory in use (open for writing, or being verified or repaired)")
-	// ErrDataLoss: a repair would lose acknowledged events and was not
-	// allowed to.
-	ErrDataLoss = errors.New("recovery: repair would lose events")
-)
+// ErrDataLoss: a repair would lose acknowledged events and was not allowed
+// to.
+var ErrDataLoss = errors.New("recovery: repair would lose events")
 
 // Problem kinds.
 const (
@@ -123,76 +116,8 @@ type Options struct {
 	AllowDataLoss bool
 }
 
-// Lock takes the lock of the store in dir without waiting: exclusive for a
-// writer or a repair, shared for a verify. A lock held elsewhere, in this
-// process or another, gives an error wrapping ErrLocked that names dir.
-// The lock belongs to the open file (flock(2), or LockFileEx on Windows), so
-// two handles in one process exclude each other too. Closing the file
-// releases the lock.
-func Lock(dir string, exclusive bool) (*os.File, error) {
-	path := filepath.Join(dir, lockFile)
-	f, err := openLockFile(path, os.O_CREATE|os.O_RDWR, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("recovery: lock file: %w", err)
-	}
-	if err := lock(f, dir, exclusive); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
-const lockFile = "LOCK"
-
-// openLockFile opens the LOCK file; a test replaces it to fail as a
-// read-only file system does where it cannot mount one.
-var openLockFile = os.OpenFile
-
-// LockShared is Report.Lock when Verify held the shared lock.
-const LockShared = "shared"
-
-// lockShared takes the shared lock for a check that changes nothing, also on
-// a store that cannot be written (a read-only mount, a backup): there it
-// opens LOCK read-only, which is enough for a shared lock, and when LOCK
-// does not exist and cannot be created it goes on without a lock. It returns
-// the lock (nil for none) and what Report.Lock says: LockShared, or "none: "
-// and why. A writer holding the lock still gives ErrLocked.
-func lockShared(dir string) (*os.File, string, error) {
-	path := filepath.Join(dir, lockFile)
-	f, err := openLockFile(path, os.O_CREATE|os.O_RDWR, 0o640)
-	if err != nil && platform.ReadOnly(err) {
-		rwErr := err
-		f, err = openLockFile(path, os.O_RDONLY, 0)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return nil, fmt.Sprintf("none: no %s file and none can be created (%v)", lockFile, rwErr), nil
-		case err != nil && platform.ReadOnly(err):
-			return nil, fmt.Sprintf("none: %s cannot be opened (%v)", lockFile, err), nil
-		}
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("recovery: lock file: %w", err)
-	}
-	if err := lock(f, dir, false); err != nil {
-		f.Close()
-		return nil, "", err
-	}
-	return f, LockShared, nil
-}
-
-func lock(f *os.File, dir string, exclusive bool) error {
-	err := platform.Lock(f, exclusive)
-	if errors.Is(err, platform.ErrLocked) {
-		return fmt.Errorf("%w: %s", ErrLocked, dir)
-	}
-	if err != nil {
-		return fmt.Errorf("recovery: lock %s: %w", f.Name(), err)
-	}
-	return nil
-}
-
 func checkDir(dir string) error {
-	st, err := os.Stat(filepath.Join(dir, "wal"))
+	st, err := os.Stat(filepath.Join(dir, storedir.WALDir))
 	if err != nil || !st.IsDir() {
 		return fmt.Errorf("recovery: %s is not a possum store (no wal/ directory)", dir)
 	}
@@ -216,7 +141,7 @@ func Verify(dir string, opts Options) (*Report, error) {
 		return nil, err
 	}
 	if lock != nil {
-		defer lock.Close()
+		defer storedir.Unlock(lock)
 	}
 	start := time.Now()
 	rep := newReport(dir)
@@ -226,7 +151,7 @@ func Verify(dir string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	wrep, err := verifyWAL(filepath.Join(dir, "wal"), ack.upTo, beside, c.event)
+	wrep, err := verifyWAL(filepath.Join(dir, storedir.WALDir), ack.upTo, beside, c.event)
 	if err != nil {
 		return nil, fmt.Errorf("recovery: verify %s: %w", dir, err)
 	}
@@ -243,8 +168,8 @@ func Verify(dir string, opts Options) (*Report, error) {
 // (lockShared). When a writer holds the store, it takes none and says so:
 // beside, with Report.Lock LockBesideWriter.
 func lockToCheck(dir string) (lock *os.File, how string, beside bool, err error) {
-	lock, how, err = lockShared(dir)
-	if errors.Is(err, ErrLocked) {
+	lock, how, err = storedir.LockShared(dir)
+	if errors.Is(err, store.ErrLocked) {
 		return nil, LockBesideWriter, true, nil
 	}
 	return lock, how, false, err
@@ -266,7 +191,7 @@ type acknowledgement struct {
 // covers no position beyond upTo, as they were read.
 func readAcknowledged(dir string) acknowledgement {
 	cp, err := projector.ReadCheckpoint(dir) // an unreadable checkpoint vouches for nothing
-	return acknowledgement{cp: cp, cpErr: err, upTo: max(cp.Position, wal.Vouched(filepath.Join(dir, "wal")))}
+	return acknowledgement{cp: cp, cpErr: err, upTo: max(cp.Position, wal.Vouched(filepath.Join(dir, storedir.WALDir)))}
 }
 
 // errBeyond stops the WAL's verification beside a writer.
@@ -319,10 +244,10 @@ func lostPositions(w wal.VerifyReport, acked uint64) *PositionRange {
 // checkpoint or the offsets file vouch for.
 func addWALProblems(rep *Report, w wal.VerifyReport, acked uint64) {
 	for _, m := range w.Markers {
-		rep.add(Problem{Kind: WALMarker, Path: filepath.Join(rep.Dir, "wal", m), Detail: "leftover truncation marker; the segments hold the data, it can be moved aside"})
+		rep.add(Problem{Kind: WALMarker, Path: filepath.Join(rep.Dir, storedir.WALDir, m), Detail: "leftover truncation marker; the segments hold the data, it can be moved aside"})
 	}
 	if d := w.Damage; d != nil {
-		p := Problem{Path: filepath.Join(rep.Dir, "wal", d.Segment)}
+		p := Problem{Path: filepath.Join(rep.Dir, storedir.WALDir, d.Segment)}
 		if d.Torn {
 			p.Kind, p.Detail = WALTornTail, fmt.Sprintf("torn tail at offset %d: %s", d.Offset, d.Reason)
 		} else {
@@ -334,7 +259,7 @@ func addWALProblems(rep *Report, w wal.VerifyReport, acked uint64) {
 	// Mid-log damage already reports its loss; otherwise the WAL may still
 	// end short of what was acknowledged (a truncated or deleted segment).
 	if d := w.Damage; (d == nil || d.Torn) && acked > w.LastPosition {
-		rep.add(Problem{Kind: WALLost, Path: filepath.Join(rep.Dir, "wal"), DataLoss: true,
+		rep.add(Problem{Kind: WALLost, Path: filepath.Join(rep.Dir, storedir.WALDir), DataLoss: true,
 			Detail: fmt.Sprintf("the WAL's valid part ends at position %d, but positions up to %d were acknowledged (the checkpoint or the WAL offsets file vouch for them): positions %d..%d are lost",
 				w.LastPosition, acked, w.LastPosition+1, acked)})
 	}
@@ -367,16 +292,16 @@ func Repair(dir string, opts Options) (*Report, error) {
 	if opts.DryRun {
 		lock, how, beside, err = lockToCheck(dir)
 	} else {
-		lock, err = Lock(dir, true)
+		lock, err = storedir.Lock(dir, true)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if lock != nil {
-		defer lock.Close()
+		defer storedir.Unlock(lock)
 	}
 	start := time.Now()
-	walDir := filepath.Join(dir, "wal")
+	walDir := filepath.Join(dir, storedir.WALDir)
 	rep := newReport(dir)
 	rep.Lock, rep.BesideWriter = how, beside
 
@@ -433,7 +358,7 @@ func Repair(dir string, opts Options) (*Report, error) {
 		// the repair was rewriting (named, their content not yet on disk):
 		// with no checkpoint, the next Open rewrites every event file.
 		// finish writes a new one.
-		cp := filepath.Join(dir, projector.CheckpointFile)
+		cp := filepath.Join(dir, storedir.CheckpointFile)
 		if err := vfs.OS.Remove(cp); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
 		}
@@ -502,7 +427,7 @@ func newChecker(dir string, ack acknowledgement, beside, fix, collect bool, prog
 		return nil, fmt.Errorf("recovery: %w", err)
 	}
 	c.behind = ^uint64(0)
-	if _, err := os.Stat(filepath.Join(dir, projector.CheckpointFile)); c.cpErr == nil && (err == nil || beside) {
+	if _, err := os.Stat(filepath.Join(dir, storedir.CheckpointFile)); c.cpErr == nil && (err == nil || beside) {
 		// Beside a writer, no checkpoint is one not yet written: the
 		// writer projects every position.
 		c.behind = c.cp.Position
@@ -515,11 +440,11 @@ func newChecker(dir string, ack acknowledgement, beside, fix, collect bool, prog
 	if fix {
 		// Leftovers in tmp/ are never needed; the directories may be gone.
 		err := errors.Join(
-			os.RemoveAll(filepath.Join(dir, projector.TmpDir)),
-			os.MkdirAll(filepath.Join(dir, projector.TmpDir), 0o750),
+			os.RemoveAll(filepath.Join(dir, storedir.TmpDir)),
+			os.MkdirAll(filepath.Join(dir, storedir.TmpDir), 0o750),
 			projector.RemoveUnchosen(vfs.OS, dir, c.choice))
 		if c.choice.EventFiles {
-			err = errors.Join(err, os.MkdirAll(filepath.Join(dir, projector.EventsDir), 0o750))
+			err = errors.Join(err, os.MkdirAll(filepath.Join(dir, storedir.EventsDir), 0o750))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("recovery: %w", err)
@@ -540,7 +465,7 @@ func (c *checker) event(r wal.Record) error {
 		}
 		se := r.Event(pos)
 		c.buf = projector.EncodeEvent(c.buf[:0], se)
-		path := projector.EventPath(c.dir, pos)
+		path := storedir.EventPath(c.dir, pos)
 		got, err := os.ReadFile(path)
 		switch {
 		case errors.Is(err, os.ErrNotExist) && pos > c.behind:
@@ -599,14 +524,14 @@ func (c *checker) finish(rep *Report) error {
 	switch {
 	case cpErr != nil:
 		cpBad = true
-		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile), Detail: cpErr.Error()})
+		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, storedir.CheckpointFile), Detail: cpErr.Error()})
 	case c.behind == ^uint64(0) && c.head != 0:
 		cpBad = true
-		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile), Detail: "no checkpoint"})
+		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, storedir.CheckpointFile), Detail: "no checkpoint"})
 	case cp.Position > c.head || cp.TagEntries != c.tagEntriesUpTo(cp.Position):
 		if cp.Position != 0 || c.head != 0 {
 			cpBad = true
-			rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, projector.CheckpointFile),
+			rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, storedir.CheckpointFile),
 				Detail: fmt.Sprintf("checkpoint says position %d with %d tag entries; the WAL has %d and %d", cp.Position, cp.TagEntries, c.head, tagEntries)})
 		}
 	}
@@ -615,7 +540,7 @@ func (c *checker) finish(rep *Report) error {
 	}
 	if c.fix {
 		// A snapshot of the index from before the repair is stale.
-		if err := os.Remove(filepath.Join(c.dir, projector.IndexDir, projector.SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(filepath.Join(c.dir, storedir.IndexDir, storedir.SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("recovery: %w", err)
 		}
 		if err := projector.WriteCheckpoint(vfs.OS, c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries, IDs: c.idx.IDs() > 0}); err != nil {
@@ -653,7 +578,7 @@ func (c *checker) strayEvents(rep *Report) error {
 		// acknowledged since.
 		return nil
 	}
-	dir := filepath.Join(c.dir, projector.EventsDir)
+	dir := filepath.Join(c.dir, storedir.EventsDir)
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -663,7 +588,7 @@ func (c *checker) strayEvents(rep *Report) error {
 	}
 	removed := 0
 	for _, e := range ents {
-		pos, ok := projector.ParseEventFileName(e.Name())
+		pos, ok := storedir.ParseEventFileName(e.Name())
 		if !ok || pos <= c.head {
 			continue
 		}
@@ -697,12 +622,12 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 		chosen bool
 		dir    string
 		want   map[string][]uint64
-	}{{c.choice.TypeIndex, indexer.TypesDir, c.idx.Types()}, {c.choice.TagIndex, indexer.TagsDir, c.idx.Tags()}} {
+	}{{c.choice.TypeIndex, storedir.TypesDir, c.idx.Types()}, {c.choice.TagIndex, storedir.TagsDir, c.idx.Tags()}} {
 		if !kind.chosen {
 			continue
 		}
-		dir := filepath.Join(c.dir, projector.IndexDir, kind.dir)
-		if kind.dir == indexer.TagsDir {
+		dir := filepath.Join(c.dir, storedir.IndexDir, kind.dir)
+		if kind.dir == storedir.TagsDir {
 			for _, ps := range kind.want {
 				tagEntries += len(ps)
 			}
@@ -741,8 +666,8 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				continue // of a type or tag first appended after the head
 			case err != nil:
 				p = Problem{Kind: IndexDiffers, Path: path, Detail: err.Error()}
-			case indexer.FileName(name) != e.Name():
-				p = Problem{Kind: IndexStray, Path: path, Detail: fmt.Sprintf("file holds the index of %q, whose file is %s", name, indexer.FileName(name))}
+			case storedir.IndexFileName(name) != e.Name():
+				p = Problem{Kind: IndexStray, Path: path, Detail: fmt.Sprintf("file holds the index of %q, whose file is %s", name, storedir.IndexFileName(name))}
 			case !known:
 				p = Problem{Kind: IndexStray, Path: path, Detail: fmt.Sprintf("index of %q, which no event in the WAL has", name)}
 			default:
@@ -790,8 +715,8 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 			if good[name] {
 				continue
 			}
-			path := filepath.Join(dir, indexer.FileName(name))
-			missing := !onDisk[indexer.FileName(name)]
+			path := filepath.Join(dir, storedir.IndexFileName(name))
+			missing := !onDisk[storedir.IndexFileName(name)]
 			// Behind, not damaged: a file short of positions after the
 			// checkpoint only, or absent when all of them are after it.
 			pending := behind[name] || missing && c.behindOnly(nil, ps)
@@ -799,7 +724,7 @@ func (c *checker) indexFiles(rep *Report) (int, error) {
 				rep.add(Problem{Kind: IndexMissing, Path: path, Detail: fmt.Sprintf("no index file for %q", name)})
 			}
 			if c.fix {
-				if err := indexer.WriteFile(vfs.OS, path, filepath.Join(c.dir, projector.TmpDir, "index"), name, ps); err != nil {
+				if err := indexer.WriteFile(vfs.OS, path, filepath.Join(c.dir, storedir.TmpDir, storedir.IndexDir), name, ps); err != nil {
 					return 0, fmt.Errorf("recovery: %w", err)
 				}
 			}

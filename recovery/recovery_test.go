@@ -22,6 +22,7 @@ import (
 	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -231,7 +232,7 @@ func eventPath(dir string, pos uint64) string {
 }
 
 func indexPath(dir, kind, name string) string {
-	return filepath.Join(dir, "index", kind, indexer.FileName(name))
+	return filepath.Join(dir, "index", kind, storedir.IndexFileName(name))
 }
 
 // damageCase is one kind of damage to a store and what recovery must make of
@@ -392,7 +393,7 @@ func damageCases() []damageCase {
 		{
 			name: "truncated index file",
 			damage: func(t *testing.T, l layout) {
-				path := indexPath(l.dir, indexer.TagsDir, "all")
+				path := indexPath(l.dir, storedir.TagsDir, "all")
 				st, err := os.Stat(path)
 				require.NoError(t, err)
 				truncateFile(t, path, st.Size()-11) // one entry and a torn one
@@ -403,21 +404,21 @@ func damageCases() []damageCase {
 		{
 			name: "index file with a torn trailing entry",
 			damage: func(t *testing.T, l layout) {
-				appendToFile(t, indexPath(l.dir, indexer.TypesDir, "T2"), []byte{1, 2, 3})
+				appendToFile(t, indexPath(l.dir, storedir.TypesDir, "T2"), []byte{1, 2, 3})
 			},
 			kinds:  []string{recovery.IndexDiffers},
 			counts: one(recovery.IndexDiffers),
 		},
 		{
 			name:   "deleted index file",
-			damage: func(t *testing.T, l layout) { require.NoError(t, os.Remove(indexPath(l.dir, indexer.TypesDir, "T1"))) },
+			damage: func(t *testing.T, l layout) { require.NoError(t, os.Remove(indexPath(l.dir, storedir.TypesDir, "T1"))) },
 			kinds:  []string{recovery.IndexMissing},
 			counts: one(recovery.IndexMissing),
 		},
 		{
 			name: "index file under a wrong name",
 			damage: func(t *testing.T, l layout) {
-				require.NoError(t, copyFile(indexPath(l.dir, indexer.TagsDir, "all"), indexPath(l.dir, indexer.TagsDir, "wrong")))
+				require.NoError(t, copyFile(indexPath(l.dir, storedir.TagsDir, "all"), indexPath(l.dir, storedir.TagsDir, "wrong")))
 			},
 			kinds:  []string{recovery.IndexStray},
 			counts: one(recovery.IndexStray),
@@ -425,7 +426,7 @@ func damageCases() []damageCase {
 		{
 			name: "index file renamed",
 			damage: func(t *testing.T, l layout) {
-				require.NoError(t, os.Rename(indexPath(l.dir, indexer.TagsDir, "mod:3"), indexPath(l.dir, indexer.TagsDir, "mod:33")))
+				require.NoError(t, os.Rename(indexPath(l.dir, storedir.TagsDir, "mod:3"), indexPath(l.dir, storedir.TagsDir, "mod:33")))
 			},
 			kinds:  sortedKinds(recovery.IndexStray, recovery.IndexMissing),
 			counts: func(layout) map[string]int { return map[string]int{recovery.IndexStray: 1, recovery.IndexMissing: 1} },
@@ -676,7 +677,7 @@ func TestLockedStore(t *testing.T) {
 	assert.True(t, rep.BesideWriter)
 	for _, opts := range []recovery.Options{{}, {AllowDataLoss: true}} {
 		_, err = recovery.Repair(dir, opts)
-		require.ErrorIs(t, err, recovery.ErrLocked, "options %+v", opts)
+		require.ErrorIs(t, err, store.ErrLocked, "options %+v", opts)
 		assert.Contains(t, err.Error(), dir)
 	}
 	require.Equal(t, before, testdir.Hash(t, dir))
@@ -773,7 +774,7 @@ func TestIndexSameCountOtherPositions(t *testing.T) {
 	}
 	closeProjected(t, s)
 
-	path := indexPath(dir, indexer.TagsDir, "even")
+	path := indexPath(dir, storedir.TagsDir, "even")
 	name, ps, _, err := indexer.ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, "even", name)

@@ -16,6 +16,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -23,7 +24,7 @@ import (
 // rawHTTP is an HTTP client of the served store's socket that is not the
 // Go client: it sends what the test says, byte for byte.
 func (s *served) rawHTTP() *http.Client {
-	path := server.SocketPath(s.dir)
+	path := storedir.SocketPath(s.dir)
 	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -154,7 +155,7 @@ func TestBadRequests(t *testing.T) {
 // writes nothing; the server goes on serving.
 func TestSlowBody(t *testing.T) {
 	s := serve(t, &server.Options{BodyTimeout: 300 * time.Millisecond})
-	conn, err := net.Dial("unix", server.SocketPath(s.dir))
+	conn, err := net.Dial("unix", storedir.SocketPath(s.dir))
 	require.NoError(t, err)
 	defer conn.Close()
 	body := `{"events":[{"type":"Slow"}]}`
@@ -190,7 +191,7 @@ func TestDisconnectMidStream(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// A follower of the whole store that hangs up after one line.
-	conn, err := net.Dial("unix", server.SocketPath(s.dir))
+	conn, err := net.Dial("unix", storedir.SocketPath(s.dir))
 	require.NoError(t, err)
 	_, err = io.WriteString(conn, "GET /stream?follow=true HTTP/1.1\r\nHost: possum\r\n\r\n")
 	require.NoError(t, err)
@@ -205,7 +206,7 @@ func TestDisconnectMidStream(t *testing.T) {
 	require.NoError(t, conn.Close())
 
 	// A follower that never reads: its stream stalls, then ends.
-	stalled, err := net.Dial("unix", server.SocketPath(s.dir))
+	stalled, err := net.Dial("unix", storedir.SocketPath(s.dir))
 	require.NoError(t, err)
 	defer stalled.Close()
 	_, err = io.WriteString(stalled, "GET /stream?follow=true HTTP/1.1\r\nHost: possum\r\n\r\n")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/server"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -22,7 +23,7 @@ import (
 // writes to it block once the socket's buffers are full.
 func stalledConn(t *testing.T, s *served, request string) net.Conn {
 	t.Helper()
-	conn, err := net.Dial("unix", server.SocketPath(s.dir))
+	conn, err := net.Dial("unix", storedir.SocketPath(s.dir))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	require.NoError(t, conn.(*net.UnixConn).SetReadBuffer(4<<10))

@@ -4,7 +4,7 @@ import (
 	"os/exec"
 	"testing"
 
-	"github.com/possumstore/possum/server"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/require"
 )
 
@@ -20,7 +20,7 @@ func TestNodeAPIShapes(t *testing.T) {
 		t.Skip("node is not installed: the API's shapes are checked from Node only")
 	}
 	s := serve(t, nil)
-	out, err := exec.CommandContext(t.Context(), node, "testdata/api.mjs", server.SocketPath(s.dir)).CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), node, "testdata/api.mjs", storedir.SocketPath(s.dir)).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Equal(t, "ok\n", string(out))
 }

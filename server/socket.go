@@ -5,36 +5,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"runtime"
 
-	"github.com/possumstore/possum/internal/wire"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
-// SocketName is the name of the unix socket of a served store, in its
-// directory: a local process finds the server of a store from the store's
-// path alone.
-const SocketName = wire.SocketName
-
-// SocketPath returns the path of the unix socket of the store in dir.
-func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
-
-// MaxSocketPath is the longest socket path this platform's unix sockets
-// take, in bytes: sun_path holds 108 bytes on Linux and Windows, 104 on
-// macOS and the BSDs, the terminating NUL included.
-func MaxSocketPath() int { return wire.MaxSocketPath() }
-
-// CheckSocketPath returns an error naming path and the limit when path is
-// too long for a unix socket, nil otherwise.
-func CheckSocketPath(path string) error {
-	if n, limit := len(path), MaxSocketPath(); n > limit {
-		return fmt.Errorf("server: socket path %s is %d bytes, over the %d-byte limit of unix sockets on %s: serve the store from a shorter path, or over TCP", path, n, limit, runtime.GOOS)
-	}
-	return nil
-}
-
-// ListenSocket listens on the unix socket of s, SocketPath(s.Dir()), with
+// ListenSocket listens on the unix socket of s, storedir.SocketPath(s.Dir()), with
 // file mode 0600: only the user who owns the server can connect (on
 // Windows, the directory's ACL decides). s must be open: holding it open is
 // what makes this process the store's only writer, so a socket file left
@@ -44,8 +20,8 @@ func ListenSocket(s *store.Store) (net.Listener, error) {
 	if err := s.WaitProjected(context.Background(), 0); err != nil {
 		return nil, fmt.Errorf("server: listen on the socket of %s: %w", s.Dir(), err)
 	}
-	path := SocketPath(s.Dir())
-	if err := CheckSocketPath(path); err != nil {
+	path := storedir.SocketPath(s.Dir())
+	if err := storedir.CheckSocketPath(path); err != nil {
 		return nil, err
 	}
 	if err := removeStale(path); err != nil {

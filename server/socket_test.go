@@ -14,6 +14,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -25,7 +26,7 @@ func TestSocket(t *testing.T) {
 	st, err := store.Open(dir, nil)
 	require.NoError(t, err)
 	defer st.Close()
-	path := server.SocketPath(dir)
+	path := storedir.SocketPath(dir)
 	assert.Equal(t, filepath.Join(dir, "possum.sock"), path)
 
 	// A socket file left by a server that was killed: a stale one.
@@ -78,7 +79,7 @@ func TestSocket(t *testing.T) {
 // from the client.
 func TestSocketPathTooLong(t *testing.T) {
 	base := t.TempDir()
-	long := filepath.Join(base, strings.Repeat("d", server.MaxSocketPath()-len(base)))
+	long := filepath.Join(base, strings.Repeat("d", storedir.MaxSocketPath()-len(base)))
 	st, err := store.Open(long, nil)
 	require.NoError(t, err)
 	defer st.Close()

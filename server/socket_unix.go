@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+
+	"github.com/possumstore/possum/storedir"
 )
 
 func isSocket(fi os.FileInfo) bool { return fi.Mode()&os.ModeSocket != 0 }
@@ -15,7 +17,7 @@ func isSocket(fi os.FileInfo) bool { return fi.Mode()&os.ModeSocket != 0 }
 // (the umask decides the mode a bind creates).
 func listenSocket(path string) (net.Listener, error) {
 	tmp := path + ".new"
-	if err := CheckSocketPath(tmp); err != nil {
+	if err := storedir.CheckSocketPath(tmp); err != nil {
 		return nil, err
 	}
 	_ = os.Remove(tmp) // a leftover of a server killed while listening

@@ -19,6 +19,7 @@ import (
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -54,7 +55,7 @@ func backlogEvent(i int) dcb.Event {
 // returns the events and the checkpoint Close left.
 func closeWithBacklog(t *testing.T, dir string, n int) ([]dcb.SequencedEvent, projector.Checkpoint) {
 	t.Helper()
-	g := &gateFS{FS: vfs.OS, events: filepath.Join(dir, projector.EventsDir), reached: make(chan struct{})}
+	g := &gateFS{FS: vfs.OS, events: filepath.Join(dir, storedir.EventsDir), reached: make(chan struct{})}
 	s, err := store.OpenFS(dir, &store.Options{NoSync: true}, g)
 	require.NoError(t, err)
 	g.stopping = store.ProjectorStopping(s)
@@ -86,7 +87,7 @@ func TestCloseDoesNotWaitForBacklog(t *testing.T) {
 	require.Len(t, evs, n)
 	assert.Positive(t, cp.Position, "Close checkpoints the batch the projector was writing")
 	assert.LessOrEqual(t, cp.Position, uint64(64), "Close waited for more than the 64 event files the projector writes between looks at the stop signal")
-	_, err := os.Stat(projector.EventPath(dir, cp.Position+1))
+	_, err := os.Stat(storedir.EventPath(dir, cp.Position+1))
 	assert.ErrorIs(t, err, os.ErrNotExist, "no event file after the checkpoint")
 
 	rep, err := recovery.Verify(dir, recovery.Options{})

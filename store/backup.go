@@ -9,7 +9,7 @@ import (
 
 	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
-	"github.com/possumstore/possum/recovery"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 )
 
@@ -63,7 +63,7 @@ func backup(ctx context.Context, src string, log *wal.Log, dst string) (BackupRe
 		}
 		return fail(err)
 	}
-	format, err := os.ReadFile(filepath.Join(src, formatFile))
+	format, err := os.ReadFile(filepath.Join(src, storedir.FormatFile))
 	if err != nil {
 		return fail(err)
 	}
@@ -74,42 +74,42 @@ func backup(ctx context.Context, src string, log *wal.Log, dst string) (BackupRe
 		fresh = true
 	} else if err != nil {
 		return fail(err)
-	} else if _, err := os.Stat(filepath.Join(dst, formatFile)); err != nil {
-		return fail(fmt.Errorf("%s holds files but no store (no %s file): back up into a new or empty directory, or an earlier backup", dst, formatFile))
+	} else if _, err := os.Stat(filepath.Join(dst, storedir.FormatFile)); err != nil {
+		return fail(fmt.Errorf("%s holds files but no store (no %s file): back up into a new or empty directory, or an earlier backup", dst, storedir.FormatFile))
 	}
-	if err := os.MkdirAll(filepath.Join(dst, projector.TmpDir), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Join(dst, storedir.TmpDir), 0o750); err != nil {
 		return fail(err)
 	}
-	lock, err := recovery.Lock(dst, true)
+	lock, err := storedir.Lock(dst, true)
 	if err != nil {
 		return fail(err)
 	}
-	defer lock.Close()
+	defer storedir.Unlock(lock)
 	write := func(name string, b []byte) error {
-		return vfs.WriteFileDurably(vfs.OS, filepath.Join(dst, name), filepath.Join(dst, projector.TmpDir, name), b, 0o640)
+		return vfs.WriteFileDurably(vfs.OS, filepath.Join(dst, name), filepath.Join(dst, storedir.TmpDir, name), b, 0o640)
 	}
 	if fresh {
-		if err := write(formatFile, format); err != nil {
+		if err := write(storedir.FormatFile, format); err != nil {
 			return fail(err)
 		}
 	}
 	// The WAL: checked to be a copy of this one, then brought up to date.
-	st, err := log.CopyTo(ctx, filepath.Join(dst, walDir))
+	st, err := log.CopyTo(ctx, filepath.Join(dst, storedir.WALDir))
 	if err != nil {
 		return fail(err)
 	}
 	if !fresh {
-		if err := write(formatFile, format); err != nil { // an upgraded store upgrades its copy
+		if err := write(storedir.FormatFile, format); err != nil { // an upgraded store upgrades its copy
 			return fail(err)
 		}
 	}
 	// The projection choice, as the store has it.
-	choice, err := os.ReadFile(filepath.Join(src, projector.ChoiceFile))
+	choice, err := os.ReadFile(filepath.Join(src, storedir.ProjectionFile))
 	switch {
 	case err == nil:
-		err = write(projector.ChoiceFile, choice)
+		err = write(storedir.ProjectionFile, choice)
 	case errors.Is(err, os.ErrNotExist):
-		err = os.Remove(filepath.Join(dst, projector.ChoiceFile))
+		err = os.Remove(filepath.Join(dst, storedir.ProjectionFile))
 		if errors.Is(err, os.ErrNotExist) {
 			err = nil
 		}
@@ -117,7 +117,7 @@ func backup(ctx context.Context, src string, log *wal.Log, dst string) (BackupRe
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := os.Stat(filepath.Join(dst, projector.CheckpointFile)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dst, storedir.CheckpointFile)); errors.Is(err, os.ErrNotExist) {
 		// Nothing projected yet: every position is pending.
 		if err := projector.WriteCheckpoint(vfs.OS, dst, projector.Checkpoint{}); err != nil {
 			return fail(err)

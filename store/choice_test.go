@@ -11,6 +11,7 @@ import (
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -53,7 +54,7 @@ func TestProjectionChoices(t *testing.T) {
 
 			// As after a crash: no snapshot. The index comes from the
 			// index files, or from the WAL when they do not hold it all.
-			require.NoError(t, os.Remove(filepath.Join(dir, projector.IndexDir, projector.SnapshotFile)))
+			require.NoError(t, os.Remove(filepath.Join(dir, storedir.IndexDir, storedir.SnapshotFile)))
 			s = open(t, dir)
 			requireChoiceReads(t, s, evs)
 			closeProjected(t, s)

@@ -12,10 +12,8 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/possumstore/possum/internal/platform"
 	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/storedir"
 )
-
-// CursorsDir is the directory of a store that holds its named cursors.
-const CursorsDir = "cursors"
 
 // A Cursor is a consumer's durable position: the last event it handled, kept
 // in one small file so that a consumer that restarts resumes right after it.
@@ -56,7 +54,7 @@ func NamedCursor(dir, name string) (*Cursor, error) {
 	if err := checkCursorName(name); err != nil {
 		return nil, err
 	}
-	return OpenCursor(filepath.Join(dir, CursorsDir, name))
+	return OpenCursor(filepath.Join(dir, storedir.CursorsDir, name))
 }
 
 func checkCursorName(name string) error {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -46,7 +47,7 @@ func TestCursorResumes(t *testing.T) {
 	c, err := s.Cursor("read-model")
 	require.NoError(t, err)
 	assert.Zero(t, c.Position())
-	assert.Equal(t, filepath.Join(s.Dir(), store.CursorsDir, "read-model"), c.Path())
+	assert.Equal(t, filepath.Join(s.Dir(), storedir.CursorsDir, "read-model"), c.Path())
 	first := consume(t, s, c, 40)
 
 	// A restarted consumer: a new Cursor of the same name.
@@ -73,7 +74,7 @@ func TestCursorNames(t *testing.T) {
 		_, err := s.Cursor(bad)
 		assert.ErrorContains(t, err, "cursor name", "%q", bad)
 	}
-	_, err := os.Stat(filepath.Join(s.Dir(), store.CursorsDir))
+	_, err := os.Stat(filepath.Join(s.Dir(), storedir.CursorsDir))
 	assert.ErrorIs(t, err, os.ErrNotExist, "a refused name creates nothing")
 	_, err = s.Cursor(strings.Repeat("x", 128))
 	assert.NoError(t, err)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/vfs"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -21,7 +21,7 @@ import (
 func TestErrorsSayStoreOnce(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	h := &heldFS{FS: vfs.OS, events: filepath.Join(dir, projector.EventsDir), release: make(chan struct{})}
+	h := &heldFS{FS: vfs.OS, events: filepath.Join(dir, storedir.EventsDir), release: make(chan struct{})}
 	s, err := store.OpenFS(dir, &store.Options{MaxProjectionLag: 100}, h)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })

@@ -18,6 +18,7 @@ import (
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -52,7 +53,7 @@ func TestDeletedEventFilesAfterClose(t *testing.T) {
 				defer cancel()
 				require.NoError(t, s.WaitProjected(ctx, last))
 				for _, pos := range []uint64{1, 7, 20} {
-					assert.FileExists(t, projector.EventPath(dir, pos), "rewritten before the projection advanced")
+					assert.FileExists(t, storedir.EventPath(dir, pos), "rewritten before the projection advanced")
 				}
 			}
 			evs := readAll(t, s, dcb.All(), store.ReadOptions{})
@@ -101,9 +102,9 @@ func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
 		}
 		files, _, _ := m.crash(nil, true)
 		var cp projector.Checkpoint
-		require.NoError(t, json.Unmarshal(files[projector.CheckpointFile], &cp), "cut after line %d", cut)
+		require.NoError(t, json.Unmarshal(files[storedir.CheckpointFile], &cp), "cut after line %d", cut)
 		for _, e := range evs[:cp.Position] {
-			b, ok := files[projector.EventsDir+"/"+projector.EventFileName(e.Position)]
+			b, ok := files[storedir.EventsDir+"/"+storedir.EventFileName(e.Position)]
 			if ok {
 				require.Equal(t, string(projector.EncodeEvent(nil, e)), string(b),
 					"cut after line %d of %d (%s): event file %d, which the checkpoint at %d vouches for", cut, len(lines), lines[max(cut-1, 0)], e.Position, cp.Position)
@@ -121,11 +122,11 @@ func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
 // the last write, or a copy that restores directory times, leaves it.
 func removeEventFilesKeepingMTime(t *testing.T, dir string, positions ...uint64) {
 	t.Helper()
-	events := filepath.Join(dir, projector.EventsDir)
+	events := filepath.Join(dir, storedir.EventsDir)
 	st, err := os.Stat(events)
 	require.NoError(t, err)
 	for _, pos := range positions {
-		require.NoError(t, os.Remove(projector.EventPath(dir, pos)))
+		require.NoError(t, os.Remove(storedir.EventPath(dir, pos)))
 	}
 	require.NoError(t, os.Chtimes(events, st.ModTime(), st.ModTime()))
 }

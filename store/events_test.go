@@ -12,6 +12,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -54,7 +55,7 @@ func TestTimestamps(t *testing.T) {
 	check("subscribe", sub)
 
 	require.NoError(t, s.WaitProjected(t.Context(), last))
-	b, err := os.ReadFile(projector.EventPath(dir, 2))
+	b, err := os.ReadFile(storedir.EventPath(dir, 2))
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"timestamp":"2000-01-01T04:59:59.123456789Z"`)
 	f, err := projector.DecodeEvent(b)

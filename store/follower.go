@@ -15,6 +15,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 )
 
@@ -98,12 +99,12 @@ func Follow(dir string, opts *FollowOptions) (*Follower, error) {
 	if f.opts.Poll <= 0 {
 		f.opts.Poll = 250 * time.Millisecond
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, formatFile)); err == nil {
+	if b, err := os.ReadFile(filepath.Join(dir, storedir.FormatFile)); err == nil {
 		if err := readableFormat(dir, b); err != nil {
 			return nil, err
 		}
 	}
-	w, err := wal.OpenFollower(filepath.Join(dir, walDir))
+	w, err := wal.OpenFollower(filepath.Join(dir, storedir.WALDir))
 	if err != nil {
 		return nil, fmt.Errorf("store: follow %s: %w", dir, err)
 	}
@@ -231,7 +232,7 @@ func (f *Follower) index(to uint64) error {
 // then, and after the file was replaced, it watches the WAL's directory.
 func (f *Follower) watch() {
 	defer close(f.done)
-	walPath := filepath.Join(f.dir, walDir)
+	walPath := filepath.Join(f.dir, storedir.WALDir)
 	offsetsPath := filepath.Join(walPath, wal.OffsetsFile)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {

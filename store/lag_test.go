@@ -14,8 +14,8 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/internal/vfs"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -40,7 +40,7 @@ func (h *heldFS) Rename(from, to string) error {
 func TestProjectionLagBound(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	h := &heldFS{FS: vfs.OS, events: filepath.Join(dir, projector.EventsDir), release: make(chan struct{})}
+	h := &heldFS{FS: vfs.OS, events: filepath.Join(dir, storedir.EventsDir), release: make(chan struct{})}
 	s, err := store.OpenFS(dir, &store.Options{MaxProjectionLag: 10}, h)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
@@ -155,10 +155,10 @@ func TestLagBoundIgnoresRewritesBelowCheckpoint(t *testing.T) {
 	}
 	closeProjected(t, s)
 	for _, pos := range []uint64{3, 9} {
-		require.NoError(t, os.Remove(projector.EventPath(dir, pos)))
+		require.NoError(t, os.Remove(storedir.EventPath(dir, pos)))
 	}
 
-	h := &heldFS{FS: vfs.OS, events: filepath.Join(dir, projector.EventsDir), release: make(chan struct{})}
+	h := &heldFS{FS: vfs.OS, events: filepath.Join(dir, storedir.EventsDir), release: make(chan struct{})}
 	s, err := store.OpenFS(dir, &store.Options{MaxProjectionLag: 5}, h)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
@@ -213,7 +213,7 @@ func TestProjectionDelayBound(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	clock := &fakeClock{}
-	g := &gatedFS{FS: vfs.OS, events: filepath.Join(dir, projector.EventsDir), gate: make(chan struct{}, 1<<16), clock: clock, perEvent: time.Millisecond}
+	g := &gatedFS{FS: vfs.OS, events: filepath.Join(dir, storedir.EventsDir), gate: make(chan struct{}, 1<<16), clock: clock, perEvent: time.Millisecond}
 	const delay = 50 * time.Millisecond
 	s, err := store.OpenFS(dir, &store.Options{NoSync: true, MaxProjectionDelay: delay}, g)
 	require.NoError(t, err)

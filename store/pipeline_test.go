@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -103,7 +103,7 @@ func requireVisible(t *testing.T, s *store.Store, head uint64) {
 	require.Equal(t, head, st.Head)
 	require.LessOrEqual(t, st.Projected, head, "the projector went beyond what is durable")
 	for p := head + 1; p <= head+8; p++ {
-		_, err := os.Stat(filepath.Join(s.Dir(), projector.EventsDir, projector.EventFileName(p)))
+		_, err := os.Stat(filepath.Join(s.Dir(), storedir.EventsDir, storedir.EventFileName(p)))
 		require.ErrorIs(t, err, os.ErrNotExist, "event file of position %d, not durable", p)
 	}
 }

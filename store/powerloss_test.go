@@ -25,6 +25,7 @@ import (
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -166,12 +167,12 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 func (pl *powerLoss) deleteEventFiles(t *testing.T) int {
 	cp, err := projector.ReadCheckpoint(pl.dir)
 	require.NoError(t, err)
-	events := filepath.Join(pl.dir, projector.EventsDir)
+	events := filepath.Join(pl.dir, storedir.EventsDir)
 	st, err := os.Stat(events)
 	require.NoError(t, err)
 	n := 1 + pl.rng.IntN(5)
 	for range n {
-		err := os.Remove(projector.EventPath(pl.dir, 1+pl.rng.Uint64N(cp.Position)))
+		err := os.Remove(storedir.EventPath(pl.dir, 1+pl.rng.Uint64N(cp.Position)))
 		if !os.IsNotExist(err) {
 			require.NoError(t, err)
 		}
@@ -188,7 +189,7 @@ func (pl *powerLoss) deleteEventFiles(t *testing.T) int {
 func (pl *powerLoss) damageIndexFile(t *testing.T) string {
 	var paths []string
 	for _, kind := range []string{"types", "tags"} {
-		dir := filepath.Join(pl.dir, projector.IndexDir, kind)
+		dir := filepath.Join(pl.dir, storedir.IndexDir, kind)
 		ents, err := os.ReadDir(dir)
 		require.NoError(t, err)
 		for _, e := range ents {
@@ -308,7 +309,7 @@ func rollBack(dir string, before map[string][]byte, lines []string, prevHead uin
 	if err := os.RemoveAll(dir); err != nil {
 		return rb, err
 	}
-	for _, d := range []string{"wal", projector.EventsDir, projector.TmpDir, "index/types", "index/tags"} {
+	for _, d := range []string{"wal", storedir.EventsDir, storedir.TmpDir, "index/types", "index/tags"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
 			return rb, err
 		}
@@ -340,7 +341,7 @@ func rollBack(dir string, before map[string][]byte, lines []string, prevHead uin
 		// The directory as the checkpoint saw it: what the file system would
 		// show had no change to events/ after the checkpoint survived.
 		t := time.Unix(0, mtime)
-		if err := os.Chtimes(filepath.Join(dir, projector.EventsDir), t, t); err != nil {
+		if err := os.Chtimes(filepath.Join(dir, storedir.EventsDir), t, t); err != nil {
 			return rb, err
 		}
 	}
@@ -447,7 +448,7 @@ func newPLModel(before map[string][]byte) *plModel {
 		m.inodes[ino].durable = slices.Clone(b)
 		m.durable[rel], m.cur[rel] = ino, ino
 	}
-	if ino := m.cur[projector.CheckpointFile]; ino != 0 {
+	if ino := m.cur[storedir.CheckpointFile]; ino != 0 {
 		m.cpNames[ino] = m.eventNames(m.cur)
 	}
 	return m
@@ -461,7 +462,7 @@ func (m *plModel) newInode() int {
 func (m *plModel) eventNames(entries map[string]int) []string {
 	var names []string
 	for p, ino := range entries {
-		if ino != 0 && strings.HasPrefix(p, projector.EventsDir+"/") {
+		if ino != 0 && strings.HasPrefix(p, storedir.EventsDir+"/") {
 			names = append(names, p)
 		}
 	}
@@ -483,12 +484,12 @@ func (m *plModel) change(effects ...plEffect) {
 // notePosition notes a position a projector call names in path (an event
 // file) or in data (the checkpoint).
 func (m *plModel) notePosition(path string, data []byte) {
-	if name, ok := strings.CutPrefix(path, projector.EventsDir+"/"); ok {
-		if pos, ok := projector.ParseEventFileName(name); ok {
+	if name, ok := strings.CutPrefix(path, storedir.EventsDir+"/"); ok {
+		if pos, ok := storedir.ParseEventFileName(name); ok {
 			m.maxPos = max(m.maxPos, pos)
 		}
 	}
-	if path == projector.TmpDir+"/"+projector.CheckpointFile {
+	if path == storedir.TmpDir+"/"+storedir.CheckpointFile {
 		var cp projector.Checkpoint
 		if json.Unmarshal(data, &cp) == nil {
 			m.maxPos = max(m.maxPos, cp.Position)
@@ -574,7 +575,7 @@ func (m *plModel) apply(line string) error {
 		}
 		m.change(plEffect{path: from}, plEffect{path: to, inode: ino})
 		m.notePosition(to, nil)
-		if to == projector.CheckpointFile {
+		if to == storedir.CheckpointFile {
 			m.cpNames[ino] = m.eventNames(m.cur)
 		}
 	case "remove", "removeall":
@@ -716,10 +717,10 @@ func (m *plModel) crash(rng *rand.Rand, worst bool) (map[string][]byte, int64, s
 		files[p] = b
 	}
 	var mtime int64
-	if ino := entries[projector.CheckpointFile]; ino != 0 {
+	if ino := entries[storedir.CheckpointFile]; ino != 0 {
 		if names, ok := m.cpNames[ino]; ok && slices.Equal(names, m.eventNames(entries)) {
 			var cp projector.Checkpoint
-			if json.Unmarshal(files[projector.CheckpointFile], &cp) == nil {
+			if json.Unmarshal(files[storedir.CheckpointFile], &cp) == nil {
 				mtime = cp.EventsMTime
 			}
 		}

@@ -7,11 +7,11 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -108,7 +108,7 @@ func TestReopenWithoutRereading(t *testing.T) {
 	// far), append more (with a tag no event had before), close, and put the
 	// old checkpoint back. Open must scan exactly the records after it and
 	// replay exactly their events.
-	cpPath := filepath.Join(dir, projector.CheckpointFile)
+	cpPath := filepath.Join(dir, storedir.CheckpointFile)
 	oldCP, err := os.ReadFile(cpPath)
 	require.NoError(t, err)
 	cp, err := projector.ReadCheckpoint(dir)
@@ -177,9 +177,9 @@ func TestReopenRepairsIndexFilesChangedAfterCleanClose(t *testing.T) {
 	closeProjected(t, s)
 
 	tagFile := func(tag string) string {
-		return filepath.Join(dir, projector.IndexDir, "tags", indexer.FileName(tag))
+		return filepath.Join(dir, storedir.IndexDir, "tags", storedir.IndexFileName(tag))
 	}
-	typeFile := filepath.Join(dir, projector.IndexDir, "types", indexer.FileName("T1"))
+	typeFile := filepath.Join(dir, storedir.IndexDir, "types", storedir.IndexFileName("T1"))
 	require.NoError(t, os.Remove(tagFile("a")))
 	require.NoError(t, os.Truncate(tagFile("b"), 16+8*3))
 	f, err := os.OpenFile(tagFile("c"), os.O_APPEND|os.O_WRONLY, 0)
@@ -215,7 +215,7 @@ func TestReopenRepairsIndexFilesChangedAfterCleanClose(t *testing.T) {
 	// checkpoint (no snapshot): Open reads every file, and the counts fall
 	// short of the checkpoint's, so it rebuilds.
 	require.NoError(t, os.Remove(tagFile("d")))
-	require.NoError(t, os.Remove(filepath.Join(dir, projector.IndexDir, projector.SnapshotFile)))
+	require.NoError(t, os.Remove(filepath.Join(dir, storedir.IndexDir, storedir.SnapshotFile)))
 	s, err = store.Open(dir, nil)
 	require.NoError(t, err)
 	assert.NotEmpty(t, s.OpenReport().Projection.IndexRebuilt)

@@ -13,10 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/possumstore/possum/internal/platform"
 	"github.com/possumstore/possum/internal/vfs"
 	"github.com/possumstore/possum/projector"
-	"github.com/possumstore/possum/recovery"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 )
 
@@ -31,7 +30,7 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrLocked: another writer (in this or another process), or a verify
 	// or repair, holds the store directory.
-	ErrLocked = recovery.ErrLocked
+	ErrLocked = storedir.ErrLocked
 	// ErrCorrupt: the store's files are damaged: Open refuses a WAL with
 	// damage that is not a torn tail, or that lost positions the checkpoint
 	// or the offsets file vouch for; a Read meets a record that fails its
@@ -199,7 +198,7 @@ func open(dir string, opts *Options, t seams) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	lock, err := recovery.Lock(dir, true)
+	lock, err := storedir.Lock(dir, true)
 	if err != nil {
 		return nil, err
 	}
@@ -218,18 +217,18 @@ func open(dir string, opts *Options, t seams) (*Store, error) {
 		flushed:    make(chan struct{}),
 	}
 	if err := checkFormat(dir); err != nil {
-		lock.Close()
+		storedir.Unlock(lock)
 		return nil, err
 	}
 	if err := s.chooseProjection(); err != nil {
-		lock.Close()
+		storedir.Unlock(lock)
 		return nil, err
 	}
 	if err := s.load(); err != nil {
 		if s.wal != nil {
 			s.wal.Close()
 		}
-		lock.Close()
+		storedir.Unlock(lock)
 		return nil, err
 	}
 	s.proj.Start()
@@ -246,11 +245,6 @@ func open(dir string, opts *Options, t seams) (*Store, error) {
 // before; later ones are version 3), so that an older possum then refuses it
 // rather than take the new records for damage.
 const FormatVersion = 3
-
-const formatFile = "FORMAT"
-
-// walDir is the WAL's directory in a store.
-const walDir = "wal"
 
 var (
 	formatCurrent = fmt.Sprintf("possum %d\n", FormatVersion)
@@ -272,7 +266,7 @@ func readableFormat(dir string, b []byte) error {
 // checkFormat writes the FORMAT file of a new store, upgrades an older
 // store, and refuses a store of another format.
 func checkFormat(dir string) error {
-	path := filepath.Join(dir, formatFile)
+	path := filepath.Join(dir, storedir.FormatFile)
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil && !slices.Contains(formatsOlder, string(b)):
@@ -307,7 +301,7 @@ func (s *Store) chooseProjection() error {
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.dir, err)
 	}
-	if _, err := os.Stat(filepath.Join(s.dir, walDir)); changed && err == nil {
+	if _, err := os.Stat(filepath.Join(s.dir, storedir.WALDir)); changed && err == nil {
 		s.log.Info("possum: changing the projection", "dir", s.dir, "from", recorded.String(), "to", want.String())
 	}
 	s.choice = want
@@ -318,7 +312,7 @@ func (s *Store) chooseProjection() error {
 // the projection and the in-memory index in step with it.
 func (s *Store) load() error {
 	cp, cpErr := projector.ReadCheckpoint(s.dir)
-	w, torn, err := wal.Open(filepath.Join(s.dir, walDir), wal.Options{
+	w, torn, err := wal.Open(filepath.Join(s.dir, storedir.WALDir), wal.Options{
 		SegmentSize:   s.opts.SegmentSize,
 		NoSync:        s.opts.NoSync,
 		TrustPosition: cp.Position,
@@ -398,7 +392,7 @@ func (s *Store) Close() error {
 		if err := s.wal.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = err
 		}
-		if err := platform.Unlock(s.lock); err != nil && s.closeErr == nil {
+		if err := storedir.Unlock(s.lock); err != nil && s.closeErr == nil {
 			s.closeErr = err
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/possumstore/possum/internal/rawdisk"
 	"github.com/possumstore/possum/internal/workload"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -298,7 +299,7 @@ func (b *bench) batches(count int) error {
 // walFiles returns the bytes under a store's wal/ directory and its segment
 // files (the files whose names are 20 digits).
 func walFiles(storeDir string) (total int64, segments []string, err error) {
-	dir := filepath.Join(storeDir, "wal")
+	dir := filepath.Join(storeDir, storedir.WALDir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, nil, err

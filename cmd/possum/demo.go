@@ -15,9 +15,8 @@ import (
 	"sync"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/indexer"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 // The demo's rules: a course has demoSeats seats, a student takes at most
@@ -305,7 +304,7 @@ func (d *demo) showFiles(ctx context.Context, from uint64) error {
 	if err := d.s.WaitProjected(ctx, head); err != nil {
 		return err
 	}
-	segments, err := os.ReadDir(filepath.Join(d.dir, "wal"))
+	segments, err := os.ReadDir(filepath.Join(d.dir, storedir.WALDir))
 	if err != nil {
 		return err
 	}
@@ -317,10 +316,10 @@ func (d *demo) showFiles(ctx context.Context, from uint64) error {
 	}
 	fmt.Fprintf(d.out, "\nfiles in %s, for any program to read:\n", d.dir)
 	for _, f := range []struct{ path, what string }{
-		{filepath.Join("wal", segment), "the write-ahead log: the events, checksummed"},
-		{filepath.Join(projector.EventsDir, projector.EventFileName(from)), "one JSON file per event, from this run's first"},
-		{filepath.Join(projector.EventsDir, projector.EventFileName(head)), fmt.Sprintf("to its last (%d in the store)", head)},
-		{filepath.Join(projector.IndexDir, indexer.TagsDir, indexer.FileName(courseTag(d.course))), "the positions of the events tagged " + courseTag(d.course)},
+		{filepath.Join(storedir.WALDir, segment), "the write-ahead log: the events, checksummed"},
+		{filepath.Join(storedir.EventsDir, storedir.EventFileName(from)), "one JSON file per event, from this run's first"},
+		{filepath.Join(storedir.EventsDir, storedir.EventFileName(head)), fmt.Sprintf("to its last (%d in the store)", head)},
+		{filepath.Join(storedir.IndexDir, storedir.TagsDir, storedir.IndexFileName(courseTag(d.course))), "the positions of the events tagged " + courseTag(d.course)},
 	} {
 		fmt.Fprintf(d.out, "  %-38s %s\n", f.path, f.what)
 	}

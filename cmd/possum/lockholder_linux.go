@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/possumstore/possum/storedir"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,7 +19,7 @@ import (
 // the device and inode of its file. It only reads. A store without a LOCK
 // file is held by no one.
 func lockHolder(dir string) (h holder, held bool, err error) {
-	fi, err := os.Stat(filepath.Join(dir, "LOCK"))
+	fi, err := os.Stat(filepath.Join(dir, storedir.LockFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return holder{}, false, nil
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/possumstore/possum/internal/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -121,7 +122,7 @@ func TestHealthyStore(t *testing.T) {
 	rep, _ := runJSON(t, 0, "verify", "--json", dir)
 	assert.True(t, rep.Consistent())
 	assert.Equal(t, dir, rep.Dir)
-	assert.Equal(t, recovery.LockShared, rep.Lock)
+	assert.Equal(t, storedir.LockHeldShared, rep.Lock)
 	assert.GreaterOrEqual(t, rep.Head, uint64(40))
 	assert.Empty(t, rep.Problems)
 

@@ -11,6 +11,7 @@ import (
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 // eventWriter is what append needs of a store: the store itself, opened by
@@ -74,7 +75,7 @@ func checkStore(dir string) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("no store at %s: %w", dir, err)
 	}
-	if st, err := os.Stat(filepath.Join(dir, "wal")); err != nil || !st.IsDir() {
+	if st, err := os.Stat(filepath.Join(dir, storedir.WALDir)); err != nil || !st.IsDir() {
 		return fmt.Errorf("%s is not a possum store (no wal/ directory)", dir)
 	}
 	return nil

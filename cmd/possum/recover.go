@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/possumstore/possum/recovery"
+	"github.com/possumstore/possum/store"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -53,7 +54,7 @@ func runRecover(dir string, asJSON, dryRun, allowLoss bool, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "possum recover: %v\npossum recover: %s\n", err, closeFirst(dir, rep, "rerun with --allow-data-loss to cut there"))
 		return exitError{1}
 	}
-	if errors.Is(err, recovery.ErrLocked) {
+	if errors.Is(err, store.ErrLocked) {
 		// Only a repair takes the exclusive lock: verify and a dry run
 		// check beside a writer.
 		return fmt.Errorf("%s is open in %s; nothing was changed: a repair needs the store closed. Stop that process, then run possum recover %s (a writer's Open repairs a torn WAL tail and the projection by itself); possum verify %s and possum recover --dry-run %s check the store while it runs",

@@ -17,6 +17,7 @@ import (
 
 	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 // tokenEnv supplies --token when it is not given: a token on the command
@@ -64,7 +65,7 @@ func runServe(ctx context.Context, dir string, f serveFlags, stdout, stderr io.W
 	// Refuse a path too long for the socket, an address that cannot be
 	// listened on or may not be without a token, and TLS files that do
 	// not load, before creating anything.
-	if err := server.CheckSocketPath(server.SocketPath(dir)); err != nil {
+	if err := storedir.CheckSocketPath(storedir.SocketPath(dir)); err != nil {
 		return err
 	}
 	var tlsConfig *tls.Config
@@ -94,7 +95,7 @@ func runServe(ctx context.Context, dir string, f serveFlags, stdout, stderr io.W
 	st, err := store.Open(dir, nil)
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("%w: another process holds its lock (%s): is the store served already? its socket: %s",
-			err, filepath.Join(dir, "LOCK"), server.SocketPath(dir))
+			err, filepath.Join(dir, storedir.LockFile), storedir.SocketPath(dir))
 	}
 	if err != nil {
 		return err

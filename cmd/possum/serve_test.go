@@ -18,8 +18,8 @@ import (
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testcert"
-	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -109,13 +109,13 @@ func TestServeKill9(t *testing.T) {
 		assert.False(t, errors.Is(err, context.DeadlineExceeded), "writer %d: an error, not a hang: %v", w, err)
 	}
 	_ = first.Wait()
-	_, err = os.Lstat(server.SocketPath(dir))
+	_, err = os.Lstat(storedir.SocketPath(dir))
 	require.NoError(t, err, "the killed server left its socket")
 
 	// The stale socket does not stop the next serve.
 	second, line := startServe(t, dir, "--listen", "127.0.0.1:0")
 	assert.Contains(t, line, "http://127.0.0.1:")
-	assert.Contains(t, line, "on unix socket "+server.SocketPath(dir)+" and")
+	assert.Contains(t, line, "on unix socket "+storedir.SocketPath(dir)+" and")
 	// A second serve of the same store is refused.
 	code, out, errOut := runCmd("serve", dir)
 	assert.Equal(t, 2, code)
@@ -144,7 +144,7 @@ func TestServeKill9(t *testing.T) {
 	})
 	require.NoError(t, second.Process.Signal(os.Interrupt))
 	require.NoError(t, second.Wait(), "an interrupted serve exits 0")
-	_, err = os.Lstat(server.SocketPath(dir))
+	_, err = os.Lstat(storedir.SocketPath(dir))
 	assert.ErrorIs(t, err, os.ErrNotExist, "a serve that stops removes its socket")
 
 	s, err := store.Open(dir, nil)

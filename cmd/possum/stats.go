@@ -18,6 +18,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 func statsCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
@@ -193,7 +194,7 @@ func diskOf(dir string) (disk, error) {
 	for _, part := range []struct {
 		sub string
 		to  *files
-	}{{"wal", &d.WAL}, {projector.EventsDir, &d.EventFiles}, {"index", &d.IndexFiles}} {
+	}{{storedir.WALDir, &d.WAL}, {storedir.EventsDir, &d.EventFiles}, {storedir.IndexDir, &d.IndexFiles}} {
 		err := filepath.WalkDir(filepath.Join(dir, part.sub), func(path string, e fs.DirEntry, err error) error {
 			if err != nil || e.IsDir() {
 				return err

@@ -14,7 +14,7 @@ import (
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testdir"
-	"github.com/possumstore/possum/server"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -128,7 +128,7 @@ func TestJSONNames(t *testing.T) {
 	require.NoError(t, err)
 
 	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", server.SocketPath(dir))
+		return (&net.Dialer{}).DialContext(ctx, "unix", storedir.SocketPath(dir))
 	}}}
 	res, err := hc.Get("http://possum/head")
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -172,7 +173,7 @@ func TestTailCursorCheckedFirst(t *testing.T) {
 	}
 
 	// A file where the store's cursors directory belongs.
-	require.NoError(t, os.WriteFile(filepath.Join(dir, store.CursorsDir), nil, 0o640))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, storedir.CursorsDir), nil, 0o640))
 	code, out, errOut := runCmd("tail", dir, "--cursor", "ops")
 	assert.Equal(t, 2, code, errOut)
 	assert.Empty(t, out)

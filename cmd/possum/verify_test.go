@@ -13,9 +13,9 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -96,7 +96,7 @@ func TestVerifyServedStore(t *testing.T) {
 	assert.NotContains(t, errOut, "possum recover: possum")
 
 	// Damage the served store where its writer no longer writes.
-	first := projector.EventPath(dir, 1)
+	first := storedir.EventPath(dir, 1)
 	deadline := time.Now().Add(time.Minute)
 	for _, err := os.Stat(first); err != nil; _, err = os.Stat(first) {
 		require.True(t, time.Now().Before(deadline), "position 1 never projected")

@@ -17,6 +17,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/projector"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/require"
 )
 
@@ -42,7 +43,7 @@ func RequireMatchesChoice(t testing.TB, dir string, evs []dcb.SequencedEvent, ch
 	types, tags := map[string][]uint64{}, map[string][]uint64{}
 	for i, e := range evs {
 		require.Equal(t, uint64(i+1), e.Position, "the checker needs every event 1..Head")
-		want[projector.EventFileName(e.Position)] = true
+		want[storedir.EventFileName(e.Position)] = true
 		types[e.Type] = append(types[e.Type], e.Position)
 		for _, tag := range e.Tags {
 			tags[tag] = append(tags[tag], e.Position)
@@ -55,10 +56,10 @@ func RequireMatchesChoice(t testing.TB, dir string, evs []dcb.SequencedEvent, ch
 		}
 	}
 	if !choice.EventFiles {
-		absent(projector.EventsDir)
+		absent(storedir.EventsDir)
 		evs = nil // no event file to check
 	}
-	ents, err := os.ReadDir(filepath.Join(dir, projector.EventsDir))
+	ents, err := os.ReadDir(filepath.Join(dir, storedir.EventsDir))
 	require.True(t, err == nil || !choice.EventFiles, "%v", err)
 	for _, ent := range ents {
 		if !want[ent.Name()] {
@@ -67,7 +68,7 @@ func RequireMatchesChoice(t testing.TB, dir string, evs []dcb.SequencedEvent, ch
 	}
 	var enc []byte
 	for _, e := range evs {
-		b, err := os.ReadFile(projector.EventPath(dir, e.Position))
+		b, err := os.ReadFile(storedir.EventPath(dir, e.Position))
 		if err != nil {
 			bad("event %d: %v", e.Position, err)
 			continue
@@ -85,12 +86,12 @@ func RequireMatchesChoice(t testing.TB, dir string, evs []dcb.SequencedEvent, ch
 		}
 	}
 
-	for kind, m := range map[string]map[string][]uint64{indexer.TypesDir: types, indexer.TagsDir: tags} {
-		if kind == indexer.TypesDir && !choice.TypeIndex || kind == indexer.TagsDir && !choice.TagIndex {
-			absent(filepath.Join(projector.IndexDir, kind))
+	for kind, m := range map[string]map[string][]uint64{storedir.TypesDir: types, storedir.TagsDir: tags} {
+		if kind == storedir.TypesDir && !choice.TypeIndex || kind == storedir.TagsDir && !choice.TagIndex {
+			absent(filepath.Join(storedir.IndexDir, kind))
 			continue
 		}
-		d := filepath.Join(dir, projector.IndexDir, kind)
+		d := filepath.Join(dir, storedir.IndexDir, kind)
 		ents, err := os.ReadDir(d)
 		require.NoError(t, err)
 		files := map[string]bool{}
@@ -102,7 +103,7 @@ func RequireMatchesChoice(t testing.TB, dir string, evs []dcb.SequencedEvent, ch
 				bad("%s/%s: %v", kind, ent.Name(), err)
 				continue
 			}
-			if fn := indexer.FileName(name); fn != ent.Name() {
+			if fn := storedir.IndexFileName(name); fn != ent.Name() {
 				bad("%s/%s: header names %q, whose file is %s", kind, ent.Name(), name, fn)
 			}
 			if st, err := os.Stat(path); err == nil && st.Size() != valid {
@@ -118,8 +119,8 @@ func RequireMatchesChoice(t testing.TB, dir string, evs []dcb.SequencedEvent, ch
 			}
 		}
 		for name := range m {
-			if !files[indexer.FileName(name)] {
-				bad("%s: no index file for %q (%s)", kind, name, indexer.FileName(name))
+			if !files[storedir.IndexFileName(name)] {
+				bad("%s: no index file for %q (%s)", kind, name, storedir.IndexFileName(name))
 			}
 		}
 	}
