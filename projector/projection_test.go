@@ -392,7 +392,7 @@ func TestProjectionRepair(t *testing.T) {
 		{"stray event file beyond head", func(t *testing.T, f fixture) {
 			e := f.evs[0]
 			e.Position = f.head + 5
-			require.NoError(t, os.WriteFile(storedir.EventPath(f.dir, e.Position), projector.EncodeEvent(nil, e), 0o640))
+			require.NoError(t, os.WriteFile(storedir.EventPath(f.dir, e.Position), storedir.AppendEventFile(nil, e), 0o640))
 		}, func(t *testing.T, f fixture, rep projector.Report) {
 			assert.True(t, rep.EventsListed)
 			assert.Equal(t, 1, rep.StrayEventFiles)
@@ -517,9 +517,9 @@ func TestEventFileRoundTrip(t *testing.T) {
 			require.NoError(t, c.e.Validate())
 			e := dcb.SequencedEvent{Event: c.e.Normalized(), Position: 42}
 			e.Timestamp = ts
-			b := projector.EncodeEvent(nil, e)
+			b := storedir.AppendEventFile(nil, e)
 			require.True(t, json.Valid(b), "%s", b)
-			got, err := projector.DecodeEvent(b)
+			got, err := storedir.DecodeEvent(b)
 			require.NoError(t, err)
 			assert.Equal(t, e, got, "DecodeEvent(EncodeEvent(e)) for the event file %s", b)
 		})

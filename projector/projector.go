@@ -788,7 +788,7 @@ func (p *Projector) rewrite(positions []uint64) error {
 		if err != nil {
 			return err
 		}
-		p.buf = EncodeEvent(p.buf[:0], e)
+		p.buf = storedir.AppendEventFile(p.buf[:0], e)
 		tmps[i] = filepath.Join(p.dir, storedir.TmpDir, "rewrite-"+storedir.EventFileName(pos))
 		if err := vfs.WriteFile(p.fs, tmps[i], p.buf, 0o640); err != nil {
 			return fmt.Errorf("projector: rewrite event %d: %w", pos, err)
@@ -817,7 +817,7 @@ func (p *Projector) writeEvent(e dcb.SequencedEvent) error {
 // It is not fsync'd (see the checkpoint). buf is scratch space, returned for
 // reuse. One writer at a time per directory. Every change goes through fs.
 func WriteEventFile(fs vfs.FS, dir string, e dcb.SequencedEvent, buf []byte) ([]byte, error) {
-	buf = EncodeEvent(buf[:0], e)
+	buf = storedir.AppendEventFile(buf[:0], e)
 	tmp := filepath.Join(dir, storedir.TmpDir, "event")
 	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {

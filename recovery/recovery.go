@@ -464,7 +464,7 @@ func (c *checker) event(r wal.Record) error {
 			continue
 		}
 		se := r.Event(pos)
-		c.buf = projector.EncodeEvent(c.buf[:0], se)
+		c.buf = storedir.AppendEventFile(c.buf[:0], se)
 		path := storedir.EventPath(c.dir, pos)
 		got, err := os.ReadFile(path)
 		switch {

@@ -21,6 +21,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/wire"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 // Store is what a Server serves: the appends, reads and subscriptions of an
@@ -557,7 +558,7 @@ func (srv *Server) read(w http.ResponseWriter, r *http.Request) {
 		} else {
 			buf = append(buf, ',')
 		}
-		buf = wire.AppendEvent(buf, e, false)
+		buf = storedir.AppendEvent(buf, e, false)
 		if len(buf) >= 32<<10 {
 			written = true
 			if write(buf) != nil {

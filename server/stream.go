@@ -10,6 +10,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/wire"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 // streamFlushBytes is how much a stream gathers before it writes when more
@@ -88,7 +89,7 @@ func (srv *Server) streamFollow(ctx context.Context, s *streamWriter, q dcb.Quer
 				lines.finish(err)
 				return
 			}
-			line := wire.AppendEvent(nil, e, true)
+			line := storedir.AppendEvent(nil, e, true)
 			if !lines.put(ctx, append(line, '\n')) {
 				return
 			}
@@ -147,7 +148,7 @@ type streamWriter struct {
 }
 
 func (s *streamWriter) event(e dcb.SequencedEvent) {
-	s.buf = wire.AppendEvent(s.buf, e, true)
+	s.buf = storedir.AppendEvent(s.buf, e, true)
 	s.buf = append(s.buf, '\n')
 }
 
@@ -162,9 +163,9 @@ func (s *streamWriter) errorLine(ctx context.Context, err error) {
 		code, msg = wire.CodeUnavailable, "server: the stream was stopped (the server is stopping): "+msg
 	}
 	s.buf = append(s.buf, `{"error":`...)
-	s.buf = wire.AppendString(s.buf, msg)
+	s.buf = storedir.AppendString(s.buf, msg)
 	s.buf = append(s.buf, `,"code":`...)
-	s.buf = wire.AppendString(s.buf, code)
+	s.buf = storedir.AppendString(s.buf, code)
 	s.buf = append(s.buf, "}\n"...)
 }
 

@@ -106,7 +106,7 @@ func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
 		for _, e := range evs[:cp.Position] {
 			b, ok := files[storedir.EventsDir+"/"+storedir.EventFileName(e.Position)]
 			if ok {
-				require.Equal(t, string(projector.EncodeEvent(nil, e)), string(b),
+				require.Equal(t, string(storedir.AppendEventFile(nil, e)), string(b),
 					"cut after line %d of %d (%s): event file %d, which the checkpoint at %d vouches for", cut, len(lines), lines[max(cut-1, 0)], e.Position, cp.Position)
 			}
 		}

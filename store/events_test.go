@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -58,7 +57,7 @@ func TestTimestamps(t *testing.T) {
 	b, err := os.ReadFile(storedir.EventPath(dir, 2))
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"timestamp":"2000-01-01T04:59:59.123456789Z"`)
-	f, err := projector.DecodeEvent(b)
+	f, err := storedir.DecodeEvent(b)
 	require.NoError(t, err)
 	assert.Equal(t, own.UTC(), f.Timestamp)
 

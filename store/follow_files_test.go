@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -64,7 +64,7 @@ func TestFollowFilesFromNode(t *testing.T) {
 	var got []dcb.SequencedEvent
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		e, err := projector.DecodeEvent(sc.Bytes())
+		e, err := storedir.DecodeEvent(sc.Bytes())
 		require.NoError(t, err, "line %q", sc.Text())
 		got = append(got, e)
 	}

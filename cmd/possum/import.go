@@ -47,6 +47,9 @@ type ndjsonEvent struct {
 	ID        string            `json:"id"`
 	Timestamp *time.Time        `json:"timestamp"`
 	Position  json.RawMessage   `json:"position"`
+	// RawData: the bytes of data written over several lines, which the
+	// line carries compacted (storedir.AppendEvent): kept as they were.
+	RawData *string `json:"rawData"`
 }
 
 // parseLine parses and validates one line of NDJSON input.
@@ -64,6 +67,9 @@ func parseLine(line []byte) (dcb.Event, error) {
 	}
 	if dec.More() {
 		return dcb.Event{}, errors.New("more than one JSON value on the line")
+	}
+	if l.RawData != nil {
+		l.Data = json.RawMessage(*l.RawData)
 	}
 	e, err := wire.Event{Type: l.Type, Tags: l.Tags, Data: l.Data, Metadata: l.Metadata, ID: l.ID, Timestamp: l.Timestamp}.Event()
 	if err != nil {
@@ -84,7 +90,7 @@ func jsonProblem(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errors.New("not JSON: the line ends inside a value")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fmt.Errorf("unknown key %s (an event has type, tags, data, metadata)", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return fmt.Errorf("unknown key %s (an event has type, tags, data, metadata, id, timestamp; position and rawData as possum read writes them)", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	return err
 }

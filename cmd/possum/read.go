@@ -17,8 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 func readCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
@@ -85,28 +85,18 @@ func newPrinter(w io.Writer, table bool) printer {
 	return &ndjsonPrinter{w: bufio.NewWriter(w)}
 }
 
-// ndjsonPrinter prints each event as one line of JSON, byte for byte its
-// event file (projector.EncodeEvent): the keys position, type, tags, data,
-// metadata, timestamp. Data written over several lines, kept so in the
-// event file, is compacted onto the one line.
+// ndjsonPrinter prints each event as one line of JSON, the encoding of its
+// event file in its one-line mode (storedir.AppendEvent): byte for byte
+// the event file, but for data written over several lines, which is
+// compacted onto the line and kept, byte for byte, as rawData.
 type ndjsonPrinter struct {
-	w        *bufio.Writer
-	buf, one []byte
+	w   *bufio.Writer
+	buf []byte
 }
 
 func (p *ndjsonPrinter) print(e dcb.SequencedEvent) error {
-	p.buf = projector.EncodeEvent(p.buf[:0], e)
-	line := p.buf
-	if bytes.IndexByte(line[:len(line)-1], '\n') >= 0 {
-		// A raw line break can only be whitespace between JSON tokens.
-		b := bytes.NewBuffer(p.one[:0])
-		if err := json.Compact(b, line); err != nil {
-			return fmt.Errorf("position %d: %w", e.Position, err)
-		}
-		p.one = append(b.Bytes(), '\n')
-		line = p.one
-	}
-	_, err := p.w.Write(line)
+	p.buf = append(storedir.AppendEvent(p.buf[:0], e, true), '\n')
+	_, err := p.w.Write(p.buf)
 	return err
 }
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -36,9 +35,9 @@ func decodeLines(t *testing.T, out string) []dcb.SequencedEvent {
 	t.Helper()
 	var evs []dcb.SequencedEvent
 	for line := range strings.Lines(out) {
-		e, err := projector.DecodeEvent([]byte(line))
+		e, err := storedir.DecodeEvent([]byte(line))
 		require.NoError(t, err, "line %q", line)
-		require.Equal(t, string(projector.EncodeEvent(nil, e)), line)
+		require.Equal(t, string(storedir.AppendEventFile(nil, e)), line)
 		evs = append(evs, e)
 	}
 	return evs

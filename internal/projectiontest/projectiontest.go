@@ -73,12 +73,12 @@ func RequireMatchesChoice(t testing.TB, dir string, evs []dcb.SequencedEvent, ch
 			bad("event %d: %v", e.Position, err)
 			continue
 		}
-		enc = projector.EncodeEvent(enc[:0], e)
+		enc = storedir.AppendEventFile(enc[:0], e)
 		if !bytes.Equal(b, enc) {
 			bad("event %d: file holds %q, the WAL's event encodes as %q", e.Position, b, enc)
 			continue
 		}
-		got, err := projector.DecodeEvent(b)
+		got, err := storedir.DecodeEvent(b)
 		if err != nil {
 			bad("event %d: %v", e.Position, err)
 		} else if !reflect.DeepEqual(got, e) {

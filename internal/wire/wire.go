@@ -12,13 +12,13 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 )
 
 // SocketName is the name of the unix socket a served store listens on,
@@ -310,111 +310,6 @@ func (l *Line) Event() dcb.SequencedEvent {
 	}
 }
 
-// AppendEvent appends e as a JSON object (no newline) with the keys
-// position, type, tags, data, metadata, timestamp and, when it has one, id
-// (those of the store's event files). data is the stored JSON value byte for byte. With oneLine,
-// data holding a line break (whitespace between JSON tokens) is written
-// compacted, and the stored bytes follow as the string rawData, so that
-// the object fits on one line of a stream.
-func AppendEvent(dst []byte, e dcb.SequencedEvent, oneLine bool) []byte {
-	dst = append(dst, `{"position":`...)
-	dst = strconv.AppendUint(dst, e.Position, 10)
-	dst = append(dst, `,"type":`...)
-	dst = AppendString(dst, e.Type)
-	dst = append(dst, `,"tags":[`...)
-	for i, t := range e.Tags {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendString(dst, t)
-	}
-	dst = append(dst, `],"data":`...)
-	switch {
-	case len(e.Data) == 0:
-		dst = append(dst, "null"...)
-	case oneLine && bytes.ContainsAny(e.Data, "\r\n"):
-		var b bytes.Buffer
-		if json.Compact(&b, e.Data) != nil {
-			// Stored data is valid JSON; should it not be, say so
-			// rather than break the line.
-			dst = append(dst, "null"...)
-		} else {
-			dst = append(dst, b.Bytes()...)
-		}
-		dst = append(dst, `,"rawData":`...)
-		dst = AppendString(dst, string(e.Data))
-	default:
-		dst = append(dst, e.Data...)
-	}
-	dst = append(dst, `,"metadata":{`...)
-	keys := make([]string, 0, len(e.Metadata))
-	for k := range e.Metadata {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for i, k := range keys {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendString(dst, k)
-		dst = append(dst, ':')
-		dst = AppendString(dst, e.Metadata[k])
-	}
-	dst = append(dst, `},"timestamp":"`...)
-	dst = e.Timestamp.UTC().AppendFormat(dst, time.RFC3339Nano)
-	dst = append(dst, '"')
-	if e.ID != "" {
-		dst = append(dst, `,"id":`...)
-		dst = AppendString(dst, e.ID)
-	}
-	return append(dst, '}')
-}
-
-const hex = "0123456789abcdef"
-
-// AppendString appends s as a JSON string. s is valid UTF-8 (the store
-// keeps nothing else); an invalid byte is written as U+FFFD.
-func AppendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
 // CheckAppendUTF8 returns nil when b, the JSON of an append request, is
 // valid UTF-8. encoding/json turns every byte that is not into U+FFFD,
 // silently (two different tags would be stored as one), so a server checks
@@ -508,14 +403,14 @@ const AppendRequestOverhead = len(`{"events":[]}`)
 // AppendRequestBody).
 func AppendEventBody(dst []byte, e dcb.Event) []byte {
 	dst = append(dst, `{"type":`...)
-	dst = AppendString(dst, e.Type)
+	dst = storedir.AppendString(dst, e.Type)
 	if len(e.Tags) > 0 {
 		dst = append(dst, `,"tags":[`...)
 		for j, t := range e.Tags {
 			if j > 0 {
 				dst = append(dst, ',')
 			}
-			dst = AppendString(dst, t)
+			dst = storedir.AppendString(dst, t)
 		}
 		dst = append(dst, ']')
 	}
@@ -531,15 +426,15 @@ func AppendEventBody(dst []byte, e dcb.Event) []byte {
 				dst = append(dst, ',')
 			}
 			first = false
-			dst = AppendString(dst, k)
+			dst = storedir.AppendString(dst, k)
 			dst = append(dst, ':')
-			dst = AppendString(dst, v)
+			dst = storedir.AppendString(dst, v)
 		}
 		dst = append(dst, '}')
 	}
 	if e.ID != "" {
 		dst = append(dst, `,"id":`...)
-		dst = AppendString(dst, e.ID)
+		dst = storedir.AppendString(dst, e.ID)
 	}
 	if !e.Timestamp.IsZero() {
 		dst = append(dst, `,"timestamp":"`...)

@@ -9,53 +9,29 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/wire"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// FuzzAppendString: any valid UTF-8 string comes back from its JSON
-// encoding as itself.
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", `"quoted"\`, "\n\r\t\x00\x1f", "é🦘", "<&>", "\u2028"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if !utf8.ValidString(s) {
-			return
-		}
-		b := wire.AppendString(nil, s)
-		var back string
-		require.NoError(t, json.Unmarshal(b, &back), "%s", b)
-		assert.Equal(t, s, back)
-		assert.NotContains(t, string(b), "\n", "fits a line")
-	})
-}
-
-// TestEventLine: an event's line of a stream is one line, parses back to
-// the event, and carries Data byte for byte (through rawData when it holds
-// a line break).
+// TestEventLine: an event's line of a stream (storedir.AppendEvent, one
+// line) decodes through Line as the event, Data byte for byte (through
+// rawData when it holds a line break), and the ID and timestamp with it.
 func TestEventLine(t *testing.T) {
 	ts := time.Date(2026, 11, 27, 8, 0, 0, 123456789, time.UTC)
 	for _, data := range []string{"", `{"a": 1}`, `"{\"a\":1}"`, "{\n \"a\": [1,\r\n 2]\n}", `7`} {
 		e := dcb.SequencedEvent{Event: dcb.Event{Type: "T", Tags: []string{"a", `q"uote`}, Data: json.RawMessage(data),
-			Metadata: map[string]string{"k": "v\n"}, Timestamp: ts}, Position: 42}
+			Metadata: map[string]string{"k": "v\n"}, ID: "id-7", Timestamp: ts}, Position: 42}
 		if data == "" {
 			e.Data = nil
 		}
-		line := wire.AppendEvent(nil, e, true)
-		assert.NotContains(t, string(line), "\n")
+		line := storedir.AppendEvent(nil, e, true)
 		var l wire.Line
 		require.NoError(t, json.Unmarshal(line, &l), "%s", line)
 		assert.Equal(t, e, l.Event())
-		// The array form keeps data as it is.
-		whole := wire.AppendEvent(nil, e, false)
-		if data != "" {
-			assert.Contains(t, string(whole), `"data":`+data)
-		}
 	}
 }
 
