@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/possumstore/possum/internal/platform"
@@ -294,15 +295,17 @@ func fileName(pos uint64) string {
 // the file is never created.
 //
 // Opossum opens .store.lock with FileShare.None: .NET takes flock(LOCK_EX)
-// on Linux and macOS, which platform.Lock takes too; on Windows the sharing
-// mode itself excludes every other handle, so the open fails while Opossum
-// holds it, and Opossum's open fails while this one is open.
+// on Linux and macOS, which platform.Lock takes too, and waitForLock waits
+// for; on Windows the sharing mode itself excludes every other handle, so
+// the open fails while Opossum holds it (and Opossum's open fails while
+// this one is open), and lockStore polls.
 func lockStore(ctx context.Context, dir string, opts ScanOptions) (unlock func(), locked bool, err error) {
 	wait := opts.LockWait
 	if wait == 0 {
 		wait = 30 * time.Second
 	}
 	path := filepath.Join(dir, lockFile)
+	heldErr := fmt.Errorf("opossum: %s is held by another process (an Opossum writer) for more than %s; stop it, or try again", path, wait)
 	deadline := time.Now().Add(wait)
 	backoff := time.Millisecond
 	for waited := false; ; waited = true {
@@ -314,6 +317,12 @@ func lockStore(ctx context.Context, dir string, opts ScanOptions) (unlock func()
 			if err = platform.Lock(f, true); err == nil {
 				return func() { f.Close() }, true, nil
 			}
+			if errors.Is(err, platform.ErrLocked) && canWaitForLock {
+				if opts.OnLockWait != nil {
+					opts.OnLockWait()
+				}
+				return waitLocked(ctx, f, time.Until(deadline), heldErr)
+			}
 			f.Close()
 		}
 		if !errors.Is(err, platform.ErrLocked) && !sharingViolation(err) {
@@ -323,7 +332,7 @@ func lockStore(ctx context.Context, dir string, opts ScanOptions) (unlock func()
 			opts.OnLockWait()
 		}
 		if time.Now().After(deadline) {
-			return nil, false, fmt.Errorf("opossum: %s is held by another process (an Opossum writer) for more than %s; stop it, or try again", path, wait)
+			return nil, false, heldErr
 		}
 		select {
 		case <-ctx.Done():
@@ -332,4 +341,52 @@ func lockStore(ctx context.Context, dir string, opts ScanOptions) (unlock func()
 		}
 		backoff = min(2*backoff, 100*time.Millisecond)
 	}
+}
+
+// waitLocked waits up to wait, or until ctx ends, for the lock on f. A
+// wait given up leaves a goroutine blocked in the kernel; should it get
+// the lock later, it lets go at once.
+func waitLocked(ctx context.Context, f *os.File, wait time.Duration, heldErr error) (func(), bool, error) {
+	var mu sync.Mutex // guards abandoned, and the handover through got
+	abandoned := false
+	got := make(chan error, 1)
+	go func() {
+		err := waitForLock(f)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			f.Close()
+			return
+		}
+		got <- err
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var stop error
+	select {
+	case err := <-got:
+		return taken(f, err)
+	case <-ctx.Done():
+		stop = ctx.Err()
+	case <-timer.C:
+		stop = heldErr
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case err := <-got: // taken as the wait ended
+		return taken(f, err)
+	default:
+		abandoned = true
+		return nil, false, stop
+	}
+}
+
+// taken is the outcome of waiting for the lock on f: its release, or err.
+func taken(f *os.File, err error) (func(), bool, error) {
+	if err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("opossum: taking Opossum's lock: %w", err)
+	}
+	return func() { f.Close() }, true, nil
 }

@@ -128,7 +128,7 @@ func TestDamage(t *testing.T) {
 		leftovers    int
 		dupTags      map[uint64][]string
 	}{
-		{name: "gap", ledger: 5, last: 5, problems: []problem{{3, Missing, "0000000003.json), though later positions have one: a gap"}}},
+		{name: "gap", ledger: 5, last: 5, problems: []problem{{3, Missing, "no event file, though later positions have one: a gap"}}},
 		{name: "ledger-behind", ledger: 2, last: 4, leftovers: 1},
 		{name: "ledger-ahead", ledger: 5, last: 3, problems: []problem{
 			{4, Missing, "though the ledger says 5: the ledger is ahead of the event files"},

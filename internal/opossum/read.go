@@ -163,13 +163,13 @@ func (s *Snapshot) read(pos uint64) (Item, error) {
 	return it, nil
 }
 
-// missing says why position pos has no file.
+// missing says why position pos has no file: the same words for every
+// position of one cause, so that a report can show a run of them as one.
 func (s *Snapshot) missing(pos uint64) string {
-	name := filepath.Join(eventsDir, fileName(pos))
 	if pos > s.LastFile {
-		return fmt.Sprintf("no event file (%s), though the ledger says %d: the ledger is ahead of the event files, whose writes were lost", name, s.Ledger)
+		return fmt.Sprintf("no event file, though the ledger says %d: the ledger is ahead of the event files, whose writes were lost", s.Ledger)
 	}
-	return fmt.Sprintf("no event file (%s), though later positions have one: a gap", name)
+	return "no event file, though later positions have one: a gap"
 }
 
 // duplicates returns the tags that occur more than once in tags, once each.

@@ -2,6 +2,7 @@ package opossum
 
 import (
 	"errors"
+	"os"
 
 	"golang.org/x/sys/windows"
 )
@@ -11,3 +12,9 @@ import (
 func sharingViolation(err error) bool {
 	return errors.Is(err, windows.ERROR_SHARING_VIOLATION)
 }
+
+// canWaitForLock is false: Opossum's lock on Windows is a sharing mode,
+// which nothing can wait for; lockStore polls.
+const canWaitForLock = false
+
+func waitForLock(*os.File) error { return errors.ErrUnsupported }
