@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/possumstore/possum/internal/opossum/opossumtest"
 	"github.com/possumstore/possum/internal/platform"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,7 +26,7 @@ func holdLock(t *testing.T, dir string) (release func()) {
 // Scan waits for an append in progress under Opossum's lock and takes its
 // snapshot after it: the event the append wrote before it let go is in it.
 func TestScanWaitsForLock(t *testing.T) {
-	dir := fixture(t, "damage/ledger-ahead") // ledger 5, files 1..3: an append of 4 and 5 in progress
+	dir := opossumtest.Copy(t, "damage/ledger-ahead") // ledger 5, files 1..3: an append of 4 and 5 in progress
 	release := holdLock(t, dir)
 	waiting := make(chan struct{})
 	type result struct {
@@ -66,7 +67,7 @@ func copyEvent(t *testing.T, dir string, from, to uint64) {
 // A lock held longer than LockWait is an error that says who to stop; a
 // cancelled context ends the wait.
 func TestScanLockHeld(t *testing.T) {
-	dir := fixture(t, "current")
+	dir := opossumtest.Copy(t, "current")
 	defer holdLock(t, dir)()
 	_, err := Scan(context.Background(), Context{Name: "current", Dir: dir}, ScanOptions{LockWait: time.Millisecond})
 	require.Error(t, err)
@@ -80,7 +81,7 @@ func TestScanLockHeld(t *testing.T) {
 // A store without .store.lock (before 0.4.0) is scanned unlocked, and the
 // scan creates no lock file.
 func TestScanWithoutLockFile(t *testing.T) {
-	dir := fixture(t, "minified")
+	dir := opossumtest.Copy(t, "minified")
 	s := scan(t, dir)
 	assert.False(t, s.Locked)
 	assert.NoFileExists(t, filepath.Join(dir, lockFile))
@@ -88,7 +89,7 @@ func TestScanWithoutLockFile(t *testing.T) {
 
 // Growth sees what was appended after the snapshot.
 func TestGrowth(t *testing.T) {
-	dir := fixture(t, "damage/ledger-behind")
+	dir := opossumtest.Copy(t, "damage/ledger-behind")
 	s := scan(t, dir)
 	require.Equal(t, uint64(4), s.Cut)
 	copyEvent(t, dir, 4, 5)

@@ -12,15 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fixture copies testdata/name into a temporary directory and returns the
-// copy's path, its last element name's own.
-func fixture(t *testing.T, name string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), filepath.Base(name))
-	require.NoError(t, os.CopyFS(dir, os.DirFS(filepath.Join(opossumtest.Testdata(), name))))
-	return dir
-}
-
 // scan finds the one context at dir and scans it.
 func scan(t *testing.T, dir string) *Snapshot {
 	t.Helper()
@@ -71,7 +62,7 @@ func TestLayouts(t *testing.T) {
 		{name: "minified", extraDirs: []string{"Events"}, ledger: 3, last: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := fixture(t, tc.name)
+			dir := opossumtest.Copy(t, tc.name)
 			for _, d := range tc.extraDirs {
 				err := os.MkdirAll(filepath.Join(dir, d), 0o755)
 				if !os.IsExist(err) { // on a case-insensitive file system Events is events
@@ -96,7 +87,7 @@ func TestLayouts(t *testing.T) {
 // A root holding several contexts gives each, by name; a directory in it
 // that is not a context is left out.
 func TestRoot(t *testing.T) {
-	root := fixture(t, "root")
+	root := opossumtest.Copy(t, "root")
 	cs, err := Find(root)
 	require.NoError(t, err)
 	require.Equal(t, []Context{{Name: "Billing", Dir: filepath.Join(root, "Billing")}, {Name: "Shop", Dir: filepath.Join(root, "Shop")}}, cs)
@@ -143,7 +134,7 @@ func TestDamage(t *testing.T) {
 		{name: "corrupt-ledger", ledger: 0, last: 2, ledgerIssue: "the ledger is not JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := scan(t, fixture(t, "damage/"+tc.name))
+			s := scan(t, opossumtest.Copy(t, "damage/"+tc.name))
 			assert.Equal(t, tc.ledger, s.Ledger)
 			assert.Equal(t, tc.last, s.LastFile)
 			assert.Len(t, s.Leftovers, tc.leftovers)
@@ -181,7 +172,7 @@ func TestDamage(t *testing.T) {
 // events and Events; a position in both with different files is a
 // conflict, with the same file no problem.
 func TestTwoEventDirs(t *testing.T) {
-	dir := fixture(t, "damage/gap")
+	dir := opossumtest.Copy(t, "damage/gap")
 	upper := filepath.Join(dir, "Events")
 	if err := os.Mkdir(upper, 0o755); os.IsExist(err) {
 		t.Skip("case-insensitive file system: events and Events are one directory")

@@ -6,10 +6,12 @@ package opossumtest
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/possumstore/possum/dcb"
@@ -19,6 +21,18 @@ import (
 func Testdata() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "testdata")
+}
+
+// Copy copies the fixture testdata/name into a new temporary directory of
+// t and returns the copy, named as the fixture's last element: tests
+// change their copy (add directories git keeps no copy of, hold its lock).
+func Copy(t testing.TB, name string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), filepath.Base(name))
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(Testdata(), name))); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // event is a possum event as a fixture must import as. The timestamp is
