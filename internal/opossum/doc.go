@@ -28,7 +28,8 @@
 //     the higher of the ledger and the last event file. Taken under Opossum's
 //     lock, it falls between two appends; events appended later are not in it.
 //   - Snapshot.Events yields every position of the snapshot in order, each
-//     an event or a Problem (no file, a damaged file), never skipping one.
+//     an event or a Problem (no file, a damaged file), never skipping one;
+//     the positions a ledger names past the last file come as one Problem.
 //   - Each event becomes a dcb.SequencedEvent with its position, type, tags,
 //     payload bytes, metadata and timestamp as docs/OPOSSUM.md says; the
 //     mapping is the function sequenced in event.go.

@@ -122,8 +122,7 @@ func TestDamage(t *testing.T) {
 		{name: "gap", ledger: 5, last: 5, problems: []problem{{3, Missing, "no event file, though later positions have one: a gap"}}},
 		{name: "ledger-behind", ledger: 2, last: 4, leftovers: 1},
 		{name: "ledger-ahead", ledger: 5, last: 3, problems: []problem{
-			{4, Missing, "though the ledger says 5: the ledger is ahead of the event files"},
-			{5, Missing, "though the ledger says 5: the ledger is ahead of the event files"},
+			{4, Missing, "positions 4..5: no event file, though the ledger says 5: the ledger is ahead of the event files"},
 		}},
 		{name: "torn", ledger: 3, last: 3, problems: []problem{{2, Damaged, "not JSON: the file ends inside a value (a torn write)"}}},
 		{name: "notjson", ledger: 3, last: 3, problems: []problem{{2, Damaged, "not JSON: invalid character '<'"}}},
@@ -144,10 +143,14 @@ func TestDamage(t *testing.T) {
 				assert.Contains(t, s.LedgerProblem, tc.ledgerIssue)
 			}
 			its := items(t, s)
-			require.Len(t, its, int(s.Cut), "every position of the snapshot, none skipped")
 			var got []problem
+			next := uint64(1)
 			for i, it := range its {
-				require.Equal(t, uint64(i+1), it.Event.Position)
+				require.Equal(t, next, it.Event.Position, "every position of the snapshot, none skipped")
+				next++
+				if it.Problem != nil {
+					next = it.Event.Position + it.Problem.Positions()
+				}
 				assert.Equal(t, tc.dupTags[it.Event.Position], it.DuplicateTags, "position %d", i+1)
 				if it.Problem == nil {
 					if it.Event.Type == "OrderPlaced" {
@@ -156,8 +159,9 @@ func TestDamage(t *testing.T) {
 					continue
 				}
 				assert.Equal(t, it.Event.Position, it.Problem.Position)
-				got = append(got, problem{it.Problem.Position, it.Problem.Kind, it.Problem.Detail})
+				got = append(got, problem{it.Problem.Position, it.Problem.Kind, it.Problem.Error()})
 			}
+			require.Equal(t, s.Cut+1, next, "up to the snapshot's last position")
 			require.Len(t, got, len(tc.problems), "%+v", got)
 			for i, p := range tc.problems {
 				assert.Equal(t, p.pos, got[i].pos)
@@ -166,6 +170,20 @@ func TestDamage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A ledger far ahead of the files (a position no store reaches, should a
+// ledger say one) is one run of missing positions, not an item each.
+func TestLedgerFarAhead(t *testing.T) {
+	dir := opossumtest.Copy(t, "damage/ledger-ahead")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".ledger"), []byte(`{"LastSequencePosition": 1099511627776, "EventCount": 1099511627776}`), 0o644))
+	its := items(t, scan(t, dir))
+	require.Len(t, its, 4)
+	p := its[3].Problem
+	require.NotNil(t, p)
+	assert.Equal(t, Problem{Position: 4, Last: 1 << 40, Kind: Missing,
+		Detail: "no event file, though the ledger says 1099511627776: the ledger is ahead of the event files, whose writes were lost"}, *p)
+	assert.Equal(t, uint64(1<<40-3), p.Positions())
 }
 
 // On a case-sensitive file system a store of the seed's era may hold both

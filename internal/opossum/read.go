@@ -29,23 +29,36 @@ const (
 	Conflict Kind = "conflict"
 )
 
-// Problem is a position of a snapshot that does not give an event.
+// Problem is a position of a snapshot that does not give an event, or a
+// run of them.
 type Problem struct {
 	Position uint64 `json:"position"`
-	Kind     Kind   `json:"kind"`
-	File     string `json:"file,omitempty"` // the file at fault; none for Missing
-	Detail   string `json:"detail"`
+	// Last, when set, is the last position of a run of positions without
+	// files, from Position: the positions a ledger ahead of the event files
+	// names beyond the last file.
+	Last   uint64 `json:"last,omitempty"`
+	Kind   Kind   `json:"kind"`
+	File   string `json:"file,omitempty"` // the file at fault; none for Missing
+	Detail string `json:"detail"`
 }
 
 func (p *Problem) Error() string {
-	if p.File == "" {
+	switch {
+	case p.Last > p.Position:
+		return fmt.Sprintf("positions %d..%d: %s", p.Position, p.Last, p.Detail)
+	case p.File == "":
 		return fmt.Sprintf("position %d: %s", p.Position, p.Detail)
 	}
 	return fmt.Sprintf("position %d: %s: %s", p.Position, p.File, p.Detail)
 }
 
-// Item is one position of a snapshot: an event, or the problem that stands
-// in its place (then Event holds the position only).
+// Positions is how many positions p stands for.
+func (p *Problem) Positions() uint64 {
+	return max(p.Last, p.Position) - p.Position + 1
+}
+
+// Item is one position of a snapshot, or a run of them: an event, or the
+// problem that stands in its place (then Event holds the position only).
 type Item struct {
 	Event   dcb.SequencedEvent
 	Problem *Problem
@@ -54,19 +67,23 @@ type Item struct {
 	DuplicateTags []string
 }
 
+// gapDetail says why a position before the last event file has no file:
+// the same words for each, so that a report can show a run of them as one.
+const gapDetail = "no event file, though later positions have one: a gap"
+
 // readChunk is how many positions the workers of Events read ahead.
 const readChunk = 256
 
 // Events yields every position of the snapshot, 1 to Cut, in order, as an
-// Item; it stops at ctx's end or at an error reading the file system (not
-// a damaged file, which is an Item's Problem), yielding that error last.
-// The files are read and parsed a chunk ahead by a few goroutines, so a
-// caller appending the events works while the next ones are read.
+// Item: one a position up to the last event file, then, when the ledger is
+// ahead of the files, one Item for the run of positions past the last file
+// (whatever the ledger says, this costs no file look-up a position). It
+// stops at ctx's end or at an error reading the file system (not a damaged
+// file, which is an Item's Problem), yielding that error last. The files
+// are read and parsed a chunk ahead by a few goroutines, so a caller
+// appending the events works while the next ones are read.
 func (s *Snapshot) Events(ctx context.Context) iter.Seq2[Item, error] {
 	return func(yield func(Item, error) bool) {
-		if s.Cut == 0 {
-			return
-		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		type chunk struct {
@@ -76,8 +93,8 @@ func (s *Snapshot) Events(ctx context.Context) iter.Seq2[Item, error] {
 		chunks := make(chan chunk, 1) // one chunk ahead of the caller
 		go func() {
 			defer close(chunks)
-			for first := uint64(1); first <= s.Cut; first += readChunk {
-				items, err := s.readChunk(first, min(s.Cut, first+readChunk-1))
+			for first := uint64(1); first <= s.LastFile; first += readChunk {
+				items, err := s.readChunk(first, min(s.LastFile, first+readChunk-1))
 				if err == nil {
 					err = ctx.Err()
 				}
@@ -101,6 +118,15 @@ func (s *Snapshot) Events(ctx context.Context) iter.Seq2[Item, error] {
 				yield(Item{}, c.err)
 				return
 			}
+		}
+		if s.Ledger > s.LastFile {
+			it := Item{Problem: &Problem{Position: s.LastFile + 1, Kind: Missing,
+				Detail: fmt.Sprintf("no event file, though the ledger says %d: the ledger is ahead of the event files, whose writes were lost", s.Ledger)}}
+			if s.Ledger > s.LastFile+1 {
+				it.Problem.Last = s.Ledger
+			}
+			it.Event.Position = s.LastFile + 1
+			yield(it, nil)
 		}
 	}
 }
@@ -150,7 +176,7 @@ func (s *Snapshot) read(pos uint64) (Item, error) {
 		}
 	}
 	if file == "" {
-		it.Problem = &Problem{Position: pos, Kind: Missing, Detail: s.missing(pos)}
+		it.Problem = &Problem{Position: pos, Kind: Missing, Detail: gapDetail}
 		return it, nil
 	}
 	se, err := decodeFile(b, pos)
@@ -161,15 +187,6 @@ func (s *Snapshot) read(pos uint64) (Item, error) {
 	it.Event = se
 	it.DuplicateTags = duplicates(se.Tags)
 	return it, nil
-}
-
-// missing says why position pos has no file: the same words for every
-// position of one cause, so that a report can show a run of them as one.
-func (s *Snapshot) missing(pos uint64) string {
-	if pos > s.LastFile {
-		return fmt.Sprintf("no event file, though the ledger says %d: the ledger is ahead of the event files, whose writes were lost", s.Ledger)
-	}
-	return "no event file, though later positions have one: a gap"
 }
 
 // duplicates returns the tags that occur more than once in tags, once each.
