@@ -90,7 +90,8 @@ func TestRoot(t *testing.T) {
 	root := opossumtest.Copy(t, "root")
 	cs, err := Find(root)
 	require.NoError(t, err)
-	require.Equal(t, []Context{{Name: "Billing", Dir: filepath.Join(root, "Billing")}, {Name: "Shop", Dir: filepath.Join(root, "Shop")}}, cs)
+	require.Equal(t, []Context{{Name: "Billing", Dir: filepath.Join(root, "Billing")}, {Name: "Empty", Dir: filepath.Join(root, "Empty")},
+		{Name: "Shop", Dir: filepath.Join(root, "Shop")}}, cs)
 	for _, c := range cs {
 		s, err := Scan(context.Background(), c, ScanOptions{})
 		require.NoError(t, err)

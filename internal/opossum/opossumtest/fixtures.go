@@ -154,6 +154,8 @@ func Want(name string) []dcb.SequencedEvent {
 			event(2, "InvoicePaidEvent", []string{"invoiceNumber:1"},
 				`{"$type":"Billing.InvoicePaidEvent, Billing, Version=0.3.0.0, Culture=neutral, PublicKeyToken=null","invoiceNumber":1}`, nil, "2026-02-23T10:05:00.2Z"),
 		}
+	case "root/Empty": // as Opossum's StorageInitializer leaves a store: an empty ledger
+		return nil
 	case "root/Shop":
 		return []dcb.SequencedEvent{Shop(1), Shop(2)}
 	}
