@@ -129,3 +129,21 @@ func TestFilePosition(t *testing.T) {
 		assert.Equal(t, want != 0, ok, name)
 	}
 }
+
+// A timestamp Opossum can write but possum cannot keep (possum's are
+// nanoseconds since 1970 in 64 bits: the years 1678 to 2262) makes the
+// file one the import refuses, saying why.
+func TestDecodeTimestampRange(t *testing.T) {
+	file := func(ts string) []byte {
+		return []byte(`{"event":{"eventType":"T","event":{"$type":"X, X"},"tags":[]},"position":1,"metadata":{"timestamp":"` + ts + `"}}`)
+	}
+	se, err := decodeFile(file("2262-04-11T23:47:16.854775807+00:00"), 1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1<<63-1), se.Timestamp.UnixNano())
+	_, err = decodeFile(file("9999-12-31T23:59:59.9999999+00:00"), 1)
+	assert.ErrorContains(t, err, "timestamp 9999-12-31T23:59:59.9999999Z outside the years 1678 to 2262")
+	_, err = decodeFile(file("0001-01-01T00:00:00+00:00"), 1)
+	assert.ErrorContains(t, err, "is the zero time")
+	_, err = decodeFile(file("2026-03-01 10:00:00"), 1)
+	assert.ErrorContains(t, err, "is not an ISO 8601 date and time with an offset")
+}
