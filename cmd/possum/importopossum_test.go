@@ -16,6 +16,7 @@ import (
 	"github.com/possumstore/possum/internal/opossum"
 	"github.com/possumstore/possum/internal/opossum/opossumtest"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -85,7 +86,7 @@ func TestImportOpossumRoundTrip(t *testing.T) {
 func assertEventFiles(t *testing.T, dest string, n int) {
 	t.Helper()
 	for p := 1; p <= n; p++ {
-		assert.FileExists(t, filepath.Join(dest, "events", fmt.Sprintf("%020d.json", p)))
+		assert.FileExists(t, storedir.EventPath(dest, uint64(p)))
 	}
 }
 

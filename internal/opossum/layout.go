@@ -315,7 +315,7 @@ func lockStore(ctx context.Context, dir string, opts ScanOptions) (unlock func()
 		}
 		if err == nil {
 			if err = platform.Lock(f, true); err == nil {
-				return func() { f.Close() }, true, nil
+				return func() { _ = platform.Unlock(f) }, true, nil
 			}
 			if errors.Is(err, platform.ErrLocked) && canWaitForLock {
 				if opts.OnLockWait != nil {
@@ -355,7 +355,7 @@ func waitLocked(ctx context.Context, f *os.File, wait time.Duration, heldErr err
 		mu.Lock()
 		defer mu.Unlock()
 		if abandoned {
-			f.Close()
+			_ = platform.Unlock(f)
 			return
 		}
 		got <- err
@@ -388,5 +388,5 @@ func taken(f *os.File, err error) (func(), bool, error) {
 		f.Close()
 		return nil, false, fmt.Errorf("opossum: taking Opossum's lock: %w", err)
 	}
-	return func() { f.Close() }, true, nil
+	return func() { _ = platform.Unlock(f) }, true, nil
 }

@@ -89,7 +89,7 @@ func (w *Writer) lock() (func(), error) {
 	for deadline := time.Now().Add(time.Minute); ; {
 		err := platform.Lock(f, true)
 		if err == nil {
-			return func() { f.Close() }, nil
+			return func() { _ = platform.Unlock(f) }, nil
 		}
 		if !errors.Is(err, platform.ErrLocked) || time.Now().After(deadline) {
 			f.Close()
