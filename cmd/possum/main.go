@@ -107,6 +107,8 @@ func init() {
 			minArgs: 1, maxArgs: 1, setup: serveCommand},
 		{name: "version", help: "print possum's version, the Go version it was built with, and the store and WAL formats it writes and reads (also possum --version)",
 			minArgs: 0, maxArgs: 0, setup: versionCommand},
+		{name: "import-opossum", operands: "SRC DEST", help: "import an Opossum store, or a root of several, into a new possum store DEST, every position, timestamp and payload byte kept (exit 1: refused, nothing written)",
+			more: importOpossumHelp, minArgs: 2, maxArgs: 2, setup: importOpossumCommand},
 		{name: "bench", help: "measure possum on fresh stores next to this machine's own limits, measured in the same run (minutes at the default 1M events)",
 			minArgs: 0, maxArgs: 0, setup: benchCommand},
 	}

@@ -35,6 +35,7 @@ func TestCommandHelp(t *testing.T) {
 		"backup":  {"json"},
 		"version": nil,
 	}
+	wantFlags["import-opossum"] = []string{"json", "fill-gaps"}
 	require.Len(t, commands, len(wantFlags), "a new command needs its flags listed here")
 	dir := filepath.Join(t.TempDir(), "store")
 	for _, c := range commands {
