@@ -19,6 +19,8 @@
 //	possum recover [--json] [--dry-run] [--allow-data-loss] DIR
 //	                         repair a closed store (exit 0 repaired, 1 refused or, dry run, repairs
 //	                         needed; --dry-run also beside a writer)
+//	possum import-opossum SRC DEST [--fill-gaps] [--json]
+//	                         an Opossum store, or a root of several, into new possum stores
 //	possum backup DIR DEST [--json]
 //	                         copy a running store into DEST (what its writer acknowledged);
 //	                         again into the same DEST copies what is new
