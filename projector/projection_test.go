@@ -93,7 +93,7 @@ func TestProjectionAfterProjectedClose(t *testing.T) {
 	closeProjected(t, s)
 
 	projectiontest.RequireMatches(t, dir, evs)
-	cp, err := projector.ReadCheckpoint(dir)
+	cp, err := storedir.ReadCheckpoint(dir)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(len(evs)), cp.Position, "checkpoint after Close")
 	tagEntries := 0
@@ -172,7 +172,7 @@ func TestProjectionRepair(t *testing.T) {
 	type fixture struct {
 		dir  string
 		evs  []dcb.SequencedEvent
-		cp   projector.Checkpoint
+		cp   storedir.Checkpoint
 		head uint64
 	}
 	// biggest returns the path and size of the index file of kind with the
@@ -421,7 +421,7 @@ func TestProjectionRepair(t *testing.T) {
 			f.head = s.Head()
 			closeProjected(t, s)
 			var err error
-			f.cp, err = projector.ReadCheckpoint(f.dir)
+			f.cp, err = storedir.ReadCheckpoint(f.dir)
 			require.NoError(t, err)
 			require.Equal(t, f.head, f.cp.Position)
 
@@ -436,7 +436,7 @@ func TestProjectionRepair(t *testing.T) {
 			require.Equal(t, f.evs, got, "the WAL is untouched")
 			closeProjected(t, s)
 			projectiontest.RequireMatches(t, f.dir, f.evs)
-			cp, err := projector.ReadCheckpoint(f.dir)
+			cp, err := storedir.ReadCheckpoint(f.dir)
 			require.NoError(t, err)
 			assert.Equal(t, f.head, cp.Position, "checkpoint after Close")
 

@@ -145,7 +145,7 @@ type Report struct {
 // materialize (the store's recorded choice: see ChangeChoice). Every change
 // to the projection goes through fs (nil: vfs.OS). It returns the projector
 // (not yet running) and the in-memory index of every event in the WAL.
-func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, lg *slog.Logger, fs vfs.FS) (*Projector, *indexer.Index, Report, error) {
+func Open(dir string, log *wal.Log, cp storedir.Checkpoint, cpErr error, choice Choice, lg *slog.Logger, fs vfs.FS) (*Projector, *indexer.Index, Report, error) {
 	var rep Report
 	rep.Checkpoint = cp.Position
 	if fs == nil {
@@ -242,7 +242,7 @@ func Open(dir string, log *wal.Log, cp Checkpoint, cpErr error, choice Choice, l
 	// million names would make Open slow), before its first checkpoint.
 	switch {
 	case !choice.EventFiles:
-	case !trusted || eventsMTime(dir) != cp.EventsMTime:
+	case !trusted || storedir.EventsMTime(dir) != cp.EventsMTime:
 		rep.EventsListed, p.dirty = true, true
 		missing, strays, err := p.checkEventFiles(head, start)
 		if err != nil {
@@ -304,7 +304,7 @@ func readIDs(log *wal.Log, idx *indexer.Index, upTo uint64) error {
 // the snapshot before it appends to them or writes a checkpoint
 // (indexUnchecked). The snapshot is removed either way: once the store runs,
 // it goes stale.
-func (p *Projector) loadSnapshot(start uint64, trusted bool, cp Checkpoint) (*indexer.Index, int) {
+func (p *Projector) loadSnapshot(start uint64, trusted bool, cp storedir.Checkpoint) (*indexer.Index, int) {
 	path := filepath.Join(p.dir, storedir.IndexDir, storedir.SnapshotFile)
 	defer p.fs.Remove(path)
 	if !trusted || start == 0 {
@@ -850,7 +850,7 @@ func (p *Projector) appendIndex(k fileKey, positions []uint64) error {
 
 func (p *Projector) checkpoint() error {
 	pos := p.projected.Load()
-	if err := WriteCheckpoint(p.fs, p.dir, Checkpoint{Position: pos, TagEntries: p.tagEntries, IDs: p.idx.IDs() > 0}); err != nil {
+	if err := WriteCheckpoint(p.fs, p.dir, storedir.Checkpoint{Position: pos, TagEntries: p.tagEntries, IDs: p.idx.IDs() > 0}); err != nil {
 		return err
 	}
 	p.checkpointed.Store(pos)

@@ -180,7 +180,7 @@ func lockToCheck(dir string) (lock *os.File, how string, beside bool, err error)
 // vouch for (the writer appends an offsets entry once its record is
 // durable, and the projector checkpoints durable positions only).
 type acknowledgement struct {
-	cp    projector.Checkpoint
+	cp    storedir.Checkpoint
 	cpErr error
 	upTo  uint64
 }
@@ -190,7 +190,7 @@ type acknowledgement struct {
 // grow, so that every position up to upTo was durable, and the checkpoint
 // covers no position beyond upTo, as they were read.
 func readAcknowledged(dir string) acknowledgement {
-	cp, err := projector.ReadCheckpoint(dir) // an unreadable checkpoint vouches for nothing
+	cp, err := storedir.ReadCheckpoint(dir) // an unreadable checkpoint vouches for nothing
 	return acknowledgement{cp: cp, cpErr: err, upTo: max(cp.Position, wal.Vouched(filepath.Join(dir, storedir.WALDir)))}
 }
 
@@ -394,7 +394,7 @@ type checker struct {
 	// are not looked at. Never with fix.
 	beside   bool
 	progress func(done, total uint64)
-	cp       projector.Checkpoint // as it was when the check began
+	cp       storedir.Checkpoint // as it was when the check began
 	cpErr    error
 	idx      *indexer.Index
 	head     uint64
@@ -543,7 +543,7 @@ func (c *checker) finish(rep *Report) error {
 		if err := os.Remove(filepath.Join(c.dir, storedir.IndexDir, storedir.SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("recovery: %w", err)
 		}
-		if err := projector.WriteCheckpoint(vfs.OS, c.dir, projector.Checkpoint{Position: c.head, TagEntries: tagEntries, IDs: c.idx.IDs() > 0}); err != nil {
+		if err := projector.WriteCheckpoint(vfs.OS, c.dir, storedir.Checkpoint{Position: c.head, TagEntries: tagEntries, IDs: c.idx.IDs() > 0}); err != nil {
 			return fmt.Errorf("recovery: %w", err)
 		}
 		rep.Repairs = append(rep.Repairs, fmt.Sprintf("write the checkpoint at position %d", c.head))

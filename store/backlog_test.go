@@ -16,7 +16,6 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/internal/vfs"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -53,7 +52,7 @@ func backlogEvent(i int) dcb.Event {
 // closeWithBacklog appends n events (appends of 100) to a new store in dir
 // while the projector is held at its first event file, closes it, and
 // returns the events and the checkpoint Close left.
-func closeWithBacklog(t *testing.T, dir string, n int) ([]dcb.SequencedEvent, projector.Checkpoint) {
+func closeWithBacklog(t *testing.T, dir string, n int) ([]dcb.SequencedEvent, storedir.Checkpoint) {
 	t.Helper()
 	g := &gateFS{FS: vfs.OS, events: filepath.Join(dir, storedir.EventsDir), reached: make(chan struct{})}
 	s, err := store.OpenFS(dir, &store.Options{NoSync: true}, g)
@@ -70,7 +69,7 @@ func closeWithBacklog(t *testing.T, dir string, n int) ([]dcb.SequencedEvent, pr
 	evs := readAll(t, s, dcb.All(), store.ReadOptions{})
 	<-g.reached
 	require.NoError(t, s.Close())
-	cp, err := projector.ReadCheckpoint(dir)
+	cp, err := storedir.ReadCheckpoint(dir)
 	require.NoError(t, err)
 	return evs, cp
 }

@@ -119,7 +119,7 @@ func backup(ctx context.Context, src string, log *wal.Log, dst string) (BackupRe
 	}
 	if _, err := os.Stat(filepath.Join(dst, storedir.CheckpointFile)); errors.Is(err, os.ErrNotExist) {
 		// Nothing projected yet: every position is pending.
-		if err := projector.WriteCheckpoint(vfs.OS, dst, projector.Checkpoint{}); err != nil {
+		if err := projector.WriteCheckpoint(vfs.OS, dst, storedir.Checkpoint{}); err != nil {
 			return fail(err)
 		}
 	}

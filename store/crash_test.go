@@ -20,9 +20,9 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/internal/vfs"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -181,7 +181,7 @@ func TestCrashRecovery(t *testing.T) {
 		require.NoError(t, s.WaitProjected(t.Context(), head), "iteration %d: wait for the projection", it)
 		require.NoError(t, s.Close(), "iteration %d: close", it)
 		projectiontest.RequireMatches(t, dir, evs)
-		cp, err := projector.ReadCheckpoint(dir)
+		cp, err := storedir.ReadCheckpoint(dir)
 		require.NoError(t, err)
 		assert.Equal(t, head, cp.Position, "iteration %d: checkpoint after Close", it)
 		vrep, err := recovery.Verify(dir, recovery.Options{})
@@ -357,7 +357,7 @@ func crashChild(t *testing.T, dir string, run int, seed uint64, mode crashMode, 
 		if acked >= target && !killed && mode.untilCheckpoint > 0 {
 			// The checkpoint file is replaced atomically: it is read whole
 			// or not at all.
-			cp, err := projector.ReadCheckpoint(dir)
+			cp, err := storedir.ReadCheckpoint(dir)
 			require.NoError(t, err)
 			if cp.Position < mode.untilCheckpoint {
 				continue

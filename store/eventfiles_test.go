@@ -15,7 +15,6 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/internal/vfs"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -101,7 +100,7 @@ func TestRewrittenEventFilesDurableBeforeNamed(t *testing.T) {
 			require.NoError(t, m.apply(l), "line %q", l)
 		}
 		files, _, _ := m.crash(nil, true)
-		var cp projector.Checkpoint
+		var cp storedir.Checkpoint
 		require.NoError(t, json.Unmarshal(files[storedir.CheckpointFile], &cp), "cut after line %d", cut)
 		for _, e := range evs[:cp.Position] {
 			b, ok := files[storedir.EventsDir+"/"+storedir.EventFileName(e.Position)]

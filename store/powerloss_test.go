@@ -22,7 +22,6 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/projectiontest"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -151,7 +150,7 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 	require.NoError(c, s.WaitProjected(t.Context(), head), "iteration %d: wait for the projection", it)
 	require.NoError(c, s.Close(), "iteration %d: close", it)
 	projectiontest.RequireMatches(c, pl.dir, evs)
-	cp, err := projector.ReadCheckpoint(pl.dir)
+	cp, err := storedir.ReadCheckpoint(pl.dir)
 	require.NoError(c, err)
 	assert.Equal(c, head, cp.Position, "iteration %d: checkpoint after Close", it)
 	vrep, err := recovery.Verify(pl.dir, recovery.Options{})
@@ -165,7 +164,7 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 // does: the child's projector must rewrite them, durably, before its first
 // checkpoint. It returns how many it deleted.
 func (pl *powerLoss) deleteEventFiles(t *testing.T) int {
-	cp, err := projector.ReadCheckpoint(pl.dir)
+	cp, err := storedir.ReadCheckpoint(pl.dir)
 	require.NoError(t, err)
 	events := filepath.Join(pl.dir, storedir.EventsDir)
 	st, err := os.Stat(events)
@@ -490,7 +489,7 @@ func (m *plModel) notePosition(path string, data []byte) {
 		}
 	}
 	if path == storedir.TmpDir+"/"+storedir.CheckpointFile {
-		var cp projector.Checkpoint
+		var cp storedir.Checkpoint
 		if json.Unmarshal(data, &cp) == nil {
 			m.maxPos = max(m.maxPos, cp.Position)
 		}
@@ -719,7 +718,7 @@ func (m *plModel) crash(rng *rand.Rand, worst bool) (map[string][]byte, int64, s
 	var mtime int64
 	if ino := entries[storedir.CheckpointFile]; ino != 0 {
 		if names, ok := m.cpNames[ino]; ok && slices.Equal(names, m.eventNames(entries)) {
-			var cp projector.Checkpoint
+			var cp storedir.Checkpoint
 			if json.Unmarshal(files[storedir.CheckpointFile], &cp) == nil {
 				mtime = cp.EventsMTime
 			}

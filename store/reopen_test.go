@@ -9,7 +9,6 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/projectiontest"
 	"github.com/possumstore/possum/internal/testdir"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -111,7 +110,7 @@ func TestReopenWithoutRereading(t *testing.T) {
 	cpPath := filepath.Join(dir, storedir.CheckpointFile)
 	oldCP, err := os.ReadFile(cpPath)
 	require.NoError(t, err)
-	cp, err := projector.ReadCheckpoint(dir)
+	cp, err := storedir.ReadCheckpoint(dir)
 	require.NoError(t, err)
 	require.Equal(t, s.Head(), cp.Position)
 	trusted := records

@@ -246,6 +246,10 @@ func open(dir string, opts *Options, t seams) (*Store, error) {
 // rather than take the new records for damage.
 const FormatVersion = 3
 
+// WALFormatVersion is the version of the WAL frames this package writes
+// (see docs/FORMAT.md); it reads every version from 1 up to it.
+const WALFormatVersion = wal.FormatVersion
+
 var (
 	formatCurrent = fmt.Sprintf("possum %d\n", FormatVersion)
 	// formatsOlder are the older formats this possum reads, and upgrades
@@ -311,7 +315,7 @@ func (s *Store) chooseProjection() error {
 // load opens the WAL, trusting what the checkpoint vouches for, and brings
 // the projection and the in-memory index in step with it.
 func (s *Store) load() error {
-	cp, cpErr := projector.ReadCheckpoint(s.dir)
+	cp, cpErr := storedir.ReadCheckpoint(s.dir)
 	w, torn, err := wal.Open(filepath.Join(s.dir, storedir.WALDir), wal.Options{
 		SegmentSize:   s.opts.SegmentSize,
 		NoSync:        s.opts.NoSync,

@@ -17,9 +17,9 @@ import (
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/wire"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -328,7 +328,7 @@ func (im *importer) waitProjected(ctx context.Context) {
 // when its event and index files do not reach last yet: Close does not wait
 // for them, the next Open of the store writes them.
 func projectionNote(dir string, last uint64) string {
-	cp, err := projector.ReadCheckpoint(dir)
+	cp, err := storedir.ReadCheckpoint(dir)
 	if err != nil || cp.Position >= last {
 		return ""
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 )
@@ -130,7 +129,7 @@ func gatherStats(ctx context.Context, dir string, top int) (*storeStats, error) 
 		}
 	}
 	st.Types, st.Tags, st.TopTags = ranked(types, len(types)), len(tags), ranked(tags, top)
-	if cp, err := projector.ReadCheckpoint(dir); err != nil {
+	if cp, err := storedir.ReadCheckpoint(dir); err != nil {
 		st.CheckpointError = err.Error()
 	} else {
 		st.Checkpointed = cp.Position

@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 
 	"github.com/possumstore/possum/store"
-	"github.com/possumstore/possum/wal"
 )
 
 func versionCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
@@ -44,5 +43,5 @@ func printVersion(w io.Writer) {
 	fmt.Fprintf(w, "possum %s\n", version)
 	fmt.Fprintf(w, "built with %s for %s/%s\n", goVersion, runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(w, "store format %d (reads 1 to %d; opening an older store for writing upgrades it)\n", store.FormatVersion, store.FormatVersion)
-	fmt.Fprintf(w, "WAL frames version %d (reads 1 to %d)\n", wal.FormatVersion, wal.FormatVersion)
+	fmt.Fprintf(w, "WAL frames version %d (reads 1 to %d)\n", store.WALFormatVersion, store.WALFormatVersion)
 }
