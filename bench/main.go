@@ -1,6 +1,6 @@
 // Command bench measures possum against the stores a Go developer would pick
 // instead (SQLite and bbolt, each behind the same DCB semantics), with the
-// workloads of internal/workload, in interleaved rounds.
+// workloads of internal/benchkit/workload, in interleaved rounds.
 //
 //	cd bench && go run . [--events N] [--rounds R] [--json] [--dir D]
 //
@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/bench/conformance"
-	"github.com/possumstore/possum/internal/rawdisk"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/rawdisk"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 )
 
 // config is what one run measures.

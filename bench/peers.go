@@ -5,7 +5,7 @@ import (
 
 	"github.com/possumstore/possum/bench/boltstore"
 	"github.com/possumstore/possum/bench/sqlitestore"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 )
 

@@ -9,4 +9,8 @@
 // Lists only ever grow at their end, so a reader that took a snapshot (slice
 // headers, under a brief read lock) keeps a consistent view while the writer
 // goes on appending.
+//
+// It is part of possum's engine, under package store: store is the API,
+// with the stability promises; this package has none, and its exported
+// names serve the packages of this module.
 package indexer

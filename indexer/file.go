@@ -8,7 +8,7 @@ import (
 	"os"
 	"sort"
 
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
 )
 
 // Index files: one append-only file per type (index/types/) and per tag

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )

@@ -8,7 +8,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

@@ -14,4 +14,8 @@
 // it trims index files to the checkpoint, rebuilds them from the WAL when
 // they do not add up, removes event files beyond the WAL's head, rewrites
 // missing ones, and replays everything after the checkpoint.
+//
+// It is part of possum's engine, under package store: store is the API,
+// with the stability promises; this package has none, and its exported
+// names serve the packages of this module.
 package projector

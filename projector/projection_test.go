@@ -14,8 +14,8 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
-	"github.com/possumstore/possum/internal/projectiontest"
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
+	"github.com/possumstore/possum/internal/testkit/projectiontest"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"

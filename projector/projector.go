@@ -17,8 +17,8 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
-	"github.com/possumstore/possum/internal/platform"
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/platform"
+	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
 )

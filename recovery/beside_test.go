@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/testdir"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"

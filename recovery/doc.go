@@ -25,4 +25,8 @@
 // beside a writer that is starting (repairing the projection as it opens)
 // or beside a running repair may report what they are changing: run it
 // again.
+//
+// It sits above package store, beside the command: it verifies and repairs
+// what the engine packages (wal, projector, indexer) write. Callers branch
+// on store's and dcb's errors, and on ErrDataLoss.
 package recovery

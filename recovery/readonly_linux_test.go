@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/possumstore/possum/internal/testdir"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"

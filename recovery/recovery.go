@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/indexer"
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"

@@ -17,9 +17,9 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
-	"github.com/possumstore/possum/internal/projectiontest"
-	"github.com/possumstore/possum/internal/testdir"
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
+	"github.com/possumstore/possum/internal/testkit/projectiontest"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/possumstore/possum/internal/rawdisk"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/rawdisk"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 )
 

@@ -3,7 +3,7 @@ package store_test
 // Benchmarks of what users care about, reported as ratios of this machine's
 // own limits measured in the same run: the machine is shared and noisy, so
 // "events/s" alone means little, "events/s ÷ raw fsyncs/s" a lot. The
-// workloads are those of internal/workload, which `possum bench` and the
+// workloads are those of internal/benchkit/workload, which `possum bench` and the
 // peer module under bench/ run too.
 //
 //	go test -run XXX -bench . -benchtime 2s ./store
@@ -20,8 +20,8 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/indexer"
-	"github.com/possumstore/possum/internal/rawdisk"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/rawdisk"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 )
 

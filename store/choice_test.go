@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/projectiontest"
+	"github.com/possumstore/possum/internal/testkit/projectiontest"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"

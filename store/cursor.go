@@ -10,8 +10,8 @@ import (
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/possumstore/possum/internal/platform"
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/platform"
+	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/storedir"
 )
 

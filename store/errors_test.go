@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"

@@ -4,7 +4,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
 )
 
 // OpenFS is Open with fs under the projection: for tests that record, fail

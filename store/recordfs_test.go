@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
 )
 
 // recordingFS is the vfs.FS of the power-loss child: it passes every call to

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/projectiontest"
-	"github.com/possumstore/possum/internal/testdir"
+	"github.com/possumstore/possum/internal/testkit/projectiontest"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"

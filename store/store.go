@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/possumstore/possum/internal/vfs"
+	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"

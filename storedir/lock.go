@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 )
 
 // ErrLocked: another holder of the store's lock has it: a writer, or, for

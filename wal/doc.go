@@ -69,4 +69,8 @@
 // A frame whose uvarint length, version, payload length or checksum does not
 // hold is damage. Damage followed by no valid frame up to the end of the last
 // segment is a torn tail; anything else is corruption.
+//
+// It is part of possum's engine, under package store: store is the API,
+// with the stability promises; this package has none, and its exported
+// names serve the packages of this module.
 package wal

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	tidwall "github.com/tidwall/wal"

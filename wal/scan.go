@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 )
 
 // segmentNameLen is the length of a tidwall/wal segment file name.

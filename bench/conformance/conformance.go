@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 )
 

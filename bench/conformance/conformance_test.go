@@ -9,7 +9,7 @@ import (
 
 	"github.com/possumstore/possum/bench/conformance"
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 )
 

@@ -32,7 +32,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver

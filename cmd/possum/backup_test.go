@@ -8,7 +8,7 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/testdir"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )

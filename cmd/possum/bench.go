@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/possumstore/possum/internal/rawdisk"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/rawdisk"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/schollz/progressbar/v3"

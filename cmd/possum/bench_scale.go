@@ -6,8 +6,8 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/possumstore/possum/internal/rawdisk"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/rawdisk"
+	"github.com/possumstore/possum/internal/benchkit/workload"
 	"github.com/possumstore/possum/store"
 )
 

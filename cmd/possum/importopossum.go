@@ -17,7 +17,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/opossum"
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 	"github.com/possumstore/possum/store"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"

@@ -17,7 +17,7 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/testcert"
+	"github.com/possumstore/possum/internal/testkit/testcert"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/possumstore/possum/internal/testdir"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/wal"

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 )
 
 // The names in a context directory that the reader uses.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/internal/opossum/opossumtest"
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )

@@ -3,6 +3,9 @@
 // requests and stream lines, and the error codes that carry the store's
 // and dcb's sentinel errors across the connection. docs/openapi.yaml
 // describes the same shapes for programs in other languages.
+//
+// It sits above package store, with the server and the client, which are
+// its only users.
 package wire
 
 import (

@@ -2,11 +2,6 @@ package wire_test
 
 import (
 	"encoding/json"
-	"go/parser"
-	"go/token"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -57,24 +52,4 @@ func TestAppendRequestBody(t *testing.T) {
 
 	assert.Error(t, wire.DecodeStrict([]byte(`{"events":[]}]`), &req), "trailing bytes")
 	assert.Error(t, wire.DecodeStrict([]byte(`{"events":[],"extra":1}`), &req), "unknown field")
-}
-
-// TestLayering: the server, the client and this package sit above store:
-// none imports wal, projector, indexer or recovery.
-func TestLayering(t *testing.T) {
-	for _, dir := range []string{"../../server", "../../client", "."} {
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		require.NoError(t, err)
-		require.NotEmpty(t, files)
-		for _, file := range files {
-			f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
-			require.NoError(t, err)
-			for _, imp := range f.Imports {
-				path, _ := strconv.Unquote(imp.Path.Value)
-				for _, below := range []string{"wal", "projector", "indexer", "recovery"} {
-					assert.False(t, strings.HasPrefix(path, "github.com/possumstore/possum/"+below), "%s imports %s", file, path)
-				}
-			}
-		}
-	}
 }

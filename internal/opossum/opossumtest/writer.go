@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 )
 
 // Writer appends to an Opossum store as Opossum 0.5.0 does: under

@@ -49,4 +49,7 @@
 //
 // LowerThreadPriority lowers the CPU priority of the calling OS thread (the
 // caller locks itself to it). Linux only; elsewhere it does nothing.
+//
+// It is internal/sys, the lowest layer: it imports nothing of possum, and
+// every other package may use it.
 package platform

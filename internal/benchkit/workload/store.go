@@ -2,6 +2,9 @@
 // against possum and that the peer benchmark module (bench/) runs against
 // possum and the stores a Go developer would pick instead, so that every
 // store is measured by the same code.
+//
+// It is internal/benchkit, the benchmarks' kit: used by possum bench and by
+// the peer benchmark module (bench/), never by the store.
 package workload
 
 import (

@@ -1,5 +1,7 @@
 // Package testcert makes the TLS certificate the tests of serving over TLS
 // use: self-signed, for 127.0.0.1 and ::1 and localhost, valid for an hour.
+//
+// It is internal/testkit: tests only.
 package testcert
 
 import (

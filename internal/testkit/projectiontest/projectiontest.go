@@ -1,6 +1,8 @@
 // Package projectiontest checks a store's projection against its events, for
 // the tests of several packages. It is an oracle written apart from the
 // recovery package's verify, so that each checks the other.
+//
+// It is internal/testkit: tests only.
 package projectiontest
 
 import (

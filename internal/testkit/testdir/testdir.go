@@ -1,5 +1,7 @@
 // Package testdir holds directory helpers shared by the tests of several
 // packages.
+//
+// It is internal/testkit: tests only.
 package testdir
 
 import (

@@ -6,6 +6,9 @@
 // durability.
 //
 // The WAL is not behind this seam: it knows its own sync points.
+//
+// It is internal/sys, the lowest layer: it imports nothing of possum, and
+// every other package may use it.
 package vfs
 
 import (
@@ -14,7 +17,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 )
 
 // FS changes files and makes them durable. Implementations are safe for

@@ -18,4 +18,7 @@
 //     them whole: the floor under reading one event, and under a full scan.
 //
 // It uses the standard library only.
+//
+// It is internal/benchkit, the benchmarks' kit: used by possum bench and by
+// the peer benchmark module (bench/), never by the store.
 package rawdisk

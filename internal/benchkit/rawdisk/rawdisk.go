@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/possumstore/possum/internal/platform"
+	"github.com/possumstore/possum/internal/sys/platform"
 )
 
 // fsyncBlock is the size of each write of FsyncRate.

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
-	"github.com/possumstore/possum/internal/testdir"
-	"github.com/possumstore/possum/internal/workload"
+	"github.com/possumstore/possum/internal/benchkit/workload"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
