@@ -60,7 +60,7 @@ import (
 // heartbeat intervals; the connection is taken for dead.
 var ErrSilent = errors.New("client: the server fell silent (no line for three heartbeat intervals)")
 
-var _ store.Events = (*Client)(nil)
+var _ store.EventStore = (*Client)(nil)
 
 // Defaults of Options.
 const (

@@ -71,7 +71,7 @@ func subscribed(studentID, courseID string) decision.Projection[bool] {
 }
 
 // defineCourse is a command handler: it defines a course, once.
-func defineCourse(ctx context.Context, s decision.Store, courseID string, capacity int) error {
+func defineCourse(ctx context.Context, s store.EventStore, courseID string, capacity int) error {
 	var m decision.Model
 	c := decision.Add(&m, courseState(courseID))
 	cond, err := m.Build(ctx, s)
@@ -95,7 +95,7 @@ func defineCourse(ctx context.Context, s decision.Store, courseID string, capaci
 
 // subscribe is a command handler: one decision on three projections of
 // three types, guarded by one condition.
-func subscribe(ctx context.Context, s decision.Store, studentID, courseID string) error {
+func subscribe(ctx context.Context, s store.EventStore, studentID, courseID string) error {
 	var m decision.Model
 	c := decision.Add(&m, courseState(courseID))
 	taken := decision.Add(&m, studentCourses(studentID))

@@ -33,7 +33,7 @@ func nextInvoiceNumber() decision.Projection[int] {
 // createInvoice is a command handler: it creates an invoice with the next
 // number. Two invoices created at once cannot both get it: the second
 // append fails its condition, and Retry gives it the number after.
-func createInvoice(ctx context.Context, s decision.Store, customer string) (int, error) {
+func createInvoice(ctx context.Context, s store.EventStore, customer string) (int, error) {
 	var m decision.Model
 	next := decision.Add(&m, nextInvoiceNumber())
 	cond, err := m.Build(ctx, s)

@@ -28,7 +28,7 @@ func usernameTaken(username string) decision.Projection[bool] {
 // register is a command handler: it registers an account under a username
 // no other account has. The condition covers the username only, so
 // registrations of other usernames never fail it.
-func register(ctx context.Context, s decision.Store, accountID, username string) error {
+func register(ctx context.Context, s store.EventStore, accountID, username string) error {
 	var m decision.Model
 	taken := decision.Add(&m, usernameTaken(username))
 	cond, err := m.Build(ctx, s)

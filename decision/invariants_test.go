@@ -36,7 +36,7 @@ func concurrently(f func(i int)) {
 	wg.Wait()
 }
 
-func readAll(t *testing.T, s decision.Store, types ...string) []dcb.SequencedEvent {
+func readAll(t *testing.T, s store.EventStore, types ...string) []dcb.SequencedEvent {
 	t.Helper()
 	var events []dcb.SequencedEvent
 	for e, err := range s.Read(context.Background(), dcb.Query{Items: []dcb.QueryItem{{Types: types}}}, store.ReadOptions{}) {
@@ -47,7 +47,7 @@ func readAll(t *testing.T, s decision.Store, types ...string) []dcb.SequencedEve
 }
 
 func TestCourseSubscriptionsUnderConcurrentCallers(t *testing.T) {
-	stores(t, func(t *testing.T, s decision.Store) {
+	stores(t, func(t *testing.T, s store.EventStore) {
 		ctx := context.Background()
 		const capacity = 3
 		courses := []string{"c1", "c2", "c3", "c4"}
@@ -102,7 +102,7 @@ func TestCourseSubscriptionsUnderConcurrentCallers(t *testing.T) {
 }
 
 func TestUniqueUsernameUnderConcurrentCallers(t *testing.T) {
-	stores(t, func(t *testing.T, s decision.Store) {
+	stores(t, func(t *testing.T, s store.EventStore) {
 		ctx := context.Background()
 		names := []string{"alice", "bob", "carol", "dave", "erin"}
 		results := make([]error, callers)
@@ -131,7 +131,7 @@ func TestUniqueUsernameUnderConcurrentCallers(t *testing.T) {
 }
 
 func TestInvoiceNumbersUnderConcurrentCallers(t *testing.T) {
-	stores(t, func(t *testing.T, s decision.Store) {
+	stores(t, func(t *testing.T, s store.EventStore) {
 		ctx := context.Background()
 		const perCaller = 5
 		numbers := make([][]int, callers)

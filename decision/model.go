@@ -4,30 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
 )
-
-// Store is what a decision needs of an event store: *store.Store has these
-// methods, and so has the Go client of a served store (package client).
-type Store interface {
-	// Read yields the events matching q in position order, as a snapshot
-	// that holds every append acknowledged before the call; an error is
-	// the last pair of the sequence.
-	Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter.Seq2[dcb.SequencedEvent, error]
-	// Append appends events atomically unless cond fails, in which case
-	// it writes nothing and returns an error wrapping
-	// dcb.ErrAppendConditionFailed. It returns the last position written.
-	Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error)
-	// HeadContext returns the last acknowledged position (store.Events):
-	// a Read called after it returns sees every event up to it. It may
-	// ask a server, so it can fail, and ctx bounds it.
-	HeadContext(ctx context.Context) (uint64, error)
-}
-
-var _ Store = (*store.Store)(nil)
 
 // Projection declares one fact a decision depends on: the events it is
 // built from, the state before any of them, and how each one changes it.
@@ -129,7 +109,7 @@ func (m *Model) Query() dcb.Query {
 //
 // Build starts every projection from its Initial state, so a model can be
 // built again. On an error the states are partial: do not decide on them.
-func (m *Model) Build(ctx context.Context, s Store) (dcb.AppendCondition, error) {
+func (m *Model) Build(ctx context.Context, s store.Events) (dcb.AppendCondition, error) {
 	if len(m.projections) == 0 {
 		// The union of no queries would be the empty Query: every event.
 		return dcb.AppendCondition{}, errors.New("decision: build: the model has no projection")

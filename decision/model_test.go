@@ -22,7 +22,7 @@ func openStore(t *testing.T) *store.Store {
 	return s
 }
 
-// remote is a Store other than *store.Store whose head lags behind what
+// remote is a store.EventStore other than *store.Store whose head lags behind what
 // it reads (it says 0, which a Read after it can never contradict), as a
 // store another process writes might: Build dates its condition by the
 // events it read.
@@ -39,12 +39,16 @@ func (r remote) Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter
 	return r.s.Read(ctx, q, o)
 }
 
+func (r remote) Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error] {
+	return r.s.Subscribe(ctx, q, after)
+}
+
 func (r remote) Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error) {
 	return r.s.Append(ctx, events, cond)
 }
 
 // stores runs f against a store, directly and as a remote whose head lags.
-func stores(t *testing.T, f func(t *testing.T, s decision.Store)) {
+func stores(t *testing.T, f func(t *testing.T, s store.EventStore)) {
 	t.Run("store", func(t *testing.T) { f(t, openStore(t)) })
 	t.Run("remote", func(t *testing.T) { f(t, remote{openStore(t)}) })
 }
@@ -55,7 +59,7 @@ func tagged(tags ...string) dcb.Query {
 
 func event(typ string, tags ...string) dcb.Event { return dcb.Event{Type: typ, Tags: tags} }
 
-func appendEvents(t *testing.T, s decision.Store, events ...dcb.Event) {
+func appendEvents(t *testing.T, s store.EventStore, events ...dcb.Event) {
 	t.Helper()
 	for _, e := range events {
 		_, err := s.Append(context.Background(), []dcb.Event{e}, nil)
@@ -74,7 +78,7 @@ func positions(q dcb.Query) decision.Projection[[]uint64] {
 }
 
 func TestBuildFoldsEachProjectionOverItsOwnEventsOnly(t *testing.T) {
-	stores(t, func(t *testing.T, s decision.Store) {
+	stores(t, func(t *testing.T, s store.EventStore) {
 		appendEvents(t, s,
 			event("A", "x"),      // 1: x only
 			event("B", "y"),      // 2: y only
@@ -120,7 +124,7 @@ func TestConditionRejectsAConcurrentChangeToAnyProjection(t *testing.T) {
 		{"an unrelated event", event("D", "z"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			stores(t, func(t *testing.T, s decision.Store) {
+			stores(t, func(t *testing.T, s store.EventStore) {
 				appendEvents(t, s, event("A", "x"), event("D", "z"))
 				var m decision.Model
 				decision.Add(&m, positions(tagged("x")))
@@ -145,11 +149,11 @@ func TestConditionRejectsAConcurrentChangeToAnyProjection(t *testing.T) {
 func TestBuildAfterWhenNothingMatched(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		s     func(*store.Store) decision.Store
+		s     func(*store.Store) store.EventStore
 		after uint64
 	}{
-		{"store: its head", func(s *store.Store) decision.Store { return s }, 2},
-		{"remote whose head lags: 0", func(s *store.Store) decision.Store { return remote{s} }, 0},
+		{"store: its head", func(s *store.Store) store.EventStore { return s }, 2},
+		{"remote whose head lags: 0", func(s *store.Store) store.EventStore { return remote{s} }, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s(openStore(t))

@@ -11,12 +11,13 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/decision"
+	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// The Go client of a served store is a decision.Store.
-var _ decision.Store = (*client.Client)(nil)
+// The Go client of a served store is a store.EventStore.
+var _ store.EventStore = (*client.Client)(nil)
 
 // TestBuildHonoursContextRemotely: Build against a client whose server
 // stopped answering (it took the connection, and says nothing) returns

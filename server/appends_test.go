@@ -15,17 +15,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// appendOnly is a server.Store without AppendMany: the server appends the
+// appendOnly is a store.EventStore without AppendMany: the server appends the
 // items of a POST /appends one by one, concurrently.
-type appendOnly struct{ server.Store }
+type appendOnly struct{ store.EventStore }
 
 // TestAppendsEachOnItsOwn: POST /appends gives each append its own outcome,
 // whether the store takes them together (AppendMany, a *store.Store) or the
 // server appends them one by one (any other Store).
 func TestAppendsEachOnItsOwn(t *testing.T) {
-	for name, wrap := range map[string]func(*store.Store) server.Store{
-		"AppendMany": func(st *store.Store) server.Store { return st },
-		"one by one": func(st *store.Store) server.Store { return appendOnly{st} },
+	for name, wrap := range map[string]func(*store.Store) store.EventStore{
+		"AppendMany": func(st *store.Store) store.EventStore { return st },
+		"one by one": func(st *store.Store) store.EventStore { return appendOnly{st} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			st, err := store.Open(filepath.Join(t.TempDir(), "s"), nil)

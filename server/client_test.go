@@ -19,9 +19,9 @@ import (
 
 // The client and the store share the interfaces code is written against.
 var (
-	_ store.Events = (*client.Client)(nil)
-	_ server.Store = (*client.Client)(nil)
-	_ server.Store = (*store.Store)(nil)
+	_ store.Events     = (*client.Client)(nil)
+	_ store.EventStore = (*client.Client)(nil)
+	_ store.EventStore = (*store.Store)(nil)
 )
 
 // awkwardData are Data values that must come back byte for byte.

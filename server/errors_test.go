@@ -126,7 +126,7 @@ func (f failingStore) HeadContext(context.Context) (uint64, error) { return 7, n
 
 // serveFake serves fake on the socket of a store opened for its socket
 // alone, until the test ends.
-func serveFake(t *testing.T, fake server.Store) *served {
+func serveFake(t *testing.T, fake store.EventStore) *served {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), nil)
 	require.NoError(t, err)

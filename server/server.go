@@ -24,16 +24,6 @@ import (
 	"github.com/possumstore/possum/storedir"
 )
 
-// Store is what a Server serves: the appends, reads and subscriptions of an
-// open *store.Store. The Go client (package client) has the same methods,
-// so code written against this interface runs embedded or remote.
-type Store interface {
-	store.Events
-	Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error)
-}
-
-var _ Store = (*store.Store)(nil)
-
 // Defaults of Options.
 const (
 	DefaultMaxBodyBytes       = 16 << 20
@@ -101,7 +91,7 @@ type Options struct {
 // A Server answers the HTTP API for one store. It is an http.Handler;
 // Serve runs it on a listener. Its methods are safe for concurrent use.
 type Server struct {
-	st      Store
+	st      store.EventStore
 	opts    Options
 	log     *slog.Logger
 	streams atomic.Int64 // streams running
@@ -110,7 +100,7 @@ type Server struct {
 }
 
 // New returns a server of st.
-func New(st Store, opts *Options) *Server {
+func New(st store.EventStore, opts *Options) *Server {
 	srv := &Server{st: st}
 	if opts != nil {
 		srv.opts = *opts
@@ -258,7 +248,7 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// statser is the optional part of a Store: the projection's positions, as
+// statser is the optional part of a served store: the projection's positions, as
 // *store.Store reports them.
 type statser interface{ Stats() store.Stats }
 
@@ -387,7 +377,7 @@ func (srv *Server) appends(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// appendManyer is a Store that takes several appends at once, as
+// appendManyer is a served store that takes several appends at once, as
 // *store.Store does.
 type appendManyer interface {
 	AppendMany(ctx context.Context, items []store.AppendItem) []store.AppendOutcome

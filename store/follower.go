@@ -19,30 +19,6 @@ import (
 	"github.com/possumstore/possum/wal"
 )
 
-// Events is what a Store, a Follower and the Go client of a served store
-// (package client) share: reading and following the acknowledged events of
-// a store. Code written against it runs in the writing process or in any
-// other.
-type Events interface {
-	// Read yields the events matching q (see Store.Read).
-	Read(ctx context.Context, q dcb.Query, o ReadOptions) iter.Seq2[dcb.SequencedEvent, error]
-	// Subscribe yields the events matching q after position after, then
-	// each new one as it is acknowledged (see Store.Subscribe).
-	Subscribe(ctx context.Context, q dcb.Query, after uint64) iter.Seq2[dcb.SequencedEvent, error]
-	// HeadContext returns the last acknowledged position, 0 when the
-	// store is empty: a Read called after it returns sees every event up
-	// to that position. It may do I/O (a follower reads the WAL's offsets
-	// file, a client asks its server), so it can fail, and ctx bounds it;
-	// it fails with ErrClosed once the reader is closed. (A *Store also
-	// has Head, which is in memory and never fails.)
-	HeadContext(ctx context.Context) (uint64, error)
-}
-
-var (
-	_ Events = (*Store)(nil)
-	_ Events = (*Follower)(nil)
-)
-
 // FollowOptions configure a Follower. A nil *FollowOptions means the
 // defaults.
 type FollowOptions struct {

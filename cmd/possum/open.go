@@ -1,15 +1,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"iter"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/possumstore/possum/client"
-	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 )
@@ -18,10 +16,8 @@ import (
 // this process, or a client of the process that holds it open and serves
 // it (possum serve, or server.ServeSocket in an application).
 type eventWriter interface {
-	Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error)
-	Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter.Seq2[dcb.SequencedEvent, error]
-	HeadContext(ctx context.Context) (uint64, error)
-	Close() error
+	store.EventStore
+	io.Closer
 }
 
 var (

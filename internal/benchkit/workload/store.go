@@ -8,24 +8,14 @@
 package workload
 
 import (
-	"context"
-	"iter"
-
-	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
 )
 
 // Store is what a workload needs of a DCB event store: the subset of
 // *store.Store's methods every peer implements with the same semantics.
 type Store interface {
-	// Append appends events atomically, failing with an error wrapping
-	// dcb.ErrAppendConditionFailed when cond is not nil and an event matching
-	// cond.FailIfEventsMatch exists after cond.After. It returns the last
-	// position once durable.
-	Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error)
-	// Read yields the events matching q in position order (newest first when
-	// o.Backwards), as store.Store.Read does.
-	Read(ctx context.Context, q dcb.Query, o store.ReadOptions) iter.Seq2[dcb.SequencedEvent, error]
+	store.Appender
+	store.Reader
 	// Head returns the last position, 0 when empty.
 	Head() uint64
 	// Close releases the store.
