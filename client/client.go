@@ -66,6 +66,7 @@ var _ store.EventStore = (*Client)(nil)
 const (
 	DefaultTimeout   = 30 * time.Second
 	DefaultHeartbeat = 10 * time.Second
+	DefaultMaxConns  = 256
 )
 
 // Options configure a Client. A nil *Options means the defaults.
@@ -86,8 +87,29 @@ type Options struct {
 	// system's roots.
 	TLSConfig *tls.Config
 	// MaxConns bounds the idle connections kept for reuse (concurrent
-	// callers beyond it open new ones). 0: 256.
+	// callers beyond it open new ones). 0: DefaultMaxConns.
 	MaxConns int
+}
+
+// Validate reports what is wrong with o, nil when nothing is: Dial refuses
+// options that are not valid. Zero is each field's default; a negative
+// duration or count, or a token that cannot travel in a header, is an
+// error naming the field.
+func (o *Options) Validate() error {
+	if o == nil {
+		return nil
+	}
+	switch {
+	case o.Timeout < 0:
+		return fmt.Errorf("client: Options.Timeout is negative (%v): 0 means the default %v", o.Timeout, DefaultTimeout)
+	case o.Heartbeat < 0:
+		return fmt.Errorf("client: Options.Heartbeat is negative (%v): 0 means the default %v", o.Heartbeat, DefaultHeartbeat)
+	case o.MaxConns < 0:
+		return fmt.Errorf("client: Options.MaxConns is negative (%d): 0 means the default %d", o.MaxConns, DefaultMaxConns)
+	case strings.ContainsFunc(o.Token, func(r rune) bool { return r < 0x20 || r > 0x7e }) || o.Token != strings.TrimSpace(o.Token):
+		return errors.New("client: Options.Token holds a byte a header cannot carry (a control character or a space at an end)")
+	}
+	return nil
 }
 
 // A Client talks to one served store. Its methods are safe for concurrent
@@ -135,19 +157,22 @@ func DialOptions(target string, opts *Options) (*Client, error) {
 // server answers there, within ctx (and Options.Timeout when ctx has no
 // deadline).
 func DialContext(ctx context.Context, target string, opts *Options) (*Client, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	c := &Client{}
 	c.closing, c.closeNow = context.WithCancel(context.Background())
 	if opts != nil {
 		c.opts = *opts
 	}
-	if c.opts.Timeout <= 0 {
+	if c.opts.Timeout == 0 {
 		c.opts.Timeout = DefaultTimeout
 	}
-	if c.opts.Heartbeat <= 0 {
+	if c.opts.Heartbeat == 0 {
 		c.opts.Heartbeat = DefaultHeartbeat
 	}
-	if c.opts.MaxConns <= 0 {
-		c.opts.MaxConns = 256
+	if c.opts.MaxConns == 0 {
+		c.opts.MaxConns = DefaultMaxConns
 	}
 	c.token = c.opts.Token
 	c.tr = &http.Transport{

@@ -60,7 +60,7 @@ func TestVerifyBesideWriter(t *testing.T) {
 	for round := range 3 {
 		before := s.Head()
 		appended(before)
-		rep, err := recovery.Verify(dir, recovery.Options{})
+		rep, err := recovery.Verify(dir, nil)
 		require.NoError(t, err)
 		assert.True(t, rep.Consistent(), "round %d: %+v", round, rep.Problems)
 		assert.True(t, rep.BesideWriter)
@@ -68,14 +68,14 @@ func TestVerifyBesideWriter(t *testing.T) {
 		assert.GreaterOrEqual(t, rep.Head, before+1, "checks what was acknowledged when it began")
 		assert.LessOrEqual(t, rep.Head, s.Head(), "never past what the writer acknowledged")
 
-		rep, err = recovery.Repair(dir, recovery.Options{DryRun: true})
+		rep, err = recovery.Repair(dir, &recovery.Options{DryRun: true})
 		require.NoError(t, err)
 		assert.True(t, rep.Consistent(), "dry run, round %d: %+v", round, rep.Problems)
 		assert.True(t, rep.BesideWriter)
 		assert.Empty(t, rep.Repairs, "projecting is the writer's, not a repair")
 	}
 	for _, opts := range []recovery.Options{{}, {AllowDataLoss: true}} {
-		_, err = recovery.Repair(dir, opts)
+		_, err = recovery.Repair(dir, &opts)
 		require.ErrorIs(t, err, store.ErrLocked, "a repair needs the writer gone")
 		assert.Contains(t, err.Error(), dir)
 	}
@@ -86,13 +86,13 @@ func TestVerifyBesideWriter(t *testing.T) {
 	damaged := l.segs[0].recs[1] // the writer appends to a later segment
 	flipBitInPlace(t, l.segs[0].path, damaged.end-3)
 	appended(s.Head())
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.BesideWriter)
 	assert.Equal(t, 1, rep.Counts[recovery.EventDiffers], "%+v", rep.Problems)
 	assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt], "%+v", rep.Problems)
 	assert.Equal(t, damaged.first-1, rep.Head)
-	rep, err = recovery.Repair(dir, recovery.Options{DryRun: true})
+	rep, err = recovery.Repair(dir, &recovery.Options{DryRun: true})
 	require.ErrorIs(t, err, recovery.ErrDataLoss)
 	assert.True(t, rep.BesideWriter)
 	assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt], "%+v", rep.Problems)
@@ -120,12 +120,12 @@ func TestVerifyBesideWriterStopsAtAcknowledged(t *testing.T) {
 	appendToFile(t, last.path, b[rec.off:rec.off+(rec.end-rec.off)/2])
 	before := testdir.Hash(t, dir)
 
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.BesideWriter)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 	assert.Equal(t, head, rep.Head, "up to what was acknowledged")
-	rep, err = recovery.Repair(dir, recovery.Options{DryRun: true})
+	rep, err = recovery.Repair(dir, &recovery.Options{DryRun: true})
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 	assert.Empty(t, rep.Repairs)
@@ -134,7 +134,7 @@ func TestVerifyBesideWriterStopsAtAcknowledged(t *testing.T) {
 	// The writer gone, the half-written record is a torn tail.
 	require.NoError(t, w.Close())
 	require.NoError(t, writer.Close())
-	rep, err = recovery.Verify(dir, recovery.Options{})
+	rep, err = recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.False(t, rep.BesideWriter)
 	assert.Equal(t, storedir.LockHeldShared, rep.Lock)
@@ -169,14 +169,14 @@ func TestVerifyBesideIdleWriterChangesNothing(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // polling the checkpoint, written once a second
 	}
 	before := testdir.Hash(t, dir)
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.BesideWriter)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 	assert.Equal(t, s.Head(), rep.Head)
 	assert.Equal(t, s.Head(), rep.Checkpoint)
 	assert.Zero(t, rep.Pending)
-	_, err = recovery.Repair(dir, recovery.Options{DryRun: true})
+	_, err = recovery.Repair(dir, &recovery.Options{DryRun: true})
 	require.NoError(t, err)
 	assert.Equal(t, before, testdir.Hash(t, dir))
 	var evs []dcb.SequencedEvent

@@ -60,7 +60,7 @@ func verifyReadOnlyChild(src, mnt string) int {
 		if err := os.WriteFile(filepath.Join(mnt, "probe"), nil, 0o640); err != nil {
 			res.ProbeErr = err.Error()
 		}
-		res.Report, err = recovery.Verify(mnt, recovery.Options{})
+		res.Report, err = recovery.Verify(mnt, nil)
 		if err != nil {
 			res.Err, res.Locked = err.Error(), errors.Is(err, store.ErrLocked)
 		}
@@ -140,7 +140,7 @@ func TestVerifyReadOnlyMount(t *testing.T) {
 func TestVerifyReportsLock(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	buildFixture(t, dir, 5)
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.Equal(t, storedir.LockHeldShared, rep.Lock)
 }

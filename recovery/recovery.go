@@ -105,7 +105,7 @@ func (r *Report) add(p Problem) {
 	}
 }
 
-// Options shape Verify and Repair.
+// Options shape Verify and Repair. A nil *Options means the defaults.
 type Options struct {
 	// Progress, if set, is called as events are checked (done of total).
 	Progress func(done, total uint64)
@@ -132,7 +132,11 @@ const LockBesideWriter = "none: a writer has the store open (checked beside it w
 // lock meanwhile, so that no writer opens the store halfway; when a writer
 // has the store open, it checks beside it, taking no lock, what that writer
 // had acknowledged (see Report.BesideWriter).
-func Verify(dir string, opts Options) (*Report, error) {
+func Verify(dir string, opts *Options) (*Report, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
@@ -147,7 +151,7 @@ func Verify(dir string, opts Options) (*Report, error) {
 	rep := newReport(dir)
 	rep.Lock, rep.BesideWriter = how, beside
 	ack := readAcknowledged(dir)
-	c, err := newChecker(dir, ack, beside, false, false, opts.Progress)
+	c, err := newChecker(dir, ack, beside, false, false, o.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +285,10 @@ func formatRange(r PositionRange) string {
 // (ErrLocked). A dry run changes nothing and needs no more than Verify: the
 // shared lock, or none beside a writer (Report.BesideWriter), where it says
 // what a repair would do once the writer has closed the store.
-func Repair(dir string, opts Options) (*Report, error) {
+func Repair(dir string, opts *Options) (*Report, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ func buildFixture(t *testing.T, dir string, min int) []dcb.SequencedEvent {
 	acked := readAll(t, s)
 	require.Len(t, acked, int(s.Head()))
 	closeProjected(t, s)
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "fixture not consistent: %+v", rep.Problems)
 	return acked
@@ -500,7 +500,7 @@ func TestRepairDamage(t *testing.T) {
 			before := testdir.Hash(t, dir)
 
 			// Verify: the problems, and nothing changed.
-			v, err := recovery.Verify(dir, recovery.Options{})
+			v, err := recovery.Verify(dir, nil)
 			require.NoError(t, err)
 			assert.False(t, v.Consistent())
 			assert.Equal(t, c.kinds, kinds(v.Counts), "problems: %+v", v.Problems)
@@ -518,7 +518,7 @@ func TestRepairDamage(t *testing.T) {
 			if lost != nil {
 				checkRefusal(t, dir, v, *lost, before)
 			} else {
-				dry, err := recovery.Repair(dir, recovery.Options{DryRun: true})
+				dry, err := recovery.Repair(dir, &recovery.Options{DryRun: true})
 				require.NoError(t, err)
 				assert.Equal(t, v.Counts, dry.Counts)
 				assert.NotEmpty(t, dry.Repairs)
@@ -528,7 +528,7 @@ func TestRepairDamage(t *testing.T) {
 			}
 
 			// Repair.
-			rep, err := recovery.Repair(dir, recovery.Options{AllowDataLoss: lost != nil})
+			rep, err := recovery.Repair(dir, &recovery.Options{AllowDataLoss: lost != nil})
 			require.NoError(t, err)
 			assert.Equal(t, c.kinds, kinds(rep.Counts), "problems: %+v", rep.Problems)
 			assert.NotEmpty(t, rep.Repairs)
@@ -555,7 +555,7 @@ func TestRepairDamage(t *testing.T) {
 				}
 			}
 
-			after, err := recovery.Verify(dir, recovery.Options{})
+			after, err := recovery.Verify(dir, nil)
 			require.NoError(t, err)
 			require.True(t, after.Consistent(), "after repair: %+v", after.Problems)
 			assert.Equal(t, wantHead, after.Head)
@@ -591,7 +591,7 @@ func checkRefusal(t *testing.T, dir string, v *recovery.Report, lost recovery.Po
 	assert.True(t, found, "no %s problem: %+v", lossKind, v.Problems)
 
 	for _, opts := range []recovery.Options{{}, {DryRun: true}} {
-		rep, err := recovery.Repair(dir, opts)
+		rep, err := recovery.Repair(dir, &opts)
 		require.ErrorIs(t, err, recovery.ErrDataLoss, "options %+v", opts)
 		assert.Contains(t, err.Error(), at, "the error must name the positions at stake")
 		require.NotNil(t, rep)
@@ -601,7 +601,7 @@ func checkRefusal(t *testing.T, dir string, v *recovery.Report, lost recovery.Po
 		require.Equal(t, before, testdir.Hash(t, dir), "a refused repair (%+v) changed the store", opts)
 	}
 
-	dry, err := recovery.Repair(dir, recovery.Options{DryRun: true, AllowDataLoss: true})
+	dry, err := recovery.Repair(dir, &recovery.Options{DryRun: true, AllowDataLoss: true})
 	require.NoError(t, err)
 	require.NotNil(t, dry.Lost)
 	assert.Equal(t, lost, *dry.Lost)
@@ -654,7 +654,7 @@ func checkStore(t *testing.T, dir string, want []dcb.SequencedEvent) {
 	require.NoError(t, err)
 	require.Greater(t, last, head)
 	closeProjected(t, s)
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "after reopen and append: %+v", rep.Problems)
 	assert.Equal(t, last, rep.Head)
@@ -669,14 +669,14 @@ func TestLockedStore(t *testing.T) {
 	before := testdir.Hash(t, dir)
 
 	// Verify and a dry run check beside the writer; a repair is refused.
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.BesideWriter)
-	rep, err = recovery.Repair(dir, recovery.Options{DryRun: true})
+	rep, err = recovery.Repair(dir, &recovery.Options{DryRun: true})
 	require.NoError(t, err)
 	assert.True(t, rep.BesideWriter)
 	for _, opts := range []recovery.Options{{}, {AllowDataLoss: true}} {
-		_, err = recovery.Repair(dir, opts)
+		_, err = recovery.Repair(dir, &opts)
 		require.ErrorIs(t, err, store.ErrLocked, "options %+v", opts)
 		assert.Contains(t, err.Error(), dir)
 	}
@@ -684,10 +684,10 @@ func TestLockedStore(t *testing.T) {
 
 	// Once the writer is gone, both run.
 	closeProjected(t, s)
-	rep, err = recovery.Verify(dir, recovery.Options{})
+	rep, err = recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
-	rep, err = recovery.Repair(dir, recovery.Options{})
+	rep, err = recovery.Repair(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 }
@@ -700,14 +700,14 @@ func TestVerifyHoldsTheLock(t *testing.T) {
 	var during error
 	var nested *recovery.Report
 	var nestedErr error
-	rep, err := recovery.Verify(dir, recovery.Options{Progress: func(done, total uint64) {
+	rep, err := recovery.Verify(dir, &recovery.Options{Progress: func(done, total uint64) {
 		if during == nil && nested == nil {
 			var s *store.Store
 			s, during = store.Open(dir, nil)
 			if during == nil {
 				s.Close()
 			}
-			nested, nestedErr = recovery.Verify(dir, recovery.Options{})
+			nested, nestedErr = recovery.Verify(dir, nil)
 		}
 	}})
 	require.NoError(t, err)
@@ -725,12 +725,12 @@ func TestNotAStore(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(walFile, "wal"), []byte("x"), 0o640))
 	for _, dir := range []string{empty, filepath.Join(empty, "missing"), file, walFile} {
 		before := testdir.Hash(t, filepath.Dir(dir))
-		_, err := recovery.Verify(dir, recovery.Options{})
+		_, err := recovery.Verify(dir, nil)
 		require.Error(t, err, dir)
 		assert.Contains(t, err.Error(), "not a possum store")
 		assert.Contains(t, err.Error(), dir)
 		for _, opts := range []recovery.Options{{}, {DryRun: true}, {AllowDataLoss: true}} {
-			_, err = recovery.Repair(dir, opts)
+			_, err = recovery.Repair(dir, &opts)
 			require.Error(t, err, dir)
 			assert.Contains(t, err.Error(), "not a possum store")
 		}
@@ -745,14 +745,14 @@ func TestEmptyStore(t *testing.T) {
 	s, err := store.Open(dir, nil)
 	require.NoError(t, err)
 	closeProjected(t, s)
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 	assert.Zero(t, rep.Head)
-	rep, err = recovery.Repair(dir, recovery.Options{})
+	rep, err = recovery.Repair(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
-	rep, err = recovery.Verify(dir, recovery.Options{})
+	rep, err = recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 }
@@ -783,7 +783,7 @@ func TestIndexSameCountOtherPositions(t *testing.T) {
 	ps[5] = 13 // still in order, same count
 	require.NoError(t, indexer.WriteFile(vfs.OS, path, path+".tmp", name, ps))
 
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	require.Len(t, rep.Problems, 1, "%+v", rep.Problems)
 	p := rep.Problems[0]
@@ -791,10 +791,10 @@ func TestIndexSameCountOtherPositions(t *testing.T) {
 	assert.Equal(t, path, p.Path)
 	assert.Equal(t, `index of "even" lists 15 positions, the WAL implies 15 different ones (first difference at entry 6: 13 vs 12)`, p.Detail)
 
-	rep, err = recovery.Repair(dir, recovery.Options{})
+	rep, err = recovery.Repair(dir, nil)
 	require.NoError(t, err)
 	assert.Equal(t, 1, rep.Counts[recovery.IndexDiffers])
-	rep, err = recovery.Verify(dir, recovery.Options{})
+	rep, err = recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 }
@@ -811,7 +811,7 @@ func TestRepairInterruptedLeavesNoCheckpoint(t *testing.T) {
 	// A non-empty directory where position 30's file goes: the rename fails.
 	require.NoError(t, os.MkdirAll(filepath.Join(eventPath(dir, 30), "x"), 0o750))
 
-	_, err := recovery.Repair(dir, recovery.Options{})
+	_, err := recovery.Repair(dir, nil)
 	require.Error(t, err)
 	assert.NoFileExists(t, filepath.Join(dir, "checkpoint"), "the old checkpoint vouched for files the repair was rewriting")
 

@@ -46,14 +46,14 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	doc := string(b)
 	var routes []string
 	for _, r := range server.Routes() {
-		routes = append(routes, r.Method+" "+r.Path)
+		routes = append(routes, r[0]+" "+r[1])
 	}
 	assert.ElementsMatch(t, routes, openAPIOperations(t, doc))
 	for _, code := range []string{
 		wire.CodeBadRequest, wire.CodeInvalidEvent, wire.CodeInvalidQuery, wire.CodeConditionFailed,
 		wire.CodeClosed, wire.CodeCorrupt, wire.CodePoisoned, wire.CodeLocked, wire.CodeTooLarge,
 		wire.CodeTimeout, wire.CodeUnauthorized, wire.CodeUnsupported, wire.CodeNotFound,
-		wire.CodeMethod, wire.CodeUnavailable, wire.CodeSlowReader, wire.CodeInternal,
+		wire.CodeMethod, wire.CodeUnavailable, wire.CodeSlowReader, wire.CodeInternal, wire.CodeIDConflict,
 	} {
 		assert.Contains(t, doc, "            - "+code, "the Error schema lists code %s", code)
 	}

@@ -88,6 +88,49 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Validate reports what is wrong with o, nil when nothing is: Serve
+// refuses to start with options that are not valid. Zero is each field's
+// default; a negative limit or duration, or a token that cannot travel in
+// a header, is an error naming the field.
+func (o *Options) Validate() error {
+	if o == nil {
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxBodyBytes", o.MaxBodyBytes}, {"BodyTimeout", int64(o.BodyTimeout)}, {"Heartbeat", int64(o.Heartbeat)},
+		{"StreamWriteTimeout", int64(o.StreamWriteTimeout)}, {"StreamBufferBytes", o.StreamBufferBytes},
+		{"StreamsBufferBytes", o.StreamsBufferBytes}, {"MaxConns", int64(o.MaxConns)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("server: Options.%s is negative (%d): 0 means the default", f.name, f.v)
+		}
+	}
+	if o.Heartbeat != 0 && (o.Heartbeat < MinHeartbeat || o.Heartbeat > MaxHeartbeat) {
+		return fmt.Errorf("server: Options.Heartbeat %v: want %v to %v, or 0 for the default %v", o.Heartbeat, MinHeartbeat, MaxHeartbeat, DefaultHeartbeat)
+	}
+	if !validToken(o.Token) {
+		return errors.New("server: Options.Token holds a byte a header cannot carry (a control character or a space at an end)")
+	}
+	if o.TLSConfig != nil && len(o.TLSConfig.Certificates) == 0 && o.TLSConfig.GetCertificate == nil {
+		return errors.New("server: Options.TLSConfig has no certificate (Certificates or GetCertificate)")
+	}
+	return nil
+}
+
+// validToken reports whether a bearer token can travel in a header as it
+// is: printable ASCII, no space at either end.
+func validToken(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if t[i] < 0x20 || t[i] > 0x7e {
+			return false
+		}
+	}
+	return t == strings.TrimSpace(t)
+}
+
 // A Server answers the HTTP API for one store. It is an http.Handler;
 // Serve runs it on a listener. Its methods are safe for concurrent use.
 type Server struct {
@@ -97,11 +140,14 @@ type Server struct {
 	streams atomic.Int64 // streams running
 	reads   atomic.Int64 // reads running (GET and POST /read)
 	pool    *streamPool  // the lines all following streams hold
+	optsErr error        // Options.Validate's answer: Serve refuses to start
 }
 
 // New returns a server of st.
+// Options that are not valid (Options.Validate) make Serve return their
+// error at once.
 func New(st store.EventStore, opts *Options) *Server {
-	srv := &Server{st: st}
+	srv := &Server{st: st, optsErr: opts.Validate()}
 	if opts != nil {
 		srv.opts = *opts
 	}
@@ -135,16 +181,13 @@ func New(st store.EventStore, opts *Options) *Server {
 	return srv
 }
 
-// Streams returns how many streams (GET /stream) are running.
-func (srv *Server) Streams() int { return int(srv.streams.Load()) }
-
-// A Route is one operation of the API.
-type Route struct {
-	Method, Path string
+// A route is one operation of the API.
+type route struct {
+	method, path string
 	handle       func(*Server, http.ResponseWriter, *http.Request)
 }
 
-var routes = []Route{
+var routes = []route{
 	{http.MethodGet, "/read", (*Server).read},
 	{http.MethodPost, "/read", (*Server).read},
 	{http.MethodPost, "/append", (*Server).append},
@@ -153,10 +196,6 @@ var routes = []Route{
 	{http.MethodPost, "/stream", (*Server).stream},
 	{http.MethodGet, "/head", (*Server).head},
 }
-
-// Routes returns the method and path of every operation the server
-// answers (docs/openapi.yaml describes each).
-func Routes() []Route { return append([]Route(nil), routes...) }
 
 // ServeHTTP answers one request of the API.
 func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -170,11 +209,11 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var allowed []string
 	for _, rt := range routes {
-		if rt.Path != r.URL.Path {
+		if rt.path != r.URL.Path {
 			continue
 		}
-		if rt.Method == r.Method {
-			if r.URL.RawQuery != "" && !(r.Method == http.MethodGet && (rt.Path == "/read" || rt.Path == "/stream")) {
+		if rt.method == r.Method {
+			if r.URL.RawQuery != "" && !(r.Method == http.MethodGet && (rt.path == "/read" || rt.path == "/stream")) {
 				// Only GET /read and GET /stream take parameters; one
 				// elsewhere is a mistake to say, not to ignore.
 				writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "server: "+r.Method+" "+r.URL.Path+" takes no parameters (got "+strconv.Quote(r.URL.RawQuery)+")")
@@ -183,7 +222,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.handle(srv, w, r)
 			return
 		}
-		allowed = append(allowed, rt.Method)
+		allowed = append(allowed, rt.method)
 	}
 	if allowed != nil {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
@@ -209,6 +248,10 @@ func (srv *Server) authorized(r *http.Request) bool {
 // to 5 seconds for those requests to answer, then closes the connections
 // and l. Any other reason to stop (l failed) is returned as an error.
 func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
+	if srv.optsErr != nil {
+		_ = l.Close()
+		return srv.optsErr
+	}
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -33,6 +33,9 @@ func ListenSocket(s *store.Store) (net.Listener, error) {
 // ServeSocket serves s on its unix socket (see ListenSocket) until ctx
 // ends, with opts (nil: the defaults).
 func ServeSocket(ctx context.Context, s *store.Store, opts *Options) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
 	l, err := ListenSocket(s)
 	if err != nil {
 		return err

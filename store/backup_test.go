@@ -24,7 +24,7 @@ import (
 // bytes), and that verify finds it consistent.
 func requireCopyOf(t *testing.T, dir string, want []dcb.SequencedEvent, head uint64) {
 	t.Helper()
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "possum verify of the copy: %+v", rep.Problems)
 	f, err := store.Follow(dir, nil)

@@ -27,7 +27,7 @@ func TestProjectionChoices(t *testing.T) {
 		{TypeIndex: true, TagIndex: true},
 		{TagIndex: true},
 		{EventFiles: true, TypeIndex: true},
-		store.FullProjection,
+		store.FullProjection(),
 	} {
 		pc := projector.Choice(choice)
 		t.Run(pc.String(), func(t *testing.T) {
@@ -62,13 +62,13 @@ func TestProjectionChoices(t *testing.T) {
 			requireConsistent(t, dir)
 
 			// A repair writes only the chosen files.
-			rep, err := recovery.Repair(dir, recovery.Options{})
+			rep, err := recovery.Repair(dir, nil)
 			require.NoError(t, err)
 			assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 			projectiontest.RequireMatchesChoice(t, dir, evs, pc)
 
 			// Every file, then back.
-			for _, next := range []store.Projection{store.FullProjection, choice} {
+			for _, next := range []store.Projection{store.FullProjection(), choice} {
 				s, err = store.Open(dir, &store.Options{Projection: &next})
 				require.NoError(t, err)
 				assert.Equal(t, next, s.Projection())
@@ -112,7 +112,7 @@ func requireChoiceReads(t *testing.T, s *store.Store, evs []dcb.SequencedEvent) 
 
 func requireConsistent(t *testing.T, dir string) {
 	t.Helper()
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "possum verify: %+v", rep.Problems)
 	require.Zero(t, rep.Pending)

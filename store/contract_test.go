@@ -304,12 +304,12 @@ func TestOpenRefusesLostPositions(t *testing.T) {
 			assert.Contains(t, err.Error(), "--allow-data-loss")
 			assert.Equal(t, before, testdir.Hash(t, dir), "a refused Open changed the store")
 
-			_, err = recovery.Repair(dir, recovery.Options{})
+			_, err = recovery.Repair(dir, nil)
 			require.ErrorIs(t, err, recovery.ErrDataLoss)
 			assert.Contains(t, err.Error(), lost)
 			assert.Equal(t, before, testdir.Hash(t, dir), "a refused repair changed the store")
 
-			rep, err := recovery.Repair(dir, recovery.Options{AllowDataLoss: true})
+			rep, err := recovery.Repair(dir, &recovery.Options{AllowDataLoss: true})
 			require.NoError(t, err)
 			require.NotNil(t, rep.Lost)
 			assert.Equal(t, recovery.PositionRange{From: tc.from(firsts), To: 60}, *rep.Lost)
@@ -407,7 +407,7 @@ func TestOpenUpgradesFormat1(t *testing.T) {
 	got := readAll(t, s, tagQuery("course:c1"), store.ReadOptions{Backwards: true})
 	assert.Equal(t, []uint64{5, 3, 2, 1}, positions(got))
 	require.NoError(t, s.Close())
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
 

@@ -184,7 +184,7 @@ func TestCrashRecovery(t *testing.T) {
 		cp, err := storedir.ReadCheckpoint(dir)
 		require.NoError(t, err)
 		assert.Equal(t, head, cp.Position, "iteration %d: checkpoint after Close", it)
-		vrep, err := recovery.Verify(dir, recovery.Options{})
+		vrep, err := recovery.Verify(dir, nil)
 		require.NoError(t, err)
 		require.True(t, vrep.Consistent(), "iteration %d: possum verify: %+v", it, vrep.Problems)
 		prevHead = head

@@ -58,7 +58,7 @@ func TestDeletedEventFilesAfterClose(t *testing.T) {
 			evs := readAll(t, s, dcb.All(), store.ReadOptions{})
 			closeProjected(t, s)
 			projectiontest.RequireMatches(t, dir, evs)
-			rep, err := recovery.Verify(dir, recovery.Options{})
+			rep, err := recovery.Verify(dir, nil)
 			require.NoError(t, err)
 			assert.True(t, rep.Consistent(), "possum verify: %+v", rep.Problems)
 		})

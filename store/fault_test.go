@@ -193,7 +193,7 @@ func TestFaultFileSizeLimit(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, head+faultBatch, last)
 	closeProjected(t, s)
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "%+v", rep.Problems)
 	require.Equal(t, last, rep.Head)
@@ -283,7 +283,7 @@ func TestFaultProjectorCannotWrite(t *testing.T) {
 	faultRequireEvents(t, s, head)
 	require.NoError(t, s.Close())
 
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "%+v", rep.Problems)
 	require.Equal(t, head, rep.Head)
@@ -318,7 +318,7 @@ func TestFaultProjectorFailsMidBatch(t *testing.T) {
 	faultRequireEvents(t, s, head)
 	require.NoError(t, s.Close())
 
-	rep, err := recovery.Verify(dir, recovery.Options{})
+	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
 	require.True(t, rep.Consistent(), "the projection differs from the WAL after a failed batch was retried: %+v", rep.Problems)
 

@@ -168,7 +168,7 @@ func TestProjectionFaults(t *testing.T) {
 					closeProjected(t, s)
 				}
 				projectiontest.RequireMatches(t, dir, evs)
-				rep, err := recovery.Verify(dir, recovery.Options{})
+				rep, err := recovery.Verify(dir, nil)
 				require.NoError(t, err)
 				assert.True(t, rep.Consistent(), "possum verify: %+v", rep.Problems)
 				if kind == "open" || kind == "write" || kind == "rename" || nth == 1 {

@@ -24,8 +24,20 @@ import (
 type FollowOptions struct {
 	// Poll is how often the follower looks for new events without being
 	// told: the safety net for file notifications that were dropped (a
-	// full inotify queue) or are unavailable. 0: 250ms.
+	// full inotify queue) or are unavailable. 0: DefaultFollowPoll.
 	Poll time.Duration
+}
+
+// DefaultFollowPoll is FollowOptions.Poll when it is 0.
+const DefaultFollowPoll = 250 * time.Millisecond
+
+// Validate reports what is wrong with o, nil when nothing is: Follow calls
+// it first.
+func (o *FollowOptions) Validate() error {
+	if o != nil && o.Poll < 0 {
+		return fmt.Errorf("store: FollowOptions.Poll %v: want a positive interval, or 0 for the default %v", o.Poll, DefaultFollowPoll)
+	}
+	return nil
 }
 
 // A Follower reads a store that another process (or this one) writes: the
@@ -68,12 +80,15 @@ type Follower struct {
 
 // Follow follows the store in dir. The store need not exist yet.
 func Follow(dir string, opts *FollowOptions) (*Follower, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	f := &Follower{dir: dir, view: newView(), done: make(chan struct{})}
 	if opts != nil {
 		f.opts = *opts
 	}
-	if f.opts.Poll <= 0 {
-		f.opts.Poll = 250 * time.Millisecond
+	if f.opts.Poll == 0 {
+		f.opts.Poll = DefaultFollowPoll
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, storedir.FormatFile)); err == nil {
 		if err := readableFormat(dir, b); err != nil {

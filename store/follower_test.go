@@ -186,7 +186,7 @@ func TestFollowerThroughRecover(t *testing.T) {
 
 	// A repair of the projection only: the follower goes on.
 	require.NoError(t, os.Remove(filepath.Join(dir, "events", "00000000000000000007.json")))
-	_, err = recovery.Repair(dir, recovery.Options{})
+	_, err = recovery.Repair(dir, nil)
 	require.NoError(t, err)
 	s = open(t, dir)
 	appendOK(t, s, ev("AfterRepair"))
@@ -196,7 +196,7 @@ func TestFollowerThroughRecover(t *testing.T) {
 	// Positions it delivered are cut.
 	segs := walSegmentPaths(t, dir)
 	require.NoError(t, os.Remove(segs[len(segs)-1]))
-	_, err = recovery.Repair(dir, recovery.Options{AllowDataLoss: true})
+	_, err = recovery.Repair(dir, &recovery.Options{AllowDataLoss: true})
 	require.NoError(t, err)
 	s = open(t, dir)
 	defer s.Close()

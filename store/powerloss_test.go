@@ -153,7 +153,7 @@ func (pl *powerLoss) iteration(t *testing.T, c testing.TB, it int) {
 	cp, err := storedir.ReadCheckpoint(pl.dir)
 	require.NoError(c, err)
 	assert.Equal(c, head, cp.Position, "iteration %d: checkpoint after Close", it)
-	vrep, err := recovery.Verify(pl.dir, recovery.Options{})
+	vrep, err := recovery.Verify(pl.dir, nil)
 	require.NoError(c, err)
 	require.True(c, vrep.Consistent(), "iteration %d: possum verify: %+v", it, vrep.Problems)
 	pl.prevHead, pl.acks = head, acks

@@ -48,7 +48,8 @@ type Options struct {
 	// and unsafe: a machine crash or power loss can then lose appends that
 	// were acknowledged (a process crash alone loses nothing). Off by default.
 	NoSync bool
-	// SegmentSize is the WAL segment size in bytes; 0: 20 MiB.
+	// SegmentSize is the WAL segment size in bytes, at most
+	// MaxSegmentSize; 0: DefaultSegmentSize.
 	SegmentSize int
 	// Logger receives what Open repaired; nil: slog.Default().
 	Logger *slog.Logger
@@ -93,8 +94,29 @@ type Projection struct {
 	TagIndex   bool // index/tags/
 }
 
-// FullProjection, every file, is the projection of a new store.
-var FullProjection = Projection{EventFiles: true, TypeIndex: true, TagIndex: true}
+// FullProjection returns the projection of a new store: every file.
+func FullProjection() Projection { return Projection(projector.Everything) }
+
+// DefaultSegmentSize is the WAL segment size when Options.SegmentSize is
+// 0, and MaxSegmentSize the largest it may be (offsets within a segment
+// are 32 bits).
+const (
+	DefaultSegmentSize = wal.DefaultSegmentSize
+	MaxSegmentSize     = wal.MaxSegmentSize
+)
+
+// Validate reports what is wrong with o, nil when nothing is: Open calls it
+// before it touches the directory. Every field but SegmentSize takes any
+// value (see each one's zero value and its named special values).
+func (o *Options) Validate() error {
+	if o == nil {
+		return nil
+	}
+	if o.SegmentSize < 0 || o.SegmentSize > MaxSegmentSize {
+		return fmt.Errorf("store: Options.SegmentSize %d: want 1 to %d bytes, or 0 for the default %d", o.SegmentSize, MaxSegmentSize, DefaultSegmentSize)
+	}
+	return nil
+}
 
 // DefaultMaxProjectionLag is the projection lag bound in events when
 // Options.MaxProjectionLag is 0: generous, so that bursts of appends run at
@@ -177,6 +199,9 @@ type seams struct {
 
 // open is Open with fault seams.
 func open(dir string, opts *Options, t seams) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	var o Options
 	if opts != nil {
 		o = *opts

@@ -14,8 +14,8 @@ import (
 // started, as in tidwall/wal.
 const DefaultSegmentSize = 20 << 20
 
-// maxSegmentSize keeps every offset within a segment in 32 bits.
-const maxSegmentSize = 1 << 30
+// MaxSegmentSize keeps every offset within a segment in 32 bits.
+const MaxSegmentSize = 1 << 30
 
 // Options configure a Log. The zero value is the durable default.
 type Options struct {

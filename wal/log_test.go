@@ -35,7 +35,7 @@ func TestOpenEmpty(t *testing.T) {
 }
 
 func TestOpenBadOptions(t *testing.T) {
-	for _, size := range []int{-1, maxSegmentSize + 1} {
+	for _, size := range []int{-1, MaxSegmentSize + 1} {
 		l, torn, err := Open(t.TempDir(), Options{SegmentSize: size})
 		assert.Error(t, err, "segment size %d", size)
 		assert.Nil(t, l)

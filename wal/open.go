@@ -17,8 +17,8 @@ func Open(dir string, opts Options) (*Log, *TornTail, error) {
 	if opts.SegmentSize == 0 {
 		opts.SegmentSize = DefaultSegmentSize
 	}
-	if opts.SegmentSize < 0 || opts.SegmentSize > maxSegmentSize {
-		return nil, nil, fmt.Errorf("wal: segment size %d out of range (1..%d)", opts.SegmentSize, maxSegmentSize)
+	if opts.SegmentSize < 0 || opts.SegmentSize > MaxSegmentSize {
+		return nil, nil, fmt.Errorf("wal: segment size %d out of range (1..%d)", opts.SegmentSize, MaxSegmentSize)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("wal: %w", err)

@@ -23,7 +23,7 @@ func verifyCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Write
 }
 
 func runVerify(dir string, asJSON bool, stdout io.Writer) error {
-	rep, err := recovery.Verify(dir, recovery.Options{Progress: progress(asJSON)})
+	rep, err := recovery.Verify(dir, &recovery.Options{Progress: progress(asJSON)})
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func recoverCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writ
 }
 
 func runRecover(dir string, asJSON, dryRun, allowLoss bool, stdout, stderr io.Writer) error {
-	rep, err := recovery.Repair(dir, recovery.Options{Progress: progress(asJSON), DryRun: dryRun, AllowDataLoss: allowLoss})
+	rep, err := recovery.Repair(dir, &recovery.Options{Progress: progress(asJSON), DryRun: dryRun, AllowDataLoss: allowLoss})
 	if errors.Is(err, recovery.ErrDataLoss) && rep != nil {
 		if perr := printReport(stdout, "recover", rep, asJSON, dryRun); perr != nil {
 			return perr
