@@ -362,7 +362,7 @@ func (s *Store) load() error {
 		s.log.Warn("possum: cut a torn WAL tail", "dir", s.dir, "segment", torn.Segment,
 			"offset", torn.Offset, "dropped_bytes", torn.Dropped, "copy", torn.Copy, "reason", torn.Reason)
 	}
-	p, idx, rep, err := projector.Open(s.dir, w, cp, cpErr, s.choice, s.log, s.fs)
+	p, idx, rep, err := projector.Open(s.dir, w, projector.Config{Checkpoint: cp, CheckpointErr: cpErr, Choice: s.choice, Logger: s.log, FS: s.fs})
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.dir, err)
 	}
