@@ -89,8 +89,9 @@ func AppendEventFile(dst []byte, e dcb.SequencedEvent) []byte {
 	return append(AppendEvent(dst, e, false), '\n')
 }
 
-// eventJSON is an event as AppendEvent writes it.
-type eventJSON struct {
+// EventJSON is an event as AppendEvent writes it, for encoding/json to
+// decode (Event gives the event).
+type EventJSON struct {
 	Position  uint64            `json:"position"`
 	Type      string            `json:"type"`
 	Tags      []string          `json:"tags"`
@@ -104,15 +105,23 @@ type eventJSON struct {
 // DecodeEvent parses what AppendEvent wrote (an event file, a line of
 // NDJSON), either mode, into the event as the store returns it.
 func DecodeEvent(b []byte) (dcb.SequencedEvent, error) {
-	var f eventJSON
+	var f EventJSON
 	if err := json.Unmarshal(b, &f); err != nil {
 		return dcb.SequencedEvent{}, fmt.Errorf("storedir: event: %w", err)
 	}
+	return f.Event(), nil
+}
+
+// Event returns the event f holds, as the store returns it: data from
+// rawData when it is there, the JSON null as no data, empty tags and
+// metadata nil, the timestamp in UTC.
+func (f *EventJSON) Event() dcb.SequencedEvent {
+	data := f.Data
 	if f.RawData != nil {
-		f.Data = json.RawMessage(*f.RawData)
+		data = json.RawMessage(*f.RawData)
 	}
-	e := dcb.Event{Type: f.Type, Tags: f.Tags, Data: f.Data, Metadata: f.Metadata, ID: f.ID, Timestamp: f.Timestamp}.Normalized()
-	return dcb.SequencedEvent{Event: e, Position: f.Position}, nil
+	e := dcb.Event{Type: f.Type, Tags: f.Tags, Data: data, Metadata: f.Metadata, ID: f.ID, Timestamp: f.Timestamp}.Normalized()
+	return dcb.SequencedEvent{Event: e, Position: f.Position}
 }
 
 const hexDigits = "0123456789abcdef"

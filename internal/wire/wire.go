@@ -273,44 +273,15 @@ func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.sentinel }
 
 // Line is one line of a stream (GET /stream), as the client decodes it:
-// an event (Position > 0), a heartbeat, the end of a read, or an error.
+// an event (Position > 0; its Event), a heartbeat, the end of a read, or an
+// error.
 type Line struct {
-	Position  uint64            `json:"position"`
-	Type      string            `json:"type"`
-	Tags      []string          `json:"tags"`
-	Data      json.RawMessage   `json:"data"`
-	RawData   *string           `json:"rawData"`
-	Metadata  map[string]string `json:"metadata"`
-	Timestamp time.Time         `json:"timestamp"`
-	ID        string            `json:"id"`
+	storedir.EventJSON
 
 	Heartbeat bool   `json:"heartbeat"`
 	End       bool   `json:"end"`
 	Error     string `json:"error"`
 	Code      string `json:"code"`
-}
-
-// Event returns the event of an event line, as the store returns it.
-func (l *Line) Event() dcb.SequencedEvent {
-	data := l.Data
-	if l.RawData != nil {
-		data = json.RawMessage(*l.RawData)
-	}
-	if string(data) == "null" || len(data) == 0 {
-		data = nil
-	}
-	tags := l.Tags
-	if len(tags) == 0 {
-		tags = nil
-	}
-	md := l.Metadata
-	if len(md) == 0 {
-		md = nil
-	}
-	return dcb.SequencedEvent{
-		Event:    dcb.Event{Type: l.Type, Tags: tags, Data: data, Metadata: md, ID: l.ID, Timestamp: l.Timestamp.UTC()},
-		Position: l.Position,
-	}
 }
 
 // CheckAppendUTF8 returns nil when b, the JSON of an append request, is
