@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
@@ -26,12 +27,11 @@ const (
 	roMountEnv = "POSSUM_TEST_RO_MOUNT"
 )
 
-func TestMain(m *testing.M) {
-	if src := os.Getenv(roStoreEnv); src != "" {
-		os.Exit(verifyReadOnlyChild(src, os.Getenv(roMountEnv)))
-	}
-	os.Exit(m.Run())
+func init() {
+	child.Register(roStoreEnv, func(src string) { os.Exit(verifyReadOnlyChild(src, os.Getenv(roMountEnv))) })
 }
+
+func TestMain(m *testing.M) { child.Main(m) }
 
 // roResult is what the child reports on its stdout.
 type roResult struct {

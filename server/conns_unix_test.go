@@ -18,6 +18,7 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
@@ -31,7 +32,7 @@ const fewFilesEnv = "POSSUM_SERVER_TEST_FEW_FILES"
 // fewFiles is the child's limit on open files.
 const fewFiles = 256
 
-func init() { children[fewFilesEnv] = serveWithFewFiles }
+func init() { child.Register(fewFilesEnv, serveWithFewFiles) }
 
 // serveWithFewFiles lowers the process's limit on open files to fewFiles,
 // serves the store in dir on its socket and on TCP with a token, with the
@@ -83,7 +84,7 @@ func serveWithFewFiles(dir string) {
 // socket still answers, and an append through it is written and projected.
 func TestConnectionsCapped(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
-	cmd := childCommand(fewFilesEnv, dir)
+	cmd := child.Command(fewFilesEnv, dir)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()

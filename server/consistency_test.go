@@ -15,6 +15,7 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,7 +24,7 @@ import (
 // deciderEnv asks for a decider child: "DIR ID DECISIONS".
 const deciderEnv = "POSSUM_SERVER_TEST_DECIDER"
 
-func init() { children[deciderEnv] = runDecider }
+func init() { child.Register(deciderEnv, runDecider) }
 
 // counters is how many tags the deciders contend for: few, so that their
 // conditions collide often.
@@ -109,7 +110,7 @@ func TestConsistencyAcrossProcesses(t *testing.T) {
 	conflicts := make([]int, processes)
 	for id := range processes {
 		wg.Go(func() {
-			cmd := childCommand(deciderEnv, fmt.Sprintf("%s %d %d", s.dir, id, decisions))
+			cmd := child.Command(deciderEnv, fmt.Sprintf("%s %d %d", s.dir, id, decisions))
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()

@@ -15,7 +15,9 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/sys/vfs"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/internal/testkit/projectiontest"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -142,7 +144,7 @@ func filterTag(evs []dcb.SequencedEvent, tag string) []dcb.SequencedEvent {
 
 const catchUpChildEnv = "POSSUM_TEST_CATCHUP_CHILD"
 
-func init() { children[catchUpChildEnv] = runCatchUpChild }
+func init() { child.Register(catchUpChildEnv, runCatchUpChild) }
 
 // runCatchUpChild opens the store in dir, which has a projection backlog,
 // and prints "projected N" each time the background catch-up advances, until
@@ -173,7 +175,7 @@ func runCatchUpChild(dir string) {
 // POSSUM_CRASH_ITERATIONS (default 3).
 func TestCrashDuringCatchUp(t *testing.T) {
 	t.Parallel()
-	iterations := envIntOr(t, "POSSUM_CRASH_ITERATIONS", 3)
+	iterations := testenv.Int(t, "POSSUM_CRASH_ITERATIONS", 3)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -184,7 +186,7 @@ func TestCrashDuringCatchUp(t *testing.T) {
 		// Kill when the catch-up has reached target: at once, or later.
 		target := cp.Position + rng.Uint64N(head-cp.Position+1)
 
-		cmd := childCommand(catchUpChildEnv, dir)
+		cmd := child.Command(catchUpChildEnv, dir)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.StdoutPipe()

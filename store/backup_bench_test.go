@@ -2,14 +2,13 @@ package store_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/possumstore/possum/internal/benchkit/workload"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/store"
 )
 
@@ -20,13 +19,7 @@ import (
 // measured in the same run: x-cp, and to cp -r then sync -f of the copy,
 // x-cp+sync (a backup is on disk when it returns; lower is faster).
 func BenchmarkBackup1M(b *testing.B) {
-	n := 1_000_000
-	if v := os.Getenv("POSSUM_BENCH_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n := testenv.Int(b, "POSSUM_BENCH_EVENTS", 1_000_000)
 	ctx := context.Background()
 	dir := b.TempDir()
 	s := openBench(b, dir, &store.Options{NoSync: true, Projection: &store.Projection{}})

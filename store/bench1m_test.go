@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/possumstore/possum/internal/benchkit/rawdisk"
 	"github.com/possumstore/possum/internal/benchkit/workload"
+	"github.com/possumstore/possum/internal/testkit/child"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/store"
 )
 
@@ -34,13 +35,7 @@ import (
 //
 // `possum bench` measures the same and more.
 func BenchmarkStore1M(b *testing.B) {
-	n := 1_000_000
-	if v := os.Getenv("POSSUM_BENCH_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n := testenv.Int(b, "POSSUM_BENCH_EVENTS", 1_000_000)
 	sh := workload.Shape{Events: n, Seed: benchSeed}
 	dir := b.TempDir()
 	ctx := context.Background()
@@ -67,7 +62,7 @@ func BenchmarkStore1M(b *testing.B) {
 
 	// Reopen in a fresh process: its time and resident memory are the
 	// store's, not this builder's.
-	out, err := childCommand(reopenEnv, filepath.Join(dir, "store")).Output()
+	out, err := child.Command(reopenEnv, filepath.Join(dir, "store")).Output()
 	if err != nil {
 		b.Fatalf("reopen child: %v\n%s", err, out)
 	}
@@ -98,7 +93,7 @@ func BenchmarkStore1M(b *testing.B) {
 // reopenEnv names the store runBenchReopenChild opens.
 const reopenEnv = "POSSUM_BENCH_REOPEN"
 
-func init() { children[reopenEnv] = runBenchReopenChild }
+func init() { child.Register(reopenEnv, runBenchReopenChild) }
 
 // reopenResult is what runBenchReopenChild prints.
 type reopenResult struct {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -946,7 +947,7 @@ const (
 )
 
 func helperCommand(dir, mode string) *exec.Cmd {
-	cmd := childCommand(helperEnv, mode)
+	cmd := child.Command(helperEnv, mode)
 	cmd.Env = append(cmd.Env, "POSSUM_STORE_HELPER_DIR="+dir)
 	return cmd
 }
@@ -964,7 +965,7 @@ func runHelper(t *testing.T, dir, mode string) (string, int) {
 	return string(out), 0
 }
 
-func init() { children[helperEnv] = runHelperProcess }
+func init() { child.Register(helperEnv, runHelperProcess) }
 
 // runHelperProcess is the child process of the cross-process lock tests.
 // Mode "open" opens the store, appends and closes; "hold" opens it, appends,

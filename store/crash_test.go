@@ -20,6 +20,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/internal/testkit/projectiontest"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -37,18 +38,6 @@ const (
 )
 
 var crashTags = []string{"k:0", "k:1", "k:2", "k:3", "🦘", "a/b"}
-
-// envIntOr returns the integer in the environment variable name, or def.
-func envIntOr(t testing.TB, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	require.NoError(t, err, "%s", name)
-	return n
-}
 
 // runCrashChild is the process TestCrashRecovery and TestPowerLoss kill,
 // started from TestMain when POSSUM_CRASH_CHILD=dir. It opens the store in
@@ -139,7 +128,7 @@ func runCrashChild(dir string) {
 // Open starts from a checkpoint written under load, not at a clean Close).
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
-	iterations := envIntOr(t, "POSSUM_CRASH_ITERATIONS", 3)
+	iterations := testenv.Int(t, "POSSUM_CRASH_ITERATIONS", 3)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))

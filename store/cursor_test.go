@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -108,7 +109,7 @@ func TestCursorTornIsNotTrusted(t *testing.T) {
 
 const cursorChildEnv = "POSSUM_TEST_CURSOR_CHILD"
 
-func init() { children[cursorChildEnv] = runCursorChild }
+func init() { child.Register(cursorChildEnv, runCursorChild) }
 
 // runCursorChild is a consumer: it handles the events of the store in dir
 // (opened by it alone) after its cursor by appending "<position>\n" to
@@ -162,7 +163,7 @@ func TestCursorAtLeastOnceAcrossKills(t *testing.T) {
 	kills := 0
 	for last := uint64(0); last < n; kills++ {
 		require.Less(t, kills, 50, "the consumer does not progress")
-		cmd := childCommand(cursorChildEnv, dir)
+		cmd := child.Command(cursorChildEnv, dir)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.StdoutPipe()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
@@ -58,7 +59,7 @@ func faultBatchEvents(batch int) []dcb.Event {
 	return evs
 }
 
-func init() { children[faultChildEnv] = runFaultChild }
+func init() { child.Register(faultChildEnv, runFaultChild) }
 
 // runFaultChild is the child process of TestFaultFileSizeLimit
 // (POSSUM_FAULT_CHILD=dir). It limits the size of
@@ -111,7 +112,7 @@ func runFaultChild(dir string) {
 // no batch is there in part.
 func TestFaultFileSizeLimit(t *testing.T) {
 	dir := t.TempDir()
-	cmd := childCommand(faultChildEnv, dir)
+	cmd := child.Command(faultChildEnv, dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

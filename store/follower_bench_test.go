@@ -15,6 +15,8 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/benchkit/workload"
+	"github.com/possumstore/possum/internal/testkit/child"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/store"
 )
 
@@ -25,7 +27,7 @@ import (
 
 const followBenchChildEnv = "POSSUM_TEST_FOLLOW_BENCH_CHILD"
 
-func init() { children[followBenchChildEnv] = runFollowBenchChild }
+func init() { child.Register(followBenchChildEnv, runFollowBenchChild) }
 
 // runFollowBenchChild follows the store named by "mode:dir:n":
 //   - latency: prints "<position> <wall clock ns>" as each event arrives;
@@ -73,7 +75,7 @@ func runFollowBenchChild(arg string) {
 // when the mode prints one.
 func startFollowBenchChild(b *testing.B, mode, dir string, n int) (*exec.Cmd, *bufio.Scanner) {
 	b.Helper()
-	cmd := childCommand(followBenchChildEnv, fmt.Sprintf("%s:%s:%d", mode, dir, n))
+	cmd := child.Command(followBenchChildEnv, fmt.Sprintf("%s:%s:%d", mode, dir, n))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -146,7 +148,7 @@ func BenchmarkFollowerLatency(b *testing.B) {
 // POSSUM_BENCH_EVENTS events (default 1,000,000) from position 0; its rate
 // next to an in-process full scan of the same store in the same run.
 func BenchmarkFollowerCatchUp(b *testing.B) {
-	n := envIntOr(b, "POSSUM_BENCH_EVENTS", 1_000_000)
+	n := testenv.Int(b, "POSSUM_BENCH_EVENTS", 1_000_000)
 	dir := b.TempDir()
 	s, err := store.Open(dir, &store.Options{NoSync: true, Projection: &store.Projection{}})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/wal"
 	"github.com/stretchr/testify/assert"
@@ -23,7 +24,7 @@ import (
 
 const followChildEnv = "POSSUM_TEST_FOLLOW_CHILD"
 
-func init() { children[followChildEnv] = runFollowChild }
+func init() { child.Register(followChildEnv, runFollowChild) }
 
 // runFollowChild follows the store named by "dir:n" with notifications
 // alone (the timer's safety net is an hour away), prints each position it
@@ -78,7 +79,7 @@ func TestFollowerSurvivesOverflow(t *testing.T) {
 		appendOK(t, s, ev("Before"))
 	}
 	n := 101 + appends
-	cmd := childCommand(followChildEnv, fmt.Sprintf("%s:%d", dir, n))
+	cmd := child.Command(followChildEnv, fmt.Sprintf("%s:%d", dir, n))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -19,7 +20,7 @@ import (
 
 const followReadOnlyEnv = "POSSUM_TEST_FOLLOW_RO_CHILD"
 
-func init() { children[followReadOnlyEnv] = runFollowReadOnlyChild }
+func init() { child.Register(followReadOnlyEnv, runFollowReadOnlyChild) }
 
 // runFollowReadOnlyChild runs in its own mount namespace (the parent starts
 // it with CLONE_NEWNS, and Go makes the namespace's mounts private). Given
@@ -105,7 +106,7 @@ func TestFollowerReadOnlyMount(t *testing.T) {
 	batch(0, 200)
 
 	const n = 500
-	cmd := childCommand(followReadOnlyEnv, fmt.Sprintf("%s:%s:%d", dir, t.TempDir(), n))
+	cmd := child.Command(followReadOnlyEnv, fmt.Sprintf("%s:%s:%d", dir, t.TempDir(), n))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)

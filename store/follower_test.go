@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
@@ -118,7 +119,7 @@ func TestFollowerFollowsWriter(t *testing.T) {
 // acknowledged). The events scale with POSSUM_FOLLOW_EVENTS (default 50000).
 func TestFollowerAcrossWriterCrashes(t *testing.T) {
 	t.Parallel()
-	total := envIntOr(t, "POSSUM_FOLLOW_EVENTS", 50_000)
+	total := testenv.Int(t, "POSSUM_FOLLOW_EVENTS", 50_000)
 	dir := t.TempDir()
 	f, err := store.Follow(dir, nil)
 	require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/require"
 )
@@ -15,7 +16,7 @@ const holdChildEnv = "POSSUM_TEST_HOLD_CHILD"
 
 // The hold child does nothing until its stdin closes: it keeps the files it
 // was handed open meanwhile.
-func init() { children[holdChildEnv] = func(string) { _, _ = io.Copy(io.Discard, os.Stdin) } }
+func init() { child.Register(holdChildEnv, func(string) { _, _ = io.Copy(io.Discard, os.Stdin) }) }
 
 // TestCloseReleasesLockSharedWithAChild: a child process that shares the
 // open file of the store's lock (as a fork does until it execs) does not
@@ -25,7 +26,7 @@ func TestCloseReleasesLockSharedWithAChild(t *testing.T) {
 	dir := t.TempDir()
 	s, err := store.Open(dir, nil)
 	require.NoError(t, err)
-	cmd := childCommand(holdChildEnv, "1")
+	cmd := child.Command(holdChildEnv, "1")
 	cmd.ExtraFiles = []*os.File{store.LockFile(s)}
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)

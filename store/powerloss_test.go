@@ -22,6 +22,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testkit/projectiontest"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -53,7 +54,7 @@ const (
 func TestPowerLoss(t *testing.T) {
 	t.Parallel()
 	pl := newPowerLoss(t, powerLossSound)
-	for it := range envIntOr(t, "POSSUM_POWERLOSS_ITERATIONS", 5) {
+	for it := range testenv.Int(t, "POSSUM_POWERLOSS_ITERATIONS", 5) {
 		pl.iteration(t, t, it)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testkit/projectiontest"
 	"github.com/possumstore/possum/internal/testkit/testdir"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -21,7 +22,7 @@ import (
 // exactly what it does not cover.
 func TestReopenWithoutRereading(t *testing.T) {
 	t.Parallel()
-	n := envIntOr(t, "POSSUM_REOPEN_EVENTS", 20_000)
+	n := testenv.Int(t, "POSSUM_REOPEN_EVENTS", 20_000)
 	const perAppend = 1000
 	dir := testdir.Tmpfs(t)
 	tagOf := func(pos uint64) string { return fmt.Sprintf("r:%d", pos%10) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/opossum"
 	"github.com/possumstore/possum/internal/opossum/opossumtest"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -356,19 +356,6 @@ func TestImportOpossumProcess(t *testing.T) {
 	assertNothingLeft(t, torn)
 }
 
-// envEvents is the number of events the variable name asks for, def when
-// it is not set.
-func envEvents(t testing.TB, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	require.NoError(t, err, name)
-	return n
-}
-
 // writeOpossum writes an Opossum store of n events at dir, as an Opossum
 // process of 0.5.0 would, in appends of 1000, and returns them as they
 // must import.
@@ -402,7 +389,7 @@ func writeOpossum(t testing.TB, dir string, n int) []dcb.SequencedEvent {
 // directory, which the next import names; that one imports every event.
 // POSSUM_OPOSSUM_KILL_EVENTS sets the size of the Opossum store (3000).
 func TestImportOpossumKilled(t *testing.T) {
-	n := envEvents(t, "POSSUM_OPOSSUM_KILL_EVENTS", 3000)
+	n := testenv.Int(t, "POSSUM_OPOSSUM_KILL_EVENTS", 3000)
 	src := filepath.Join(t.TempDir(), "Big")
 	want := writeOpossum(t, src, n)
 	parent := t.TempDir()
@@ -451,7 +438,7 @@ func TestImportOpossumKilled(t *testing.T) {
 // import's own rate without that wait. POSSUM_OPOSSUM_BENCH_EVENTS sets the
 // events (default 20000).
 func BenchmarkImportOpossum(b *testing.B) {
-	n := envEvents(b, "POSSUM_OPOSSUM_BENCH_EVENTS", 20000)
+	n := testenv.Int(b, "POSSUM_OPOSSUM_BENCH_EVENTS", 20000)
 	src := filepath.Join(b.TempDir(), "Bench")
 	want := writeOpossum(b, src, n)
 	ndjson := filepath.Join(b.TempDir(), "events.ndjson")

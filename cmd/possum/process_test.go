@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/require"
 )
@@ -26,20 +27,19 @@ const runPossumEnv = "POSSUM_TEST_RUN_POSSUM"
 // its stdin closes.
 const holdStoreEnv = "POSSUM_TEST_HOLD_STORE"
 
+func init() {
+	child.Register(runPossumEnv, func(string) { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) })
+	child.Register(holdStoreEnv, func(dir string) { os.Exit(holdStore(dir)) })
+}
+
 // TestMain runs the test binary as one of the processes the tests start:
 // the hidden reopen command `possum bench` re-executes, the possum command,
-// or a process holding a store open.
+// or a process holding a store open (see package child).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == reopenChild {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	if os.Getenv(runPossumEnv) != "" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	if dir := os.Getenv(holdStoreEnv); dir != "" {
-		os.Exit(holdStore(dir))
-	}
-	os.Exit(m.Run())
+	child.Main(m)
 }
 
 func holdStore(dir string) int {
