@@ -42,7 +42,7 @@ const maxGroup = 1024
 // A context that ends before the append is taken up by the writer cancels it;
 // once taken up, the append completes and Append reports its outcome.
 func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error) {
-	req, err := newAppendRequest(ctx, events, cond)
+	req, err := s.newAppendRequest(ctx, events, cond)
 	if err != nil {
 		return 0, err
 	}
@@ -83,7 +83,7 @@ func (s *Store) AppendMany(ctx context.Context, items []AppendItem) []AppendOutc
 	at := make([]int, 0, len(items)) // the item of each request
 	events := 0
 	for i, it := range items {
-		req, err := newAppendRequest(ctx, it.Events, it.Condition)
+		req, err := s.newAppendRequest(ctx, it.Events, it.Condition)
 		if err != nil {
 			out[i].Err = err
 			continue
@@ -109,7 +109,7 @@ func (s *Store) AppendMany(ctx context.Context, items []AppendItem) []AppendOutc
 }
 
 // newAppendRequest validates an append and normalizes its events.
-func newAppendRequest(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (*appendRequest, error) {
+func (s *Store) newAppendRequest(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (*appendRequest, error) {
 	if err := dcb.ValidateBatch(events); err != nil {
 		return nil, fmt.Errorf("store: append: %w", err)
 	}
@@ -126,8 +126,8 @@ func newAppendRequest(ctx context.Context, events []dcb.Event, cond *dcb.AppendC
 		batch[i] = e.Normalized()
 		ids = ids || e.ID != ""
 	}
-	if n := wal.PayloadSizeBound(batch); n > wal.MaxRecordSize {
-		return nil, fmt.Errorf("store: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, wal.MaxRecordSize)
+	if n, limit := wal.PayloadSizeBound(batch), s.recordLimit(); n > limit {
+		return nil, fmt.Errorf("store: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, limit)
 	}
 	return &appendRequest{ctx: ctx, events: batch, cond: cond, ids: ids, done: make(chan appendResult, 1)}, nil
 }

@@ -13,6 +13,12 @@ func OpenFS(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	return open(dir, opts, seams{fs: fs})
 }
 
+// OpenRecordLimit is Open with an append's WAL record bounded at limit
+// bytes instead of wal.MaxRecordSize, for tests of the bound.
+func OpenRecordLimit(dir string, opts *Options, limit int) (*Store, error) {
+	return open(dir, opts, seams{maxRecord: limit})
+}
+
 // OpenWALSync is Open with sync as the function that fsyncs the store's
 // WAL segments, for tests that block or fail it.
 func OpenWALSync(dir string, opts *Options, sync func(*os.File) error) (*Store, error) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
@@ -116,11 +117,11 @@ func TestFollowerFollowsWriter(t *testing.T) {
 // with kill -9, then opened again, twice: it delivers every position
 // exactly once, in order, equal to what the store holds in the end, and
 // never an event the store then lacks (nothing beyond what the writer
-// acknowledged). The events scale with POSSUM_FOLLOW_EVENTS (default 50000).
+// acknowledged). The events scale with POSSUM_FOLLOW_EVENTS (default 10000).
 func TestFollowerAcrossWriterCrashes(t *testing.T) {
 	t.Parallel()
-	total := testenv.Int(t, "POSSUM_FOLLOW_EVENTS", 50_000)
-	dir := t.TempDir()
+	total := testenv.Int(t, "POSSUM_FOLLOW_EVENTS", 10_000)
+	dir := testdir.Tmpfs(t) // kills, not power cuts
 	f, err := store.Follow(dir, nil)
 	require.NoError(t, err)
 	defer f.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/internal/testkit/projectiontest"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -126,8 +127,8 @@ func make15() []dcb.Event {
 // exceeds the bound by more than one append per writer.
 func TestProjectionLagBoundUnderLoad(t *testing.T) {
 	t.Parallel()
-	const bound, writers, each = 200, 64, 60
-	dir := t.TempDir()
+	const bound, writers, each = 200, 64, 30
+	dir := testdir.Tmpfs(t)
 	s, err := store.Open(dir, &store.Options{NoSync: true, MaxProjectionLag: bound})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })

@@ -195,6 +195,17 @@ func Open(dir string, opts *Options) (*Store, error) { return open(dir, opts, se
 type seams struct {
 	fs      vfs.FS               // under the projection; nil: vfs.OS
 	walSync func(*os.File) error // fsyncs WAL segments; nil: the platform's
+	// maxRecord bounds an append's WAL record below wal.MaxRecordSize,
+	// so that tests of the bound need not build 64 MiB; 0: the real one.
+	maxRecord int
+}
+
+// recordLimit is the largest WAL record an append may take, in bytes.
+func (t seams) recordLimit() int {
+	if t.maxRecord > 0 {
+		return t.maxRecord
+	}
+	return wal.MaxRecordSize
 }
 
 // open is Open with fault seams.

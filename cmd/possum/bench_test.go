@@ -51,12 +51,12 @@ type benchJSON struct {
 	} `json:"scale"`
 }
 
-// `possum bench --events 20000 --json` runs every workload, each next to
+// `possum bench --events 5000 --json` runs every workload, each next to
 // its limit with ratio = value/limit, prints one JSON document, and leaves
 // nothing behind in --dir. The table prints every workload too.
 func TestBenchJSON(t *testing.T) {
 	dir := testdir.Tmpfs(t)
-	code, out, errOut := runCmd("bench", "--events", "20000", "--json", "--dir", dir)
+	code, out, errOut := runCmd("bench", "--events", "5000", "--json", "--dir", dir)
 	require.Equal(t, 0, code, "stderr: %s", errOut)
 	var rep benchJSON
 	require.NoError(t, json.Unmarshal([]byte(out), &rep), "stdout: %s", out)
@@ -65,7 +65,7 @@ func TestBenchJSON(t *testing.T) {
 	assert.NotEmpty(t, rep.Machine.GOARCH)
 	assert.Positive(t, rep.Machine.NumCPU)
 	assert.NotEmpty(t, rep.Machine.GoVersion)
-	assert.Equal(t, 20000, rep.Events)
+	assert.Equal(t, 5000, rep.Events)
 	assert.Nil(t, rep.Scale)
 	require.NotEmpty(t, rep.RawLimits)
 	for _, l := range rep.RawLimits {

@@ -387,9 +387,9 @@ func writeOpossum(t testing.TB, dir string, n int) []dcb.SequencedEvent {
 
 // An import killed with kill -9 leaves no DEST, only its temporary
 // directory, which the next import names; that one imports every event.
-// POSSUM_OPOSSUM_KILL_EVENTS sets the size of the Opossum store (3000).
+// POSSUM_OPOSSUM_KILL_EVENTS sets the size of the Opossum store (1000).
 func TestImportOpossumKilled(t *testing.T) {
-	n := testenv.Int(t, "POSSUM_OPOSSUM_KILL_EVENTS", 3000)
+	n := testenv.Int(t, "POSSUM_OPOSSUM_KILL_EVENTS", 1000)
 	src := filepath.Join(t.TempDir(), "Big")
 	want := writeOpossum(t, src, n)
 	parent := t.TempDir()

@@ -61,13 +61,15 @@ func TestRead(t *testing.T) {
 		{[]string{"--backwards", "--from", "20", dir}, dcb.All(), store.ReadOptions{Backwards: true, From: 20}},
 		{[]string{dir, "--tag", "no-such-tag"}, dcb.Query{Items: []dcb.QueryItem{item(nil, []string{"no-such-tag"})}}, store.ReadOptions{}},
 	} {
-		r := possum(t, "", append([]string{"read"}, c.args...)...)
-		require.Equal(t, 0, r.code, "%q: %s", c.args, r)
-		assert.Empty(t, r.stderr)
-		assert.Equal(t, readIn(t, dir, c.q, c.o), decodeLines(t, r.stdout), "%q", c.args)
+		// In this process: the variants of the command line; the
+		// process, below.
+		code, stdout, stderr := runCmd(append([]string{"read"}, c.args...)...)
+		require.Equal(t, 0, code, "%q: %s", c.args, stderr)
+		assert.Empty(t, stderr)
+		assert.Equal(t, readIn(t, dir, c.q, c.o), decodeLines(t, stdout), "%q", c.args)
 	}
 
-	// The same bytes as tail.
+	// As processes; the same bytes as tail.
 	read, tail := possum(t, "", "read", dir, "--tag", "k:3"), possum(t, "", "tail", dir, "--tag", "k:3")
 	require.Equal(t, 0, read.code, read)
 	assert.Equal(t, tail.stdout, read.stdout)
