@@ -176,7 +176,7 @@ func runCatchUpChild(dir string) {
 // POSSUM_CRASH_ITERATIONS (default 3).
 func TestCrashDuringCatchUp(t *testing.T) {
 	t.Parallel()
-	iterations := testenv.Int(t, "POSSUM_CRASH_ITERATIONS", 3)
+	iterations := testenv.Scaled(t, "POSSUM_CRASH_ITERATIONS", 3, 1)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))

@@ -129,7 +129,7 @@ func runCrashChild(dir string) {
 // Open starts from a checkpoint written under load, not at a clean Close).
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
-	iterations := testenv.Int(t, "POSSUM_CRASH_ITERATIONS", 3)
+	iterations := testenv.Scaled(t, "POSSUM_CRASH_ITERATIONS", 3, 1)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))

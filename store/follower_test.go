@@ -120,7 +120,7 @@ func TestFollowerFollowsWriter(t *testing.T) {
 // acknowledged). The events scale with POSSUM_FOLLOW_EVENTS (default 10000).
 func TestFollowerAcrossWriterCrashes(t *testing.T) {
 	t.Parallel()
-	total := testenv.Int(t, "POSSUM_FOLLOW_EVENTS", 10_000)
+	total := testenv.Scaled(t, "POSSUM_FOLLOW_EVENTS", 10_000, 2_000)
 	dir := testdir.Tmpfs(t) // kills, not power cuts
 	f, err := store.Follow(dir, nil)
 	require.NoError(t, err)

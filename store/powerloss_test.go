@@ -55,7 +55,7 @@ const (
 func TestPowerLoss(t *testing.T) {
 	t.Parallel()
 	pl := newPowerLoss(t, powerLossSound)
-	for it := range testenv.Int(t, "POSSUM_POWERLOSS_ITERATIONS", 2) {
+	for it := range testenv.Scaled(t, "POSSUM_POWERLOSS_ITERATIONS", 2, 1) {
 		pl.iteration(t, t, it)
 	}
 }

@@ -22,7 +22,7 @@ import (
 // exactly what it does not cover.
 func TestReopenWithoutRereading(t *testing.T) {
 	t.Parallel()
-	n := testenv.Int(t, "POSSUM_REOPEN_EVENTS", 5_000)
+	n := testenv.Scaled(t, "POSSUM_REOPEN_EVENTS", 5_000, 2_000)
 	const perAppend = 1000
 	dir := testdir.Tmpfs(t)
 	tagOf := func(pos uint64) string { return fmt.Sprintf("r:%d", pos%10) }

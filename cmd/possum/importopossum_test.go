@@ -389,7 +389,7 @@ func writeOpossum(t testing.TB, dir string, n int) []dcb.SequencedEvent {
 // directory, which the next import names; that one imports every event.
 // POSSUM_OPOSSUM_KILL_EVENTS sets the size of the Opossum store (1000).
 func TestImportOpossumKilled(t *testing.T) {
-	n := testenv.Int(t, "POSSUM_OPOSSUM_KILL_EVENTS", 1000)
+	n := testenv.Scaled(t, "POSSUM_OPOSSUM_KILL_EVENTS", 1000, 300)
 	src := filepath.Join(t.TempDir(), "Big")
 	want := writeOpossum(t, src, n)
 	parent := t.TempDir()
