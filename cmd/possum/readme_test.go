@@ -1,0 +1,253 @@
+//go:build linux || darwin
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fence is one fenced code block of the README.
+type fence struct {
+	info string // what follows the opening ```: "go", "sh", "sh norun"
+	line int    // of the opening fence, for messages
+	body string
+}
+
+// readmeFences returns the README's fenced code blocks, in order.
+func readmeFences(t *testing.T) []fence {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	defer f.Close()
+	var fences []fence
+	var cur *fence
+	var body strings.Builder
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		switch {
+		case cur == nil && strings.HasPrefix(line, "```"):
+			cur = &fence{info: strings.TrimSpace(strings.TrimPrefix(line, "```")), line: n}
+			body.Reset()
+		case cur != nil && line == "```":
+			cur.body = body.String()
+			fences = append(fences, *cur)
+			cur = nil
+		case cur != nil:
+			body.WriteString(line + "\n")
+		}
+	}
+	require.NoError(t, sc.Err())
+	require.Nil(t, cur, "README.md: a code block opened at line %d never closes", func() int {
+		if cur == nil {
+			return 0
+		}
+		return cur.line
+	}())
+	return fences
+}
+
+// shellCommands returns a shell block's commands, comments and blank lines left out.
+func shellCommands(body string) []string {
+	var cmds []string
+	for _, line := range strings.Split(body, "\n") {
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = line[:i]
+		}
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			cmds = append(cmds, line)
+		}
+	}
+	return cmds
+}
+
+// TestREADME runs what the README shows a newcomer, so that it stays true:
+// the two first commands (the demo, and the test command CI runs), the
+// install commands (this module's path), every Go program (built and run:
+// the append and the decision against one store, the service serving a
+// store while the client program appends to it, twice, its ID making the
+// second a retry) and every shell block (run with possum on the PATH).
+func TestREADME(t *testing.T) {
+	fences := readmeFences(t)
+	var programs, shells []fence
+	for _, f := range fences {
+		switch f.info {
+		case "go":
+			programs = append(programs, f)
+		case "sh":
+			shells = append(shells, f)
+		case "sh norun":
+			checkInstall(t, f)
+		default:
+			t.Errorf("README.md:%d: a code block of kind %q: this test checks go, sh and sh norun blocks only", f.line, f.info)
+		}
+	}
+	require.NotEmpty(t, shells)
+	checkFirstCommands(t, shells[0])
+	for _, sh := range shells[1:] {
+		runShell(t, sh)
+	}
+	require.Len(t, programs, 4, "the README's Go programs: an append and a read, a decision, a service, a client")
+	runPrograms(t, programs)
+}
+
+// checkFirstCommands pins the README's first block: the demo, and exactly
+// the test command .ci/run runs. The demo runs here as `possum demo`.
+func checkFirstCommands(t *testing.T, f fence) {
+	cmds := shellCommands(f.body)
+	require.Len(t, cmds, 2, "README.md:%d: the first block gives two commands", f.line)
+	assert.Equal(t, "go run ./cmd/possum demo", cmds[0], "README.md:%d", f.line)
+
+	ci, err := os.ReadFile(filepath.Join("..", "..", ".ci", "run"))
+	require.NoError(t, err)
+	var tests []string
+	for _, line := range strings.Split(string(ci), "\n") {
+		if strings.HasPrefix(line, "go test ") {
+			tests = append(tests, line)
+		}
+	}
+	assert.Equal(t, []string{cmds[1]}, tests, "README.md:%d: .ci/run must run exactly the README's test command", f.line)
+
+	dir := t.TempDir()
+	cmd := possumCommand("demo")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "possum demo: %s", out)
+	require.DirExists(t, filepath.Join(dir, "possum-demo"), "the demo's default store directory")
+}
+
+// checkInstall holds a block the test cannot run (it would fetch this module
+// from the network) to what it may say: go get and go install of this
+// module, the command from the cmd/possum it tests.
+func checkInstall(t *testing.T, f fence) {
+	mod, err := os.ReadFile(filepath.Join("..", "..", "go.mod"))
+	require.NoError(t, err)
+	path := regexp.MustCompile(`(?m)^module (\S+)$`).FindSubmatch(mod)
+	require.NotNil(t, path)
+	allowed := map[string]bool{
+		"go get " + string(path[1]) + "@latest":                true,
+		"go install " + string(path[1]) + "/cmd/possum@latest": true,
+	}
+	for _, c := range shellCommands(f.body) {
+		assert.True(t, allowed[c], "README.md:%d: %q: a block marked norun may only go get or go install this module (%s)", f.line, c, path[1])
+	}
+}
+
+// runShell runs a shell block with bash -e in a new directory, possum on
+// the PATH being this test binary run as the command.
+func runShell(t *testing.T, f fence) {
+	dir := t.TempDir()
+	bin := t.TempDir()
+	wrapper := "#!/bin/sh\n" + runPossumEnv + "=1 exec '" + os.Args[0] + "' \"$@\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "possum"), []byte(wrapper), 0o755))
+	script := "set -euo pipefail\n" + strings.ReplaceAll(f.body, "go run ./cmd/possum", "possum")
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "README.md:%d:\n%s\n%s", f.line, f.body, out)
+
+	// What the block claims of the pipe it shows: an exact copy.
+	if strings.Contains(f.body, "possum read possum-demo | possum append copy-of-demo") {
+		original := possum(t, "", "read", filepath.Join(dir, "possum-demo"))
+		copied := possum(t, "", "read", filepath.Join(dir, "copy-of-demo"))
+		require.Equal(t, 0, original.code, "%s", original)
+		require.Equal(t, original.stdout, copied.stdout, "README.md:%d: the piped copy differs from its original", f.line)
+	}
+}
+
+// runPrograms builds the README's four programs and runs them in one
+// directory, as a newcomer would: the append twice (its event's ID makes
+// the second a retry), the decision, then the service with the client
+// appending through it twice.
+func runPrograms(t *testing.T, programs []fence) {
+	src, bin, work := t.TempDir(), t.TempDir(), t.TempDir()
+	names := []string{"append", "decide", "service", "client"}
+	var wg sync.WaitGroup
+	errs := make([]error, len(programs))
+	outs := make([][]byte, len(programs))
+	for i, p := range programs {
+		file := filepath.Join(src, names[i]+".go")
+		require.NoError(t, os.WriteFile(file, []byte(p.body), 0o644))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command("go", "build", "-o", filepath.Join(bin, names[i]), file)
+			cmd.Dir = filepath.Join("..", "..") // inside this module, which resolves its imports
+			outs[i], errs[i] = cmd.CombinedOutput()
+		}()
+	}
+	wg.Wait()
+	for i, p := range programs {
+		require.NoError(t, errs[i], "README.md:%d: the %s program does not build:\n%s", p.line, names[i], outs[i])
+	}
+	run := func(name string) {
+		cmd := exec.Command(filepath.Join(bin, name))
+		cmd.Dir = work
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "the README's %s program:\n%s", name, out)
+	}
+
+	run("append")
+	run("append")
+	run("decide")
+	courses := readAll(t, filepath.Join(work, "data", "courses"))
+	require.Len(t, courses, 2, "the append twice (its ID written once) and the decision's own")
+	assert.Equal(t, "subscribe-s1-c1", courses[0].ID)
+	assert.Equal(t, "StudentSubscribed", courses[1].Type)
+
+	service := exec.Command(filepath.Join(bin, "service"))
+	service.Dir = work
+	var serviceOut syncBuffer
+	service.Stdout, service.Stderr = &serviceOut, &serviceOut
+	require.NoError(t, service.Start())
+	done := make(chan error, 1)
+	go func() { done <- service.Wait() }()
+	t.Cleanup(func() { _ = service.Process.Kill() })
+	socket := filepath.Join(work, "data", "orders", "possum.sock")
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(socket)
+		return err == nil
+	}, time.Minute, 10*time.Millisecond, "the service never served %s: %s", socket, serviceOut.String())
+	run("client")
+	run("client")
+	require.NoError(t, service.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-done:
+		require.NoError(t, err, "the service on SIGTERM: %s", serviceOut.String())
+	case <-time.After(time.Minute):
+		t.Fatalf("the service did not stop on SIGTERM: %s", serviceOut.String())
+	}
+	orders := readAll(t, filepath.Join(work, "data", "orders"))
+	require.Len(t, orders, 1, "the client twice: its event's ID makes the second a retry")
+	assert.Equal(t, "order-7-placed", orders[0].ID)
+}
+
+// readAll returns every event of the store in dir.
+func readAll(t *testing.T, dir string) []dcb.SequencedEvent {
+	t.Helper()
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	var all []dcb.SequencedEvent
+	for e, err := range s.Read(context.Background(), dcb.All(), store.ReadOptions{}) {
+		require.NoError(t, err)
+		all = append(all, e)
+	}
+	return all
+}
