@@ -43,7 +43,8 @@ func TestStreamMemoryBounded(t *testing.T) {
 		events    = 40
 		stalled   = 6
 	)
-	s := serve(t, &server.Options{StreamBufferBytes: perStream, StreamsBufferBytes: all})
+	// No write deadline ends a stalled stream here: only the bounds do.
+	s := serve(t, &server.Options{StreamBufferBytes: perStream, StreamsBufferBytes: all, StreamWriteTimeout: time.Hour})
 	ctx := t.Context()
 	big := dcb.Event{Type: "Big", Data: json.RawMessage(`"` + strings.Repeat("x", 256<<10) + `"`)}
 	for range events {
@@ -55,8 +56,11 @@ func TestStreamMemoryBounded(t *testing.T) {
 		conns[i] = stalledConn(t, s, "GET /stream?follow=true HTTP/1.1\r\nHost: possum\r\n\r\n")
 	}
 	// Six queues of up to 768 KiB (besides the line each is writing)
-	// cannot all fit in 1 MiB: the streams that stalled first give way.
-	require.Eventually(t, func() bool { _, _, slow := s.srv.StreamBytes(); return slow >= 1 }, testWait, pollEvery)
+	// cannot all fit in 1 MiB: the streams that stalled first give way,
+	// until one is left, its queue full. The reading client starts only
+	// then, so that the one it competes with has stalled longer than it,
+	// however slowly a loaded machine runs it.
+	require.Eventually(t, func() bool { _, _, slow := s.srv.StreamBytes(); return slow == stalled-1 }, testWait, pollEvery)
 
 	// A client that reads gets every event meanwhile.
 	c := s.dial(t, nil)
