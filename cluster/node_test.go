@@ -1,0 +1,183 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// openNode opens a node on stream at url with its replica in dir, closed
+// when t ends.
+func openNode(t testing.TB, url, stream, dir string, replicas int) *Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Open(ctx, dir, &Options{URL: url, Stream: stream, Replicas: replicas})
+	require.NoError(t, err)
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// readAll returns every event of s.
+func readAll(t testing.TB, s store.Events) []dcb.SequencedEvent {
+	t.Helper()
+	var out []dcb.SequencedEvent
+	for e, err := range s.Read(context.Background(), dcb.All(), store.ReadOptions{}) {
+		require.NoError(t, err)
+		out = append(out, e)
+	}
+	return out
+}
+
+// streamEvents returns the events the stream holds, decoded, in order.
+func streamEvents(t testing.TB, url, stream string) []streamEvent {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	require.NoError(t, err)
+	last := st.CachedInfo().State.LastSeq
+	var out []streamEvent
+	for seq := uint64(1); seq <= last; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		e, _, err := decodeEvent(stream, m.Subject, m.Header, m.Data)
+		require.NoError(t, err, "position %d", seq)
+		out = append(out, e)
+	}
+	return out
+}
+
+func tagQuery(tags ...string) dcb.Query {
+	return dcb.Query{Items: []dcb.QueryItem{{Tags: tags}}}
+}
+
+func TestAppendReadOneNode(t *testing.T) {
+	url := sharedSingle(t)
+	name := newStreamName()
+	n := openNode(t, url, name, t.TempDir(), 0)
+	ctx := t.Context()
+
+	last, err := n.Append(ctx, []dcb.Event{
+		{Type: "CourseDefined", Tags: []string{"course:c1"}, Data: []byte(`{"capacity": 2}`), Metadata: map[string]string{"user": "ü"}},
+		{Type: "Course.Renamed", Tags: []string{"course:c1", "a,b\nc", "course:c1"}},
+	}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), last)
+	assert.Equal(t, uint64(2), n.Head(), "read-your-writes: the replica holds the append once it is answered")
+
+	// A condition on an event that exists fails; beyond it, it holds.
+	_, err = n.Append(ctx, []dcb.Event{{Type: "X", Tags: []string{"course:c1"}}}, &dcb.AppendCondition{FailIfEventsMatch: tagQuery("course:c1"), After: 1})
+	assert.ErrorIs(t, err, dcb.ErrAppendConditionFailed)
+	last, err = n.Append(ctx, []dcb.Event{{Type: "X", Tags: []string{"course:c1"}}}, &dcb.AppendCondition{FailIfEventsMatch: tagQuery("course:c1"), After: 2})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), last)
+
+	got := readAll(t, n)
+	require.Len(t, got, 3)
+	assert.Equal(t, "CourseDefined", got[0].Type)
+	assert.Equal(t, `{"capacity": 2}`, string(got[0].Data))
+	assert.Equal(t, map[string]string{"user": "ü"}, got[0].Metadata)
+	assert.Equal(t, []string{"course:c1", "a,b\nc"}, got[1].Tags, "duplicate tags dropped, as the store does")
+
+	// The stream holds the same events at the same positions.
+	se := streamEvents(t, url, name)
+	require.Len(t, se, 3)
+	for i, e := range se {
+		assert.Equal(t, "", differs(e.Event, got[i].Event), "position %d", i+1)
+		assert.False(t, e.Timestamp.IsZero())
+	}
+	assert.Equal(t, uint64(2), n.ClusterStats().Batches, "the rejected append published nothing")
+}
+
+// TestNodeDecidesAsAStore: a random run of appends, some under conditions
+// (on tags, types, After before, at and beyond the head, the empty query),
+// gets from a node exactly the answers a plain store gives: the same
+// positions, the same condition failures.
+func TestNodeDecidesAsAStore(t *testing.T) {
+	url := sharedSingle(t)
+	n := openNode(t, url, newStreamName(), t.TempDir(), 0)
+	ref, err := store.Open(t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { ref.Close() })
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(1, 2))
+	tags := []string{"a", "b", "c", "d"}
+	types := []string{"T1", "T2", "T3"}
+	pick := func(from []string) string { return from[rng.IntN(len(from))] }
+	ops := scaled(200)
+	for i := range ops {
+		batch := make([]dcb.Event, 1+rng.IntN(3))
+		for j := range batch {
+			batch[j] = dcb.Event{Type: pick(types), Tags: []string{pick(tags)}, Data: fmt.Appendf(nil, `{"op":%d}`, i)}
+		}
+		var cond *dcb.AppendCondition
+		if rng.IntN(4) > 0 {
+			c := dcb.AppendCondition{After: uint64(rng.IntN(int(ref.Head()) + 3))}
+			switch rng.IntN(3) {
+			case 0:
+				c.FailIfEventsMatch = tagQuery(pick(tags))
+			case 1:
+				c.FailIfEventsMatch = dcb.Query{Items: []dcb.QueryItem{{Types: []string{pick(types)}, Tags: []string{pick(tags)}}, {Types: []string{pick(types)}}}}
+			case 2:
+				c.FailIfEventsMatch = dcb.All()
+			}
+			cond = &c
+		}
+		want, wantErr := ref.Append(ctx, batch, cond)
+		got, gotErr := n.Append(ctx, batch, cond)
+		require.Equal(t, wantErr != nil, gotErr != nil, "op %d: store says %v, node %v", i, wantErr, gotErr)
+		if wantErr != nil {
+			require.ErrorIs(t, gotErr, dcb.ErrAppendConditionFailed, "op %d", i)
+			continue
+		}
+		require.Equal(t, want, got, "op %d", i)
+	}
+	a, b := readAll(t, ref), readAll(t, n)
+	require.Equal(t, len(a), len(b))
+	for i := range a {
+		require.Equal(t, "", differs(a[i].Event, b[i].Event), "position %d", i+1)
+	}
+}
+
+// TestAppendManyInOneBatch: independent appends handed over together are
+// checked in order, each against those accepted before it, and travel in
+// one batch; an append rejected because of one before it in the same batch
+// is told so once that one is committed.
+func TestAppendManyInOneBatch(t *testing.T) {
+	n := openNode(t, sharedSingle(t), newStreamName(), t.TempDir(), 0)
+	ctx := t.Context()
+	only := func(tag string) *dcb.AppendCondition {
+		return &dcb.AppendCondition{FailIfEventsMatch: tagQuery(tag)}
+	}
+	out := n.AppendMany(ctx, []store.AppendItem{
+		{Events: []dcb.Event{{Type: "Registered", Tags: []string{"user:ann"}}}, Condition: only("user:ann")},
+		{Events: []dcb.Event{{Type: "Registered", Tags: []string{"user:ann"}}}, Condition: only("user:ann")},
+		{Events: []dcb.Event{{Type: "Registered", Tags: []string{"user:bob"}}, {Type: "Welcomed", Tags: []string{"user:bob"}}}, Condition: only("user:bob")},
+		{Events: nil},
+	})
+	require.NoError(t, out[0].Err)
+	assert.Equal(t, uint64(1), out[0].Last)
+	assert.ErrorIs(t, out[1].Err, dcb.ErrAppendConditionFailed)
+	require.NoError(t, out[2].Err)
+	assert.Equal(t, uint64(3), out[2].Last)
+	assert.ErrorIs(t, out[3].Err, dcb.ErrInvalidEvent)
+	assert.Equal(t, uint64(1), n.ClusterStats().Batches, "one batch carried both accepted appends")
+}
+
+// scaled returns n, times POSSUM_CLUSTER_SOAK when set.
+func scaled(n int) int { return n * soak() }

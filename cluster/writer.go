@@ -1,0 +1,603 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/wal"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// The write path. One goroutine, the writer, owns appending to the stream:
+// it takes every append waiting, checks their conditions in order against
+// what this node knows of the stream (the replica, the batches it
+// committed that the replica has not applied yet, and the appends accepted
+// before in the same round), and publishes the accepted ones as one atomic
+// batch whose first message expects the stream's last position to be the
+// head H the conditions were checked at. JetStream commits all of it or
+// none: if another node appended after H, the whole batch is refused, and
+// the writer waits for the replica to apply what the other node wrote and
+// checks again. A committed batch's callers are answered once the replica
+// has applied it, so that a Read on this node then sees it.
+//
+// A publish whose answer is lost (a timeout, a dropped connection) is
+// resolved by reading the stream, never by publishing again blindly: if
+// the stream grew past H, the batch at H+1 is this one (it committed) or
+// another (this one never can: it expects H); if the stream is still at H,
+// the same batch is published again under the same expectation (and the
+// same Nats-Msg-Id), so that at most one of the two copies can commit.
+
+type appendRequest struct {
+	ctx    context.Context
+	events []dcb.Event // normalized, as the replica will hold them
+	msgs   []*nats.Msg // their messages, without batch headers
+	stamp  []bool      // per message: the writer sets its time
+	cond   *dcb.AppendCondition
+	size   int // wal.PayloadSizeBound of events
+	done   chan appendResult
+
+	// Owned by the writer goroutine.
+	takenUp bool
+	last    uint64 // accepted: the position of its last event
+	cause   uint64 // rejected on an event of its own round: that event's position
+}
+
+type appendResult struct {
+	last uint64
+	err  error
+}
+
+// pendingEvent is an event the writer committed, at its position.
+type pendingEvent struct {
+	pos   uint64
+	event dcb.Event
+}
+
+// waiter is an answer held until the replica has applied position pos:
+// an accepted append's last event, or the event a rejected one failed on.
+type waiter struct {
+	pos uint64
+	req *appendRequest
+	res appendResult
+}
+
+// Append appends events as one atomic unit, on the condition cond (nil:
+// none), and returns the position of the last one once JetStream has
+// committed them and this node's replica has applied them. It fails as
+// store.Store.Append does (dcb.ErrAppendConditionFailed,
+// dcb.ErrInvalidEvent, dcb.ErrInvalidQuery, store.ErrClosed), and, when it
+// does, nothing was written, with two exceptions that say so in their
+// message: ctx ended after the append was handed to the stream (its outcome
+// is not known yet: the node goes on resolving it, and ids (issue 19) make
+// a retry safe), or the replica stopped applying the stream after the
+// append was committed.
+//
+// One append travels in one JetStream batch: at most MaxAppendEvents
+// events, each within the server's message size (max_payload, 1 MiB by
+// default) with at most 64 KiB of tags, metadata and id, and the whole
+// within the store's 64 MiB record. A larger append is refused with
+// dcb.ErrInvalidEvent naming the limit.
+func (n *Node) Append(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (uint64, error) {
+	req, err := n.newAppendRequest(ctx, events, cond)
+	if err != nil {
+		return 0, err
+	}
+	if err := n.submit(ctx, []*appendRequest{req}); err != nil {
+		return 0, err
+	}
+	res := n.wait(ctx, req)
+	return res.last, res.err
+}
+
+// AppendMany makes the independent appends items, each as Append would,
+// handing them to the writer together and in order (see
+// store.Store.AppendMany): they are checked in that order and usually
+// travel in one batch.
+func (n *Node) AppendMany(ctx context.Context, items []store.AppendItem) []store.AppendOutcome {
+	out := make([]store.AppendOutcome, len(items))
+	reqs := make([]*appendRequest, 0, len(items))
+	at := make([]int, 0, len(items))
+	for i, it := range items {
+		req, err := n.newAppendRequest(ctx, it.Events, it.Condition)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		reqs = append(reqs, req)
+		at = append(at, i)
+	}
+	if len(reqs) == 0 {
+		return out
+	}
+	if err := n.submit(ctx, reqs); err != nil {
+		for _, i := range at {
+			out[i].Err = err
+		}
+		return out
+	}
+	for j, req := range reqs {
+		res := n.wait(ctx, req)
+		out[at[j]] = store.AppendOutcome{Last: res.last, Err: res.err}
+	}
+	return out
+}
+
+// newAppendRequest validates an append, normalizes its events and encodes
+// their messages, refusing what one batch cannot carry.
+func (n *Node) newAppendRequest(ctx context.Context, events []dcb.Event, cond *dcb.AppendCondition) (*appendRequest, error) {
+	if err := dcb.ValidateBatch(events); err != nil {
+		return nil, fmt.Errorf("cluster: append: %w", err)
+	}
+	if len(events) > MaxAppendEvents {
+		return nil, fmt.Errorf("cluster: append: %w: %d events exceed the %d-event limit of one atomic batch", dcb.ErrInvalidEvent, len(events), MaxAppendEvents)
+	}
+	if cond != nil {
+		if err := cond.FailIfEventsMatch.Validate(); err != nil {
+			return nil, fmt.Errorf("cluster: append condition: %w", err)
+		}
+	}
+	req := &appendRequest{
+		ctx:    ctx,
+		events: make([]dcb.Event, len(events)),
+		msgs:   make([]*nats.Msg, len(events)),
+		stamp:  make([]bool, len(events)),
+		cond:   cond,
+		done:   make(chan appendResult, 1),
+	}
+	for i, e := range events {
+		e = e.Normalized()
+		// TODO(issue 19): carry e.ID and e.Timestamp; stamp only a zero
+		// Timestamp.
+		m, err := encodeEvent(n.prefix, streamEvent{Event: e})
+		if err != nil {
+			return nil, fmt.Errorf("cluster: append: event %d: %w", i, err)
+		}
+		if err := checkLimits(m, e.Type, n.maxPayload); err != nil {
+			return nil, fmt.Errorf("cluster: append: event %d: %w", i, err)
+		}
+		req.events[i], req.msgs[i], req.stamp[i] = e, m, true
+	}
+	if req.size = wal.PayloadSizeBound(req.events); req.size > wal.MaxRecordSize {
+		return nil, fmt.Errorf("cluster: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, req.size, wal.MaxRecordSize)
+	}
+	return req, nil
+}
+
+// submit hands reqs to the writer, which takes them in order.
+func (n *Node) submit(ctx context.Context, reqs []*appendRequest) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case n.reqs <- reqs:
+		return nil
+	case <-n.ctx.Done():
+		return fmt.Errorf("cluster: append: %w", store.ErrClosed)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wait waits for req's answer, or for ctx to end.
+func (n *Node) wait(ctx context.Context, req *appendRequest) appendResult {
+	select {
+	case res := <-req.done:
+		return res
+	case <-ctx.Done():
+		// The writer may have published it already; say so rather than
+		// promise nothing was written.
+		return appendResult{err: fmt.Errorf("cluster: append: %w; the append was handed to the stream and its outcome is not known yet (read the store to learn it)", ctx.Err())}
+	}
+}
+
+// writer is the goroutine that appends to the stream.
+func (n *Node) writer() {
+	defer close(n.writerDone)
+	var queue []*appendRequest
+	for {
+		if len(queue) == 0 {
+			select {
+			case reqs := <-n.reqs:
+				queue = append(queue, reqs...)
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	gather:
+		for {
+			select {
+			case reqs := <-n.reqs:
+				queue = append(queue, reqs...)
+			default:
+				break gather
+			}
+		}
+		if n.ctx.Err() != nil {
+			// Nothing queued was published (a retried append's batch was
+			// refused): each fails as never taken up.
+			for _, r := range queue {
+				r.done <- appendResult{err: fmt.Errorf("cluster: append: %w", store.ErrClosed)}
+			}
+			return
+		}
+		k := batchCut(queue)
+		retry := n.commit(queue[:k])
+		queue = append(retry, queue[k:]...)
+	}
+}
+
+// batchCut returns how many appends at the head of queue one batch takes:
+// at least one, and as many as fit MaxAppendEvents and the store's record
+// limit, in order.
+func batchCut(queue []*appendRequest) int {
+	events, size := 0, 0
+	for i, r := range queue {
+		if i > 0 && (events+len(r.events) > MaxAppendEvents || size+r.size > wal.MaxRecordSize) {
+			return i
+		}
+		events += len(r.events)
+		size += r.size
+	}
+	return len(queue)
+}
+
+// verdict is what a round decided for one append.
+type verdict uint8
+
+const (
+	decided  verdict = iota // answered, or to be answered by a waiter
+	accepted                // in the batch
+	held                    // rejected on an event of the batch: stands only if it commits
+)
+
+// commit checks group's conditions and publishes the accepted appends as
+// one batch. It returns the appends to take up again, in order: those of a
+// batch JetStream refused because the stream moved.
+func (n *Node) commit(group []*appendRequest) (retry []*appendRequest) {
+	applied := n.rep.st.Head()
+	n.dropPending(applied)
+	h := max(applied, n.lastAcked)
+	verdicts := make([]verdict, len(group))
+	var round []pendingEvent // the accepted events, at h+1 onwards
+	var batch []*appendRequest
+	next := h + 1
+	for i, r := range group {
+		if !r.takenUp {
+			if err := r.ctx.Err(); err != nil {
+				r.done <- appendResult{err: err}
+				continue
+			}
+			r.takenUp = true
+		}
+		if c := r.cond; c != nil {
+			at, inRound, err := n.conflict(c, round)
+			switch {
+			case err != nil:
+				r.done <- appendResult{err: fmt.Errorf("cluster: append: checking the condition: %w", err)}
+				continue
+			case inRound:
+				r.cause, verdicts[i] = at, held
+				continue
+			case at > 0:
+				n.answerAt(at, r, appendResult{err: conditionFailed(c)})
+				continue
+			}
+		}
+		for j, e := range r.events {
+			round = append(round, pendingEvent{next + uint64(j), e})
+		}
+		next += uint64(len(r.events))
+		r.last, verdicts[i] = next-1, accepted
+		batch = append(batch, r)
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	msgs, id := batchMessages(batch, len(round), h)
+	out := n.publish(msgs, h, id)
+	if out.kind == committed {
+		n.lastAcked = next - 1
+		n.pending = append(n.pending, round...)
+		n.stats.batches.Add(1)
+		n.stats.events.Add(uint64(len(round)))
+	}
+	for i, r := range group {
+		switch {
+		case verdicts[i] == decided:
+		case out.kind == committed && verdicts[i] == accepted:
+			n.answerAt(r.last, r, appendResult{last: r.last})
+		case out.kind == committed:
+			n.answerAt(r.cause, r, appendResult{err: conditionFailed(r.cond)})
+		case out.kind == moved:
+			retry = append(retry, r)
+		default:
+			r.done <- appendResult{err: out.err}
+		}
+	}
+	if out.kind == moved {
+		// Check again once the replica holds what the stream has.
+		if err := n.catchUp(out.target); err != nil {
+			for _, r := range retry {
+				r.done <- appendResult{err: fmt.Errorf("cluster: append: catching up after another node appended: %w", err)}
+			}
+			return nil
+		}
+	}
+	return retry
+}
+
+func conditionFailed(c *dcb.AppendCondition) error {
+	return fmt.Errorf("cluster: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)
+}
+
+// conflict returns the position of the first event known to this node
+// that fails c (0: none), and whether it is one of round.
+func (n *Node) conflict(c *dcb.AppendCondition, round []pendingEvent) (at uint64, inRound bool, err error) {
+	q := c.FailIfEventsMatch
+	if c.After < n.rep.st.Head() {
+		for e, err := range n.rep.st.Read(n.ctx, q, store.ReadOptions{From: c.After + 1, Limit: 1}) {
+			if err != nil {
+				return 0, false, err
+			}
+			return e.Position, false, nil
+		}
+	}
+	for _, p := range n.pending {
+		if p.pos > c.After && q.Matches(p.event) {
+			return p.pos, false, nil
+		}
+	}
+	for _, p := range round {
+		if p.pos > c.After && q.Matches(p.event) {
+			return p.pos, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// dropPending forgets the committed events the replica has applied.
+func (n *Node) dropPending(applied uint64) {
+	i := 0
+	for i < len(n.pending) && n.pending[i].pos <= applied {
+		i++
+	}
+	n.pending = n.pending[i:]
+	if len(n.pending) == 0 {
+		n.pending = nil // let the backing array go
+	}
+}
+
+// batchMessages returns the messages of batch (events in all): each
+// append's, stamped with the time and the batch's id, the first expecting
+// the stream's last position to be h.
+func batchMessages(batch []*appendRequest, events int, h uint64) ([]*nats.Msg, string) {
+	id := nuid.Next()
+	now := time.Now().UTC()
+	msgs := make([]*nats.Msg, 0, events)
+	for _, r := range batch {
+		for i, m := range r.msgs {
+			c := &nats.Msg{Subject: m.Subject, Header: maps.Clone(m.Header), Data: m.Data}
+			if r.stamp[i] {
+				_ = setTime(c, now) // now is within the years RFC 3339 can write
+			}
+			setBatch(c, id, len(msgs) == 0, events)
+			msgs = append(msgs, c)
+		}
+	}
+	// A second guard besides the expected last position: JetStream
+	// refuses a batch whose message id it has seen (within the stream's
+	// duplicate window).
+	msgs[0].Header.Set(jetstream.MsgIDHeader, id)
+	msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(h, 10))
+	return msgs, id
+}
+
+// outcome is what became of a published batch.
+type outcome struct {
+	kind   outcomeKind
+	target uint64 // moved: the stream's last position, to catch up to (0: ask)
+	err    error  // failed: what to tell the callers
+}
+
+type outcomeKind uint8
+
+const (
+	committed outcomeKind = iota
+	moved                 // not committed: the stream moved past the expected head
+	failed                // not committed, or not known to be, for a reason to report
+)
+
+// JetStream's error codes the writer tells apart.
+const (
+	errCodeWrongLastSequence = 10071 // another batch got there first
+	errCodeDuplicateMsgID    = 10201 // the batch's Nats-Msg-Id is in the stream
+	errCodeBatchIncomplete   = 10176 // a message of the batch did not arrive
+)
+
+// publish publishes msgs, a batch expecting the stream's last position to
+// be h, and learns what became of it.
+func (n *Node) publish(msgs []*nats.Msg, h uint64, id string) outcome {
+	err := n.publishOnce(msgs, h)
+	switch {
+	case err == nil:
+		return outcome{kind: committed}
+	case apiCode(err) == errCodeWrongLastSequence:
+		n.stats.conflicts.Add(1)
+		return outcome{kind: moved, target: wrongLastSequence(err)}
+	case permanent(err):
+		return outcome{kind: failed, err: fmt.Errorf("cluster: append: the stream refused the batch: %w", err)}
+	}
+	n.stats.unanswered.Add(1)
+	n.log.Warn("possum: a publish went unanswered; reading the stream to learn whether it committed",
+		"stream", n.opts.Stream, "expected_head", h, "batch", id, "events", len(msgs), "err", err)
+	return n.resolve(msgs, h, id)
+}
+
+// publishOnce publishes msgs as one atomic batch and checks the
+// acknowledgement.
+func (n *Node) publishOnce(msgs []*nats.Msg, h uint64) error {
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Timeout)
+	defer cancel()
+	ack, err := jetstreamext.PublishMsgBatch(ctx, n.js, msgs, jetstreamext.BatchFlowControl{AckTimeout: n.opts.Timeout})
+	if err != nil {
+		return err
+	}
+	if want := h + uint64(len(msgs)); ack.Sequence != want {
+		return fmt.Errorf("the stream acknowledged the batch at position %d, not %d", ack.Sequence, want)
+	}
+	return nil
+}
+
+// resolve learns whether the batch id (msgs, expecting h) committed,
+// after its publish went unanswered. It reads the stream until it knows,
+// for as long as the node is open.
+func (n *Node) resolve(msgs []*nats.Msg, h uint64, id string) outcome {
+	unknown := func(why error) outcome {
+		return outcome{kind: failed, err: fmt.Errorf("cluster: append: %w; the batch expecting position %d was published and may have been committed at %d..%d: read the store to learn it",
+			why, h, h+1, h+uint64(len(msgs)))}
+	}
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-n.ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+		}
+		if n.ctx.Err() != nil {
+			return unknown(store.ErrClosed)
+		}
+		last, err := n.streamLast(n.ctx)
+		if err != nil {
+			continue
+		}
+		switch {
+		case last < h:
+			return outcome{kind: failed, err: fmt.Errorf("cluster: append: %w: the stream's last position is %d, below %d, which this node saw: was the stream deleted and made again?", store.ErrCorrupt, last, h)}
+		case last > h:
+			at, err := n.batchAt(h + 1)
+			if err != nil {
+				continue
+			}
+			if at == id {
+				return outcome{kind: committed}
+			}
+			return outcome{kind: moved, target: last}
+		}
+		// The stream is still at h: the batch has not committed, and
+		// might yet. Publish it again, expecting h as before: at most one
+		// of the two can commit, and either way the stream then moves.
+		n.stats.republished.Add(1)
+		err = n.publishOnce(msgs, h)
+		switch {
+		case err == nil:
+			return outcome{kind: committed}
+		case permanent(err):
+			return outcome{kind: failed, err: fmt.Errorf("cluster: append: the stream refused the batch: %w", err)}
+		}
+	}
+}
+
+// batchAt returns the batch id of the message at pos.
+func (n *Node) batchAt(pos uint64) (string, error) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Timeout)
+	defer cancel()
+	m, err := n.stream.GetMsg(ctx, pos)
+	if err != nil {
+		return "", err
+	}
+	return m.Header.Get(hdrBatch), nil
+}
+
+// catchUp waits until the replica has applied the stream up to target, or,
+// when target is 0, up to the stream's last position.
+func (n *Node) catchUp(target uint64) error {
+	for target == 0 {
+		last, err := n.streamLast(n.ctx)
+		if err == nil {
+			target = last
+			break
+		}
+		if n.ctx.Err() != nil {
+			return store.ErrClosed
+		}
+		n.log.Warn("possum: asking the stream for its last position", "stream", n.opts.Stream, "err", err)
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-n.ctx.Done():
+		}
+	}
+	return n.waitApplied(n.ctx, target)
+}
+
+// apiCode returns the JetStream error code err carries, 0 when none.
+func apiCode(err error) jetstream.ErrorCode {
+	var ae *jetstream.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode
+	}
+	return 0
+}
+
+// permanent reports whether err is JetStream refusing the batch for good:
+// a request it will refuse again (a 400 or 404 answer) for another reason
+// than the stream having moved or a message having gone missing.
+func permanent(err error) bool {
+	var ae *jetstream.APIError
+	if !errors.As(err, &ae) || ae.Code != 400 && ae.Code != 404 {
+		return false
+	}
+	switch ae.ErrorCode {
+	case errCodeWrongLastSequence, errCodeDuplicateMsgID, errCodeBatchIncomplete:
+		return false
+	}
+	return true
+}
+
+// wrongLastSequence returns the stream's last position a "wrong last
+// sequence: N" error names, 0 when it names none.
+func wrongLastSequence(err error) uint64 {
+	var ae *jetstream.APIError
+	if !errors.As(err, &ae) {
+		return 0
+	}
+	i := strings.LastIndexByte(ae.Description, ' ')
+	v, perr := strconv.ParseUint(ae.Description[i+1:], 10, 64)
+	if perr != nil {
+		return 0
+	}
+	return v
+}
+
+// answerAt answers r with res once the replica has applied pos.
+func (n *Node) answerAt(pos uint64, r *appendRequest, res appendResult) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.rep.st.Head() >= pos:
+		r.done <- res
+	case n.applyErr != nil:
+		r.done <- n.unapplied(waiter{pos, r, res})
+	default:
+		n.waiters = append(n.waiters, waiter{pos, r, res})
+	}
+}
+
+// unapplied is the answer to w when the replica stopped before pos.
+func (n *Node) unapplied(w waiter) appendResult {
+	if w.res.err != nil {
+		return w.res // a rejection: the event it failed on is committed
+	}
+	return appendResult{err: fmt.Errorf("cluster: append: committed at position %d, but this node's replica stopped applying the stream: %w", w.pos, n.applyErr)}
+}
