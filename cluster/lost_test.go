@@ -52,7 +52,7 @@ func TestLostAnswerResolvedExactly(t *testing.T) {
 			ctx := t.Context()
 			stream := newStreamName()
 			p := newProxy(t, strings.TrimPrefix(url, "nats://"))
-			n, err := Open(ctx, t.TempDir(), &Options{URL: p.url(), Stream: stream, Timeout: time.Second})
+			n, err := Open(ctx, t.TempDir(), &Options{URL: p.url(), Stream: stream, Timeout: 300 * time.Millisecond})
 			require.NoError(t, err)
 			t.Cleanup(func() { n.Close() })
 			other := openNode(t, url, stream, t.TempDir(), 0)

@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -87,15 +90,44 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// testServer is one embedded server: running (s set) or stopped.
+// testServer is one server: running in this process (s set), in a child
+// process (cmd set), or stopped.
 type testServer struct {
-	spec serverSpec
-	s    *server.Server
+	spec  serverSpec
+	child bool // runs in a child process, to be killed with SIGKILL
+	s     *server.Server
+	cmd   *exec.Cmd
 }
 
 func (ts *testServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", ts.spec.Port) }
 
-// testCluster is a set of servers a test runs and stops.
+// start runs the server, in this process or in a child.
+func (ts *testServer) start() error {
+	var err error
+	if ts.child {
+		ts.cmd, err = startServerChild(ts.spec)
+	} else {
+		ts.s, err = ts.spec.run()
+	}
+	return err
+}
+
+// stop shuts an in-process server down cleanly, and kills a child with
+// SIGKILL.
+func (ts *testServer) stop() {
+	if ts.s != nil {
+		ts.s.Shutdown()
+		ts.s.WaitForShutdown()
+		ts.s = nil
+	}
+	if ts.cmd != nil {
+		_ = ts.cmd.Process.Kill()
+		_ = ts.cmd.Wait()
+		ts.cmd = nil
+	}
+}
+
+// testCluster is a set of servers the tests run and stop.
 type testCluster struct {
 	servers []*testServer
 }
@@ -109,21 +141,13 @@ func (c *testCluster) url() string {
 	return strings.Join(urls, ",")
 }
 
-// stop shuts server i down (a clean shutdown).
-func (c *testCluster) stop(i int) {
-	if s := c.servers[i].s; s != nil {
-		s.Shutdown()
-		s.WaitForShutdown()
-		c.servers[i].s = nil
-	}
-}
+// stop stops server i (see testServer.stop).
+func (c *testCluster) stop(i int) { c.servers[i].stop() }
 
 // start starts server i again, on its ports and files.
 func (c *testCluster) start(t testing.TB, i int) {
 	t.Helper()
-	s, err := c.servers[i].spec.run()
-	require.NoError(t, err)
-	c.servers[i].s = s
+	require.NoError(t, c.servers[i].start())
 }
 
 func (c *testCluster) shutdown() {
@@ -132,20 +156,9 @@ func (c *testCluster) shutdown() {
 	}
 }
 
-// newSingle runs one server (no cluster) until t ends.
-func newSingle(t testing.TB) *testCluster {
-	t.Helper()
-	c, err := startSingle(t, t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(c.shutdown)
-	return c
-}
-
 func startSingle(t testing.TB, root string) (*testCluster, error) {
 	ts := &testServer{spec: serverSpec{Name: "n1", Dir: root, Port: freePorts(t, 1)[0]}}
-	var err error
-	ts.s, err = ts.spec.run()
-	return &testCluster{servers: []*testServer{ts}}, err
+	return &testCluster{servers: []*testServer{ts}}, ts.start()
 }
 
 // clusterSpecs describes a cluster of n servers on fresh ports under root.
@@ -165,25 +178,21 @@ func clusterSpecs(t testing.TB, n int, root string) []serverSpec {
 	return specs
 }
 
-// newCluster runs a cluster of three servers until t ends, once it can
-// hold an R3 stream.
-func newCluster(t testing.TB) *testCluster {
-	t.Helper()
-	c, err := startCluster(t, t.TempDir())
-	t.Cleanup(c.shutdown)
-	require.NoError(t, err)
-	return c
-}
+// childServer is the cluster's server that runs in a child process.
+const childServer = 2
 
+// startCluster runs a cluster of three servers, the third in a child
+// process (so that a test can kill it with SIGKILL), and waits until it
+// can hold an R3 stream. The caller shuts it down, also on an error.
 func startCluster(t testing.TB, root string) (*testCluster, error) {
 	c := &testCluster{}
-	for _, sp := range clusterSpecs(t, 3, root) {
-		c.servers = append(c.servers, &testServer{spec: sp})
+	for i, sp := range clusterSpecs(t, 3, root) {
+		c.servers = append(c.servers, &testServer{spec: sp, child: i == childServer})
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(c.servers))
 	for i, ts := range c.servers {
-		wg.Go(func() { ts.s, errs[i] = ts.spec.run() })
+		wg.Go(func() { errs[i] = ts.start() })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -221,6 +230,53 @@ func waitR3(url string) error {
 		}
 		time.Sleep(100 * time.Millisecond) // polling the cluster's readiness, not synchronizing with the test's own work
 	}
+}
+
+// serverChildEnv asks for a child process running a NATS server: the
+// value is its serverSpec as JSON.
+const serverChildEnv = "POSSUM_CLUSTER_TEST_SERVER"
+
+func init() { children[serverChildEnv] = runServerChild }
+
+// runServerChild runs the server of spec until the process is killed.
+func runServerChild(spec string) {
+	var sp serverSpec
+	if err := json.Unmarshal([]byte(spec), &sp); err != nil {
+		fmt.Fprintln(os.Stderr, "server child:", err)
+		os.Exit(2)
+	}
+	s, err := sp.run()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server child:", err)
+		os.Exit(2)
+	}
+	fmt.Println("ready")
+	s.WaitForShutdown()
+}
+
+// startServerChild runs the server of sp in a child process and waits
+// until it takes clients.
+func startServerChild(sp serverSpec) (*exec.Cmd, error) {
+	b, err := json.Marshal(sp)
+	if err != nil {
+		return nil, err
+	}
+	cmd := childCommand(serverChildEnv, string(b))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("the server child %s did not start (%q, %v)", sp.Name, line, err)
+	}
+	return cmd, nil
 }
 
 // newStreamName hands each test a stream of its own on a shared server.
@@ -267,6 +323,13 @@ func sharedCluster(t testing.TB) string {
 		shared.cluster = c
 	}
 	return shared.cluster.url()
+}
+
+// sharedServers returns the cluster the tests share, for a test that
+// stops and starts its servers: it must leave them all running.
+func sharedServers(t testing.TB) *testCluster {
+	sharedCluster(t)
+	return shared.cluster
 }
 
 func shutdownShared() {

@@ -19,9 +19,15 @@ import (
 // when t ends.
 func openNode(t testing.TB, url, stream, dir string, replicas int) *Node {
 	t.Helper()
+	return openNodeWith(t, dir, &Options{URL: url, Stream: stream, Replicas: replicas})
+}
+
+// openNodeWith opens a node with o, closed when t ends.
+func openNodeWith(t testing.TB, dir string, o *Options) *Node {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := Open(ctx, dir, &Options{URL: url, Stream: stream, Replicas: replicas})
+	n, err := Open(ctx, dir, o)
 	require.NoError(t, err)
 	t.Cleanup(func() { n.Close() })
 	return n
