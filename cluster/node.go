@@ -43,8 +43,15 @@ type Options struct {
 	Replicas int
 	// Store configures the local replica (see store.Options). Its
 	// MaxProjectionLag defaults to store.NoProjectionLagBound here: the
-	// replica applies at the stream's pace and its files follow.
+	// replica applies at the stream's pace and its files follow. Its
+	// NoSync is set from SyncReplica.
 	Store *store.Options
+	// SyncReplica makes the replica fsync what it applies, as a store does
+	// its appends. Off by default: an append's durability is the stream's
+	// (a quorum of JetStream servers), and a replica that loses its tail to
+	// a power loss applies it again from the stream when it opens. A
+	// process crash loses nothing either way.
+	SyncReplica bool
 	// Timeout bounds one request to JetStream (a publish, a stream info);
 	// 0: 5 seconds. A publish that times out is resolved, never repeated
 	// blindly (see Node.Append).
@@ -132,6 +139,9 @@ type Node struct {
 	lastAcked uint64
 	pending   []pendingEvent
 
+	// spans are the batches handed to the apply loop (see apply.go).
+	spans chan span
+
 	// The applier's progress, guarded by mu: advanced is closed and
 	// replaced whenever the replica's head moves; waiters are answered
 	// once it reaches their position; applyErr, once set, has stopped the
@@ -176,6 +186,7 @@ func Open(ctx context.Context, dir string, opts *Options) (*Node, error) {
 		reqs:        make(chan []*appendRequest),
 		writerDone:  make(chan struct{}),
 		advanced:    make(chan struct{}),
+		spans:       make(chan span, applyQueue),
 		applierDone: make(chan struct{}),
 	}
 	if err := n.connect(ctx); err != nil {
@@ -199,7 +210,7 @@ func Open(ctx context.Context, dir string, opts *Options) (*Node, error) {
 	if m := int(st.CachedInfo().Config.MaxMsgSize); m > 0 && m < n.maxPayload {
 		n.maxPayload = m
 	}
-	if n.rep, err = openReplica(dir, o.Store); err != nil {
+	if n.rep, err = openReplica(dir, o.Store, !o.SyncReplica); err != nil {
 		return fail(err)
 	}
 	if err := n.checkReplica(ctx); err != nil {

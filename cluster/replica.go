@@ -23,11 +23,12 @@ type replica struct {
 // openReplica opens (creating it when needed) the local store in dir. A
 // replica applies at the stream's pace: unless asked otherwise, its
 // projection lag is not bounded (the files follow in the background).
-func openReplica(dir string, o *store.Options) (*replica, error) {
+func openReplica(dir string, o *store.Options, noSync bool) (*replica, error) {
 	var so store.Options
 	if o != nil {
 		so = *o
 	}
+	so.NoSync = noSync
 	if so.MaxProjectionLag == 0 {
 		so.MaxProjectionLag = store.NoProjectionLagBound
 	}

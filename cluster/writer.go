@@ -303,13 +303,16 @@ func (n *Node) commit(group []*appendRequest) (retry []*appendRequest) {
 	if len(batch) == 0 {
 		return nil
 	}
-	msgs, id := batchMessages(batch, len(round), h)
+	msgs, id, events := batchMessages(batch, len(round), h)
 	out := n.publish(msgs, h, id)
 	if out.kind == committed {
 		n.lastAcked = next - 1
 		n.pending = append(n.pending, round...)
 		n.stats.batches.Add(1)
 		n.stats.events.Add(uint64(len(round)))
+		// The apply loop takes it from here, not waiting for the stream to
+		// deliver it (see apply.go).
+		_ = n.handOver(newSpan(h+1, events)) // fails only when the node closes
 	}
 	for i, r := range group {
 		switch {
@@ -379,11 +382,12 @@ func (n *Node) dropPending(applied uint64) {
 
 // batchMessages returns the messages of batch (events in all): each
 // append's, stamped with the time and the batch's id, the first expecting
-// the stream's last position to be h.
-func batchMessages(batch []*appendRequest, events int, h uint64) ([]*nats.Msg, string) {
+// the stream's last position to be h; and the events they carry.
+func batchMessages(batch []*appendRequest, events int, h uint64) ([]*nats.Msg, string, []streamEvent) {
 	id := nuid.Next()
 	now := time.Now().UTC()
 	msgs := make([]*nats.Msg, 0, events)
+	carried := make([]streamEvent, 0, events)
 	for _, r := range batch {
 		for i, m := range r.msgs {
 			c := &nats.Msg{Subject: m.Subject, Header: maps.Clone(m.Header), Data: m.Data}
@@ -392,6 +396,9 @@ func batchMessages(batch []*appendRequest, events int, h uint64) ([]*nats.Msg, s
 			}
 			setBatch(c, id, len(msgs) == 0, events)
 			msgs = append(msgs, c)
+			// TODO(issue 19): the event's own ID and, when not stamped,
+			// its Timestamp.
+			carried = append(carried, streamEvent{Event: r.events[i], Timestamp: now})
 		}
 	}
 	// A second guard besides the expected last position: JetStream
@@ -399,7 +406,7 @@ func batchMessages(batch []*appendRequest, events int, h uint64) ([]*nats.Msg, s
 	// duplicate window).
 	msgs[0].Header.Set(jetstream.MsgIDHeader, id)
 	msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(h, 10))
-	return msgs, id
+	return msgs, id, carried
 }
 
 // outcome is what became of a published batch.
