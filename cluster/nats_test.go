@@ -33,6 +33,7 @@ type serverSpec struct {
 	Port        int    // client port; -1: any
 	ClusterPort int    // 0: not clustered
 	Routes      []string
+	SyncAlways  bool // fsync every write (sync_interval: always)
 }
 
 func (sp serverSpec) options() *server.Options {
@@ -47,6 +48,7 @@ func (sp serverSpec) options() *server.Options {
 		StoreDir:           sp.Dir,
 		JetStreamMaxMemory: 64 << 20,
 		JetStreamMaxStore:  8 << 30,
+		SyncAlways:         sp.SyncAlways,
 	}
 	if sp.ClusterPort != 0 {
 		o.Cluster = server.ClusterOpts{Name: "possum", Host: "127.0.0.1", Port: sp.ClusterPort}
