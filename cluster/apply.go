@@ -224,15 +224,7 @@ func (n *Node) applyLoop() {
 				return
 			}
 		}
-	gather:
-		for {
-			select {
-			case s := <-n.spans:
-				held[s.first] = s
-			default:
-				break gather
-			}
-		}
+		drain(n.spans, func(s span) { held[s.first] = s })
 		if n.stopped() {
 			clear(held) // drain, so that no one waits on a loop that applies nothing
 			continue

@@ -93,13 +93,7 @@ func benchAppend(b *testing.B, url string, nodes int) {
 	for turn := range 2 {
 		k, d := appendLoad(b, ns, turn, half)
 		appends, nodeTime = appends+k, nodeTime+d
-		st = Stats{}
-		for _, n := range ns {
-			s := n.ClusterStats()
-			st.Batches += s.Batches
-			st.Events += s.Events
-			st.Conflicts += s.Conflicts
-		}
+		st = sumStats(ns)
 		size := max(1, int(math.Round(float64(st.Events)/float64(st.Batches))))
 		e, bs, r, d := rawConditionalBatches(b, url, nodes, size, half)
 		rawEvents, rawBatches, rawRefusals, rawTime = rawEvents+e, rawBatches+bs, rawRefusals+r, rawTime+d

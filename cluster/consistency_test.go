@@ -160,12 +160,7 @@ func TestThreeNodesDecideConcurrently(t *testing.T) {
 	first := readAll(t, ns[0])
 	checkDecisions(t, first, acked)
 	converged(t, url, name, ns...)
-	var stats Stats
-	for _, n := range ns {
-		s := n.ClusterStats()
-		stats.Batches += s.Batches
-		stats.Conflicts += s.Conflicts
-	}
+	stats := sumStats(ns)
 	t.Logf("%d appends in %d batches; %d stream conflicts (batches checked again), %d failed conditions (decided again)", total, stats.Batches, stats.Conflicts, conflicts)
 }
 
@@ -182,4 +177,18 @@ func converged(t *testing.T, url, stream string, ns ...*Node) {
 			require.Equal(t, "", differs(want[j].Event, got[j].Event), "node %d position %d", i, j+1)
 		}
 	}
+}
+
+// sumStats adds up the counters of nodes.
+func sumStats(nodes []*Node) Stats {
+	var st Stats
+	for _, n := range nodes {
+		s := n.ClusterStats()
+		st.Batches += s.Batches
+		st.Events += s.Events
+		st.Conflicts += s.Conflicts
+		st.Unanswered += s.Unanswered
+		st.Republished += s.Republished
+	}
+	return st
 }

@@ -142,13 +142,7 @@ func checkAfterFaults(t *testing.T, l *load, url, stream string, nodes []*Node) 
 	checkDecisions(t, events, acked)
 	assert.Len(t, acked, len(events), "every event in the store was acknowledged to its decider: none twice, none lost")
 	converged(t, url, stream, nodes...)
-	var st Stats
-	for _, n := range nodes {
-		s := n.ClusterStats()
-		st.Conflicts += s.Conflicts
-		st.Unanswered += s.Unanswered
-		st.Republished += s.Republished
-	}
+	st := sumStats(nodes)
 	t.Logf("%d appends; %d conflicts, %d unanswered publishes (%d published again)", len(acked), st.Conflicts, st.Unanswered, st.Republished)
 }
 

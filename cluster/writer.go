@@ -213,15 +213,7 @@ func (n *Node) writer() {
 				return
 			}
 		}
-	gather:
-		for {
-			select {
-			case reqs := <-n.reqs:
-				queue = append(queue, reqs...)
-			default:
-				break gather
-			}
-		}
+		drain(n.reqs, func(reqs []*appendRequest) { queue = append(queue, reqs...) })
 		if n.ctx.Err() != nil {
 			// Nothing queued was published (a retried append's batch was
 			// refused): each fails as never taken up.
@@ -233,6 +225,18 @@ func (n *Node) writer() {
 		k := batchCut(queue)
 		retry := n.commit(queue[:k])
 		queue = append(retry, queue[k:]...)
+	}
+}
+
+// drain hands take every value waiting on ch, without waiting for more.
+func drain[T any](ch <-chan T, take func(T)) {
+	for {
+		select {
+		case v := <-ch:
+			take(v)
+		default:
+			return
+		}
 	}
 }
 
