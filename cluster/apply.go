@@ -42,6 +42,10 @@ const (
 	pullHeartbeat = 2 * time.Second
 )
 
+// orderedResets is how many times the follower's consumer recreates
+// itself before Next gives up.
+const orderedResets = 2
+
 // applyQueue is how many batches may wait for the apply loop before the
 // follower and the writer wait for it.
 const applyQueue = 256
@@ -104,6 +108,10 @@ func (n *Node) followLoop() {
 			n.failApply(stop.err)
 			return
 		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			n.failApply(fmt.Errorf("cluster: following stream %q: %w", n.opts.Stream, err))
+			return
+		}
 		var gap errGap
 		if errors.As(err, &gap) {
 			// The consumer skipped a position. Follow again from the
@@ -140,9 +148,12 @@ func (e errGap) Error() string {
 // batches to the apply loop, until an error.
 func (n *Node) follow() error {
 	head := n.rep.st.Head()
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	// The consumer recreates itself a few times when its server goes
+	// (nats.go's reset, which does not watch the node's context); past
+	// that, Next fails and followLoop follows again, watching it.
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: orderedResets}
 	if head > 0 {
-		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: head + 1}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, head+1
 	}
 	cons, err := n.js.OrderedConsumer(n.ctx, n.opts.Stream, cfg)
 	if err != nil {

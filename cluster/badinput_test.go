@@ -275,3 +275,23 @@ func TestReplicaOfAnotherStreamRefused(t *testing.T) {
 	n = openNode(t, url, a, dir, 0)
 	assert.Equal(t, uint64(2), n.Head())
 }
+
+// TestStreamDeletedUnderANode: a stream deleted while a node runs makes
+// its appends fail, saying so, rather than wait for ever; reads still
+// serve the replica.
+func TestStreamDeletedUnderANode(t *testing.T) {
+	url := sharedSingle(t)
+	stream := newStreamName()
+	n := openNode(t, url, stream, t.TempDir(), 0)
+	ctx := t.Context()
+	_, err := n.Append(ctx, []dcb.Event{{Type: "A"}}, nil)
+	require.NoError(t, err)
+	require.NoError(t, jsFor(t, url).DeleteStream(ctx, stream))
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = n.Append(actx, []dcb.Event{{Type: "B"}}, nil)
+	require.Error(t, err)
+	assert.NoError(t, actx.Err(), "the append failed by itself: %v", err)
+	assert.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+	assert.Len(t, readAll(t, n), 1)
+}

@@ -490,6 +490,9 @@ func (n *Node) resolve(msgs []*nats.Msg, h uint64, id string) outcome {
 			return unknown(store.ErrClosed)
 		}
 		last, err := n.streamLast(n.ctx)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return unknown(err)
+		}
 		if err != nil {
 			continue
 		}
@@ -542,6 +545,9 @@ func (n *Node) catchUp(target uint64) error {
 		}
 		if n.ctx.Err() != nil {
 			return store.ErrClosed
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
 		}
 		n.log.Warn("possum: asking the stream for its last position", "stream", n.opts.Stream, "err", err)
 		select {
