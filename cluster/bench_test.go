@@ -311,7 +311,7 @@ func BenchmarkClusterCatchUp(b *testing.B) {
 
 	applyStart := time.Now()
 	n := openNodeWith(b, b.TempDir(), &Options{URL: url, Stream: stream, Store: &store.Options{Projection: &store.Projection{}}})
-	if _, err := n.HeadContext(ctx); err != nil {
+	if _, err := n.CatchUp(ctx); err != nil {
 		b.Fatal(err)
 	}
 	apply := float64(events) / time.Since(applyStart).Seconds()

@@ -153,7 +153,7 @@ func TestThreeNodesDecideConcurrently(t *testing.T) {
 	require.Len(t, acked, int(total))
 
 	for _, n := range ns {
-		head, err := n.HeadContext(ctx)
+		head, err := n.CatchUp(ctx)
 		require.NoError(t, err)
 		require.Equal(t, total, head)
 	}

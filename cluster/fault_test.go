@@ -133,7 +133,7 @@ func checkAfterFaults(t *testing.T, l *load, url, stream string, nodes []*Node) 
 	defer cancel()
 	var head uint64
 	for _, n := range nodes {
-		h, err := n.HeadContext(ctx)
+		h, err := n.CatchUp(ctx)
 		require.NoError(t, err)
 		head = max(head, h)
 	}
@@ -295,7 +295,7 @@ func TestNodeKilledCatchesUp(t *testing.T) {
 	n := openNode(t, url, stream, dir, 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	head, err := n.HeadContext(ctx)
+	head, err := n.CatchUp(ctx)
 	require.NoError(t, err)
 	events := readAll(t, n)
 	require.Len(t, events, int(head))

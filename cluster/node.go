@@ -166,7 +166,7 @@ var _ store.EventStore = (*Node)(nil)
 // that exists (its configuration and that possum wrote it), opens the
 // local store (creating dir when needed), checks that it is a replica of
 // this stream, and starts applying the stream from the replica's head + 1
-// (from position 1 on an empty directory) in the background: HeadContext
+// (from position 1 on an empty directory) in the background: CatchUp
 // waits for it to catch up. ctx bounds Open, not the node.
 //
 // Open writes nothing, neither to the stream nor to dir, when NATS cannot
@@ -279,25 +279,37 @@ func (n *Node) Dir() string { return n.rep.st.Dir() }
 
 // Head returns the replica's head: the last position this node has
 // applied. Appends acknowledged by this node are at or below it; other
-// nodes' may be beyond it until the replica applies them (HeadContext
-// waits for that).
+// nodes' may be beyond it until the replica applies them (CatchUp waits
+// for that).
 func (n *Node) Head() uint64 { return n.rep.st.Head() }
 
-// HeadContext asks the stream for its last position and waits until the
-// replica has applied it, so that a Read on this node after it returns
-// sees every append any node had acknowledged when it was called. It
-// fails when ctx ends first, when JetStream does not answer, or when the
-// node is closed.
+// HeadContext returns the replica's head, as Head does (store.Events): a
+// Read on this node after it sees every event up to it. It does no I/O and
+// fails only once the node is closed (store.ErrClosed). CatchUp is the
+// head of the whole cluster.
 func (n *Node) HeadContext(ctx context.Context) (uint64, error) {
 	if n.closed.Load() {
 		return 0, fmt.Errorf("cluster: head: %w", store.ErrClosed)
 	}
+	return n.rep.st.Head(), nil
+}
+
+// CatchUp asks the stream for its last position and waits until the
+// replica has applied it, so that a Read on this node after it returns
+// sees every append any node had acknowledged when it was called. It
+// returns that head. It fails when ctx ends first, when JetStream does not
+// answer, when the replica cannot apply the stream, or once the node is
+// closed.
+func (n *Node) CatchUp(ctx context.Context) (uint64, error) {
+	if n.closed.Load() {
+		return 0, fmt.Errorf("cluster: catch up: %w", store.ErrClosed)
+	}
 	last, err := n.streamLast(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("cluster: head: %w", err)
+		return 0, fmt.Errorf("cluster: catch up: %w", err)
 	}
 	if err := n.waitApplied(ctx, last); err != nil {
-		return 0, fmt.Errorf("cluster: head: %w", err)
+		return 0, fmt.Errorf("cluster: catch up: %w", err)
 	}
 	return n.rep.st.Head(), nil
 }
