@@ -6,9 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/possumstore/possum/dcb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
 // eventually polls cond until it holds, failing t after a deadline.
@@ -112,4 +115,32 @@ func TestLostAnswerResolvedExactly(t *testing.T) {
 			converged(t, url, stream, n, other)
 		})
 	}
+}
+
+// TestMsgIDGuardsABatch: JetStream (v2.15.3) takes Nats-Msg-Id inside an
+// atomic batch, and refuses a second batch whose first message carries an
+// id it holds, even when the batch's expected head is right: the second
+// guard behind the expected head, should a batch ever be published again
+// after its first copy committed.
+func TestMsgIDGuardsABatch(t *testing.T) {
+	url := sharedSingle(t)
+	stream := newStreamName()
+	js := jsFor(t, url)
+	_, err := js.CreateStream(t.Context(), streamConfig(stream, stream, 1))
+	require.NoError(t, err)
+	req := &appendRequest{}
+	m, err := encodeEvent(stream, streamEvent{Event: dcb.Event{Type: "A"}})
+	require.NoError(t, err)
+	req.events, req.msgs, req.stamp = []dcb.Event{{Type: "A"}}, []*nats.Msg{m}, []bool{true}
+	msgs, id, _ := batchMessages([]*appendRequest{req}, 1, 0)
+	ack, err := jetstreamext.PublishMsgBatch(t.Context(), js, msgs)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), ack.Sequence)
+
+	again, _, _ := batchMessages([]*appendRequest{req}, 1, 1)
+	again[0].Header.Set(jetstream.MsgIDHeader, id)
+	_, err = jetstreamext.PublishMsgBatch(t.Context(), js, again)
+	require.Error(t, err)
+	assert.Equal(t, jetstream.ErrorCode(errCodeDuplicateMsgID), apiCode(err), "%v", err)
+	assert.Equal(t, uint64(1), streamState(t, js, stream).State.LastSeq)
 }
