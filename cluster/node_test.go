@@ -187,3 +187,30 @@ func TestAppendManyInOneBatch(t *testing.T) {
 
 // scaled returns n, times POSSUM_CLUSTER_SOAK when set.
 func scaled(n int) int { return n * soak() }
+
+// TestStoppedNodeIsAStore: a stopped node's directory is a plain store:
+// store.Open opens it and reads the events the node applied; a node opens
+// on it again afterwards (nothing was appended to it meanwhile).
+func TestStoppedNodeIsAStore(t *testing.T) {
+	url := sharedSingle(t)
+	stream := newStreamName()
+	dir := t.TempDir()
+	n := openNode(t, url, stream, dir, 0)
+	_, err := n.Append(t.Context(), []dcb.Event{{Type: "A", Tags: []string{"t"}}, {Type: "B"}}, nil)
+	require.NoError(t, err)
+	require.NoError(t, n.Close())
+	_, err = n.Append(t.Context(), []dcb.Event{{Type: "C"}}, nil)
+	assert.ErrorIs(t, err, store.ErrClosed)
+
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	got := readAll(t, s)
+	require.NoError(t, s.Close())
+	require.Len(t, got, 2)
+	assert.Equal(t, "B", got[1].Type)
+
+	n = openNode(t, url, stream, dir, 0)
+	last, err := n.Append(t.Context(), []dcb.Event{{Type: "C"}}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), last)
+}
