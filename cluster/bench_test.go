@@ -206,7 +206,7 @@ func rawBatch(b *testing.B, stream string, p, size int, last uint64) []*nats.Msg
 	msgs := make([]*nats.Msg, size)
 	id := fmt.Sprintf("raw%d-%d", p, last)
 	for i := range msgs {
-		m, err := encodeEvent(stream, streamEvent{Event: dcb.Event{Type: "OrderPlaced", Tags: []string{fmt.Sprintf("writer:%d.%d", p, i)}, Data: benchData}, Timestamp: time.Now()})
+		m, err := encodeEvent(stream, streamEvent{Event: dcb.Event{Type: "OrderPlaced", Tags: []string{fmt.Sprintf("writer:%d.%d", p, i)}, Data: benchData, Timestamp: time.Now()}})
 		if err != nil {
 			b.Fatal(err)
 		}

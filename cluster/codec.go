@@ -53,14 +53,11 @@ const (
 // a '%' not followed by two hex digits, which no escaped type produces.
 const lostToken = "%"
 
-// streamEvent is an event as the stream carries it.
+// streamEvent is an event as the stream carries it: the Event with its
+// ID, and its Timestamp (the time the node stamped its append with, or the
+// caller gave), exactly.
 type streamEvent struct {
 	dcb.Event
-	// ID and Timestamp are the event's id and the time the store accepted
-	// it (or the caller set). TODO(issue 19): dcb.Event carries both; these
-	// fields go and the codec reads and writes the Event's.
-	ID        string
-	Timestamp time.Time
 	// Lost marks a position whose event was lost (issue 20): Type and Tags
 	// hold what is known of it, Data and Metadata are empty.
 	Lost bool

@@ -46,16 +46,19 @@ func roundTrip(t testing.TB, e streamEvent) (streamEvent, batchMark) {
 func TestCodecRoundTrip(t *testing.T) {
 	ts := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
 	cases := map[string]streamEvent{
-		"bare":         {Event: dcb.Event{Type: "A"}, Timestamp: ts},
-		"whole second": {Event: dcb.Event{Type: "A"}, Timestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"bare":         {Event: dcb.Event{Type: "A", Timestamp: ts}},
+		"whole second": {Event: dcb.Event{Type: "A", Timestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		"before 1970":  {Event: dcb.Event{Type: "A", Timestamp: time.Date(1678, 1, 1, 0, 0, 0, 1, time.UTC)}},
 		"everything": {Event: dcb.Event{
-			Type:     "Course.Defined *>",
-			Tags:     []string{"course:c1", "a,b", "line\nbreak", "  spaced  ", `quote"back\slash`, "emoji 😀", "ctl\x01\x7f", "ü"},
-			Data:     []byte(`{"x": [1, 2, "ü"]}`),
-			Metadata: map[string]string{"correlation": "c\r\n1", "": "empty key", "ключ": "значение"},
-		}, ID: "id: \"1\"\n", Timestamp: ts},
-		"lost, type known": {Event: dcb.Event{Type: "A", Tags: []string{"t"}}, Timestamp: ts, Lost: true},
-		"lost, unknown":    {Timestamp: ts, Lost: true},
+			Type:      "Course.Defined *>",
+			Tags:      []string{"course:c1", "a,b", "line\nbreak", "  spaced  ", `quote"back\slash`, "emoji 😀", "ctl\x01\x7f", "ü"},
+			Data:      []byte(`{"x": [1, 2, "ü"]}`),
+			Metadata:  map[string]string{"correlation": "c\r\n1", "": "empty key", "ключ": "значение"},
+			ID:        "id: \"1\"\n",
+			Timestamp: ts,
+		}},
+		"lost, type known": {Event: dcb.Event{Type: "A", Tags: []string{"t"}, Timestamp: ts}, Lost: true},
+		"lost, unknown":    {Event: dcb.Event{Timestamp: ts}, Lost: true},
 	}
 	for name, e := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -90,7 +93,7 @@ func TestTypeTokens(t *testing.T) {
 
 func TestDecodeRefusesOtherLayouts(t *testing.T) {
 	good := func() *nats.Msg {
-		m, err := encodeEvent("st", streamEvent{Event: dcb.Event{Type: "A", Tags: []string{"t"}, Metadata: map[string]string{"k": "v"}}, ID: "i", Timestamp: time.Unix(1, 0)})
+		m, err := encodeEvent("st", streamEvent{Event: dcb.Event{Type: "A", Tags: []string{"t"}, Metadata: map[string]string{"k": "v"}, ID: "i", Timestamp: time.Unix(1, 0)}})
 		require.NoError(t, err)
 		setBatch(m, "B", true, 1)
 		return m
@@ -170,7 +173,7 @@ func FuzzCodec(f *testing.F) {
 		if !utf8.ValidString(typ) || !utf8.ValidString(tags) || !utf8.ValidString(mk) || !utf8.ValidString(mv) || !utf8.ValidString(id) {
 			return // the store refuses these before they reach the codec
 		}
-		e := streamEvent{Event: dcb.Event{Type: typ}, ID: id, Timestamp: time.Unix(0, nanos).UTC(), Lost: lost}
+		e := streamEvent{Event: dcb.Event{Type: typ, ID: id, Timestamp: time.Unix(0, nanos).UTC()}, Lost: lost}
 		if typ == "" && !lost {
 			return
 		}

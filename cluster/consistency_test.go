@@ -43,7 +43,11 @@ func decide(ctx context.Context, s interface {
 			d.After = e.Position
 		}
 		data, _ := json.Marshal(d)
-		pos, err := s.Append(ctx, []dcb.Event{{Type: "Counted", Tags: []string{tag}, Data: data}},
+		// Each decision has an ID of its own (a decider decides on a
+		// counter once per count it saw), so that replicas converge on
+		// IDs too.
+		id := fmt.Sprintf("%s/%s/%d", who, tag, d.Seen)
+		pos, err := s.Append(ctx, []dcb.Event{{Type: "Counted", Tags: []string{tag}, Data: data, ID: id}},
 			&dcb.AppendCondition{FailIfEventsMatch: q, After: d.After})
 		if errors.Is(err, dcb.ErrAppendConditionFailed) {
 			continue
@@ -165,7 +169,8 @@ func TestThreeNodesDecideConcurrently(t *testing.T) {
 }
 
 // converged checks that every node's replica holds the stream's events at
-// the stream's positions, field for field.
+// the stream's positions, field for field: data, tags and metadata byte for
+// byte, the same IDs, the same timestamps to the nanosecond.
 func converged(t *testing.T, url, stream string, ns ...*Node) {
 	t.Helper()
 	want := streamEvents(t, url, stream)

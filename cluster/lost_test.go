@@ -26,6 +26,14 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// openViaProxy opens a node on stream through p, whose publishes time out
+// after 300ms (Open's requests are bounded by its own deadline instead, so
+// that a slow machine does not fail it), closed when t ends.
+func openViaProxy(t testing.TB, p *proxy, stream string) *Node {
+	t.Helper()
+	return openNodeWith(t, t.TempDir(), &Options{URL: p.url(), Stream: stream, Timeout: 300 * time.Millisecond})
+}
+
 // TestLostAnswerResolvedExactly: a publish whose answer is lost (the
 // connection freezes and drops right after the commit message was sent,
 // or instead of sending it) is resolved by reading the stream: the append
@@ -55,12 +63,10 @@ func TestLostAnswerResolvedExactly(t *testing.T) {
 			ctx := t.Context()
 			stream := newStreamName()
 			p := newProxy(t, strings.TrimPrefix(url, "nats://"))
-			n, err := Open(ctx, t.TempDir(), &Options{URL: p.url(), Stream: stream, Timeout: 300 * time.Millisecond})
-			require.NoError(t, err)
-			t.Cleanup(func() { n.Close() })
+			n := openViaProxy(t, p, stream)
 			other := openNode(t, url, stream, t.TempDir(), 0)
 			js := jsFor(t, url)
-			_, err = n.Append(ctx, []dcb.Event{{Type: "First"}}, nil)
+			_, err := n.Append(ctx, []dcb.Event{{Type: "First"}}, nil)
 			require.NoError(t, err)
 
 			// The warm-up append may itself have timed out (a slow
@@ -131,13 +137,15 @@ func TestMsgIDGuardsABatch(t *testing.T) {
 	req := &appendRequest{}
 	m, err := encodeEvent(stream, streamEvent{Event: dcb.Event{Type: "A"}})
 	require.NoError(t, err)
-	req.events, req.msgs, req.stamp = []dcb.Event{{Type: "A"}}, []*nats.Msg{m}, []bool{true}
-	msgs, id, _ := batchMessages([]*appendRequest{req}, 1, 0)
+	req.events, req.msgs = []dcb.Event{{Type: "A"}}, []*nats.Msg{m}
+	now := time.Now().UTC()
+	events := []pendingEvent{{1, dcb.Event{Type: "A", Timestamp: now}}}
+	msgs, id, _ := batchMessages([]*appendRequest{req}, events, 0, now)
 	ack, err := jetstreamext.PublishMsgBatch(t.Context(), js, msgs)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), ack.Sequence)
 
-	again, _, _ := batchMessages([]*appendRequest{req}, 1, 1)
+	again, _, _ := batchMessages([]*appendRequest{req}, events, 1, now)
 	again[0].Header.Set(jetstream.MsgIDHeader, id)
 	_, err = jetstreamext.PublishMsgBatch(t.Context(), js, again)
 	require.Error(t, err)

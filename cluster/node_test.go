@@ -100,7 +100,8 @@ func TestAppendReadOneNode(t *testing.T) {
 	assert.Equal(t, map[string]string{"user": "ü"}, got[0].Metadata)
 	assert.Equal(t, []string{"course:c1", "a,b\nc"}, got[1].Tags, "duplicate tags dropped, as the store does")
 
-	// The stream holds the same events at the same positions.
+	// The stream holds the same events at the same positions, times and
+	// ids included.
 	se := streamEvents(t, url, name)
 	require.Len(t, se, 3)
 	for i, e := range se {
@@ -110,10 +111,56 @@ func TestAppendReadOneNode(t *testing.T) {
 	assert.Equal(t, uint64(2), n.ClusterStats().Batches, "the rejected append published nothing")
 }
 
+// TestIDsAndTimestampsKept: an event's ID and a timestamp its caller set
+// travel through the stream exactly (to the nanosecond, in UTC) to every
+// replica; the events of an append without one share the time the node
+// stamped them with, the stream's; and a stopped node's directory holds
+// them as a plain store.
+func TestIDsAndTimestampsKept(t *testing.T) {
+	url := sharedSingle(t)
+	stream := newStreamName()
+	dir := t.TempDir()
+	a := openNode(t, url, stream, dir, 0)
+	b := openNode(t, url, stream, t.TempDir(), 0)
+	own := time.Date(1999, 12, 31, 23, 59, 59, 123456789, time.FixedZone("X", -5*3600))
+	before := time.Now()
+	last, err := a.Append(t.Context(), []dcb.Event{
+		{Type: "Imported", ID: "e-1", Timestamp: own},
+		{Type: "New", ID: "e-2"},
+		{Type: "New"},
+	}, nil)
+	require.NoError(t, err)
+	require.Equal(t, uint64(3), last)
+	_, err = b.Append(t.Context(), []dcb.Event{{Type: "Later", ID: "e-4", Timestamp: time.Unix(0, 1)}}, nil)
+	require.NoError(t, err)
+	_, err = a.CatchUp(t.Context())
+	require.NoError(t, err)
+
+	check := func(how string, got []dcb.SequencedEvent) {
+		t.Helper()
+		require.Len(t, got, 4, how)
+		assert.Equal(t, own.UTC(), got[0].Timestamp, "%s: the caller's time, exactly, in UTC", how)
+		assert.Equal(t, time.UTC, got[0].Timestamp.Location(), how)
+		assert.Equal(t, got[1].Timestamp, got[2].Timestamp, "%s: one time for the events of an append without one", how)
+		assert.False(t, got[1].Timestamp.Before(before.Truncate(time.Second)), "%s: the node's time is now", how)
+		assert.Equal(t, time.Unix(0, 1).UTC(), got[3].Timestamp, how)
+		assert.Equal(t, []string{"e-1", "e-2", "", "e-4"}, []string{got[0].ID, got[1].ID, got[2].ID, got[3].ID}, how)
+	}
+	check("node a", readAll(t, a))
+	check("node b", readAll(t, b))
+	converged(t, url, stream, a, b)
+	require.NoError(t, a.Close())
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	check("node a's directory as a store", readAll(t, s))
+}
+
 // TestNodeDecidesAsAStore: a random run of appends, some under conditions
 // (on tags, types, After before, at and beyond the head, the empty query),
-// gets from a node exactly the answers a plain store gives: the same
-// positions, the same condition failures.
+// some with timestamps of their own, gets from a node exactly the answers a
+// plain store gives: the same positions, the same condition failures, and
+// the same events, given timestamps included.
 func TestNodeDecidesAsAStore(t *testing.T) {
 	url := sharedSingle(t)
 	n := openNode(t, url, newStreamName(), t.TempDir(), 0)
@@ -130,6 +177,9 @@ func TestNodeDecidesAsAStore(t *testing.T) {
 		batch := make([]dcb.Event, 1+rng.IntN(3))
 		for j := range batch {
 			batch[j] = dcb.Event{Type: pick(types), Tags: []string{pick(tags)}, Data: fmt.Appendf(nil, `{"op":%d}`, i)}
+			if rng.IntN(3) == 0 {
+				batch[j].Timestamp = time.Unix(0, rng.Int64N(2.9e18)-2e18) // 1906 to 1998
+			}
 		}
 		var cond *dcb.AppendCondition
 		if rng.IntN(4) > 0 {
@@ -156,6 +206,11 @@ func TestNodeDecidesAsAStore(t *testing.T) {
 	a, b := readAll(t, ref), readAll(t, n)
 	require.Equal(t, len(a), len(b))
 	for i := range a {
+		// Each stamped the events its caller gave no time (those after
+		// 1998) itself.
+		if a[i].Timestamp.Year() > 1998 && b[i].Timestamp.Year() > 1998 {
+			b[i].Timestamp = a[i].Timestamp
+		}
 		require.Equal(t, "", differs(a[i].Event, b[i].Event), "position %d", i+1)
 	}
 }

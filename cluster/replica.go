@@ -39,11 +39,8 @@ func openReplica(dir string, o *store.Options, noSync bool) (*replica, error) {
 	return &replica{st: st}, nil
 }
 
-// toStore is the event the local store keeps for e.
-//
-// TODO(issue 19): set Event.ID and Event.Timestamp from e, so that the
-// replica keeps the stream's ids and timestamps; until then the local
-// store stamps the events itself when it applies them.
+// toStore is the event the local store keeps for e: the stream's, with
+// its ID and its timestamp, which the store keeps as given.
 func toStore(e streamEvent) dcb.Event {
 	return e.Event
 }
@@ -71,7 +68,9 @@ func (r *replica) apply(ctx context.Context, after uint64, events []streamEvent)
 		return err
 	}
 	if want := after + uint64(len(events)); last != want {
-		return fmt.Errorf("cluster: the replica put positions %d..%d at %d..%d: %w", after+1, want, last-uint64(len(events))+1, last, store.ErrCorrupt)
+		// The store answered a retry: the stream holds events with the
+		// same IDs twice, which no possum node publishes.
+		return fmt.Errorf("cluster: the stream's positions %d..%d repeat the events with their ids at positions %d..%d: %w", after+1, want, last-uint64(len(events))+1, last, store.ErrCorrupt)
 	}
 	return nil
 }
@@ -97,7 +96,8 @@ func (r *replica) checkAgainst(ctx context.Context, pos uint64, e streamEvent) e
 }
 
 // differs names the first field in which the store's event b differs from
-// a, as the store would keep a; "" when none does.
+// a, as the store would keep a; "" when none does. Timestamps are compared
+// to the nanosecond.
 func differs(a, b dcb.Event) string {
 	a = a.Normalized()
 	switch {
@@ -109,7 +109,10 @@ func differs(a, b dcb.Event) string {
 		return "data"
 	case !maps.Equal(a.Metadata, b.Metadata):
 		return "metadata"
+	case a.ID != b.ID:
+		return "id"
+	case !a.Timestamp.Equal(b.Timestamp):
+		return "timestamp"
 	}
-	// TODO(issue 19): compare ID and Timestamp too.
 	return ""
 }

@@ -38,10 +38,12 @@ import (
 // same Nats-Msg-Id), so that at most one of the two copies can commit.
 
 type appendRequest struct {
-	ctx    context.Context
-	events []dcb.Event // normalized, as the replica will hold them
+	ctx context.Context
+	// events are normalized, as the replica will hold them, except that
+	// a zero Timestamp stays zero: the writer stamps those events, and
+	// their messages, when it publishes them.
+	events []dcb.Event
 	msgs   []*nats.Msg // their messages, without batch headers
-	stamp  []bool      // per message: the writer sets its time
 	cond   *dcb.AppendCondition
 	size   int // wal.PayloadSizeBound of events
 	done   chan appendResult
@@ -49,7 +51,11 @@ type appendRequest struct {
 	// Owned by the writer goroutine.
 	takenUp bool
 	last    uint64 // accepted: the position of its last event
-	cause   uint64 // rejected on an event of its own round: that event's position
+	// held: decided on an event of its own round, so that the decision
+	// stands only if the round's batch commits: the answer, given once
+	// the replica applied position cause.
+	cause    uint64
+	ifCommit appendResult
 }
 
 type appendResult struct {
@@ -75,12 +81,15 @@ type waiter struct {
 // none), and returns the position of the last one once JetStream has
 // committed them and this node's replica has applied them. It fails as
 // store.Store.Append does (dcb.ErrAppendConditionFailed,
-// dcb.ErrInvalidEvent, dcb.ErrInvalidQuery, store.ErrClosed), and, when it
-// does, nothing was written, with two exceptions that say so in their
-// message: ctx ended after the append was handed to the stream (its outcome
-// is not known yet: the node goes on resolving it, and ids (issue 19) make
-// a retry safe), or the replica stopped applying the stream after the
+// dcb.ErrInvalidEvent, dcb.ErrInvalidQuery, store.ErrClosed), and, when it does, nothing was written, with two
+// exceptions that say so in their message: ctx ended after the append was
+// handed to the stream (its outcome is not known yet: the node goes on
+// resolving it), or the replica stopped applying the stream after the
 // append was committed.
+//
+// Events keep the ID and the Timestamp their caller gave; those without a
+// timestamp get the time the node publishes them, the same for every event
+// of the append (see dcb.Event).
 //
 // One append travels in one JetStream batch: at most MaxAppendEvents
 // events, each within the server's message size (max_payload, 1 MiB by
@@ -150,14 +159,11 @@ func (n *Node) newAppendRequest(ctx context.Context, events []dcb.Event, cond *d
 		ctx:    ctx,
 		events: make([]dcb.Event, len(events)),
 		msgs:   make([]*nats.Msg, len(events)),
-		stamp:  make([]bool, len(events)),
 		cond:   cond,
 		done:   make(chan appendResult, 1),
 	}
 	for i, e := range events {
 		e = e.Normalized()
-		// TODO(issue 19): carry e.ID and e.Timestamp; stamp only a zero
-		// Timestamp.
 		m, err := encodeEvent(n.prefix, streamEvent{Event: e})
 		if err != nil {
 			return nil, fmt.Errorf("cluster: append: event %d: %w", i, err)
@@ -165,7 +171,7 @@ func (n *Node) newAppendRequest(ctx context.Context, events []dcb.Event, cond *d
 		if err := checkLimits(m, e.Type, n.maxPayload); err != nil {
 			return nil, fmt.Errorf("cluster: append: event %d: %w", i, err)
 		}
-		req.events[i], req.msgs[i], req.stamp[i] = e, m, true
+		req.events[i], req.msgs[i] = e, m
 	}
 	if req.size = wal.PayloadSizeBound(req.events); req.size > wal.MaxRecordSize {
 		return nil, fmt.Errorf("cluster: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, req.size, wal.MaxRecordSize)
@@ -196,7 +202,7 @@ func (n *Node) wait(ctx context.Context, req *appendRequest) appendResult {
 	case <-ctx.Done():
 		// The writer may have published it already; say so rather than
 		// promise nothing was written.
-		return appendResult{err: fmt.Errorf("cluster: append: %w; the append was handed to the stream and its outcome is not known yet (read the store to learn it)", ctx.Err())}
+		return appendResult{err: fmt.Errorf("cluster: append: %w; the append was handed to the stream and its outcome is not known yet (read the store to learn it, or send it again with the same event ids)", ctx.Err())}
 	}
 }
 
@@ -261,18 +267,30 @@ type verdict uint8
 const (
 	decided  verdict = iota // answered, or to be answered by a waiter
 	accepted                // in the batch
-	held                    // rejected on an event of the batch: stands only if it commits
+	held                    // decided on an event of the batch: stands only if it commits
 )
 
-// commit checks group's conditions and publishes the accepted appends as
-// one batch. It returns the appends to take up again, in order: those of a
-// batch JetStream refused because the stream moved.
+// round is what one commit accepted so far: the events at h+1 onwards.
+type round struct {
+	events []pendingEvent
+}
+
+func (rnd *round) add(pos uint64, e dcb.Event) {
+	rnd.events = append(rnd.events, pendingEvent{pos, e})
+}
+
+// commit checks group's appends in order and publishes the accepted ones
+// as one batch. It returns the appends to take up again, in order: those
+// of a batch JetStream refused because the stream moved.
 func (n *Node) commit(group []*appendRequest) (retry []*appendRequest) {
 	applied := n.rep.st.Head()
 	n.dropPending(applied)
 	h := max(applied, n.lastAcked)
+	// One time for every event the batch carries without one, as a
+	// store stamps the events of a write.
+	now := time.Now().UTC()
 	verdicts := make([]verdict, len(group))
-	var round []pendingEvent // the accepted events, at h+1 onwards
+	var rnd round
 	var batch []*appendRequest
 	next := h + 1
 	for i, r := range group {
@@ -283,37 +301,29 @@ func (n *Node) commit(group []*appendRequest) (retry []*appendRequest) {
 			}
 			r.takenUp = true
 		}
-		if c := r.cond; c != nil {
-			at, inRound, err := n.conflict(c, round)
-			switch {
-			case err != nil:
-				r.done <- appendResult{err: fmt.Errorf("cluster: append: checking the condition: %w", err)}
-				continue
-			case inRound:
-				r.cause, verdicts[i] = at, held
-				continue
-			case at > 0:
-				n.answerAt(at, r, appendResult{err: conditionFailed(c)})
-				continue
-			}
+		if verdicts[i] = n.decide(r, &rnd); verdicts[i] != accepted {
+			continue
 		}
 		for j, e := range r.events {
-			round = append(round, pendingEvent{next + uint64(j), e})
+			if e.Timestamp.IsZero() {
+				e.Timestamp = now
+			}
+			rnd.add(next+uint64(j), e)
 		}
 		next += uint64(len(r.events))
-		r.last, verdicts[i] = next-1, accepted
+		r.last = next - 1
 		batch = append(batch, r)
 	}
 	if len(batch) == 0 {
 		return nil
 	}
-	msgs, id, events := batchMessages(batch, len(round), h)
+	msgs, id, events := batchMessages(batch, rnd.events, h, now)
 	out := n.publish(msgs, h, id)
 	if out.kind == committed {
 		n.lastAcked = next - 1
-		n.pending = append(n.pending, round...)
+		n.addPending(rnd.events)
 		n.stats.batches.Add(1)
-		n.stats.events.Add(uint64(len(round)))
+		n.stats.events.Add(uint64(len(rnd.events)))
 		// The apply loop takes it from here, not waiting for the stream to
 		// deliver it (see apply.go).
 		_ = n.handOver(newSpan(h+1, events)) // fails only when the node closes
@@ -324,7 +334,7 @@ func (n *Node) commit(group []*appendRequest) (retry []*appendRequest) {
 		case out.kind == committed && verdicts[i] == accepted:
 			n.answerAt(r.last, r, appendResult{last: r.last})
 		case out.kind == committed:
-			n.answerAt(r.cause, r, appendResult{err: conditionFailed(r.cond)})
+			n.answerAt(r.cause, r, r.ifCommit)
 		case out.kind == moved:
 			retry = append(retry, r)
 		default:
@@ -341,6 +351,36 @@ func (n *Node) commit(group []*appendRequest) (retry []*appendRequest) {
 		}
 	}
 	return retry
+}
+
+// decide checks r's condition against what this node knows of the stream
+// and the round so far. Unless r is accepted, it is answered (or its answer
+// waits for the replica to apply the event it was decided on), or held on
+// an event of the round.
+func (n *Node) decide(r *appendRequest, rnd *round) verdict {
+	if c := r.cond; c != nil {
+		at, inRound, err := n.conflict(c, rnd.events)
+		switch {
+		case err != nil:
+			r.done <- appendResult{err: fmt.Errorf("cluster: append: checking the condition: %w", err)}
+			return decided
+		case at > 0:
+			return n.decideOn(r, at, inRound, appendResult{err: conditionFailed(c)})
+		}
+	}
+	return accepted
+}
+
+// decideOn answers r with res, decided on the event at pos: once the
+// replica has applied pos, or, when pos is an event of the round, once the
+// round's batch commits (held: if it does not, r is checked again).
+func (n *Node) decideOn(r *appendRequest, pos uint64, inRound bool, res appendResult) verdict {
+	if inRound {
+		r.cause, r.ifCommit = pos, res
+		return held
+	}
+	n.answerAt(pos, r, res)
+	return decided
 }
 
 func conditionFailed(c *dcb.AppendCondition) error {
@@ -372,6 +412,12 @@ func (n *Node) conflict(c *dcb.AppendCondition, round []pendingEvent) (at uint64
 	return 0, false, nil
 }
 
+// addPending records events, just committed, as pending until the replica
+// applies them.
+func (n *Node) addPending(events []pendingEvent) {
+	n.pending = append(n.pending, events...)
+}
+
 // dropPending forgets the committed events the replica has applied.
 func (n *Node) dropPending(applied uint64) {
 	i := 0
@@ -384,33 +430,42 @@ func (n *Node) dropPending(applied uint64) {
 	}
 }
 
-// batchMessages returns the messages of batch (events in all): each
-// append's, stamped with the time and the batch's id, the first expecting
-// the stream's last position to be h; and the events they carry.
-func batchMessages(batch []*appendRequest, events int, h uint64) ([]*nats.Msg, string, []streamEvent) {
-	id := nuid.Next()
-	now := time.Now().UTC()
-	msgs := make([]*nats.Msg, 0, events)
-	carried := make([]streamEvent, 0, events)
+// batchMessages returns the messages of batch, whose events are events
+// (stamped), the first expecting the stream's last position to be h: each
+// append's, the time now on those its caller gave none; and the events
+// they carry.
+func batchMessages(batch []*appendRequest, events []pendingEvent, h uint64, now time.Time) ([]*nats.Msg, string, []streamEvent) {
+	msgs := make([]*nats.Msg, 0, len(events))
 	for _, r := range batch {
 		for i, m := range r.msgs {
 			c := &nats.Msg{Subject: m.Subject, Header: maps.Clone(m.Header), Data: m.Data}
-			if r.stamp[i] {
+			if r.events[i].Timestamp.IsZero() {
 				_ = setTime(c, now) // now is within the years RFC 3339 can write
 			}
-			setBatch(c, id, len(msgs) == 0, events)
 			msgs = append(msgs, c)
-			// TODO(issue 19): the event's own ID and, when not stamped,
-			// its Timestamp.
-			carried = append(carried, streamEvent{Event: r.events[i], Timestamp: now})
 		}
+	}
+	carried := make([]streamEvent, len(events))
+	for i, p := range events {
+		carried[i] = streamEvent{Event: p.event}
+	}
+	return msgs, sealBatch(msgs, h), carried
+}
+
+// sealBatch makes msgs one append batch, the first expecting the stream's
+// last position to be h: each marked with a new batch id, which it
+// returns, the first with the batch's size.
+func sealBatch(msgs []*nats.Msg, h uint64) string {
+	id := nuid.Next()
+	for i, m := range msgs {
+		setBatch(m, id, i == 0, len(msgs))
 	}
 	// A second guard besides the expected last position: JetStream
 	// refuses a batch whose message id it has seen (within the stream's
 	// duplicate window).
 	msgs[0].Header.Set(jetstream.MsgIDHeader, id)
 	msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(h, 10))
-	return msgs, id, carried
+	return id
 }
 
 // outcome is what became of a published batch.
