@@ -36,6 +36,14 @@
 //   - A publish whose answer is lost (a timeout, a dropped connection) is
 //     resolved by reading the stream at position H+1, never by appending
 //     again blindly (see Node.Append).
+//   - Events keep their IDs and timestamps (dcb.Event), in the stream and
+//     in every replica. An append whose events all carry IDs the stream
+//     holds is a retry (dcb.Retried, the store's own rule, checked before
+//     the condition against the replica, the batches the node committed
+//     that the replica has not applied, and the appends before it in its
+//     batch): answered with their positions, written nothing. Together
+//     with the expected head, this makes an append sent again through any
+//     node, however many times and at once, land once.
 //
 // Durability is JetStream's: an acknowledged append is on a quorum of the
 // stream's replicas (Options.Replicas; use 3 on three servers). JetStream

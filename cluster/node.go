@@ -133,11 +133,13 @@ type Node struct {
 
 	reqs       chan []*appendRequest // an Append's, or an AppendMany's in order
 	writerDone chan struct{}
-	// lastAcked and pending are owned by the writer goroutine: the last
-	// position of its last committed batch, and the events it committed
-	// that the replica has not applied yet, in position order.
-	lastAcked uint64
-	pending   []pendingEvent
+	// lastAcked, pending and pendingIDs are owned by the writer
+	// goroutine: the last position of its last committed batch, the
+	// events it committed that the replica has not applied yet, in
+	// position order, and those of them with an ID, by ID.
+	lastAcked  uint64
+	pending    []pendingEvent
+	pendingIDs map[string]pendingEvent
 
 	// spans are the batches handed to the apply loop (see apply.go).
 	spans chan span

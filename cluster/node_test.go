@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -158,9 +159,11 @@ func TestIDsAndTimestampsKept(t *testing.T) {
 
 // TestNodeDecidesAsAStore: a random run of appends, some under conditions
 // (on tags, types, After before, at and beyond the head, the empty query),
-// some with timestamps of their own, gets from a node exactly the answers a
-// plain store gives: the same positions, the same condition failures, and
-// the same events, given timestamps included.
+// some with event IDs and timestamps of their own, some sending an earlier
+// append again (a retry, whatever its condition) or reusing an ID for
+// another event, gets from a node exactly the answers a plain store gives:
+// the same positions, the same condition failures and ID conflicts, and
+// the same events, IDs and given timestamps included.
 func TestNodeDecidesAsAStore(t *testing.T) {
 	url := sharedSingle(t)
 	n := openNode(t, url, newStreamName(), t.TempDir(), 0)
@@ -172,7 +175,9 @@ func TestNodeDecidesAsAStore(t *testing.T) {
 	tags := []string{"a", "b", "c", "d"}
 	types := []string{"T1", "T2", "T3"}
 	pick := func(from []string) string { return from[rng.IntN(len(from))] }
+	var sent [][]dcb.Event // the appends sent with ids
 	ops := scaled(200)
+	retries, conflicts := 0, 0
 	for i := range ops {
 		batch := make([]dcb.Event, 1+rng.IntN(3))
 		for j := range batch {
@@ -180,6 +185,18 @@ func TestNodeDecidesAsAStore(t *testing.T) {
 			if rng.IntN(3) == 0 {
 				batch[j].Timestamp = time.Unix(0, rng.Int64N(2.9e18)-2e18) // 1906 to 1998
 			}
+		}
+		switch k := rng.IntN(10); {
+		case k < 4:
+			for j := range batch {
+				batch[j].ID = fmt.Sprintf("op%d.%d", i, j)
+			}
+			sent = append(sent, batch)
+		case k < 6 && len(sent) > 0:
+			batch = sent[rng.IntN(len(sent))] // sent again
+		case k < 7 && len(sent) > 0:
+			other := sent[rng.IntN(len(sent))]
+			batch[0].ID = other[rng.IntN(len(other))].ID // another event with a held id
 		}
 		var cond *dcb.AppendCondition
 		if rng.IntN(4) > 0 {
@@ -194,15 +211,26 @@ func TestNodeDecidesAsAStore(t *testing.T) {
 			}
 			cond = &c
 		}
+		headBefore := ref.Head()
 		want, wantErr := ref.Append(ctx, batch, cond)
 		got, gotErr := n.Append(ctx, batch, cond)
 		require.Equal(t, wantErr != nil, gotErr != nil, "op %d: store says %v, node %v", i, wantErr, gotErr)
-		if wantErr != nil {
+		switch {
+		case errors.Is(wantErr, dcb.ErrIDConflict):
+			require.ErrorIs(t, gotErr, dcb.ErrIDConflict, "op %d", i)
+			conflicts++
+			continue
+		case wantErr != nil:
+			require.ErrorIs(t, wantErr, dcb.ErrAppendConditionFailed, "op %d", i)
 			require.ErrorIs(t, gotErr, dcb.ErrAppendConditionFailed, "op %d", i)
 			continue
+		case want <= headBefore:
+			retries++
 		}
 		require.Equal(t, want, got, "op %d", i)
 	}
+	require.NotZero(t, retries)
+	require.NotZero(t, conflicts)
 	a, b := readAll(t, ref), readAll(t, n)
 	require.Equal(t, len(a), len(b))
 	for i := range a {
@@ -213,6 +241,7 @@ func TestNodeDecidesAsAStore(t *testing.T) {
 		}
 		require.Equal(t, "", differs(a[i].Event, b[i].Event), "position %d", i+1)
 	}
+	t.Logf("%d appends, %d events: %d retries answered, %d id conflicts", ops, len(a), retries, conflicts)
 }
 
 // TestAppendManyInOneBatch: independent appends handed over together are

@@ -44,6 +44,7 @@ type appendRequest struct {
 	// their messages, when it publishes them.
 	events []dcb.Event
 	msgs   []*nats.Msg // their messages, without batch headers
+	ids    bool        // some event carries an ID
 	cond   *dcb.AppendCondition
 	size   int // wal.PayloadSizeBound of events
 	done   chan appendResult
@@ -81,7 +82,8 @@ type waiter struct {
 // none), and returns the position of the last one once JetStream has
 // committed them and this node's replica has applied them. It fails as
 // store.Store.Append does (dcb.ErrAppendConditionFailed,
-// dcb.ErrInvalidEvent, dcb.ErrInvalidQuery, store.ErrClosed), and, when it does, nothing was written, with two
+// dcb.ErrInvalidEvent, dcb.ErrInvalidQuery, dcb.ErrIDConflict,
+// store.ErrClosed), and, when it does, nothing was written, with two
 // exceptions that say so in their message: ctx ended after the append was
 // handed to the stream (its outcome is not known yet: the node goes on
 // resolving it), or the replica stopped applying the stream after the
@@ -89,7 +91,13 @@ type waiter struct {
 //
 // Events keep the ID and the Timestamp their caller gave; those without a
 // timestamp get the time the node publishes them, the same for every event
-// of the append (see dcb.Event).
+// of the append (see dcb.Event). An append whose events all carry IDs the
+// stream holds, as the same events at consecutive positions, is a retry
+// (dcb.Retried, checked before the condition): it is answered with their
+// positions and writes nothing, on whichever node it is sent again, also
+// while the first copy is still on its way. So an append whose answer was
+// lost (a node that died, a timeout) is safely sent again, to any node,
+// when its events carry IDs.
 //
 // One append travels in one JetStream batch: at most MaxAppendEvents
 // events, each within the server's message size (max_payload, 1 MiB by
@@ -172,6 +180,7 @@ func (n *Node) newAppendRequest(ctx context.Context, events []dcb.Event, cond *d
 			return nil, fmt.Errorf("cluster: append: event %d: %w", i, err)
 		}
 		req.events[i], req.msgs[i] = e, m
+		req.ids = req.ids || e.ID != ""
 	}
 	if req.size = wal.PayloadSizeBound(req.events); req.size > wal.MaxRecordSize {
 		return nil, fmt.Errorf("cluster: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, req.size, wal.MaxRecordSize)
@@ -270,12 +279,20 @@ const (
 	held                    // decided on an event of the batch: stands only if it commits
 )
 
-// round is what one commit accepted so far: the events at h+1 onwards.
+// round is what one commit accepted so far: the events at h+1 onwards,
+// and the index among them of each event with an ID.
 type round struct {
 	events []pendingEvent
+	ids    map[string]int
 }
 
 func (rnd *round) add(pos uint64, e dcb.Event) {
+	if e.ID != "" {
+		if rnd.ids == nil {
+			rnd.ids = map[string]int{}
+		}
+		rnd.ids[e.ID] = len(rnd.events)
+	}
 	rnd.events = append(rnd.events, pendingEvent{pos, e})
 }
 
@@ -353,11 +370,27 @@ func (n *Node) commit(group []*appendRequest) (retry []*appendRequest) {
 	return retry
 }
 
-// decide checks r's condition against what this node knows of the stream
-// and the round so far. Unless r is accepted, it is answered (or its answer
-// waits for the replica to apply the event it was decided on), or held on
-// an event of the round.
+// decide checks r against what this node knows of the stream and the
+// round so far, as a store's writer checks an append: first whether r
+// repeats events with the same IDs (dcb.Retried; before the condition,
+// which a retry's own events would fail), then its condition. Unless r is
+// accepted, it is answered (or its answer waits for the replica to apply
+// the event it was decided on), or held on an event of the round.
 func (n *Node) decide(r *appendRequest, rnd *round) verdict {
+	if r.ids {
+		look := idLookup{n: n, rnd: rnd}
+		last, err := dcb.Retried(r.events, look.held)
+		switch {
+		case err != nil && !errors.Is(err, dcb.ErrIDConflict):
+			r.done <- appendResult{err: fmt.Errorf("cluster: append: looking up event ids: %w", err)}
+			return decided
+		case err != nil:
+			return n.decideOn(r, look.upTo, look.inRound, appendResult{err: fmt.Errorf("cluster: append: %w", err)})
+		case last > 0:
+			// A retry, answered with the positions its events have.
+			return n.decideOn(r, last, look.inRound, appendResult{last: last})
+		}
+	}
 	if c := r.cond; c != nil {
 		at, inRound, err := n.conflict(c, rnd.events)
 		switch {
@@ -385,6 +418,37 @@ func (n *Node) decideOn(r *appendRequest, pos uint64, inRound bool, res appendRe
 
 func conditionFailed(c *dcb.AppendCondition) error {
 	return fmt.Errorf("cluster: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)
+}
+
+// idLookup is the dcb.Held of one append's check: the event with an ID,
+// among the events this node knows of: the round's, those it committed
+// that its replica has not applied yet, and the replica's. It notes the
+// furthest position it found and whether one was of the round, on which
+// the append's answer then waits.
+type idLookup struct {
+	n       *Node
+	rnd     *round
+	upTo    uint64
+	inRound bool
+}
+
+func (l *idLookup) held(id string) (uint64, dcb.Event, bool, error) {
+	if i, ok := l.rnd.ids[id]; ok {
+		p := l.rnd.events[i]
+		l.upTo, l.inRound = max(l.upTo, p.pos), true
+		return p.pos, p.event, true, nil
+	}
+	// Before the replica: what the replica applied meanwhile is still in
+	// pending, and the replica holds what was dropped from it.
+	p, ok := l.n.pendingIDs[id]
+	if !ok {
+		var err error
+		if p.pos, p.event, ok, err = l.n.rep.st.EventByID(id); err != nil || !ok {
+			return 0, dcb.Event{}, false, err
+		}
+	}
+	l.upTo = max(l.upTo, p.pos)
+	return p.pos, p.event, true, nil
 }
 
 // conflict returns the position of the first event known to this node
@@ -416,17 +480,28 @@ func (n *Node) conflict(c *dcb.AppendCondition, round []pendingEvent) (at uint64
 // applies them.
 func (n *Node) addPending(events []pendingEvent) {
 	n.pending = append(n.pending, events...)
+	for _, p := range events {
+		if p.event.ID != "" {
+			if n.pendingIDs == nil {
+				n.pendingIDs = map[string]pendingEvent{}
+			}
+			n.pendingIDs[p.event.ID] = p
+		}
+	}
 }
 
 // dropPending forgets the committed events the replica has applied.
 func (n *Node) dropPending(applied uint64) {
 	i := 0
 	for i < len(n.pending) && n.pending[i].pos <= applied {
+		if id := n.pending[i].event.ID; id != "" {
+			delete(n.pendingIDs, id)
+		}
 		i++
 	}
 	n.pending = n.pending[i:]
 	if len(n.pending) == 0 {
-		n.pending = nil // let the backing array go
+		n.pending, n.pendingIDs = nil, nil // let the backing array and map go
 	}
 }
 
