@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/server"
 	"github.com/possumstore/possum/store"
 )
 
@@ -278,6 +280,12 @@ func (n *Node) checkReplica(ctx context.Context) error {
 
 // Dir returns the directory of the node's replica.
 func (n *Node) Dir() string { return n.rep.st.Dir() }
+
+// ListenSocket listens on the unix socket in the node's directory, as
+// server.ListenSocket does on a store's: serve it with server.New(n, nil),
+// and client.Dial(n.Dir()), possum append and the other possum commands
+// that go through a store's socket reach the node there.
+func (n *Node) ListenSocket() (net.Listener, error) { return server.ListenSocket(n.rep.st) }
 
 // Head returns the replica's head: the last position this node has
 // applied. Appends acknowledged by this node are at or below it; other

@@ -83,3 +83,26 @@ func collectAll(seq func(func(dcb.SequencedEvent, error) bool)) ([]dcb.Sequenced
 	}
 	return out, nil
 }
+
+// TestNodeListensOnItsSocket: a node serves on the unix socket in its
+// directory, where client.Dial (and so possum append DIR) finds it: an
+// append through it goes to the stream.
+func TestNodeListensOnItsSocket(t *testing.T) {
+	url := sharedSingle(t)
+	stream := newStreamName()
+	n := openNode(t, url, stream, t.TempDir(), 0)
+	l, err := n.ListenSocket()
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = server.New(n, nil).Serve(ctx, l) }()
+	c, err := client.Dial(n.Dir())
+	require.NoError(t, err)
+	defer c.Close()
+	last, err := c.Append(t.Context(), []dcb.Event{{Type: "ThroughTheSocket", ID: "s-1"}}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), last)
+	got := streamEvents(t, url, stream)
+	require.Len(t, got, 1)
+	assert.Equal(t, "s-1", got[0].ID)
+}
