@@ -30,7 +30,7 @@ type natsFlags struct {
 // define defines the flags on fs; what says what --nats does.
 func (c *natsFlags) define(fs *flag.FlagSet, what string) {
 	fs.StringVar(&c.url, "nats", "", what+" on the NATS servers at `URL[,URL...]` (nats://host:port; with --stream)")
-	fs.StringVar(&c.stream, "stream", "", "the JetStream stream that holds the store, `NAME`, created when missing (with --nats)")
+	fs.StringVar(&c.stream, "stream", "", "the JetStream stream `NAME` that holds the store, created when missing (with --nats)")
 	fs.StringVar(&c.subject, "subject", "", "the stream's subject prefix `P`: events are published on P.<type> (default: the stream's name; with --nats)")
 	fs.IntVar(&c.replicas, "replicas", 0, "the stream's replica count `N`, 1 to 5: a new stream gets it, an existing one must have it (default: 1 for a new stream, any; use 3 on three NATS servers; with --nats)")
 }
