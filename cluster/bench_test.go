@@ -9,7 +9,9 @@ package cluster
 //
 // POSSUM_CLUSTER_BENCH_SECONDS sets how long each rate is measured (3),
 // POSSUM_CLUSTER_BENCH_EVENTS the size of the stream a new node catches up
-// from (1,000,000). They run only with -bench.
+// from (1,000,000); POSSUM_CLUSTER_BENCH_IDS=1 gives every event an ID
+// (the nodes then check each append for a retry, and the replicas index
+// the IDs). They run only with -bench.
 
 import (
 	"context"
@@ -40,6 +42,17 @@ func benchEnv(name string, def int) int {
 
 func benchDuration() time.Duration {
 	return time.Duration(benchEnv("POSSUM_CLUSTER_BENCH_SECONDS", 3)) * time.Second
+}
+
+// benchIDs says whether the benchmark events carry IDs.
+func benchIDs() bool { return os.Getenv("POSSUM_CLUSTER_BENCH_IDS") != "" }
+
+// benchID is the ID of a benchmark event, "" unless benchIDs.
+func benchID(format string, args ...any) string {
+	if !benchIDs() {
+		return ""
+	}
+	return fmt.Sprintf(format, args...)
 }
 
 // benchData is the data of one benchmark event: about 100 bytes.
@@ -126,8 +139,8 @@ func appendLoad(b *testing.B, ns []*Node, turn int, d time.Duration) (int, time.
 				tag := fmt.Sprintf("writer:%d.%d.%d", turn, i, w)
 				q := tagQuery(tag)
 				var after uint64
-				for time.Now().Before(stop) {
-					pos, err := n.Append(ctx, []dcb.Event{{Type: "OrderPlaced", Tags: []string{tag}, Data: benchData}},
+				for k := 0; time.Now().Before(stop); k++ {
+					pos, err := n.Append(ctx, []dcb.Event{{Type: "OrderPlaced", Tags: []string{tag}, Data: benchData, ID: benchID("%s/%d", tag, k)}},
 						&dcb.AppendCondition{FailIfEventsMatch: q, After: after})
 					if errors.Is(err, dcb.ErrAppendConditionFailed) {
 						failures.Add(1)
@@ -206,7 +219,8 @@ func rawBatch(b *testing.B, stream string, p, size int, last uint64) []*nats.Msg
 	msgs := make([]*nats.Msg, size)
 	id := fmt.Sprintf("raw%d-%d", p, last)
 	for i := range msgs {
-		m, err := encodeEvent(stream, streamEvent{Event: dcb.Event{Type: "OrderPlaced", Tags: []string{fmt.Sprintf("writer:%d.%d", p, i)}, Data: benchData, Timestamp: time.Now()}})
+		m, err := encodeEvent(stream, streamEvent{Event: dcb.Event{Type: "OrderPlaced", Tags: []string{fmt.Sprintf("writer:%d.%d", p, i)}, Data: benchData,
+			ID: benchID("%s/%d", id, i), Timestamp: time.Now()}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -243,7 +257,7 @@ func BenchmarkClusterLatency(b *testing.B) {
 		wg.Go(func() {
 			tag := fmt.Sprintf("order:%d", k)
 			t0 := time.Now()
-			_, err := n.Append(ctx, []dcb.Event{{Type: "OrderPlaced", Tags: []string{tag}, Data: benchData}},
+			_, err := n.Append(ctx, []dcb.Event{{Type: "OrderPlaced", Tags: []string{tag}, Data: benchData, ID: benchID("%s", tag)}},
 				&dcb.AppendCondition{FailIfEventsMatch: tagQuery(tag)})
 			lat[k] = time.Since(t0)
 			if err != nil {
