@@ -15,6 +15,33 @@ import (
 // before the append condition, which the retried events themselves would
 // fail.
 
+// EventByID returns the position and the event of the acknowledged event
+// whose ID is id; ok is false when the store holds none (an append in
+// flight is not seen until acknowledged). It is a dcb.Held, so that what
+// appends to the store from elsewhere (a cluster node whose replica it
+// is) applies dcb.Retried, the store's own rule of idempotent appends,
+// against it. Safe for concurrent use; it fails with ErrClosed once the
+// store is closed.
+func (s *Store) EventByID(id string) (pos uint64, e dcb.Event, ok bool, err error) {
+	if s.closed() {
+		return 0, dcb.Event{}, false, ErrClosed
+	}
+	pos, exact, ok := s.idx.ID(id)
+	if !ok || pos > s.head.Load() {
+		return 0, dcb.Event{}, false, nil
+	}
+	se, err := s.wal.NewReader().Event(pos)
+	switch {
+	case err != nil && s.closed():
+		return 0, dcb.Event{}, false, ErrClosed
+	case err != nil:
+		return 0, dcb.Event{}, false, fmt.Errorf("store: read the event of id %q at position %d: %w", id, pos, err)
+	case !exact && se.ID != id:
+		return 0, dcb.Event{}, false, nil // another ID with the same hash
+	}
+	return pos, se.Event, true, nil
+}
+
 // retried is dcb.Retried for req against the store and the writer's
 // in-flight events. Called by the writer only.
 func (s *Store) retried(req *appendRequest) (uint64, error) {

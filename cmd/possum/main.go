@@ -26,6 +26,10 @@
 //	                         again into the same DEST copies what is new
 //	possum serve DIR [--listen ADDR] [--token T]
 //	                         serve a store to other processes over HTTP on DIR/possum.sock, and TCP with --listen
+//	possum serve DIR --nats URL[,URL...] --stream NAME [--subject P] [--replicas N] [--listen ADDR]
+//	                         serve a node of a store kept in a NATS JetStream stream, DIR its replica
+//	possum push DIR --nats URL --stream NAME [--json]
+//	                         seed a new stream with a store's events (positions, timestamps, ids kept)
 //	possum bench [--events N] [--dir D] [--json] [--scale]
 //	                         measure possum next to this machine's limits (minutes at 1M events)
 //	possum version           possum's version, its Go version, the formats it writes and reads
@@ -105,8 +109,10 @@ func init() {
 			minArgs: 1, maxArgs: 1, setup: recoverCommand},
 		{name: "backup", operands: "DIR DEST", help: "copy a store into DEST while it runs (what its writer acknowledged), or bring an earlier backup there up to date",
 			more: backupHelp, minArgs: 2, maxArgs: 2, setup: backupCommand},
-		{name: "serve", operands: "DIR", help: "serve a store to other processes over HTTP on DIR/possum.sock (mode 0600), and over TCP with --listen; until interrupted (exit 0)",
+		{name: "serve", operands: "DIR", help: "serve a store to other processes over HTTP on DIR/possum.sock (mode 0600), and over TCP with --listen; with --nats, a node of a store kept in a NATS JetStream stream; until interrupted (exit 0)",
 			minArgs: 1, maxArgs: 1, setup: serveCommand},
+		{name: "push", operands: "DIR", help: "copy a store's events into a NATS JetStream stream (positions, timestamps and ids kept), to serve it beyond one machine with possum serve --nats",
+			more: pushHelp, minArgs: 1, maxArgs: 1, setup: pushCommand},
 		{name: "version", help: "print possum's version, the Go version it was built with, and the store and WAL formats it writes and reads (also possum --version)",
 			minArgs: 0, maxArgs: 0, setup: versionCommand},
 		{name: "import-opossum", operands: "SRC DEST", help: "import an Opossum store, or a root of several, into a new possum store DEST, every position, timestamp and payload byte kept (exit 1: refused, nothing written)",

@@ -10,13 +10,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/possumstore/possum/server"
-	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 )
 
@@ -29,6 +27,7 @@ type serveFlags struct {
 	listen, token   string
 	tlsCert, tlsKey string
 	insecureNoToken bool
+	nats            natsFlags // with --nats, a node of a store on NATS (serve_nats.go)
 }
 
 func serveCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
@@ -38,7 +37,11 @@ func serveCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TCP over TLS with the certificate (chain) in `FILE` (PEM), with --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert, in `FILE` (PEM)")
 	fs.BoolVar(&f.insecureNoToken, "insecure-no-token", false, "serve TCP off loopback without a token: anyone who reaches the address can append")
+	f.nats.define(fs, "serve a node of a store kept in a NATS JetStream stream, DIR its replica,")
 	return func(args []string, stdout, stderr io.Writer) error {
+		if err := f.nats.check(false); err != nil {
+			return err
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if f.token == "" {
@@ -92,20 +95,12 @@ func runServe(ctx context.Context, dir string, f serveFlags, stdout, stderr io.W
 		}
 		defer tcp.Close()
 	}
-	st, err := store.Open(dir, nil)
-	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("%w: another process holds its lock (%s): is the store served already? its socket: %s",
-			err, filepath.Join(dir, storedir.LockFile), storedir.SocketPath(dir))
-	}
+	st, sock, what, err := openServed(ctx, dir, f.nats)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	sock, err := server.ListenSocket(st)
-	if err != nil {
-		return err
-	}
-	line := fmt.Sprintf("possum serve: serving %s (head %d) on unix socket %s", dir, st.Head(), sock.Addr())
+	line := fmt.Sprintf("possum serve: serving %s (head %d) on unix socket %s", what, st.Head(), sock.Addr())
 	if tcp != nil {
 		scheme := "http"
 		if tlsConfig != nil {
