@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -230,7 +231,7 @@ func makeLeader(t *testing.T, url, stream, name string) {
 // acknowledged, until it is killed.
 const nodeChildEnv = "POSSUM_CLUSTER_TEST_NODE"
 
-func init() { children[nodeChildEnv] = runNodeChild }
+func init() { child.Register(nodeChildEnv, runNodeChild) }
 
 func runNodeChild(arg string) {
 	f := strings.Fields(arg)
@@ -269,7 +270,7 @@ func TestNodeKilledCatchesUp(t *testing.T) {
 	dir := t.TempDir()
 	other := openNode(t, url, stream, t.TempDir(), 0)
 
-	cmd := childCommand(nodeChildEnv, strings.Join([]string{url, stream, dir}, " "))
+	cmd := child.Command(nodeChildEnv, strings.Join([]string{url, stream, dir}, " "))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/stretchr/testify/require"
 )
 
@@ -238,7 +239,7 @@ func waitR3(url string) error {
 // value is its serverSpec as JSON.
 const serverChildEnv = "POSSUM_CLUSTER_TEST_SERVER"
 
-func init() { children[serverChildEnv] = runServerChild }
+func init() { child.Register(serverChildEnv, runServerChild) }
 
 // runServerChild runs the server of spec until the process is killed.
 func runServerChild(spec string) {
@@ -263,7 +264,7 @@ func startServerChild(sp serverSpec) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := childCommand(serverChildEnv, string(b))
+	cmd := child.Command(serverChildEnv, string(b))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -32,13 +32,20 @@ func Register(env string, child func(value string)) {
 // Main is TestMain: it runs the child the environment asks for, if any,
 // and the tests otherwise.
 func Main(m *testing.M) {
+	RunAsked()
+	os.Exit(m.Run())
+}
+
+// RunAsked runs the child the environment asks for, if any, and exits; it
+// returns when none is asked for. A TestMain with setup of its own for the
+// tests calls it first.
+func RunAsked() {
 	for env, run := range children {
 		if v := os.Getenv(env); v != "" {
 			run(v)
 			os.Exit(0)
 		}
 	}
-	os.Exit(m.Run())
 }
 
 // Command returns the command that runs this test binary as the child
