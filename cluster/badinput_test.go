@@ -223,7 +223,9 @@ func TestUnreachableNATS(t *testing.T) {
 	port := freePorts(t, 1)[0]
 	dir := filepath.Join(t.TempDir(), "node")
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	err := openErr(t, url, "S", dir, 0)
+	// Open waits StartWait for servers that may be starting, then says
+	// what it could not reach.
+	_, err := Open(t.Context(), dir, &Options{URL: url, Stream: "S", StartWait: 500 * time.Millisecond})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), url)
 	assert.True(t, errors.Is(err, nats.ErrNoServers), "%v", err)

@@ -58,6 +58,12 @@ type Options struct {
 	// 0: 5 seconds. A publish that times out is resolved, never repeated
 	// blindly (see Node.Append).
 	Timeout time.Duration
+	// StartWait is how long Open waits for NATS servers that are still
+	// starting: none answering yet, or their JetStream not ready (no meta
+	// leader elected, fewer servers than the stream's replicas), as when
+	// the servers and the nodes start together. 0: DefaultStartWait;
+	// negative: Open fails at once. The ctx given to Open bounds it too.
+	StartWait time.Duration
 	// Logger receives what the node repairs and retries; nil:
 	// slog.Default().
 	Logger *slog.Logger
@@ -65,6 +71,9 @@ type Options struct {
 
 // DefaultTimeout is Options.Timeout when it is 0.
 const DefaultTimeout = 5 * time.Second
+
+// DefaultStartWait is Options.StartWait when it is 0.
+const DefaultStartWait = 30 * time.Second
 
 // validate checks o before anything is dialled or written, and fills in
 // defaults.
@@ -94,6 +103,9 @@ func (o *Options) validate() error {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.StartWait == 0 {
+		o.StartWait = DefaultStartWait
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -205,7 +217,11 @@ func Open(ctx context.Context, dir string, opts *Options) (*Node, error) {
 		}
 		return nil, err
 	}
-	st, err := openStream(ctx, n.js, o.Stream, n.prefix, o.Replicas)
+	var st jetstream.Stream
+	err := whileStarting(ctx, o, func(ctx context.Context) (err error) {
+		st, err = openStream(ctx, n.js, o.Stream, n.prefix, o.Replicas)
+		return err
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -238,7 +254,11 @@ func (n *Node) connect(ctx context.Context) error {
 		if d, ok := ctx.Deadline(); ok {
 			opts = append(opts, nats.Timeout(time.Until(d)))
 		}
-		nc, err := nats.Connect(n.opts.URL, opts...)
+		var nc *nats.Conn
+		err := whileStarting(ctx, n.opts, func(context.Context) (err error) {
+			nc, err = nats.Connect(n.opts.URL, opts...)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("cluster: connecting to NATS at %s: %w", n.opts.URL, err)
 		}

@@ -77,7 +77,12 @@ func Push(ctx context.Context, src store.Events, opts *Options) (PushReport, err
 	// Every event must travel before anything does: a message limit of an
 	// existing stream counts too.
 	n.maxPayload = int(n.nc.MaxPayload())
-	if st, err := n.js.Stream(ctx, o.Stream); err == nil {
+	var st jetstream.Stream
+	err = whileStarting(ctx, o, func(ctx context.Context) (err error) {
+		st, err = n.js.Stream(ctx, o.Stream)
+		return err
+	})
+	if err == nil {
 		if m := int(st.CachedInfo().Config.MaxMsgSize); m > 0 && m < n.maxPayload {
 			n.maxPayload = m
 		}

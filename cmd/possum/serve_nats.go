@@ -25,6 +25,7 @@ import (
 type natsFlags struct {
 	url, stream, subject string
 	replicas             int
+	wait                 time.Duration
 }
 
 // define defines the flags on fs; what says what --nats does.
@@ -32,6 +33,7 @@ func (c *natsFlags) define(fs *flag.FlagSet, what string) {
 	fs.StringVar(&c.url, "nats", "", what+" on the NATS servers at `URL[,URL...]` (nats://host:port; with --stream)")
 	fs.StringVar(&c.stream, "stream", "", "the JetStream stream `NAME` that holds the store, created when missing (with --nats)")
 	fs.StringVar(&c.subject, "subject", "", "the stream's subject prefix `P`: events are published on P.<type> (default: the stream's name; with --nats)")
+	fs.DurationVar(&c.wait, "nats-wait", cluster.DefaultStartWait, "how long to wait for NATS servers that are still starting `D` (0: not at all; with --nats)")
 	fs.IntVar(&c.replicas, "replicas", 0, "the stream's replica count `N`, 1 to 5: a new stream gets it, an existing one must have it (default: 1 for a new stream, any; use 3 on three NATS servers; with --nats)")
 }
 
@@ -48,6 +50,8 @@ func (c natsFlags) check(required bool) error {
 		return errors.New("--nats needs --stream, the JetStream stream that holds the store")
 	case c.replicas < 0 || c.replicas > 5:
 		return fmt.Errorf("--replicas %d: JetStream keeps 1 to 5 replicas", c.replicas)
+	case c.wait < 0:
+		return fmt.Errorf("--nats-wait %v is negative", c.wait)
 	}
 	return nil
 }
@@ -55,13 +59,18 @@ func (c natsFlags) check(required bool) error {
 // options are the cluster options of the flags; name names the NATS
 // connection (the servers list their clients by name).
 func (c natsFlags) options(name string) *cluster.Options {
+	wait := c.wait
+	if wait == 0 {
+		wait = -1 // cluster.Options: no waiting
+	}
 	return &cluster.Options{
 		URL: c.url, Stream: c.stream, Subject: c.subject, Replicas: c.replicas,
-		NATS: []nats.Option{nats.Name(name)},
+		NATS: []nats.Option{nats.Name(name)}, StartWait: wait,
 	}
 }
 
-// natsOpenTimeout bounds connecting to NATS and looking at the stream.
+// natsOpenTimeout bounds connecting to NATS and looking at the stream,
+// after --nats-wait for servers that are starting.
 const natsOpenTimeout = 30 * time.Second
 
 // served is what possum serve serves: a store, or a node of a store on
@@ -111,7 +120,7 @@ func openServed(ctx context.Context, dir string, c natsFlags) (served, net.Liste
 // openNode opens the node of c in dir and waits until its replica holds
 // what the stream held then, so that it serves reads of the whole store.
 func openNode(ctx context.Context, dir string, c natsFlags) (*cluster.Node, error) {
-	octx, cancel := context.WithTimeout(ctx, natsOpenTimeout)
+	octx, cancel := context.WithTimeout(ctx, c.wait+natsOpenTimeout)
 	defer cancel()
 	n, err := cluster.Open(octx, dir, c.options("possum serve "+dir))
 	if err != nil {

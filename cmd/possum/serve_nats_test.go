@@ -155,7 +155,8 @@ func TestServeNATSUsage(t *testing.T) {
 		{[]string{"serve", dir, "--nats", "nats://127.0.0.1:4222", "--stream", "s", "--replicas", "7"}, "possum serve: --replicas 7: JetStream keeps 1 to 5 replicas"},
 		{[]string{"push", dir, "--stream", "s"}, "possum push: --nats is required"},
 		{[]string{"push", dir, "--nats", "nats://127.0.0.1:4222", "--stream", "s"}, "possum push: no store at " + dir},
-		{[]string{"serve", dir, "--nats", "nats://127.0.0.1:1", "--stream", "s"}, "possum serve: cluster: connecting to NATS at nats://127.0.0.1:1"},
+		{[]string{"serve", dir, "--nats", "nats://127.0.0.1:1", "--stream", "s", "--nats-wait", "0"}, "possum serve: cluster: connecting to NATS at nats://127.0.0.1:1"},
+		{[]string{"serve", dir, "--nats", "nats://127.0.0.1:1", "--stream", "s", "--nats-wait", "-1s"}, "possum serve: --nats-wait -1s is negative"},
 	} {
 		r := possum(t, "", c.args...)
 		assert.Equal(t, 2, r.code, "%q: %s", c.args, r)

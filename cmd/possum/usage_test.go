@@ -31,9 +31,9 @@ func TestCommandHelp(t *testing.T) {
 		"stats":   {"json", "top"},
 		"append":  {"type", "tag", "or", "data", "meta", "if-none-match", "after", "stdin", "batch"},
 		"bench":   {"events", "dir", "json", "scale"},
-		"serve":   {"listen", "token", "tls-cert", "tls-key", "insecure-no-token", "nats", "stream", "subject", "replicas"},
+		"serve":   {"listen", "token", "tls-cert", "tls-key", "insecure-no-token", "nats", "stream", "subject", "replicas", "nats-wait"},
 		"backup":  {"json"},
-		"push":    {"nats", "stream", "subject", "replicas", "json"},
+		"push":    {"nats", "stream", "subject", "replicas", "nats-wait", "json"},
 		"version": nil,
 	}
 	wantFlags["import-opossum"] = []string{"json", "fill-gaps"}
