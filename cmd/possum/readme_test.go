@@ -5,10 +5,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,7 +86,7 @@ func shellCommands(body string) []string {
 // second a retry) and every shell block (run with possum on the PATH).
 func TestREADME(t *testing.T) {
 	fences := readmeFences(t)
-	var programs, shells []fence
+	var programs, shells, clusters []fence
 	for _, f := range fences {
 		switch f.info {
 		case "go":
@@ -93,6 +95,8 @@ func TestREADME(t *testing.T) {
 			shells = append(shells, f)
 		case "sh norun":
 			checkInstall(t, f)
+		case "sh cluster":
+			clusters = append(clusters, f)
 		default:
 			t.Errorf("README.md:%d: a code block of kind %q: this test checks go, sh and sh norun blocks only", f.line, f.info)
 		}
@@ -104,6 +108,8 @@ func TestREADME(t *testing.T) {
 	}
 	require.Len(t, programs, 4, "the README's Go programs: an append and a read, a decision, a service, a client")
 	runPrograms(t, programs)
+	require.Len(t, clusters, 1, "the README's cluster on one machine")
+	runCluster(t, clusters[0])
 }
 
 // checkFirstCommands pins the README's first block: the demo, and exactly
@@ -148,17 +154,30 @@ func checkInstall(t *testing.T, f fence) {
 	}
 }
 
-// runShell runs a shell block with bash -e in a new directory, possum on
-// the PATH being this test binary run as the command.
-func runShell(t *testing.T, f fence) {
-	dir := t.TempDir()
+// possumBin returns a directory holding possum: this test binary run as
+// the command.
+func possumBin(t *testing.T) string {
 	bin := t.TempDir()
 	wrapper := "#!/bin/sh\n" + runPossumEnv + "=1 exec '" + os.Args[0] + "' \"$@\"\n"
 	require.NoError(t, os.WriteFile(filepath.Join(bin, "possum"), []byte(wrapper), 0o755))
-	script := "set -euo pipefail\n" + strings.ReplaceAll(f.body, "go run ./cmd/possum", "possum")
-	cmd := exec.Command("bash", "-c", script)
+	return bin
+}
+
+// bash returns the command that runs script with bash -e in dir, the
+// directories bins first on the PATH.
+func bash(dir, script string, bins ...string) *exec.Cmd {
+	cmd := exec.Command("bash", "-c", "set -euo pipefail\n"+script)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	path := append(bins, os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+strings.Join(path, string(os.PathListSeparator)))
+	return cmd
+}
+
+// runShell runs a shell block with bash -e in a new directory, possum on
+// the PATH.
+func runShell(t *testing.T, f fence) {
+	dir := t.TempDir()
+	cmd := bash(dir, strings.ReplaceAll(f.body, "go run ./cmd/possum", "possum"), possumBin(t))
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "README.md:%d:\n%s\n%s", f.line, f.body, out)
 
@@ -250,4 +269,51 @@ func readAll(t *testing.T, dir string) []dcb.SequencedEvent {
 		all = append(all, e)
 	}
 	return all
+}
+
+// runCluster runs the README's cluster on one machine: three NATS servers
+// (built from the nats-server module this one requires for its tests) and
+// three nodes, on ports free now instead of the block's own, stopped with
+// the script. Its last command prints the store, which must hold the two
+// events appended, the third append refused.
+func runCluster(t *testing.T, f fence) {
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "nats-server"), "github.com/nats-io/nats-server/v2")
+	build.Dir = filepath.Join("..", "..")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "building nats-server: %s", out)
+
+	script := f.body
+	for _, port := range regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindAllStringSubmatch(f.body, -1) {
+		if !strings.Contains(script, "127.0.0.1:"+port[1]) {
+			continue // replaced already
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		free := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		script = strings.ReplaceAll(script, "127.0.0.1:"+port[1], "127.0.0.1:"+free)
+		script = regexp.MustCompile(`-p `+port[1]+`\b`).ReplaceAllString(script, "-p "+free)
+	}
+	// The servers and the nodes stop with the script (possum serve and
+	// nats-server end on SIGTERM), and with the test should it fail.
+	script = "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script
+	dir := t.TempDir()
+	cmd := bash(dir, script, possumBin(t), bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var output syncBuffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("README.md:%d: the cluster block has not ended after 3 minutes:\n%s", f.line, output.String())
+	}
+	require.NoError(t, err, "README.md:%d:\n%s\n%s", f.line, script, output.String())
+	got := output.String()
+	assert.Contains(t, got, "refused: node2 enrolled ada first", "README.md:%d: the third append is refused", f.line)
+	assert.Equal(t, 2, strings.Count(got, `{"position":`), "README.md:%d: node3 reads both events:\n%s", f.line, got)
 }
