@@ -49,7 +49,7 @@ func Retried(events []Event, held Held) (uint64, error) {
 			return 0, fmt.Errorf("%w: event %d (id %q) is the event at position %d, not at %d after the others: a retry sends the events of one append, in their order", ErrIDConflict, i, e.ID, pos, first+uint64(i))
 		}
 		if what := differs(e, stored); what != "" {
-			return 0, fmt.Errorf("%w: event %d (id %q) is the event at position %d, whose %s differs", ErrIDConflict, i, e.ID, pos, what)
+			return 0, fmt.Errorf("%w: event %d (id %q) is the event at position %d, which differs in its %s", ErrIDConflict, i, e.ID, pos, what)
 		}
 	}
 	switch {

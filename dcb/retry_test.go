@@ -42,8 +42,8 @@ func TestRetried(t *testing.T) {
 		{"part of them, in order", []dcb.Event{b}, 6, ""},
 		{"another order", []dcb.Event{b, a}, 0, "in their order"},
 		{"not consecutive", []dcb.Event{b, c}, 0, "in their order"},
-		{"other data", []dcb.Event{other(a, func(e *dcb.Event) { e.Data = json.RawMessage(`{"x":2}`) })}, 0, "data differs"},
-		{"other timestamp", []dcb.Event{other(a, func(e *dcb.Event) { e.Timestamp = ts.Add(1) })}, 0, "timestamp differs"},
+		{"other data", []dcb.Event{other(a, func(e *dcb.Event) { e.Data = json.RawMessage(`{"x":2}`) })}, 0, "differs in its data"},
+		{"other timestamp", []dcb.Event{other(a, func(e *dcb.Event) { e.Timestamp = ts.Add(1) })}, 0, "differs in its timestamp"},
 		{"with a new id", []dcb.Event{a, b, {Type: "N", ID: "n"}}, 0, "is new"},
 		{"with an event without id", []dcb.Event{{Type: "N"}, a}, 0, "has no id"},
 	} {

@@ -125,11 +125,11 @@ func TestIdempotentAppend(t *testing.T) {
 		name, why string
 		events    []dcb.Event
 	}{
-		{"other data", "data differs", changed(func(e *dcb.Event) { e.Data = json.RawMessage(`{"eur":6}`) })},
-		{"other type", "type differs", changed(func(e *dcb.Event) { e.Type = "Refunded" })},
-		{"other tags", "tags differs", changed(func(e *dcb.Event) { e.Tags = []string{"order:2"} })},
-		{"other metadata", "metadata differs", changed(func(e *dcb.Event) { e.Metadata = nil })},
-		{"another timestamp", "timestamp differs", changed(func(e *dcb.Event) { e.Timestamp = time.Unix(1, 0) })},
+		{"other data", "differs in its data", changed(func(e *dcb.Event) { e.Data = json.RawMessage(`{"eur":6}`) })},
+		{"other type", "differs in its type", changed(func(e *dcb.Event) { e.Type = "Refunded" })},
+		{"other tags", "differs in its tags", changed(func(e *dcb.Event) { e.Tags = []string{"order:2"} })},
+		{"other metadata", "differs in its metadata", changed(func(e *dcb.Event) { e.Metadata = nil })},
+		{"another timestamp", "differs in its timestamp", changed(func(e *dcb.Event) { e.Timestamp = time.Unix(1, 0) })},
 		{"a new id with held ones", "is new", append([]dcb.Event{batch[0], batch[1]}, dcb.Event{Type: "Paid", ID: "pay-2"})},
 		{"an event without id with held ones", "has no id", append([]dcb.Event{batch[0], batch[1]}, dcb.Event{Type: "Note"})},
 		{"held ids in another order", "in their order", []dcb.Event{batch[1], batch[0]}},

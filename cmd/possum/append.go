@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
@@ -24,8 +25,9 @@ else it exits 1, naming the event that matched, and writes nothing:
   possum append DIR --type StudentEnrolled --tag course:1 --tag student:ada \
       --if-none-match --tag course:1 --or --tag student:ada --after 5
 Many events as NDJSON on stdin (with --stdin, DIR -, or no --type when stdin is
-not a terminal): one event a line, the keys type, tags, data, metadata (the
-position and timestamp of possum read's lines are ignored), appended --batch
+not a terminal): one event a line, the keys type, tags, data, metadata, and
+id and timestamp when set (the position of possum read's lines is ignored, so
+the pipe below copies a store exactly onto an empty one), appended --batch
 events at a time (fewer when they would pass 16 MiB, or the request limit of the
 process serving the store), each batch checked whole before it is written:
   possum read OLD | possum append NEW
@@ -54,6 +56,8 @@ func (a *appendFlags) register(fs *flag.FlagSet) {
 	fs.BoolFunc("or", "after --if-none-match: start another item of the condition's query", a.or)
 	fs.Func("data", "the event's data, `JSON`", a.setData)
 	fs.Func("meta", "metadata `KEY=VALUE` of the event (repeat)", a.addMeta)
+	fs.Func("id", "the event's `ID`: the same append sent again (after a lost answer) is answered with its position, not written twice", a.setID)
+	fs.Func("timestamp", "when the event happened, `RFC3339` (to the nanosecond; default: when the store accepts it)", a.setTimestamp)
 	fs.BoolFunc("if-none-match", "append only if no event after --after matches the query flags that follow", a.ifNoneMatch)
 	fs.Uint64Var(&a.after, "after", 0, "with --if-none-match: only events after `POSITION` count (0: every event)")
 	fs.BoolVar(&a.stdin, "stdin", false, "read events as NDJSON from stdin")
@@ -114,6 +118,26 @@ func (a *appendFlags) addMeta(kv string) error {
 	return nil
 }
 
+func (a *appendFlags) setID(id string) error {
+	if id == "" {
+		return errors.New("an ID is never empty (leave --id out for an event without one)")
+	}
+	a.event.ID = id
+	return nil
+}
+
+func (a *appendFlags) setTimestamp(v string) error {
+	ts, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return fmt.Errorf("not an RFC 3339 time (2026-12-04T10:00:00Z): %q", v)
+	}
+	if ts.IsZero() {
+		return errors.New("the zero time is no timestamp (leave --timestamp out for the store's)")
+	}
+	a.event.Timestamp = ts
+	return nil
+}
+
 func (a *appendFlags) ifNoneMatch(v string) error {
 	if v != "true" {
 		return errors.New("--if-none-match takes no value: the query flags follow it")
@@ -129,7 +153,7 @@ func (a *appendFlags) ifNoneMatch(v string) error {
 // condition, which NDJSON input cannot take.
 func (a *appendFlags) describesEvent() bool {
 	e := a.event
-	return e.Type != "" || len(e.Tags) > 0 || e.Data != nil || e.Metadata != nil || a.cond != nil
+	return e.Type != "" || len(e.Tags) > 0 || e.Data != nil || e.Metadata != nil || e.ID != "" || !e.Timestamp.IsZero() || a.cond != nil
 }
 
 // condition returns the append condition the flags give, nil for none.

@@ -61,6 +61,31 @@ func TestAppendOne(t *testing.T) {
 	}, untimed(events(t, dir)))
 }
 
+// --id and --timestamp: the event keeps both; the same append sent again
+// prints the position it has and writes nothing, even under a condition
+// its own event now fails; the ID on another event is refused, exit 2.
+func TestAppendIDAndTimestamp(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "store")
+	enrol := []string{"append", dir, "--type", "StudentEnrolled", "--tag", "student:ada", "--id", "enrol-ada",
+		"--timestamp", "2019-03-01T08:00:00.123456789+01:00", "--if-none-match", "--tag", "student:ada"}
+	for range 2 {
+		r := possum(t, "", enrol...)
+		require.Equal(t, 0, r.code, r)
+		assert.Equal(t, "1\n", r.stdout)
+	}
+	got := events(t, dir)
+	require.Len(t, got, 1, "the second append was a retry")
+	assert.Equal(t, "enrol-ada", got[0].ID)
+	assert.True(t, time.Date(2019, 3, 1, 7, 0, 0, 123456789, time.UTC).Equal(got[0].Timestamp), "%v", got[0].Timestamp)
+
+	before := walHash(t, dir)
+	r := possum(t, "", "append", dir, "--type", "StudentEnrolled", "--tag", "student:bob", "--id", "enrol-ada")
+	assert.Equal(t, 2, r.code, r)
+	assert.Contains(t, r.stderr, `event id conflict: event 0 (id "enrol-ada") is the event at position 1, which differs in its tags`)
+	assert.Equal(t, before, walHash(t, dir), "nothing written")
+}
+
 // --if-none-match: the query flags after it are the condition's; a failed
 // condition exits 1, names the event that matched and writes nothing.
 func TestAppendCondition(t *testing.T) {
@@ -123,6 +148,11 @@ func TestAppendBadUsage(t *testing.T) {
 		{[]string{"append", dir, "--type", "A", "--data", "{nope"}, "", "-data: not valid JSON"},
 		{[]string{"append", dir, "--type", "A", "--meta", "novalue"}, "", `want KEY=VALUE, got "novalue"`},
 		{[]string{"append", dir, "--type", "A", "--meta", "=v"}, "", `want KEY=VALUE`},
+		{[]string{"append", dir, "--type", "A", "--id", ""}, "", "an ID is never empty"},
+		{[]string{"append", dir, "--type", "A", "--id", strings.Repeat("i", 300)}, "", "id of 300 bytes, over the limit of 256"},
+		{[]string{"append", dir, "--type", "A", "--timestamp", "yesterday"}, "", `not an RFC 3339 time (2026-12-04T10:00:00Z): "yesterday"`},
+		{[]string{"append", dir, "--type", "A", "--timestamp", "0001-01-01T00:00:00Z"}, "", "the zero time is no timestamp"},
+		{[]string{"append", dir, "--type", "A", "--timestamp", "1500-01-01T00:00:00Z"}, "", "1678"},
 		{[]string{"append", dir, "--type", "A", "--meta", "k=1", "--meta", "k=2"}, "", `metadata key "k" given twice`},
 		{[]string{"append", dir, "--type", "A", "--or", "--tag", "x"}, "", "give --if-none-match first"},
 		{[]string{"append", dir, "--type", "A", "--after", "3"}, "", "--after belongs to a condition"},

@@ -7,10 +7,10 @@
 //	possum tail DIR [QUERY] [--from N] [--follow] [--cursor NAME|PATH]
 //	                         print events as NDJSON; --follow for new ones (Ctrl-C exits 0);
 //	                         --cursor resumes after a saved position (one tail per cursor)
-//	possum append DIR --type T [--tag K]... [--data JSON] [--meta K=V]... [--if-none-match [QUERY] [--after N]]
+//	possum append DIR --type T [--tag K]... [--data JSON] [--meta K=V]... [--id ID] [--timestamp T] [--if-none-match [QUERY] [--after N]]
 //	                         append one event, on a condition if asked; prints its position
 //	possum append DIR [-] [--stdin] [--batch N] < events.ndjson
-//	                         append NDJSON events (one a line: type, tags, data, metadata) in batches
+//	                         append NDJSON events (one a line: type, tags, data, metadata, id, timestamp) in batches
 //	possum stats DIR [--json] [--top N]
 //	                         positions, projection lag, events by type, top tags, size on disk
 //	possum verify [--json] DIR

@@ -29,7 +29,7 @@ func TestCommandHelp(t *testing.T) {
 		"tail":    {"type", "tag", "or", "from", "follow", "cursor"},
 		"read":    {"type", "tag", "or", "from", "limit", "backwards", "table"},
 		"stats":   {"json", "top"},
-		"append":  {"type", "tag", "or", "data", "meta", "if-none-match", "after", "stdin", "batch"},
+		"append":  {"type", "tag", "or", "data", "meta", "id", "timestamp", "if-none-match", "after", "stdin", "batch"},
 		"bench":   {"events", "dir", "json", "scale"},
 		"serve":   {"listen", "token", "tls-cert", "tls-key", "insecure-no-token", "nats", "stream", "subject", "replicas", "nats-wait"},
 		"backup":  {"json"},
