@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
-	"github.com/possumstore/possum/wal"
 )
 
 // Applying the stream to the replica takes two goroutines:
@@ -54,11 +53,11 @@ const applyQueue = 256
 type span struct {
 	first  uint64
 	events []streamEvent
-	size   int // wal.PayloadSizeBound of the events
+	size   int // store.StoredSize of the events
 }
 
 func newSpan(first uint64, events []streamEvent) span {
-	return span{first: first, events: events, size: wal.PayloadSizeBound(storeEvents(events))}
+	return span{first: first, events: events, size: store.StoredSize(storeEvents(events))}
 }
 
 func (s span) last() uint64 { return s.first + uint64(len(s.events)) - 1 }
@@ -250,7 +249,7 @@ func (n *Node) applyLoop() {
 		size := 0
 		for next := head + 1; ; {
 			s, ok := held[next]
-			if !ok || len(run) > 0 && (len(run)+len(s.events) > applyMaxEvents || size+s.size > min(applyMaxBytes, wal.MaxRecordSize)) {
+			if !ok || len(run) > 0 && (len(run)+len(s.events) > applyMaxEvents || size+s.size > min(applyMaxBytes, store.MaxAppendSize)) {
 				break
 			}
 			run = append(run, s.events...)

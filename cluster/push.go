@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
-	"github.com/possumstore/possum/wal"
 )
 
 // Pushing seeds a stream from a single-machine store, so that a store
@@ -18,7 +17,7 @@ import (
 // directory then opens as a node's replica, already caught up.
 
 // pushMaxBytes bounds the events of one pushed batch
-// (wal.PayloadSizeBound): a replica applies a batch as one append.
+// (store.StoredSize): a replica applies a batch as one append.
 const pushMaxBytes = applyMaxBytes
 
 // PushReport says what Push did.
@@ -135,7 +134,7 @@ func Push(ctx context.Context, src store.Events, opts *Options) (PushReport, err
 		if err != nil {
 			return rep, err
 		}
-		s := wal.PayloadSizeBound([]dcb.Event{e.Event})
+		s := store.StoredSize([]dcb.Event{e.Event})
 		if len(msgs) == MaxAppendEvents || len(msgs) > 0 && size+s > pushMaxBytes {
 			if err := flush(); err != nil {
 				return rep, err

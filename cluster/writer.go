@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/store"
-	"github.com/possumstore/possum/wal"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
@@ -46,7 +45,7 @@ type appendRequest struct {
 	msgs   []*nats.Msg // their messages, without batch headers
 	ids    bool        // some event carries an ID
 	cond   *dcb.AppendCondition
-	size   int // wal.PayloadSizeBound of events
+	size   int // store.StoredSize of events
 	done   chan appendResult
 
 	// Owned by the writer goroutine.
@@ -182,8 +181,8 @@ func (n *Node) newAppendRequest(ctx context.Context, events []dcb.Event, cond *d
 		req.events[i], req.msgs[i] = e, m
 		req.ids = req.ids || e.ID != ""
 	}
-	if req.size = wal.PayloadSizeBound(req.events); req.size > wal.MaxRecordSize {
-		return nil, fmt.Errorf("cluster: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, req.size, wal.MaxRecordSize)
+	if req.size = store.StoredSize(req.events); req.size > store.MaxAppendSize {
+		return nil, fmt.Errorf("cluster: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, req.size, store.MaxAppendSize)
 	}
 	return req, nil
 }
@@ -261,7 +260,7 @@ func drain[T any](ch <-chan T, take func(T)) {
 func batchCut(queue []*appendRequest) int {
 	events, size := 0, 0
 	for i, r := range queue {
-		if i > 0 && (events+len(r.events) > MaxAppendEvents || size+r.size > wal.MaxRecordSize) {
+		if i > 0 && (events+len(r.events) > MaxAppendEvents || size+r.size > store.MaxAppendSize) {
 			return i
 		}
 		events += len(r.events)

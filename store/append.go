@@ -126,7 +126,7 @@ func (s *Store) newAppendRequest(ctx context.Context, events []dcb.Event, cond *
 		batch[i] = e.Normalized()
 		ids = ids || e.ID != ""
 	}
-	if n, limit := wal.PayloadSizeBound(batch), s.recordLimit(); n > limit {
+	if n, limit := StoredSize(batch), s.recordLimit(); n > limit {
 		return nil, fmt.Errorf("store: append: %w: batch of %d bytes exceeds the %d-byte record limit", dcb.ErrInvalidEvent, n, limit)
 	}
 	return &appendRequest{ctx: ctx, events: batch, cond: cond, ids: ids, done: make(chan appendResult, 1)}, nil
@@ -473,3 +473,14 @@ func (s *Store) sync(groups []*writtenGroup) {
 	// fsync covering one. With no one else to run, it returns at once.
 	runtime.Gosched()
 }
+
+// MaxAppendSize bounds one append as stored, in bytes (see StoredSize):
+// an append over it is refused with dcb.ErrInvalidEvent, nothing written.
+const MaxAppendSize = wal.MaxRecordSize
+
+// StoredSize returns how many bytes events take as one append in the WAL,
+// at most: what MaxAppendSize bounds. The store measures events as
+// normalized (dcb.Event.Normalized), which only makes them smaller. A
+// caller that splits events into appends (an importer, a store on another
+// engine) sizes them with it.
+func StoredSize(events []dcb.Event) int { return wal.PayloadSizeBound(events) }
