@@ -6,15 +6,19 @@
 // runs embedded or remote.
 //
 // Errors wrap the sentinels of store and dcb exactly as embedded
-// (dcb.ErrAppendConditionFailed, dcb.ErrInvalidEvent, dcb.ErrInvalidQuery,
-// store.ErrClosed, store.ErrCorrupt, store.ErrPoisoned): branch on them
+// (dcb.ErrAppendConditionFailed, dcb.ErrIDConflict, dcb.ErrInvalidEvent,
+// dcb.ErrInvalidQuery, store.ErrClosed, store.ErrCorrupt,
+// store.ErrPoisoned): branch on them
 // with errors.Is. Other errors are the network's: the server cannot be
 // reached, went away, or a stream fell silent (ErrSilent).
 //
 // What a network changes:
 //   - An Append whose answer is lost (the connection broke, the server was
-//     killed) may or may not have been written: read before retrying, or
-//     retry under the same append condition, which fails if it was.
+//     killed) may or may not have been written. Give its events IDs
+//     (dcb.Event.ID) and send it again: written already, it is answered with
+//     its positions and nothing is written twice. Without IDs, read before
+//     retrying, or retry under the same append condition, which fails if it
+//     was written.
 //   - A Read is a snapshot taken when its loop starts (the request is sent
 //     then), not when Read is called.
 //   - A Subscribe ends with an error when the connection breaks, when its

@@ -48,7 +48,8 @@
 // model inside the function Retry runs, so that every attempt starts from
 // fresh states.
 //
-// The package works against the Store interface (Read and Append), which
-// *store.Store satisfies, and so does any client of a remote store with the
-// same methods.
+// The package works against store.Events (Build reads) and
+// store.EventStore (Retry's function appends): a *store.Store, a client of a
+// served store (package client), and a node of a store on NATS JetStream
+// (package cluster) are each.
 package decision

@@ -65,7 +65,7 @@ func (b *bench) runScale() error {
 		func(d time.Duration) (float64, error) { return rawdisk.FsyncRate(b.root, d) }); err != nil {
 		return err
 	}
-	b.note("durable appends of %d events by one writer, no condition; the projector runs alongside (nothing bounds its lag yet: the reopens wait for Close to project the backlog)", batch)
+	b.note("durable appends of %d events by one writer, no condition; the projector runs alongside, its lag bounded (Options.MaxProjectionDelay, MaxProjectionLag): appends slow to its pace once it falls that far behind", batch)
 	if runtime.GOOS != "linux" {
 		b.note("resident memory: unknown on %s (read from /proc/self/status on linux only)", runtime.GOOS)
 	}

@@ -71,7 +71,7 @@ func requireEmpty(t *testing.T, dir string) {
 }
 
 // BenchmarkRates reports the machine's raw rates (go test -bench . -benchtime 1x
-// ./internal/rawdisk): each run measures for a second.
+// ./internal/benchkit/rawdisk): each run measures for a second.
 func BenchmarkRates(b *testing.B) {
 	for _, m := range []struct {
 		name, unit string
