@@ -317,3 +317,25 @@ func runCluster(t *testing.T, f fence) {
 	assert.Contains(t, got, "refused: node2 enrolled ada first", "README.md:%d: the third append is refused", f.line)
 	assert.Equal(t, 2, strings.Count(got, `{"position":`), "README.md:%d: node3 reads both events:\n%s", f.line, got)
 }
+
+// TestReferenceUsage: docs/REFERENCE.md lists the commands with their flags
+// as possum help does (its usage lines, without the lines saying what each
+// does), so that a flag added is a flag documented.
+func TestReferenceUsage(t *testing.T) {
+	ref, err := os.ReadFile(filepath.Join("..", "..", "docs", "REFERENCE.md"))
+	require.NoError(t, err)
+	start := strings.Index(string(ref), "```\nusage: possum COMMAND")
+	require.GreaterOrEqual(t, start, 0, "docs/REFERENCE.md has no block of possum help's usage lines")
+	block := string(ref[start+len("```\n"):])
+	block = block[:strings.Index(block, "```")]
+
+	r := possum(t, "", "help")
+	require.Equal(t, 0, r.code, r)
+	var usage strings.Builder
+	for _, line := range strings.SplitAfter(r.stdout+r.stderr, "\n") {
+		if strings.HasPrefix(line, "usage: ") || strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "    ") {
+			usage.WriteString(line)
+		}
+	}
+	assert.Equal(t, usage.String(), block, "docs/REFERENCE.md: the usage lines of possum help")
+}
