@@ -45,6 +45,22 @@ func appendOffsetEntry(dst []byte, loc recordLoc, segFirst uint64) []byte {
 	return binary.LittleEndian.AppendUint32(dst, uint32(xxhash.Sum64(dst[start:])))
 }
 
+// decodeOffsetEntry decodes one entry of the offsets file: where its
+// record lives (seg unset) and the first entry index of its segment. ok is
+// false when the entry's checksum fails or it counts no events.
+func decodeOffsetEntry(e []byte) (loc recordLoc, segFirst uint64, ok bool) {
+	if binary.LittleEndian.Uint32(e[28:]) != uint32(xxhash.Sum64(e[:28])) {
+		return recordLoc{}, 0, false
+	}
+	loc = recordLoc{
+		firstPos: binary.LittleEndian.Uint64(e[0:]),
+		off:      binary.LittleEndian.Uint32(e[16:]),
+		size:     binary.LittleEndian.Uint32(e[20:]),
+		count:    binary.LittleEndian.Uint32(e[24:]),
+	}
+	return loc, binary.LittleEndian.Uint64(e[8:]), loc.count > 0
+}
+
 // offsetsFile is what the offsets file holds: its leading entries that
 // check out (checksum, gap-free positions), split at the first that cannot
 // be trusted.
@@ -92,20 +108,10 @@ func readOffsets(path string, trust uint64, segIndex map[uint64]uint32, segSize 
 	for {
 		n, err := io.ReadFull(f, buf)
 		for b := buf[:n-n%offsetsEntrySize]; len(b) > 0; b = b[offsetsEntrySize:] {
-			e := b[:offsetsEntrySize]
-			if binary.LittleEndian.Uint32(e[28:]) != uint32(xxhash.Sum64(e[:28])) {
+			loc, segFirst, ok := decodeOffsetEntry(b[:offsetsEntrySize])
+			if !ok || loc.firstPos != next {
 				return of
 			}
-			loc := recordLoc{
-				firstPos: binary.LittleEndian.Uint64(e[0:]),
-				off:      binary.LittleEndian.Uint32(e[16:]),
-				size:     binary.LittleEndian.Uint32(e[20:]),
-				count:    binary.LittleEndian.Uint32(e[24:]),
-			}
-			if loc.firstPos != next || loc.count == 0 {
-				return of
-			}
-			segFirst := binary.LittleEndian.Uint64(e[8:])
 			if trusting {
 				seg, ok := segIndex[segFirst]
 				trusting = ok && loc.lastPos() <= trust && int64(loc.off)+int64(loc.size) <= segSize[seg]

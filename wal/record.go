@@ -120,16 +120,26 @@ func AppendFrame(dst []byte, r Record) ([]byte, error) {
 	if err := r.checkMarkers(); err != nil {
 		return dst, err
 	}
+	stamp := uint64(r.Stamp.UnixNano())
+	return appendFrame(dst, FormatVersion, r.FirstPosition, len(r.Events), func(dst []byte, i int) []byte {
+		return appendEntry(dst, r.FirstPosition+uint64(i), r.Events[i], stamp, r.isLost(i))
+	})
+}
+
+// appendFrame appends a frame of version 2 or 3 holding n entries from
+// position first on, entry i appended by entry (which appends it whole,
+// checksum included): the frame header, the payload header and the offset
+// table around them. A payload over MaxRecordSize appends nothing.
+func appendFrame(dst []byte, version byte, first uint64, n int, entry func(dst []byte, i int) []byte) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeaderSize)...)
 	p0 := len(dst)
-	dst = binary.LittleEndian.AppendUint64(dst, r.FirstPosition)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.Events)))
+	dst = binary.LittleEndian.AppendUint64(dst, first)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(n))
 	table := len(dst)
-	dst = append(dst, make([]byte, 4*len(r.Events))...)
-	stamp := uint64(r.Stamp.UnixNano())
-	for i, e := range r.Events {
-		dst = appendEntry(dst, r.FirstPosition+uint64(i), e, stamp, r.isLost(i))
+	dst = append(dst, make([]byte, 4*n)...)
+	for i := range n {
+		dst = entry(dst, i)
 		if len(dst)-p0 > MaxRecordSize {
 			break // refused below; the offsets must not overflow
 		}
@@ -140,7 +150,7 @@ func AppendFrame(dst []byte, r Record) ([]byte, error) {
 		return dst[:start], fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, payload, MaxRecordSize)
 	}
 	h := dst[start : start+frameHeaderSize]
-	h[0] = FormatVersion
+	h[0] = version
 	binary.LittleEndian.PutUint32(h[1:5], uint32(payload))
 	binary.LittleEndian.PutUint64(h[5:13], frameChecksum(dst[start:]))
 	return dst, nil
@@ -164,6 +174,23 @@ func appendEntry(dst []byte, pos uint64, e dcb.Event, stamp uint64, lost bool) [
 	dst = append(dst, flags)
 	dst = appendEventBody(dst, e)
 	dst = appendString(dst, e.ID)
+	binary.LittleEndian.PutUint64(dst[entry:], entryChecksum(pos, dst[entry+8:]))
+	return dst
+}
+
+// appendEntryAs appends the entry of event e at position pos as a frame of
+// the given version (2 or 3) holds it, with e's own timestamp: the bytes
+// the writer of that version wrote for e, so that an event from another
+// copy can be checked against a stored entry checksum.
+func appendEntryAs(dst []byte, version byte, pos uint64, e dcb.Event) []byte {
+	ts := uint64(e.Timestamp.UnixNano())
+	if version == formatV3 {
+		return appendEntry(dst, pos, e, ts, false)
+	}
+	entry := len(dst)
+	dst = append(dst, make([]byte, 8)...) // the entry's checksum, below
+	dst = binary.LittleEndian.AppendUint64(dst, ts)
+	dst = appendEventBody(dst, e)
 	binary.LittleEndian.PutUint64(dst[entry:], entryChecksum(pos, dst[entry+8:]))
 	return dst
 }

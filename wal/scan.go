@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/possumstore/possum/internal/sys/platform"
+	"github.com/possumstore/possum/internal/sys/vfs"
 )
 
 // segmentNameLen is the length of a tidwall/wal segment file name.
@@ -227,7 +228,7 @@ func repairTail(dir, name string, size int64, reason string) (*TornTail, error) 
 		return nil, fmt.Errorf("wal: repair %s: %w", name, err)
 	}
 	copyPath := path + "." + brokenSuffix()
-	if err := copyFile(path, copyPath); err != nil {
+	if err := copyFile(vfs.OS, path, copyPath); err != nil {
 		return nil, fmt.Errorf("wal: repair %s: keep a copy: %w", name, err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -251,13 +252,15 @@ func repairTail(dir, name string, size int64, reason string) (*TornTail, error) 
 	return &TornTail{Segment: name, Offset: size, Dropped: st.Size() - size, Copy: copyPath, Reason: reason}, nil
 }
 
-func copyFile(src, dst string) error {
+// copyFile copies the file at src to dst, which must not exist, and fsyncs
+// the copy; the copy is written through fs.
+func copyFile(fs vfs.FS, src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	out, err := fs.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
 	}
