@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -223,4 +224,124 @@ func (w *offsetsWriter) close() error {
 		return nil
 	}
 	return w.f.Close()
+}
+
+// offsetsStream reads the offsets file in order, a chunk at a time: its
+// entries that check out (their checksums, gap-free positions), up to the
+// first that does not.
+type offsetsStream struct {
+	path string
+	f    *os.File
+	r    *bufio.Reader
+	next uint64 // the first position the next entry must hold
+	peek *offsetEntry
+	done bool
+	// left: how many more entries to read; segments sets it to those it
+	// trusted (-1: no bound).
+	left int
+}
+
+type offsetEntry struct {
+	loc      recordLoc
+	segFirst uint64
+}
+
+func openOffsetsStream(path string) *offsetsStream {
+	s := &offsetsStream{path: path, left: -1}
+	s.rewind()
+	return s
+}
+
+// rewind starts reading again from the first entry. A missing, unreadable
+// or foreign file has none.
+func (s *offsetsStream) rewind() {
+	s.close()
+	s.next, s.peek, s.done = 1, nil, true
+	if s.left == 0 {
+		return
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		return
+	}
+	var header [offsetsHeaderSize]byte
+	if _, err := io.ReadFull(f, header[:]); err != nil || string(header[:4]) != offsetsMagic ||
+		binary.LittleEndian.Uint32(header[4:8]) != offsetsVersion {
+		f.Close()
+		return
+	}
+	s.f, s.r, s.done = f, bufio.NewReaderSize(f, offsetsChunk*offsetsEntrySize), false
+}
+
+func (s *offsetsStream) close() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
+// entry returns the next entry without consuming it.
+func (s *offsetsStream) entry() (offsetEntry, bool) {
+	if s.peek != nil {
+		return *s.peek, true
+	}
+	if s.done || s.left == 0 {
+		return offsetEntry{}, false
+	}
+	var b [offsetsEntrySize]byte
+	if _, err := io.ReadFull(s.r, b[:]); err != nil {
+		s.done = true
+		return offsetEntry{}, false
+	}
+	loc, segFirst, ok := decodeOffsetEntry(b[:])
+	if !ok || loc.firstPos != s.next {
+		s.done = true
+		return offsetEntry{}, false
+	}
+	s.next = loc.lastPos() + 1
+	s.peek = &offsetEntry{loc: loc, segFirst: segFirst}
+	if s.left > 0 {
+		s.left--
+	}
+	return *s.peek, true
+}
+
+// take returns the entries of the segment named first, skipping those of
+// segments before it.
+func (s *offsetsStream) take(first uint64) []recordLoc {
+	var locs []recordLoc
+	for {
+		e, ok := s.entry()
+		if !ok || e.segFirst > first {
+			return locs
+		}
+		s.peek = nil
+		if e.segFirst == first {
+			locs = append(locs, e.loc)
+		}
+	}
+}
+
+// segments reads every entry and returns the segments they name, in
+// order, and the last position they vouch for. Entries after one whose
+// segment goes back are not trusted: after a rewind, the stream ends
+// before them.
+func (s *offsetsStream) segments() (names []uint64, vouched uint64) {
+	trusted := 0
+	defer func() { s.left = trusted }()
+	for {
+		e, ok := s.entry()
+		if !ok {
+			return names, vouched
+		}
+		s.peek = nil
+		if n := len(names); n == 0 || names[n-1] != e.segFirst {
+			if n > 0 && e.segFirst < names[n-1] {
+				return names, vouched
+			}
+			names = append(names, e.segFirst)
+		}
+		vouched = e.loc.lastPos()
+		trusted++
+	}
 }

@@ -168,6 +168,29 @@ func readFrom(path string, from int64) ([]byte, error) {
 	return data, nil
 }
 
+// readSegment reads the whole file at path into buf, grown as needed, and
+// returns the bytes read: a scan of many segments reuses one buffer.
+func readSegment(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return buf[:0], err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return buf[:0], err
+	}
+	if int64(cap(buf)) < st.Size() {
+		buf = make([]byte, st.Size())
+	}
+	buf = buf[:st.Size()]
+	n, err := io.ReadFull(f, buf)
+	if err == io.ErrUnexpectedEOF {
+		err = nil // shorter than it was a moment ago
+	}
+	return buf[:n], err
+}
+
 // nextEntry parses one tidwall entry (uvarint length, frame) at the start of
 // b and verifies the frame. It returns the entry's total length and its frame,
 // or why it is not a valid entry.
@@ -193,19 +216,32 @@ func nextEntry(b []byte) (n int, frame []byte, reason string) {
 // cost is paid only then.
 func lastValidAfter(data []byte, from int) uint64 {
 	last := uint64(0)
+	validFrames(data, from, func(_ int, first uint64, count int) bool {
+		last = max(last, first+uint64(count)-1)
+		return true
+	})
+	return last
+}
+
+// validFrames calls fn with the offset, first position and event count of
+// each valid entry (its frame verifies, its header decodes) that starts at
+// or after byte from in data, found by trying every offset and going on
+// after each one found, until fn returns false.
+func validFrames(data []byte, from int, fn func(off int, first uint64, count int) bool) {
 	for o := from; o+frameHeaderSize < len(data); o++ {
 		// cheap filter before the checksum: the version byte right after the length
-		if _, un := binary.Uvarint(data[o:]); un <= 0 || data[o+un] < formatV1 || data[o+un] > formatV3 {
+		if _, un := binary.Uvarint(data[o:]); un <= 0 || o+un >= len(data) || data[o+un] < formatV1 || data[o+un] > formatV3 {
 			continue
 		}
 		if n, frame, reason := nextEntry(data[o:]); reason == "" {
 			if first, count, err := decodeHeader(frame); err == nil {
-				last = max(last, first+uint64(count)-1)
+				if !fn(o, first, count) {
+					return
+				}
 				o += n - 1
 			}
 		}
 	}
-	return last
 }
 
 // decodeHeader reads the first position and event count of the record in a
