@@ -21,6 +21,11 @@
 // One record holds the events of one append, so an append survives a crash
 // whole or not at all.
 //
+// Repair (and its dry run, PlanRepair) is for damage that is no torn tail:
+// it loses exactly the events whose bytes fail their own checksums and
+// that no other copy repairs, keeping each of their positions with a lost
+// marker, and every other event with its position and its bytes.
+//
 // # On-disk format
 //
 // A WAL directory holds tidwall/wal segment files named by the 20-digit,

@@ -121,6 +121,10 @@ type SegmentRepair struct {
 type RecordRepair struct {
 	// Record is its tidwall entry index (1, 2, ...: "record 4521").
 	Record uint64 `json:"record"`
+	// Records is how many records this stands for: 1, or more where
+	// records could not be told apart, or their bytes are all gone (a
+	// missing segment): Record is the first of them.
+	Records uint64 `json:"records"`
 	// Offset is where its entry starts in the damaged segment; -1 when
 	// its bytes are gone.
 	Offset      int64  `json:"offset"`
@@ -287,7 +291,7 @@ func (rw *rewriter) segment(sp *segPlan, write bool) (SegmentRepair, error) {
 			if intact {
 				sr.IntactRecords++
 			} else {
-				sr.Records = append(sr.Records, rr)
+				sr.add(rr)
 			}
 			index++
 			continue
@@ -307,15 +311,15 @@ func (rw *rewriter) segment(sp *segPlan, write bool) (SegmentRepair, error) {
 				return sr, err
 			}
 			out = appendEntryBytes(out, frame)
-			rr := RecordRepair{Record: index, Offset: it.start, First: first, Last: last, Whole: true,
-				Reason: "its frame cannot be told apart from its neighbours'", Lost: []PositionRange{{first, last}}}
-			if k > 0 {
-				rr.Offset = -1
-			}
-			sr.Records = append(sr.Records, rr)
-			index++
 			first = last + 1
 		}
+		reason := "its records cannot be told apart"
+		if it.start < 0 {
+			reason = "its bytes are gone"
+		}
+		sr.add(RecordRepair{Record: index, Records: records, Offset: it.start, First: it.first, Last: it.last, Whole: true,
+			Reason: reason, Lost: []PositionRange{{it.first, it.last}}})
+		index += records
 	}
 	if !write {
 		return sr, nil
@@ -337,6 +341,24 @@ func (rw *rewriter) segment(sp *segPlan, write bool) (SegmentRepair, error) {
 		return sr, fmt.Errorf("wal: repair: write %s: %w", sp.name(), err)
 	}
 	return sr, nil
+}
+
+// add adds rr to the damaged records, merged with the one before when both
+// are whole records whose bytes are gone, every position lost (a missing
+// segment is reported as one range, not record by record).
+func (sr *SegmentRepair) add(rr RecordRepair) {
+	rr.Records = max(rr.Records, 1)
+	gone := func(r *RecordRepair) bool {
+		return r.Whole && r.Offset < 0 && r.Kept == 0 && len(r.Repaired) == 0 && len(r.Lost) == 1 && r.Lost[0] == PositionRange{r.First, r.Last}
+	}
+	if n := len(sr.Records); n > 0 {
+		if prev := &sr.Records[n-1]; gone(prev) && gone(&rr) && prev.Last+1 == rr.First && prev.Record+prev.Records == rr.Record && prev.Reason == rr.Reason {
+			prev.Last, prev.Lost[0].To = rr.Last, rr.Last
+			prev.Records += rr.Records
+			return
+		}
+	}
+	sr.Records = append(sr.Records, rr)
 }
 
 // appendEntryBytes appends frame as a tidwall entry: its uvarint length,

@@ -827,14 +827,21 @@ func TestRepairLostTailSegment(t *testing.T) {
 	layout := walLayout(t, dir)
 	last := layout[len(layout)-1].seg
 	var want []uint64
+	records := uint64(0)
 	for _, r := range layout {
 		if r.seg == last {
 			want = append(want, positions(r.first, r.last())...)
+			records++
 		}
 	}
 	orig := entryBytes(t, dir)
 	require.NoError(t, os.Remove(filepath.Join(dir, last)))
-	checkRepair(t, dir, head, orig, want, nil, nil, copies{known: true}, copies{known: true}.options())
+	rep := checkRepair(t, dir, head, orig, want, nil, nil, copies{known: true}, copies{known: true}.options())
+	require.Len(t, rep.Damaged, 1)
+	assert.True(t, rep.Damaged[0].Missing)
+	// One range for the segment, not one line per record.
+	assert.Equal(t, []RecordRepair{{Record: layout[len(layout)-int(records)].index, Records: records, Offset: -1,
+		First: want[0], Last: head, Reason: "its bytes are gone", Whole: true, Lost: []PositionRange{{want[0], head}}}}, rep.Damaged[0].Records)
 }
 
 // TestRepairRandomDamage: random damage (bit flips, zeroed and garbled
