@@ -280,7 +280,7 @@ func (rw *rewriter) segment(sp *segPlan, write bool) (SegmentRepair, error) {
 		if it.start >= 0 && data != nil {
 			bytes = data[it.start:it.end]
 		}
-		records := max(it.records, 1)
+		records := it.entries()
 		if records == 1 {
 			rr := RecordRepair{Record: index, Offset: it.start}
 			frame, intact, err := rw.sal.record(bytes, it.first, it.last, it.guess, &rr)

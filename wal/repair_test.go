@@ -804,6 +804,31 @@ func TestRepairMovesMarkersAside(t *testing.T) {
 	require.NoError(t, l.Close())
 }
 
+// TestRepairAcknowledgedBeyondTheLog: positions a checkpoint vouches for
+// beyond the end of the log (its last segment lost with the offsets file)
+// become markers at its end, in records of a size that can be written.
+func TestRepairAcknowledgedBeyondTheLog(t *testing.T) {
+	dir := t.TempDir()
+	head := writeRepairLog(t, dir, 300, 10)
+	acked := head + 2*maxMarkersPerRecord + 5
+	rep, err := Repair(dir, RepairOptions{Acknowledged: acked})
+	require.NoError(t, err)
+	assert.Equal(t, []PositionRange{{head + 1, acked}}, rep.Lost)
+	assert.Equal(t, acked, rep.LastPosition)
+	assert.Equal(t, uint64(30+3), rep.Records)
+	require.Len(t, rep.Damaged, 1)
+	assert.Equal(t, []RecordRepair{{Record: 31, Records: 3, Offset: -1, First: head + 1, Last: acked, Whole: true,
+		Reason: "its bytes are gone", Lost: []PositionRange{{head + 1, acked}}}}, rep.Damaged[0].Records)
+	l := openLog(t, dir, Options{TrustPosition: acked})
+	for _, pos := range []uint64{head, head + 1, head + maxMarkersPerRecord + 7, acked} {
+		e, err := l.NewReader().Event(pos)
+		require.NoError(t, err)
+		assert.Equal(t, pos > head, e.Lost, "position %d", pos)
+	}
+	require.NoError(t, l.Append([]Record{{FirstPosition: acked + 1, Events: []dcb.Event{{Type: "A"}}}}))
+	require.NoError(t, l.Close())
+}
+
 // TestRepairIntactLog: an intact log is left as it is, and reported whole.
 func TestRepairIntactLog(t *testing.T) {
 	dir := t.TempDir()

@@ -51,7 +51,8 @@ type item struct {
 	// first, last: its positions. A good run's are its records'; a span's
 	// are its own when known or hinted, else resolved from its neighbours.
 	first, last uint64
-	// records: tidwall entries it holds; for a span, 0 while unknown.
+	// records: tidwall entries it holds. For a span, 0 while unknown; it
+	// stays 0 in the last segment, where their number is free (entries).
 	records uint64
 	// hinted: first and last are what its own header says, unverified;
 	// exact: what the offsets file says. Either is taken when it fits.
@@ -59,6 +60,21 @@ type item struct {
 	guess         byte // the version to read it as when its own is damaged
 	torn          bool // resolved: a torn tail, cut
 	seg           int  // the index of its segment in the survey
+}
+
+// maxMarkersPerRecord bounds the markers of one record the repair writes
+// where it may choose how many records hold them (positions at the end of
+// the log that no record holds any more): no record too large to write.
+const maxMarkersPerRecord = 1 << 16
+
+// entries returns the tidwall entries the span (or run) is written as:
+// its records, or, where their number is free (the end of the log), one
+// record per maxMarkersPerRecord positions.
+func (it *item) entries() uint64 {
+	if it.records > 0 {
+		return it.records
+	}
+	return max(1, (it.last-it.first+1+maxMarkersPerRecord-1)/maxMarkersPerRecord)
 }
 
 // surveyor reads every segment once, in order, and maps where the damage
@@ -447,7 +463,7 @@ func (sv *surveyor) resolve(vouched uint64) error {
 	if sp.reason == "" {
 		sp.offset, sp.reason = -1, fmt.Sprintf("the log ends at position %d, but positions up to %d were acknowledged", next-1, end)
 	}
-	sp.items = append(sp.items, item{start: -1, end: -1, first: next, last: end, records: 1, guess: sv.lastVersion, seg: len(sv.segs) - 1})
+	sp.items = append(sp.items, item{start: -1, end: -1, first: next, last: end, guess: sv.lastVersion, seg: len(sv.segs) - 1})
 	return nil
 }
 
@@ -534,7 +550,7 @@ func (sv *surveyor) totals() (records, last uint64) {
 			if it.torn {
 				continue
 			}
-			records += max(it.records, 1)
+			records += it.entries()
 			last = max(last, it.last)
 		}
 	}
