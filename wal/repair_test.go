@@ -16,23 +16,16 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/sys/vfs"
+	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // repairEvents is how many events each WAL of the repair tests holds:
-// POSSUM_REPAIR_EVENTS, 4000 by default (the realistic size is
-// 200000 and more).
+// POSSUM_REPAIR_EVENTS, 4000 by default, 2000 with -short (the issue's
+// realistic size is 200000 and more).
 func repairEvents(t testing.TB) int {
-	if v := os.Getenv("POSSUM_REPAIR_EVENTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		require.NoError(t, err, "POSSUM_REPAIR_EVENTS")
-		return n
-	}
-	if testing.Short() {
-		return 2000
-	}
-	return 4000
+	return testenv.Scaled(t, "POSSUM_REPAIR_EVENTS", 4000, 2000)
 }
 
 // repairEvent is the event at pos of the repair tests' logs, as a decoding
@@ -875,14 +868,10 @@ func TestRepairLostTailSegment(t *testing.T) {
 // Repair never fails, the log it leaves opens at the same head, every event
 // outside the records the damage hit reads back with its original bytes,
 // and what it reports lost is exactly what reads as markers, all in records
-// the damage hit. POSSUM_REPAIR_ROUNDS rounds (20 by default).
+// the damage hit. POSSUM_REPAIR_ROUNDS rounds (20 by default, 5 with
+// -short), POSSUM_REPAIR_SEED the seed.
 func TestRepairRandomDamage(t *testing.T) {
-	rounds := 20
-	if v := os.Getenv("POSSUM_REPAIR_ROUNDS"); v != "" {
-		var err error
-		rounds, err = strconv.Atoi(v)
-		require.NoError(t, err)
-	}
+	rounds := testenv.Scaled(t, "POSSUM_REPAIR_ROUNDS", 20, 5)
 	rng := newRepairRand(t)
 	for round := range rounds {
 		dir := t.TempDir()
