@@ -17,4 +17,8 @@
 //     position matches its query. That is the consistency boundary: read the
 //     events your decision depends on, note the last position you saw, and
 //     append on the condition that nothing relevant happened since.
+//   - A lost position (SequencedEvent.Lost) is a marker that a recovery left
+//     where an event was damaged beyond repair: the position stays, the
+//     content is gone; its type and tags when they were still known, else
+//     it might have matched any query, and conditions count it so.
 package dcb

@@ -44,12 +44,32 @@ type Event struct {
 const MaxIDLength = 256
 
 // SequencedEvent is an Event as the store holds it: its Timestamp is always
-// set (by the caller or by the store), and it has a position.
+// set (by the caller or by the store), and it has a position. A lost event
+// (Lost) is the exception: a marker that keeps the position of an event
+// whose bytes were damaged beyond repair.
 type SequencedEvent struct {
 	Event
 	// Position is the event's place in the store: 1, 2, 3, ... gap-free and
 	// never reused.
 	Position uint64
+	// Lost marks a lost position: the event stored there was damaged (its
+	// bytes failed their checksum and no other copy repaired them) and a
+	// recovery that accepted the loss kept its position with a marker, so
+	// that positions stay gap-free and are never reused. A marker has no
+	// Data, Metadata, ID or Timestamp, never made-up ones. Its Type and Tags
+	// are the lost event's when something still said them (its event file,
+	// the index files); otherwise they are unknown: Type is "" (which no
+	// real event has) and Tags nil, and the marker might have matched any
+	// query. Check Lost before using an event's content.
+	//
+	// Reads yield a marker whose known type and tags match the query, and
+	// every unknown marker in their range (it might have matched). An append
+	// condition fails on a marker in its range as on an event, unknown
+	// markers matching every query: the lost event might have failed the
+	// condition, so refusing is the only answer that never passes one it
+	// would have failed. A read of the condition's query yields the marker,
+	// so a decision that reads before it appends moves its After past it.
+	Lost bool
 }
 
 // minTimestamp and maxTimestamp bound a Timestamp: nanoseconds since 1970

@@ -7,6 +7,14 @@ import (
 	"github.com/possumstore/possum/dcb"
 )
 
+// UnknownType is the type under which a lost marker whose type is unknown
+// is indexed (see dcb.SequencedEvent.Lost): "", which no real event has, so
+// that every position still has exactly one type (its index file lists the
+// unknown markers). Such a marker might have matched any query: Cursor and
+// FirstAfter count it as matching every one. A marker whose type and tags
+// are known is indexed under them, as an event.
+const UnknownType = ""
+
 // Index maps types and tags to the sorted positions of their events. One
 // goroutine adds; any number query.
 type Index struct {
@@ -100,6 +108,8 @@ func (x *Index) lists(tags bool) map[string][]uint64 {
 // FirstAfter returns the first position greater than after whose event
 // matches q, false when there is none: the append-condition check. It sees
 // every position added, acknowledged or still pending in the writer's batch.
+// A lost marker of unknown type matches every q (see Cursor): the lost event
+// might have failed the condition, so the condition fails.
 func (x *Index) FirstAfter(q dcb.Query, after uint64) (uint64, bool) {
 	if after == ^uint64(0) {
 		return 0, false // nothing can lie beyond the largest position
@@ -110,6 +120,11 @@ func (x *Index) FirstAfter(q dcb.Query, after uint64) (uint64, bool) {
 // Cursor returns the positions in [from, to] that match q, ascending, or
 // descending when backwards; to is capped at the current head. The cursor is
 // a snapshot: positions added later are not seen. q must be valid.
+//
+// The positions of UnknownType (lost markers whose type and tags are
+// unknown) match every query: they are merged into every query's cursor, as
+// one more item, so that a read yields every marker that might have matched
+// and a condition fails on it.
 func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
 	x.mu.RLock()
 	head := uint64(len(x.typeOf))
@@ -124,9 +139,14 @@ func (x *Index) Cursor(q dcb.Query, from, to uint64, backwards bool) *Cursor {
 		return Range(from, to, backwards)
 	}
 	typeOf := x.typeOf[:head:head]
-	items := make([]cursor, 0, len(q.Items))
+	items := make([]cursor, 0, len(q.Items)+1)
 	for _, it := range q.Items {
 		if c := x.itemCursor(it, typeOf, from, to, backwards); c != nil {
+			items = append(items, c)
+		}
+	}
+	if id, ok := x.typeIDs[UnknownType]; ok {
+		if c := newListCursor(x.typeLists[id], from, to, backwards); len(c.list) > 0 {
 			items = append(items, c)
 		}
 	}

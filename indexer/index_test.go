@@ -28,6 +28,12 @@ func collect(c *indexer.Cursor) []uint64 {
 	}
 }
 
+// matches is the model's match: an event matching q, or a lost marker of
+// unknown type (indexed under type ""), which might have matched any query.
+func matches(q dcb.Query, e dcb.Event) bool {
+	return e.Type == indexer.UnknownType || q.Matches(e)
+}
+
 // brute returns the positions in [from, to] (capped to the events held)
 // whose event matches q, ascending or descending: the model of Cursor.
 func brute(events []dcb.Event, q dcb.Query, from, to uint64, backwards bool) []uint64 {
@@ -35,7 +41,7 @@ func brute(events []dcb.Event, q dcb.Query, from, to uint64, backwards bool) []u
 	from = max(from, 1)
 	to = min(to, uint64(len(events)))
 	for p := from; p <= to && p >= 1; p++ {
-		if q.Matches(events[p-1]) {
+		if matches(q, events[p-1]) {
 			out = append(out, p)
 		}
 		if p == maxPos {
@@ -55,7 +61,7 @@ func bruteAnyAfter(events []dcb.Event, q dcb.Query, after uint64) bool {
 // bruteFirstAfter is FirstAfter by a scan; 0 for none.
 func bruteFirstAfter(events []dcb.Event, q dcb.Query, after uint64) uint64 {
 	for i, e := range events {
-		if uint64(i+1) > after && q.Matches(e) {
+		if uint64(i+1) > after && matches(q, e) {
 			return uint64(i + 1)
 		}
 	}
@@ -379,10 +385,14 @@ func TestFirstAfterMaxPosition(t *testing.T) {
 	}
 }
 
-// randomEvents draws n events over a few types and tags.
+// randomEvents draws n events over a few types and tags; one in twenty is
+// a lost marker of unknown type (type "", no tags).
 func randomEvents(rng *rand.Rand, n int, types, tags []string) []dcb.Event {
 	events := make([]dcb.Event, n)
 	for i := range events {
+		if rng.IntN(20) == 0 {
+			continue // the zero Event: an unknown marker
+		}
 		e := dcb.Event{Type: types[rng.IntN(len(types))]}
 		for range rng.IntN(4) {
 			e.Tags = append(e.Tags, tags[rng.IntN(len(tags))]) // duplicates possible: Normalized drops them
@@ -539,4 +549,56 @@ func TestConcurrentAddAndCursor(t *testing.T) {
 	for _, q := range queries {
 		assert.Equal(t, brute(events, q, 0, maxPos, false), collect(x.Cursor(q, 0, maxPos, false)))
 	}
+}
+
+// TestUnknownMarkersMatchEveryQuery: a lost marker of unknown type is
+// indexed under type "" and matches every query, also one of types and tags
+// nothing else has (it might have been that event); a marker whose type and
+// tags are known is indexed as its event and matches as it would; All
+// yields every position once.
+func TestUnknownMarkersMatchEveryQuery(t *testing.T) {
+	x := build(t, []dcb.Event{
+		ev("A", "x"), // 1
+		{},           // 2: unknown marker
+		ev("B", "y"), // 3
+		ev("A", "x"), // 4: a marker whose type and tag the index files told
+		{},           // 5: unknown marker
+		ev("C", "z"), // 6
+	})
+	a, b, c := []string{"A"}, []string{"B"}, []string{"C"}
+	for _, tc := range []struct {
+		q         dcb.Query
+		from, to  uint64
+		backwards bool
+		want      []uint64
+	}{
+		{query(item(a)), 0, maxPos, false, []uint64{1, 2, 4, 5}},
+		{query(item(nil, "z")), 0, maxPos, false, []uint64{2, 5, 6}},
+		{query(item([]string{"Nope"})), 0, maxPos, false, []uint64{2, 5}},
+		{query(item(nil, "x", "nope")), 0, maxPos, false, []uint64{2, 5}},
+		{query(item(a, "x"), item(c)), 0, maxPos, false, []uint64{1, 2, 4, 5, 6}},
+		{query(item(b)), 2, 5, true, []uint64{5, 3, 2}},
+		{query(item(c)), 3, 4, false, nil},
+		{dcb.All(), 0, maxPos, false, []uint64{1, 2, 3, 4, 5, 6}},
+		{dcb.All(), 2, 5, true, []uint64{5, 4, 3, 2}},
+	} {
+		assert.Equal(t, tc.want, collect(x.Cursor(tc.q, tc.from, tc.to, tc.backwards)), "%+v [%d,%d] backwards=%v", tc.q, tc.from, tc.to, tc.backwards)
+	}
+	for _, tc := range []struct {
+		q     dcb.Query
+		after uint64
+		want  uint64 // 0: none
+	}{
+		{query(item(nil, "nope")), 0, 2},
+		{query(item(nil, "nope")), 2, 5},
+		{query(item(nil, "nope")), 5, 0},
+		{query(item(c)), 5, 6},
+		{query(item(a)), 2, 4},
+	} {
+		at, ok := x.FirstAfter(tc.q, tc.after)
+		assert.Equal(t, tc.want != 0, ok, "%+v after %d", tc.q, tc.after)
+		assert.Equal(t, tc.want, at, "%+v after %d", tc.q, tc.after)
+	}
+	assert.Equal(t, []uint64{2, 5}, x.Types()[indexer.UnknownType])
+	assert.Equal(t, []uint64{1, 4}, x.Types()["A"])
 }

@@ -129,3 +129,36 @@ func TestListsWhileAdding(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownTypeOnDisk: the positions of lost markers of unknown type
+// (type "") survive the index files (their file is ".idx") and the
+// snapshot, and still match every query after Load and ReadSnapshot.
+func TestUnknownTypeOnDisk(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	x := indexer.New()
+	for pos, e := range []dcb.Event{{Type: "A", Tags: []string{"t"}}, {}, {Type: "B"}, {}} {
+		require.NoError(t, x.Add(uint64(pos+1), e))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, storedir.TypesDir), 0o750))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, storedir.TagsDir), 0o750))
+	for name, ps := range x.Types() {
+		require.NoError(t, indexer.WriteFile(vfs.OS, filepath.Join(dir, storedir.TypesDir, storedir.IndexFileName(name)), filepath.Join(dir, "tmp"), name, ps))
+	}
+	for name, ps := range x.Tags() {
+		require.NoError(t, indexer.WriteFile(vfs.OS, filepath.Join(dir, storedir.TagsDir, storedir.IndexFileName(name)), filepath.Join(dir, "tmp"), name, ps))
+	}
+	assert.FileExists(t, filepath.Join(dir, storedir.TypesDir, ".idx"))
+	loaded, st, err := indexer.Load(vfs.OS, dir, 4)
+	require.NoError(t, err)
+	assert.Empty(t, st.DamagedFiles)
+	path := filepath.Join(dir, "snapshot")
+	require.NoError(t, indexer.WriteSnapshot(vfs.OS, path, path+".tmp", x, 4))
+	snap, _, err := indexer.ReadSnapshot(path)
+	require.NoError(t, err)
+	q := dcb.Query{Items: []dcb.QueryItem{{Tags: []string{"t"}}}}
+	for name, got := range map[string]*indexer.Index{"load": loaded, "snapshot": snap} {
+		assert.Equal(t, x.Types(), got.Types(), name)
+		assert.Equal(t, []uint64{1, 2, 4}, collect(got.Cursor(q, 0, maxPos, false)), name)
+	}
+}

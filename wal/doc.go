@@ -21,6 +21,11 @@
 // One record holds the events of one append, so an append survives a crash
 // whole or not at all.
 //
+// Repair (and its dry run, PlanRepair) is for damage that is no torn tail:
+// it loses exactly the events whose bytes fail their own checksums and
+// that no other copy repairs, keeping each of their positions with a lost
+// marker, and every other event with its position and its bytes.
+//
 // # On-disk format
 //
 // A WAL directory holds tidwall/wal segment files named by the 20-digit,
@@ -46,8 +51,12 @@
 //	  0      8     xxhash64 of the event's position (8 bytes) followed by
 //	               bytes [8, end) of the entry
 //	  8      8     the event's timestamp, Unix nanoseconds (UTC)
-//	  16     1     flags: 0 (an unknown flag is damage)
+//	  16     1     flags: 0, or 0x01 for a lost marker (any other bit is
+//	               damage)
 //	  17           body, then the ID: uvarint length, bytes (0: none)
+//	a lost marker keeps the position of an event a repair could not keep:
+//	timestamp 0, and a body of the type and tags still known ("" and none
+//	when unknown), no data, no metadata, no ID
 //	entry (version 2): checksum, the record's timestamp, body (no flags, no ID)
 //	body (every version), uvarints are unsigned LEB128 as in encoding/binary:
 //	  uvarint length, bytes   type
@@ -64,7 +73,10 @@
 //
 // The frame checksum covers the record: scans (Open, Verify) check it. A
 // version 2 or 3 entry's own checksum lets a Reader read one event of a large
-// record alone: two offsets and the entry, nothing of the other events.
+// record alone: the frame's version byte, two offsets and the entry, nothing
+// of the other events. Versions mostly come in order (older records first),
+// but a repair rewrites a damaged older record that lost events as version 3,
+// so a Reader takes each record's version from its frame.
 //
 // A frame whose uvarint length, version, payload length or checksum does not
 // hold is damage. Damage followed by no valid frame up to the end of the last

@@ -132,8 +132,7 @@ func (fw *follow) read(l *Log) error {
 	index := int((fw.consumed - offsetsHeaderSize) / offsetsEntrySize) // of the next entry
 	var locs []recordLoc
 	var segs []*segment
-	prevLast := l.LastPosition()
-	next := prevLast + 1
+	next := l.LastPosition() + 1
 	for ; len(b) >= offsetsEntrySize; b, index = b[offsetsEntrySize:], index+1 {
 		e := b[:offsetsEntrySize]
 		if binary.LittleEndian.Uint32(e[28:]) != uint32(xxhash.Sum64(e[:28])) {
@@ -175,16 +174,9 @@ func (fw *follow) read(l *Log) error {
 	if index < held {
 		return fmt.Errorf("%w: the offsets file ends at entry %d, %d were read before (positions were lost)", ErrChanged, index, held)
 	}
-	// Every record held before is of an older version than the current:
-	// look for the boundaries again, until a current record shows up
-	// (older records come first: a store is upgraded once).
-	old := l.v2Until.Load() == prevLast
 	l.mu.Lock()
 	l.segs = append(l.segs, segs...)
 	l.locs = append(l.locs, locs...)
 	l.mu.Unlock()
-	if old && len(locs) > 0 {
-		return l.findVersions()
-	}
 	return nil
 }

@@ -24,6 +24,7 @@ func FuzzDecodeFrame(f *testing.F) {
 			{Type: "CourseDefined", Tags: []string{"course:c1", "x"}, Data: json.RawMessage(`{"n":1}`), Metadata: map[string]string{"a": "b", "c": ""}},
 			{Type: "Ünï", Tags: []string{"🦝"}},
 		}},
+		{FirstPosition: 9, Stamp: ts, Events: []dcb.Event{{Type: "A", Tags: []string{"t"}}, {Type: "B", ID: "b"}, {}}, Lost: []bool{true, false, true}},
 	} {
 		frame, err := AppendFrame(nil, r)
 		require.NoError(f, err)
@@ -46,7 +47,7 @@ func checkDecode(t *testing.T, frame []byte) {
 		if !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("DecodeFrame error %v does not wrap ErrCorrupt", err)
 		}
-		if r.Events != nil || r.FirstPosition != 0 || !r.Stamp.IsZero() {
+		if r.Events != nil || r.Lost != nil || r.FirstPosition != 0 || !r.Stamp.IsZero() {
 			t.Fatalf("DecodeFrame returned a partial record %+v with error %v", r, err)
 		}
 		return
@@ -86,7 +87,8 @@ func FuzzRoundTrip(f *testing.F) {
 			first = 1
 		}
 		// shape: bits 0-1 number of events - 1, bit 2 tag1, bit 3 tag2,
-		// bit 4 data, bit 5 metadata, bit 6 empty-but-non-nil collections.
+		// bit 4 data, bit 5 metadata, bit 6 empty-but-non-nil collections,
+		// bit 7 every other event a lost marker (its type and tags only).
 		n := int(shape&3) + 1
 		if first > math.MaxUint64-uint64(n-1) {
 			first = math.MaxUint64 - uint64(n-1)
@@ -115,6 +117,13 @@ func FuzzRoundTrip(f *testing.F) {
 				e.Type = typ + tag1
 			}
 			r.Events = append(r.Events, e)
+		}
+		if shape&(1<<7) != 0 {
+			r.Lost = make([]bool, n)
+			for i := 0; i < n; i += 2 {
+				r.Lost[i] = true
+				r.Events[i] = dcb.Event{Type: r.Events[i].Type, Tags: r.Events[i].Tags}
+			}
 		}
 
 		frame, err := AppendFrame(nil, r)

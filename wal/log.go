@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 
 	tidwall "github.com/tidwall/wal"
 )
@@ -138,12 +137,6 @@ type Log struct {
 	// memory mapping (set by tests to cover both paths; always where the
 	// platform cannot map).
 	pread bool
-
-	// v1Until: the records ending at or below it are version 1 frames (a
-	// store written before version 2), read whole; v2Until: those ending at
-	// or below it are version 1 or 2 frames, whose entries have no flags
-	// and no ID. Set by Open.
-	v1Until, v2Until atomic.Uint64
 
 	// follower is set on a log opened by OpenFollower, which never writes.
 	follower *follow

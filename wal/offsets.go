@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -43,6 +44,22 @@ func appendOffsetEntry(dst []byte, loc recordLoc, segFirst uint64) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, loc.size)
 	dst = binary.LittleEndian.AppendUint32(dst, loc.count)
 	return binary.LittleEndian.AppendUint32(dst, uint32(xxhash.Sum64(dst[start:])))
+}
+
+// decodeOffsetEntry decodes one entry of the offsets file: where its
+// record lives (seg unset) and the first entry index of its segment. ok is
+// false when the entry's checksum fails or it counts no events.
+func decodeOffsetEntry(e []byte) (loc recordLoc, segFirst uint64, ok bool) {
+	if binary.LittleEndian.Uint32(e[28:]) != uint32(xxhash.Sum64(e[:28])) {
+		return recordLoc{}, 0, false
+	}
+	loc = recordLoc{
+		firstPos: binary.LittleEndian.Uint64(e[0:]),
+		off:      binary.LittleEndian.Uint32(e[16:]),
+		size:     binary.LittleEndian.Uint32(e[20:]),
+		count:    binary.LittleEndian.Uint32(e[24:]),
+	}
+	return loc, binary.LittleEndian.Uint64(e[8:]), loc.count > 0
 }
 
 // offsetsFile is what the offsets file holds: its leading entries that
@@ -92,20 +109,10 @@ func readOffsets(path string, trust uint64, segIndex map[uint64]uint32, segSize 
 	for {
 		n, err := io.ReadFull(f, buf)
 		for b := buf[:n-n%offsetsEntrySize]; len(b) > 0; b = b[offsetsEntrySize:] {
-			e := b[:offsetsEntrySize]
-			if binary.LittleEndian.Uint32(e[28:]) != uint32(xxhash.Sum64(e[:28])) {
+			loc, segFirst, ok := decodeOffsetEntry(b[:offsetsEntrySize])
+			if !ok || loc.firstPos != next {
 				return of
 			}
-			loc := recordLoc{
-				firstPos: binary.LittleEndian.Uint64(e[0:]),
-				off:      binary.LittleEndian.Uint32(e[16:]),
-				size:     binary.LittleEndian.Uint32(e[20:]),
-				count:    binary.LittleEndian.Uint32(e[24:]),
-			}
-			if loc.firstPos != next || loc.count == 0 {
-				return of
-			}
-			segFirst := binary.LittleEndian.Uint64(e[8:])
 			if trusting {
 				seg, ok := segIndex[segFirst]
 				trusting = ok && loc.lastPos() <= trust && int64(loc.off)+int64(loc.size) <= segSize[seg]
@@ -217,4 +224,124 @@ func (w *offsetsWriter) close() error {
 		return nil
 	}
 	return w.f.Close()
+}
+
+// offsetsStream reads the offsets file in order, a chunk at a time: its
+// entries that check out (their checksums, gap-free positions), up to the
+// first that does not.
+type offsetsStream struct {
+	path string
+	f    *os.File
+	r    *bufio.Reader
+	next uint64 // the first position the next entry must hold
+	peek *offsetEntry
+	done bool
+	// left: how many more entries to read; segments sets it to those it
+	// trusted (-1: no bound).
+	left int
+}
+
+type offsetEntry struct {
+	loc      recordLoc
+	segFirst uint64
+}
+
+func openOffsetsStream(path string) *offsetsStream {
+	s := &offsetsStream{path: path, left: -1}
+	s.rewind()
+	return s
+}
+
+// rewind starts reading again from the first entry. A missing, unreadable
+// or foreign file has none.
+func (s *offsetsStream) rewind() {
+	s.close()
+	s.next, s.peek, s.done = 1, nil, true
+	if s.left == 0 {
+		return
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		return
+	}
+	var header [offsetsHeaderSize]byte
+	if _, err := io.ReadFull(f, header[:]); err != nil || string(header[:4]) != offsetsMagic ||
+		binary.LittleEndian.Uint32(header[4:8]) != offsetsVersion {
+		f.Close()
+		return
+	}
+	s.f, s.r, s.done = f, bufio.NewReaderSize(f, offsetsChunk*offsetsEntrySize), false
+}
+
+func (s *offsetsStream) close() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
+// entry returns the next entry without consuming it.
+func (s *offsetsStream) entry() (offsetEntry, bool) {
+	if s.peek != nil {
+		return *s.peek, true
+	}
+	if s.done || s.left == 0 {
+		return offsetEntry{}, false
+	}
+	var b [offsetsEntrySize]byte
+	if _, err := io.ReadFull(s.r, b[:]); err != nil {
+		s.done = true
+		return offsetEntry{}, false
+	}
+	loc, segFirst, ok := decodeOffsetEntry(b[:])
+	if !ok || loc.firstPos != s.next {
+		s.done = true
+		return offsetEntry{}, false
+	}
+	s.next = loc.lastPos() + 1
+	s.peek = &offsetEntry{loc: loc, segFirst: segFirst}
+	if s.left > 0 {
+		s.left--
+	}
+	return *s.peek, true
+}
+
+// take returns the entries of the segment named first, skipping those of
+// segments before it.
+func (s *offsetsStream) take(first uint64) []recordLoc {
+	var locs []recordLoc
+	for {
+		e, ok := s.entry()
+		if !ok || e.segFirst > first {
+			return locs
+		}
+		s.peek = nil
+		if e.segFirst == first {
+			locs = append(locs, e.loc)
+		}
+	}
+}
+
+// segments reads every entry and returns the segments they name, in
+// order, and the last position they vouch for. Entries after one whose
+// segment goes back are not trusted: after a rewind, the stream ends
+// before them.
+func (s *offsetsStream) segments() (names []uint64, vouched uint64) {
+	trusted := 0
+	defer func() { s.left = trusted }()
+	for {
+		e, ok := s.entry()
+		if !ok {
+			return names, vouched
+		}
+		s.peek = nil
+		if n := len(names); n == 0 || names[n-1] != e.segFirst {
+			if n > 0 && e.segFirst < names[n-1] {
+				return names, vouched
+			}
+			names = append(names, e.segFirst)
+		}
+		vouched = e.loc.lastPos()
+		trusted++
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/possumstore/possum/internal/sys/platform"
 	tidwall "github.com/tidwall/wal"
@@ -62,52 +61,8 @@ func Open(dir string, opts Options) (*Log, *TornTail, error) {
 		l.Close()
 		return nil, nil, err
 	}
-	if err := l.findVersions(); err != nil {
-		l.Close()
-		return nil, nil, err
-	}
 	l.written, l.entries = l.LastPosition(), uint64(len(l.locs))
 	return l, torn, nil
-}
-
-// findVersions sets v1Until and v2Until. Older records all come before
-// newer ones (a store is upgraded once, and from then on written in the new
-// version), so a binary search over the records' version bytes finds each
-// boundary in a few reads.
-func (l *Log) findVersions() error {
-	v1, err := l.lastBelow(formatV2)
-	if err == nil {
-		l.v1Until.Store(v1)
-		var v2 uint64
-		v2, err = l.lastBelow(formatV3)
-		l.v2Until.Store(v2)
-	}
-	return err
-}
-
-// lastBelow returns the last position held by a record of a version below
-// v, 0 when none.
-func (l *Log) lastBelow(v byte) (uint64, error) {
-	l.mu.RLock()
-	locs, segs := l.locs, l.segs
-	l.mu.RUnlock()
-	var err error
-	i := sort.Search(len(locs), func(i int) bool {
-		loc := locs[i]
-		f, ferr := segs[loc.seg].file()
-		var b [1]byte
-		if ferr == nil {
-			_, ferr = f.ReadAt(b[:], int64(loc.off))
-		}
-		if ferr != nil && err == nil {
-			err = fmt.Errorf("wal: read the version of the record at %d: %w", loc.firstPos, ferr)
-		}
-		return b[0] >= v
-	})
-	if err != nil || i == 0 {
-		return 0, err
-	}
-	return locs[i-1].lastPos(), nil
 }
 
 // load builds the offset index: the records the offsets file vouches for

@@ -76,6 +76,7 @@ type Reader struct {
 	aloneIdx int
 	aloneSeg *segment // nil: none yet
 	slot     [8]byte  // scratch for the offsets bounding an entry
+	span     []byte   // scratch for a version byte and offsets read together
 }
 
 // scanRun is how many events in a row, each next to the one before, make a
@@ -108,12 +109,15 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 		i, loc, seg, err := r.locateLocked(pos)
 		if err == nil && r.readsAlone(loc) {
 			r.alone, r.aloneIdx, r.aloneSeg = loc, i, seg
-			entry, err := r.readEntryGuarded(loc, seg, pos)
-			l.mu.RUnlock()
-			if err != nil {
-				return dcb.SequencedEvent{}, err
+			version, entry, err := r.readEntryGuarded(loc, seg, pos)
+			if err != nil || version != formatV1 {
+				l.mu.RUnlock()
+				if err != nil {
+					return dcb.SequencedEvent{}, err
+				}
+				return eventAlone(version, loc, seg, pos, entry)
 			}
-			return eventAlone(r.l.entryVersion(loc), loc, seg, pos, entry)
+			// A version 1 record has no entries: it is read whole.
 		}
 		l.mu.RUnlock()
 		if err != nil {
@@ -126,11 +130,11 @@ func (r *Reader) Event(pos uint64) (dcb.SequencedEvent, error) {
 	if r.rec != nil {
 		return r.rec.Event(pos), nil
 	}
-	e, err := r.frameHdr.event(int(pos - r.cur.firstPos))
+	e, lost, err := r.frameHdr.event(int(pos - r.cur.firstPos))
 	if err != nil {
 		return dcb.SequencedEvent{}, r.corrupt(err)
 	}
-	return dcb.SequencedEvent{Event: e, Position: pos}, nil
+	return dcb.SequencedEvent{Event: e, Position: pos, Lost: lost}, nil
 }
 
 // locateLocked finds the record holding pos as Log.locateLocked does,
@@ -158,15 +162,13 @@ func (r *Reader) locateLocked(pos uint64) (int, recordLoc, *segment, error) {
 }
 
 // readsAlone reports whether the event of record loc is read alone, not with
-// its whole record: the record is version 2 or 3, and the reads are not a scan
-// (which reads records whole: one copy or read and one checksum per record),
-// and, with positional reads, the record holds other events (a record of one
-// event is one read either way). With mapped segments a record of one event
-// is read alone even in a scan: it costs less than a frame.
+// its whole record: the reads are not a scan (which reads records whole: one
+// copy or read and one checksum per record), and, with positional reads, the
+// record holds other events (a record of one event is one read either way).
+// With mapped segments a record of one event is read alone even in a scan:
+// it costs less than a frame. A version 1 record, which has no entries, is
+// read whole all the same (readEntry finds its version).
 func (r *Reader) readsAlone(loc recordLoc) bool {
-	if loc.lastPos() <= r.l.v1Until.Load() {
-		return false
-	}
 	if r.l.maps() {
 		return r.run < scanRun || loc.count == 1
 	}
@@ -189,49 +191,79 @@ func eventAlone(version byte, loc recordLoc, seg *segment, pos uint64, entry []b
 	return e, nil
 }
 
-// entryVersion returns the version of record loc, which holds entries
-// (version 2 or 3): versions come in order.
-func (l *Log) entryVersion(loc recordLoc) byte {
-	if loc.lastPos() <= l.v2Until.Load() {
-		return formatV2
-	}
-	return formatV3
-}
-
 func entryCorrupt(loc recordLoc, seg *segment, err error) error {
 	return fmt.Errorf("%w: %v (segment %s offset %d)", ErrCorrupt, err, filepath.Base(seg.path), loc.off)
 }
 
-// readEntry returns a copy of the entry of the event at pos in its version 2 or 3
-// record loc, not yet verified. The event keeps the copy: its strings and
-// data alias it. The caller holds the log's mu read-locked.
-func (r *Reader) readEntry(loc recordLoc, seg *segment, pos uint64) ([]byte, error) {
+// readEntry returns the version of record loc, read from its frame, and,
+// unless it is version 1 (no entries: the record is read whole), a copy of
+// the entry of the event at pos, not yet verified. The version is the
+// frame's own, not inferred from the record's place: a repair rewrites a
+// damaged record of an older version as version 3 (lost markers need its
+// flags), so versions need not come in order. The event keeps the copy: its
+// strings and data alias it. The caller holds the log's mu read-locked.
+func (r *Reader) readEntry(loc recordLoc, seg *segment, pos uint64) (byte, []byte, error) {
 	if r.l.readsClosed {
-		return nil, ErrClosed
+		return 0, nil, ErrClosed
 	}
 	i := int64(pos - loc.firstPos)
 	payload, payloadLen := int64(loc.off)+frameHeaderSize, int64(loc.size)-frameHeaderSize
 	entries := int64(v2PayloadHeader) + 4*int64(loc.count) // where the first entry starts
+	// The offsets bounding the entry: for i = 0 only its end.
+	at, bounds := payload+v2PayloadHeader, r.slot[:4]
+	if i > 0 {
+		at, bounds = payload+v2PayloadHeader+4*(i-1), r.slot[:8]
+	}
+	version, err := r.readVersionAnd(seg, int64(loc.off), bounds, at)
+	if err != nil || version == formatV1 {
+		return version, nil, err
+	}
+	if version != formatV2 && version != formatV3 {
+		return 0, nil, entryCorrupt(loc, seg, fmt.Errorf("unknown format version %d", version))
+	}
 	var start, end int64
 	if i == 0 {
-		if err := r.readAt(seg, r.slot[:4], payload+v2PayloadHeader); err != nil {
-			return nil, err
-		}
-		start, end = entries, int64(binary.LittleEndian.Uint32(r.slot[:4]))
+		start, end = entries, int64(binary.LittleEndian.Uint32(bounds))
 	} else {
-		if err := r.readAt(seg, r.slot[:8], payload+v2PayloadHeader+4*(i-1)); err != nil {
-			return nil, err
-		}
-		start, end = int64(binary.LittleEndian.Uint32(r.slot[:4])), int64(binary.LittleEndian.Uint32(r.slot[4:]))
+		start, end = int64(binary.LittleEndian.Uint32(bounds)), int64(binary.LittleEndian.Uint32(bounds[4:]))
 	}
-	if start < entries || end < start+v2EntryHeader || end > payloadLen || end-start > MaxRecordSize {
-		return nil, entryCorrupt(loc, seg, fmt.Errorf("entry of position %d at [%d,%d) out of place in a %d-byte payload", pos, start, end, payloadLen))
+	if start < entries || end < start+int64(entryHeaderSize(version)) || end > payloadLen || end-start > MaxRecordSize {
+		return 0, nil, entryCorrupt(loc, seg, fmt.Errorf("entry of position %d at [%d,%d) out of place in a %d-byte payload", pos, start, end, payloadLen))
 	}
 	entry := make([]byte, end-start)
 	if err := r.readAt(seg, entry, payload+start); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	return entry, nil
+	return version, entry, nil
+}
+
+// maxVersionSpan is how far apart a frame's version byte and the offsets
+// an event read alone needs may lie for positional reads to take both in
+// one read (records of up to about a thousand events).
+const maxVersionSpan = 4 << 10
+
+// readVersionAnd reads the version byte of the frame at off and fills b
+// with the bytes at at (after off, in the same frame): with a mapping two
+// copies, with positional reads one read when they lie close together. The
+// caller holds the log's mu read-locked, as for readAt.
+func (r *Reader) readVersionAnd(seg *segment, off int64, b []byte, at int64) (byte, error) {
+	span := at + int64(len(b)) - off
+	if r.l.maps() || span > maxVersionSpan {
+		var v [1]byte
+		if err := r.readAt(seg, v[:], off); err != nil {
+			return 0, err
+		}
+		return v[0], r.readAt(seg, b, at)
+	}
+	if cap(r.span) < int(span) {
+		r.span = make([]byte, maxVersionSpan)
+	}
+	buf := r.span[:span]
+	if err := r.readAt(seg, buf, off); err != nil {
+		return 0, err
+	}
+	copy(b, buf[at-off:])
+	return buf[0], nil
 }
 
 // readAt fills b with the bytes of seg at off: copied from its mapping, or
@@ -273,11 +305,17 @@ func (r *Reader) Record(pos uint64) (Record, error) {
 	if r.rec == nil {
 		rec := Record{FirstPosition: r.cur.firstPos, Events: make([]dcb.Event, r.cur.count)}
 		for i := range rec.Events {
-			e, err := r.frameHdr.event(i)
+			e, lost, err := r.frameHdr.event(i)
 			if err != nil {
 				return Record{}, r.corrupt(err)
 			}
 			rec.Events[i] = e
+			if lost {
+				if rec.Lost == nil {
+					rec.Lost = make([]bool, len(rec.Events))
+				}
+				rec.Lost[i] = true
+			}
 		}
 		r.rec = &rec
 	}

@@ -1,10 +1,12 @@
 package wal
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -82,6 +84,111 @@ func TestEventsInEveryReadMode(t *testing.T) {
 			defer l.Close()
 			requireEvents(t, l.NewReader(), want)
 		})
+	}
+}
+
+// withMarkers returns recs with every event whose position is a multiple
+// of every made a lost marker, keeping its type and, every other time, its
+// tags (unknown markers have neither).
+func withMarkers(recs []Record, every uint64) []Record {
+	out := make([]Record, len(recs))
+	for i, r := range recs {
+		r.Events = slices.Clone(r.Events)
+		for j, e := range r.Events {
+			pos := r.FirstPosition + uint64(j)
+			if pos%every != 0 {
+				continue
+			}
+			if r.Lost == nil {
+				r.Lost = make([]bool, len(r.Events))
+			}
+			r.Lost[j] = true
+			switch {
+			case pos%(2*every) == 0:
+				r.Events[j] = dcb.Event{Type: e.Type, Tags: e.Tags}
+			default:
+				r.Events[j] = dcb.Event{}
+			}
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// TestMarkersReadBack: lost markers written in records beside events read
+// back as markers (Lost, their type and tags, nothing else), alone and with
+// their record, in every read mode, before and after a reopen.
+func TestMarkersReadBack(t *testing.T) {
+	for _, m := range readModes {
+		t.Run(m.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLogMode(t, dir, Options{SegmentSize: 4000, NoSync: true}, m.pread)
+			recs := genChain(0, 60)
+			big := genRecord(lastPos(recs) + 1)
+			for len(big.Events) < 40 {
+				big.Events = append(big.Events, genRecord(big.FirstPosition + uint64(len(big.Events))).Events[0])
+			}
+			recs = withMarkers(append(recs, big), 3)
+			require.NoError(t, l.Append(recs))
+			want := eventsOf(recs)
+			lost := 0
+			for _, e := range want[1:] {
+				if e.Lost {
+					lost++
+					assert.True(t, e.Timestamp.IsZero())
+				}
+			}
+			require.Equal(t, int(lastPos(recs)/3), lost)
+			requireEvents(t, l.NewReader(), want)
+			got, err := l.ReadRecord(big.FirstPosition)
+			require.NoError(t, err)
+			requireRecordEqual(t, recs[len(recs)-1], got)
+			require.NoError(t, l.Close())
+
+			l = openLogMode(t, dir, Options{SegmentSize: 4000, TrustPosition: lastPos(recs)}, m.pread)
+			defer l.Close()
+			requireEvents(t, l.NewReader(), want)
+		})
+	}
+}
+
+// TestVersionsOutOfOrder: a version 3 record among version 2 records (what
+// a repair writes where a version 2 record lost events: markers need
+// version 3's flags) reads back exact, alone and whole: a reader takes each
+// record's version from its frame, not from its place in the log.
+func TestVersionsOutOfOrder(t *testing.T) {
+	seg, err := os.ReadFile(filepath.Join("testdata", "v2", segmentName(1)))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	path := filepath.Join(dir, segmentName(1))
+	writeFile(t, path, seg)
+	ents := segmentEntries(t, path)
+	require.Len(t, ents, 2)
+	// Record 1 (position 1) becomes a version 3 record holding a marker.
+	marker, err := AppendFrame(nil, Record{FirstPosition: 1, Events: []dcb.Event{{Type: "CourseDefined", Tags: []string{"course:c1"}}}, Lost: []bool{true}})
+	require.NoError(t, err)
+	b := binary.AppendUvarint(nil, uint64(len(marker)))
+	b = append(b, marker...)
+	b = append(b, seg[ents[1].off:]...)
+	writeFile(t, path, b)
+	l := openLog(t, dir, Options{})
+	more := []Record{{FirstPosition: 5, Stamp: ts, Events: []dcb.Event{{Type: "A", ID: "a"}, {Type: "B"}}}}
+	require.NoError(t, l.Append(more))
+	require.NoError(t, l.Close())
+	old, err := DecodeFrame(seg[ents[1].off+ents[1].prefix : ents[1].end()])
+	require.NoError(t, err)
+	want := eventsOf(append([]Record{{FirstPosition: 1, Events: []dcb.Event{{Type: "CourseDefined", Tags: []string{"course:c1"}}}, Lost: []bool{true}}, old}, more...))
+	for _, m := range readModes {
+		for _, trust := range []uint64{0, 6} {
+			l := openLogMode(t, dir, Options{TrustPosition: trust}, m.pread)
+			for _, pos := range []uint64{1, 3, 5, 2, 6, 4} { // out of order: events read alone
+				e, err := l.NewReader().Event(pos)
+				require.NoError(t, err, "%s, trust %d, position %d", m.name, trust, pos)
+				assert.Equal(t, want[pos], e, "%s, trust %d, position %d", m.name, trust, pos)
+			}
+			requireEvents(t, l.NewReader(), want)
+			require.NoError(t, l.Close())
+		}
 	}
 }
 

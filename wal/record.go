@@ -30,6 +30,11 @@ const (
 	v2EntryHeader = 16
 	// v3EntryHeader: an entry's checksum (8 bytes), timestamp (8), flags (1).
 	v3EntryHeader = 17
+	// flagLost marks a version 3 entry as a lost marker: the position of an
+	// event a repair could not keep. Its body holds the type and tags
+	// still known (or none), no data, no metadata, no ID; its timestamp
+	// field is 0. Every other flag bit is unknown: damage.
+	flagLost = 0x01
 )
 
 // entryHeaderSize returns the size of an entry's header in a frame of the
@@ -58,6 +63,14 @@ type Record struct {
 	// timestamps.
 	Stamp  time.Time
 	Events []dcb.Event
+	// Lost marks lost markers (see dcb.SequencedEvent.Lost): when not nil it
+	// has one element per event, and Lost[i] makes Events[i] a marker that
+	// keeps its position. A marker carries a Type and Tags (those still
+	// known; "" and none when unknown), never Data, Metadata, an ID or a
+	// Timestamp, and the record's Stamp does not apply to it. Markers are
+	// written by a repair and by copies that keep positions. A decoded
+	// record without markers has Lost nil.
+	Lost []bool
 }
 
 // LastPosition is the position of the record's last event.
@@ -65,7 +78,32 @@ func (r Record) LastPosition() uint64 { return r.FirstPosition + uint64(len(r.Ev
 
 // Event returns the record's event at position pos, which must be in range.
 func (r Record) Event(pos uint64) dcb.SequencedEvent {
-	return dcb.SequencedEvent{Event: r.Events[pos-r.FirstPosition], Position: pos}
+	i := pos - r.FirstPosition
+	return dcb.SequencedEvent{Event: r.Events[i], Position: pos, Lost: r.isLost(int(i))}
+}
+
+// isLost reports whether event i is a lost marker.
+func (r Record) isLost(i int) bool { return r.Lost != nil && r.Lost[i] }
+
+// ErrInvalidMarker: a record's Lost does not fit its events, or a marker
+// carries more than a type and tags. Nothing is written.
+var ErrInvalidMarker = errors.New("wal: invalid lost marker")
+
+// checkMarkers reports why r's markers cannot be written, nil when they can.
+func (r Record) checkMarkers() error {
+	if r.Lost == nil {
+		return nil
+	}
+	if len(r.Lost) != len(r.Events) {
+		return fmt.Errorf("%w: %d lost flags for %d events", ErrInvalidMarker, len(r.Lost), len(r.Events))
+	}
+	for i, e := range r.Events {
+		if r.Lost[i] && (len(e.Data) > 0 || len(e.Metadata) > 0 || e.ID != "" || !e.Timestamp.IsZero()) {
+			return fmt.Errorf("%w: the marker at position %d carries data, metadata, an ID or a timestamp (only a type and tags)",
+				ErrInvalidMarker, r.FirstPosition+uint64(i))
+		}
+	}
+	return nil
 }
 
 var (
@@ -75,28 +113,33 @@ var (
 	ErrRecordTooLarge = errors.New("wal: record too large")
 )
 
-// AppendFrame appends r, encoded and framed (version 3), to dst.
+// AppendFrame appends r, encoded and framed (version 3), to dst. A record
+// whose markers do not check out (ErrInvalidMarker) or that is too large
+// (ErrRecordTooLarge) appends nothing.
 func AppendFrame(dst []byte, r Record) ([]byte, error) {
+	if err := r.checkMarkers(); err != nil {
+		return dst, err
+	}
+	stamp := uint64(r.Stamp.UnixNano())
+	return appendFrame(dst, FormatVersion, r.FirstPosition, len(r.Events), func(dst []byte, i int) []byte {
+		return appendEntry(dst, r.FirstPosition+uint64(i), r.Events[i], stamp, r.isLost(i))
+	})
+}
+
+// appendFrame appends a frame of version 2 or 3 holding n entries from
+// position first on, entry i appended by entry (which appends it whole,
+// checksum included): the frame header, the payload header and the offset
+// table around them. A payload over MaxRecordSize appends nothing.
+func appendFrame(dst []byte, version byte, first uint64, n int, entry func(dst []byte, i int) []byte) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeaderSize)...)
 	p0 := len(dst)
-	dst = binary.LittleEndian.AppendUint64(dst, r.FirstPosition)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.Events)))
+	dst = binary.LittleEndian.AppendUint64(dst, first)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(n))
 	table := len(dst)
-	dst = append(dst, make([]byte, 4*len(r.Events))...)
-	stamp := uint64(r.Stamp.UnixNano())
-	for i, e := range r.Events {
-		entry := len(dst)
-		dst = append(dst, make([]byte, 8)...) // the entry's checksum, below
-		ts := stamp
-		if !e.Timestamp.IsZero() {
-			ts = uint64(e.Timestamp.UnixNano())
-		}
-		dst = binary.LittleEndian.AppendUint64(dst, ts)
-		dst = append(dst, 0) // flags: none
-		dst = appendEventBody(dst, e)
-		dst = appendString(dst, e.ID)
-		binary.LittleEndian.PutUint64(dst[entry:], entryChecksum(r.FirstPosition+uint64(i), dst[entry+8:]))
+	dst = append(dst, make([]byte, 4*n)...)
+	for i := range n {
+		dst = entry(dst, i)
 		if len(dst)-p0 > MaxRecordSize {
 			break // refused below; the offsets must not overflow
 		}
@@ -107,10 +150,49 @@ func AppendFrame(dst []byte, r Record) ([]byte, error) {
 		return dst[:start], fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, payload, MaxRecordSize)
 	}
 	h := dst[start : start+frameHeaderSize]
-	h[0] = FormatVersion
+	h[0] = version
 	binary.LittleEndian.PutUint32(h[1:5], uint32(payload))
 	binary.LittleEndian.PutUint64(h[5:13], frameChecksum(dst[start:]))
 	return dst, nil
+}
+
+// appendEntry appends the version 3 entry of event e at position pos: its
+// checksum, its timestamp (stamp when e has none), its flags, its body and
+// its ID; a lost marker has timestamp 0, the lost flag and only its type
+// and tags (checkMarkers vouches for that).
+func appendEntry(dst []byte, pos uint64, e dcb.Event, stamp uint64, lost bool) []byte {
+	entry := len(dst)
+	dst = append(dst, make([]byte, 8)...) // the entry's checksum, below
+	ts, flags := stamp, byte(0)
+	if !e.Timestamp.IsZero() {
+		ts = uint64(e.Timestamp.UnixNano())
+	}
+	if lost {
+		ts, flags = 0, flagLost
+	}
+	dst = binary.LittleEndian.AppendUint64(dst, ts)
+	dst = append(dst, flags)
+	dst = appendEventBody(dst, e)
+	dst = appendString(dst, e.ID)
+	binary.LittleEndian.PutUint64(dst[entry:], entryChecksum(pos, dst[entry+8:]))
+	return dst
+}
+
+// appendEntryAs appends the entry of event e at position pos as a frame of
+// the given version (2 or 3) holds it, with e's own timestamp: the bytes
+// the writer of that version wrote for e, so that an event from another
+// copy can be checked against a stored entry checksum.
+func appendEntryAs(dst []byte, version byte, pos uint64, e dcb.Event) []byte {
+	ts := uint64(e.Timestamp.UnixNano())
+	if version == formatV3 {
+		return appendEntry(dst, pos, e, ts, false)
+	}
+	entry := len(dst)
+	dst = append(dst, make([]byte, 8)...) // the entry's checksum, below
+	dst = binary.LittleEndian.AppendUint64(dst, ts)
+	dst = appendEventBody(dst, e)
+	binary.LittleEndian.PutUint64(dst[entry:], entryChecksum(pos, dst[entry+8:]))
+	return dst
 }
 
 // appendEventBody appends an event's type, tags, data and metadata (keys in
@@ -321,8 +403,15 @@ func decodePayload(version byte, p []byte, entries bool) (Record, error) {
 	}
 	r := Record{FirstPosition: h.first, Events: make([]dcb.Event, len(h.events))}
 	for i := range r.Events {
-		if r.Events[i], err = h.event(i); err != nil {
+		var lost bool
+		if r.Events[i], lost, err = h.event(i); err != nil {
 			return Record{}, err
+		}
+		if lost {
+			if r.Lost == nil {
+				r.Lost = make([]bool, len(r.Events))
+			}
+			r.Lost[i] = true
 		}
 	}
 	return r, nil
@@ -443,22 +532,31 @@ func checkEntry(pos uint64, entry []byte) error {
 // event at pos. The event keeps entry: its strings and data alias it, so
 // the caller hands entry over and never changes it.
 func decodeEntry(version byte, pos uint64, entry []byte) (dcb.SequencedEvent, error) {
-	e, err := decodeEntryEvent(version, entry)
+	e, lost, err := decodeEntryEvent(version, entry)
 	if err != nil {
 		return dcb.SequencedEvent{}, fmt.Errorf("event at position %d: %w", pos, err)
 	}
-	return dcb.SequencedEvent{Event: e, Position: pos}, nil
+	return dcb.SequencedEvent{Event: e, Position: pos, Lost: lost}, nil
 }
 
-// decodeEntryEvent decodes a verified entry of a version 2 or 3 frame; the
-// event keeps entry (see decodeEntry).
-func decodeEntryEvent(version byte, entry []byte) (dcb.Event, error) {
+// decodeEntryEvent decodes a verified entry of a version 2 or 3 frame, and
+// whether it is a lost marker; the event keeps entry (see decodeEntry). A
+// marker that carries more than a type and tags, or a timestamp, is damage,
+// as is a flag this version does not know.
+func decodeEntryEvent(version byte, entry []byte) (dcb.Event, bool, error) {
 	hs := entryHeaderSize(version)
 	if len(entry) < hs {
-		return dcb.Event{}, fmt.Errorf("entry of %d bytes is shorter than its header", len(entry))
+		return dcb.Event{}, false, fmt.Errorf("entry of %d bytes is shorter than its header", len(entry))
 	}
-	if version == formatV3 && entry[v2EntryHeader] != 0 {
-		return dcb.Event{}, fmt.Errorf("unknown entry flags %#02x", entry[v2EntryHeader])
+	lost := false
+	if version == formatV3 {
+		switch flags := entry[v2EntryHeader]; flags {
+		case 0:
+		case flagLost:
+			lost = true
+		default:
+			return dcb.Event{}, false, fmt.Errorf("unknown entry flags %#02x", flags)
+		}
 	}
 	e, rest, err := decodeBody(entry[hs:])
 	if err == nil && version == formatV3 {
@@ -469,28 +567,36 @@ func decodeEntryEvent(version byte, entry []byte) (dcb.Event, error) {
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%d trailing bytes after the event", len(rest))
 	}
-	if err != nil {
-		return dcb.Event{}, err
+	ts := binary.LittleEndian.Uint64(entry[8:])
+	if err == nil && lost && (len(e.Data) > 0 || len(e.Metadata) > 0 || e.ID != "" || ts != 0) {
+		err = errors.New("a lost marker carries data, metadata, an ID or a timestamp")
 	}
-	e.Timestamp = time.Unix(0, int64(binary.LittleEndian.Uint64(entry[8:]))).UTC()
-	return e, nil
+	if err != nil {
+		return dcb.Event{}, false, err
+	}
+	if !lost {
+		e.Timestamp = time.Unix(0, int64(ts)).UTC()
+	}
+	return e, lost, nil
 }
 
-// event decodes event i of the record. Its strings and data are its own,
-// copied out of the payload in one allocation.
-func (h *recordHeader) event(i int) (dcb.Event, error) {
+// event decodes event i of the record, and whether it is a lost marker.
+// Its strings and data are its own, copied out of the payload in one
+// allocation.
+func (h *recordHeader) event(i int) (dcb.Event, bool, error) {
 	var e dcb.Event
+	var lost bool
 	var err error
 	if h.hasEntries() {
-		e, err = decodeEntryEvent(h.version, bytes.Clone(h.entry(i)))
+		e, lost, err = decodeEntryEvent(h.version, bytes.Clone(h.entry(i)))
 	} else {
 		e, _, err = decodeEvent(h.payload[h.events[i]:])
 		e.Timestamp = h.stamp
 	}
 	if err != nil {
-		return dcb.Event{}, fmt.Errorf("event %d: %w", i, err)
+		return dcb.Event{}, false, fmt.Errorf("event %d: %w", i, err)
 	}
-	return e, nil
+	return e, lost, nil
 }
 
 // decodeEvent decodes one event body from the start of b and returns the

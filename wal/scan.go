@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/possumstore/possum/internal/sys/platform"
+	"github.com/possumstore/possum/internal/sys/vfs"
 )
 
 // segmentNameLen is the length of a tidwall/wal segment file name.
@@ -167,6 +168,29 @@ func readFrom(path string, from int64) ([]byte, error) {
 	return data, nil
 }
 
+// readSegment reads the whole file at path into buf, grown as needed, and
+// returns the bytes read: a scan of many segments reuses one buffer.
+func readSegment(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return buf[:0], err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return buf[:0], err
+	}
+	if int64(cap(buf)) < st.Size() {
+		buf = make([]byte, st.Size())
+	}
+	buf = buf[:st.Size()]
+	n, err := io.ReadFull(f, buf)
+	if err == io.ErrUnexpectedEOF {
+		err = nil // shorter than it was a moment ago
+	}
+	return buf[:n], err
+}
+
 // nextEntry parses one tidwall entry (uvarint length, frame) at the start of
 // b and verifies the frame. It returns the entry's total length and its frame,
 // or why it is not a valid entry.
@@ -192,19 +216,32 @@ func nextEntry(b []byte) (n int, frame []byte, reason string) {
 // cost is paid only then.
 func lastValidAfter(data []byte, from int) uint64 {
 	last := uint64(0)
+	validFrames(data, from, func(_ int, first uint64, count int) bool {
+		last = max(last, first+uint64(count)-1)
+		return true
+	})
+	return last
+}
+
+// validFrames calls fn with the offset, first position and event count of
+// each valid entry (its frame verifies, its header decodes) that starts at
+// or after byte from in data, found by trying every offset and going on
+// after each one found, until fn returns false.
+func validFrames(data []byte, from int, fn func(off int, first uint64, count int) bool) {
 	for o := from; o+frameHeaderSize < len(data); o++ {
 		// cheap filter before the checksum: the version byte right after the length
-		if _, un := binary.Uvarint(data[o:]); un <= 0 || data[o+un] < formatV1 || data[o+un] > formatV3 {
+		if _, un := binary.Uvarint(data[o:]); un <= 0 || o+un >= len(data) || data[o+un] < formatV1 || data[o+un] > formatV3 {
 			continue
 		}
 		if n, frame, reason := nextEntry(data[o:]); reason == "" {
 			if first, count, err := decodeHeader(frame); err == nil {
-				last = max(last, first+uint64(count)-1)
+				if !fn(o, first, count) {
+					return
+				}
 				o += n - 1
 			}
 		}
 	}
-	return last
 }
 
 // decodeHeader reads the first position and event count of the record in a
@@ -227,7 +264,7 @@ func repairTail(dir, name string, size int64, reason string) (*TornTail, error) 
 		return nil, fmt.Errorf("wal: repair %s: %w", name, err)
 	}
 	copyPath := path + "." + brokenSuffix()
-	if err := copyFile(path, copyPath); err != nil {
+	if err := copyFile(vfs.OS, path, copyPath); err != nil {
 		return nil, fmt.Errorf("wal: repair %s: keep a copy: %w", name, err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -251,13 +288,15 @@ func repairTail(dir, name string, size int64, reason string) (*TornTail, error) 
 	return &TornTail{Segment: name, Offset: size, Dropped: st.Size() - size, Copy: copyPath, Reason: reason}, nil
 }
 
-func copyFile(src, dst string) error {
+// copyFile copies the file at src to dst, which must not exist, and fsyncs
+// the copy; the copy is written through fs.
+func copyFile(fs vfs.FS, src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	out, err := fs.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func (s *segment) unmap() {
 // it: another process truncated the segment of a live log) is then an error
 // wrapping ErrCorrupt, not a crash of the process. One guard per event, not
 // per copy: it costs about as much as the copies.
-func (r *Reader) readEntryGuarded(loc recordLoc, seg *segment, pos uint64) (entry []byte, err error) {
+func (r *Reader) readEntryGuarded(loc recordLoc, seg *segment, pos uint64) (version byte, entry []byte, err error) {
 	if !r.l.maps() {
 		return r.readEntry(loc, seg, pos)
 	}
