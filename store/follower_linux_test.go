@@ -106,6 +106,16 @@ func TestFollowerSurvivesOverflow(t *testing.T) {
 	next++
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGSTOP))
+	// kill returns before a busy process is stopped: one that still ran
+	// would read the first notifications below, and the queue might not
+	// fill.
+	stat := fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(stat)
+		// The state follows the command's name, in parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		return err == nil && i >= 0 && i+2 < len(b) && b[i+2] == 'T'
+	}, time.Minute, time.Millisecond, "the follower never stopped")
 	// The follower watches the offsets file, and the kernel merges a
 	// notification into the one queued before it when they are alike: a
 	// change of mode after each append keeps them apart, so they fill the
