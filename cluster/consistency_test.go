@@ -102,7 +102,7 @@ func TestThreeNodesDecideConcurrently(t *testing.T) {
 	url := sharedCluster(t)
 	name := newStreamName()
 	const nodes, deciders, counters = 3, 4, 3
-	decisions := scaled(6)
+	decisions := scaled(t, 6)
 	ns := make([]*Node, nodes)
 	for i := range ns {
 		ns[i] = openNode(t, url, name, t.TempDir(), 3)

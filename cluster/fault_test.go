@@ -164,7 +164,7 @@ func TestServerShutDownUnderLoad(t *testing.T) {
 	}
 	l := startLoad(t, nodes, 3)
 	l.waitMore(30, "before any fault")
-	for range soak() {
+	for range soak(t) {
 		leader := streamLeader(t, c.url(), stream)
 		if leader == c.servers[childServer].spec.Name {
 			makeLeader(t, c.url(), stream, c.servers[0].spec.Name)
@@ -198,7 +198,7 @@ func TestServerKilledUnderLoad(t *testing.T) {
 	l := startLoad(t, nodes, 3)
 	l.waitMore(30, "before any fault")
 	child := c.servers[childServer]
-	for range soak() {
+	for range soak(t) {
 		makeLeader(t, url, stream, child.spec.Name)
 		l.waitMore(10, "with the child leading")
 		c.stop(childServer)
@@ -278,7 +278,7 @@ func TestNodeKilledCatchesUp(t *testing.T) {
 	require.NoError(t, cmd.Start())
 	acked := map[uint64]int{}
 	lines := bufio.NewScanner(out)
-	for len(acked) < scaled(40) && lines.Scan() {
+	for len(acked) < scaled(t, 40) && lines.Scan() {
 		var pos uint64
 		var k int
 		_, err := fmt.Sscanf(lines.Text(), "ack %d %d", &pos, &k)

@@ -176,7 +176,7 @@ func TestNodeDecidesAsAStore(t *testing.T) {
 	types := []string{"T1", "T2", "T3"}
 	pick := func(from []string) string { return from[rng.IntN(len(from))] }
 	var sent [][]dcb.Event // the appends sent with ids
-	ops := scaled(200)
+	ops := scaled(t, 200)
 	retries, conflicts := 0, 0
 	for i := range ops {
 		batch := make([]dcb.Event, 1+rng.IntN(3))
@@ -268,9 +268,6 @@ func TestAppendManyInOneBatch(t *testing.T) {
 	assert.ErrorIs(t, out[3].Err, dcb.ErrInvalidEvent)
 	assert.Equal(t, uint64(1), n.ClusterStats().Batches, "one batch carried both accepted appends")
 }
-
-// scaled returns n, times POSSUM_CLUSTER_SOAK when set.
-func scaled(n int) int { return n * soak() }
 
 // TestStoppedNodeIsAStore: a stopped node's directory is a plain store:
 // store.Open opens it and reads the events the node applied; a node opens

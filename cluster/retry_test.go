@@ -105,7 +105,7 @@ func TestConcurrentRetriesAcrossNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	const callers = 20
-	rounds := scaled(5)
+	rounds := scaled(t, 5)
 	for r := range rounds {
 		tag := fmt.Sprintf("order:%d", r)
 		events := []dcb.Event{
