@@ -5,7 +5,9 @@
 // could leave. Reads stay on the os package: they change nothing and need no
 // durability.
 //
-// The WAL is not behind this seam: it knows its own sync points.
+// The WAL's appends are not behind this seam (the log knows its own sync
+// points, wal.Options.SyncFile); a WAL repair's changes are, so that tests
+// fail them midway.
 //
 // It is internal/sys, the lowest layer: it imports nothing of possum, and
 // every other package may use it.
