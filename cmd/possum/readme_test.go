@@ -85,6 +85,7 @@ func shellCommands(body string) []string {
 // store while the client program appends to it, twice, its ID making the
 // second a retry) and every shell block (run with possum on the PATH).
 func TestREADME(t *testing.T) {
+	t.Parallel()
 	fences := readmeFences(t)
 	var programs, shells, clusters []fence
 	for _, f := range fences {
@@ -102,14 +103,26 @@ func TestREADME(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, shells)
-	checkFirstCommands(t, shells[0])
-	for _, sh := range shells[1:] {
-		runShell(t, sh)
-	}
 	require.Len(t, programs, 4, "the README's Go programs: an append and a read, a decision, a service, a client")
-	runPrograms(t, programs)
 	require.Len(t, clusters, 1, "the README's cluster on one machine")
-	runCluster(t, clusters[0])
+	t.Run("first commands", func(t *testing.T) {
+		t.Parallel()
+		checkFirstCommands(t, shells[0])
+	})
+	t.Run("shell", func(t *testing.T) {
+		t.Parallel()
+		for _, sh := range shells[1:] {
+			runShell(t, sh)
+		}
+	})
+	t.Run("programs", func(t *testing.T) {
+		t.Parallel()
+		runPrograms(t, programs)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		runCluster(t, clusters[0])
+	})
 }
 
 // checkFirstCommands pins the README's first block: the demo, and exactly
@@ -322,6 +335,7 @@ func runCluster(t *testing.T, f fence) {
 // as possum help does (its usage lines, without the lines saying what each
 // does), so that a flag added is a flag documented.
 func TestReferenceUsage(t *testing.T) {
+	t.Parallel()
 	ref, err := os.ReadFile(filepath.Join("..", "..", "docs", "REFERENCE.md"))
 	require.NoError(t, err)
 	start := strings.Index(string(ref), "```\nusage: possum COMMAND")
