@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/stretchr/testify/assert"
@@ -211,19 +213,62 @@ func TestServerKilledUnderLoad(t *testing.T) {
 }
 
 // makeLeader asks the stream's leader to hand over to the server name.
+// It asks only while name's replica is current (a restarted server
+// catching up would be passed over for another), and after each request
+// waits for the election it caused to end: asking again meanwhile could
+// step down the very leader the first request made.
 func makeLeader(t *testing.T, url, stream, name string) {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
 	defer nc.Close()
-	eventually(t, name+" leads the stream", func() bool {
-		if streamLeader(t, url, stream) == name {
-			return true
+	js := jsFor(t, url)
+	info := func() *jetstream.ClusterInfo {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return nil
+		}
+		return st.CachedInfo().Cluster
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ci := info()
+		if ci != nil && ci.Leader == name {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s leads the stream", name)
+		}
+		if ci == nil || ci.Leader == "" || !replicaCurrent(ci, name) {
+			time.Sleep(50 * time.Millisecond) // polling the NATS servers' state, with a deadline
+			continue
 		}
 		body := fmt.Sprintf(`{"placement":{"preferred":%q}}`, name)
-		_, _ = nc.Request(fmt.Sprintf("$JS.API.STREAM.LEADER.STEPDOWN.%s", stream), []byte(body), 5*time.Second)
-		return false
-	})
+		msg, err := nc.Request(fmt.Sprintf("$JS.API.STREAM.LEADER.STEPDOWN.%s", stream), []byte(body), 5*time.Second)
+		var resp struct{ Success bool }
+		if err != nil || json.Unmarshal(msg.Data, &resp) != nil || !resp.Success {
+			time.Sleep(50 * time.Millisecond) // no election began: ask again soon, with the deadline above
+			continue
+		}
+		was := ci.Leader
+		eventually(t, "a leader other than "+was, func() bool {
+			ci := info()
+			return ci != nil && ci.Leader != "" && ci.Leader != was
+		})
+	}
+}
+
+// replicaCurrent reports whether the server name holds a current, online
+// replica in the stream's cluster.
+func replicaCurrent(ci *jetstream.ClusterInfo, name string) bool {
+	for _, r := range ci.Replicas {
+		if r.Name == name {
+			return r.Current && !r.Offline
+		}
+	}
+	return false
 }
 
 // nodeChildEnv asks for a child process running a node that appends in a
