@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -26,19 +27,21 @@ import (
 // tokens) is written compacted, and its stored bytes follow as the string
 // rawData, so that the object fits on one line (NDJSON, a stream); for any
 // other event the two modes write the same bytes.
+//
+// A lost marker (e.Lost, see dcb.SequencedEvent) is written
+// {"position":17,"lost":true}, with "type" and "tags" after lost when its
+// type is known, and nothing else (no data, metadata, timestamp or id, never
+// made-up ones), in both modes. A reader checks "lost" before anything else.
 func AppendEvent(dst []byte, e dcb.SequencedEvent, oneLine bool) []byte {
 	dst = append(dst, `{"position":`...)
 	dst = strconv.AppendUint(dst, e.Position, 10)
+	if e.Lost {
+		return appendMarker(dst, e)
+	}
 	dst = append(dst, `,"type":`...)
 	dst = AppendString(dst, e.Type)
-	dst = append(dst, `,"tags":[`...)
-	for i, t := range e.Tags {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendString(dst, t)
-	}
-	dst = append(dst, `],"data":`...)
+	dst = appendTags(dst, e.Tags)
+	dst = append(dst, `,"data":`...)
 	rawData := false
 	switch {
 	case len(e.Data) == 0:
@@ -83,6 +86,32 @@ func AppendEvent(dst []byte, e dcb.SequencedEvent, oneLine bool) []byte {
 	return append(dst, '}')
 }
 
+// appendMarker appends the rest of a lost marker after its position:
+// "lost":true, then "type" and "tags" when its type is known (tags [] when
+// it had none), nothing else: a marker has no data, metadata, timestamp or
+// ID, and none is made up.
+func appendMarker(dst []byte, e dcb.SequencedEvent) []byte {
+	dst = append(dst, `,"lost":true`...)
+	if e.Type != "" {
+		dst = append(dst, `,"type":`...)
+		dst = AppendString(dst, e.Type)
+		dst = appendTags(dst, e.Tags)
+	}
+	return append(dst, '}')
+}
+
+// appendTags appends the key tags and its array.
+func appendTags(dst []byte, tags []string) []byte {
+	dst = append(dst, `,"tags":[`...)
+	for i, t := range tags {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendString(dst, t)
+	}
+	return append(dst, ']')
+}
+
 // AppendEventFile appends the content of the event file of e: AppendEvent
 // (data verbatim) and a newline.
 func AppendEventFile(dst []byte, e dcb.SequencedEvent) []byte {
@@ -93,34 +122,78 @@ func AppendEventFile(dst []byte, e dcb.SequencedEvent) []byte {
 // decode (Event gives the event).
 type EventJSON struct {
 	Position  uint64            `json:"position"`
+	Lost      bool              `json:"lost"`
 	Type      string            `json:"type"`
 	Tags      []string          `json:"tags"`
 	Data      json.RawMessage   `json:"data"`
 	RawData   *string           `json:"rawData"`
 	Metadata  map[string]string `json:"metadata"`
-	Timestamp time.Time         `json:"timestamp"`
+	Timestamp *time.Time        `json:"timestamp"`
 	ID        string            `json:"id"`
 }
 
 // DecodeEvent parses what AppendEvent wrote (an event file, a line of
-// NDJSON), either mode, into the event as the store returns it.
+// NDJSON), either mode, into the event as the store returns it. A lost
+// marker that carries more than a type and tags is an error (CheckMarker).
 func DecodeEvent(b []byte) (dcb.SequencedEvent, error) {
 	var f EventJSON
 	if err := json.Unmarshal(b, &f); err != nil {
 		return dcb.SequencedEvent{}, fmt.Errorf("storedir: event: %w", err)
 	}
+	if err := f.CheckMarker(); err != nil {
+		return dcb.SequencedEvent{}, fmt.Errorf("storedir: event: %w", err)
+	}
 	return f.Event(), nil
+}
+
+// CheckMarker returns an error naming what a lost marker carries beyond a
+// type and tags (data, metadata, a timestamp, an id), nil when f is no
+// marker or carries nothing more: a marker keeps no content, so one that
+// does was not written by possum.
+func (f *EventJSON) CheckMarker() error {
+	if !f.Lost {
+		return nil
+	}
+	var extra []string
+	if len(f.Data) > 0 && string(f.Data) != "null" || f.RawData != nil {
+		extra = append(extra, "data")
+	}
+	if len(f.Metadata) > 0 {
+		extra = append(extra, "metadata")
+	}
+	if f.Timestamp != nil {
+		extra = append(extra, "a timestamp")
+	}
+	if f.ID != "" {
+		extra = append(extra, "an id")
+	}
+	if f.Type == "" && len(f.Tags) > 0 {
+		extra = append(extra, "tags without a type")
+	}
+	if len(extra) > 0 {
+		return fmt.Errorf("the lost marker at position %d carries %s; a marker has only a type and tags, when known", f.Position, strings.Join(extra, ", "))
+	}
+	return nil
 }
 
 // Event returns the event f holds, as the store returns it: data from
 // rawData when it is there, the JSON null as no data, empty tags and
-// metadata nil, the timestamp in UTC.
+// metadata nil, the timestamp in UTC; for a lost marker, Lost, and its
+// type and tags alone.
 func (f *EventJSON) Event() dcb.SequencedEvent {
+	if f.Lost {
+		e := dcb.Event{Type: f.Type, Tags: f.Tags}.Normalized()
+		return dcb.SequencedEvent{Event: e, Position: f.Position, Lost: true}
+	}
 	data := f.Data
 	if f.RawData != nil {
 		data = json.RawMessage(*f.RawData)
 	}
-	e := dcb.Event{Type: f.Type, Tags: f.Tags, Data: data, Metadata: f.Metadata, ID: f.ID, Timestamp: f.Timestamp}.Normalized()
+	var ts time.Time
+	if f.Timestamp != nil {
+		ts = *f.Timestamp
+	}
+	e := dcb.Event{Type: f.Type, Tags: f.Tags, Data: data, Metadata: f.Metadata, ID: f.ID, Timestamp: ts}.Normalized()
 	return dcb.SequencedEvent{Event: e, Position: f.Position}
 }
 

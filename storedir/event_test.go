@@ -56,3 +56,41 @@ func containsBreak(s string) bool {
 	}
 	return false
 }
+
+// TestMarkerEncoding: a lost marker is {"position":N,"lost":true}, with
+// "type" and "tags" when its type is known, nothing else, in both modes;
+// DecodeEvent gives it back with Lost set, and refuses a marker that
+// carries more than a type and tags.
+func TestMarkerEncoding(t *testing.T) {
+	cases := []struct {
+		e    dcb.SequencedEvent
+		want string
+	}{
+		{dcb.SequencedEvent{Position: 17, Lost: true}, `{"position":17,"lost":true}`},
+		{dcb.SequencedEvent{Event: dcb.Event{Type: "Paid<>"}, Position: 18, Lost: true}, `{"position":18,"lost":true,"type":"Paid\u003c\u003e","tags":[]}`},
+		{dcb.SequencedEvent{Event: dcb.Event{Type: "Paid", Tags: []string{"a", "b"}}, Position: 19, Lost: true}, `{"position":19,"lost":true,"type":"Paid","tags":["a","b"]}`},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want+"\n", string(storedir.AppendEventFile(nil, c.e)))
+		assert.Equal(t, c.want, string(storedir.AppendEvent(nil, c.e, true)))
+		got, err := storedir.DecodeEvent([]byte(c.want))
+		require.NoError(t, err)
+		assert.Equal(t, c.e, got)
+	}
+	for _, bad := range []string{
+		`{"position":3,"lost":true,"data":{"a":1}}`,
+		`{"position":3,"lost":true,"metadata":{"k":"v"}}`,
+		`{"position":3,"lost":true,"timestamp":"2026-01-01T00:00:00Z"}`,
+		`{"position":3,"lost":true,"id":"x"}`,
+		`{"position":3,"lost":true,"tags":["t"]}`,
+	} {
+		_, err := storedir.DecodeEvent([]byte(bad))
+		assert.ErrorContains(t, err, "lost marker at position 3 carries", bad)
+	}
+	// An event that is no marker keeps its zero time when it has none
+	// in the JSON, and a "lost":false is an event.
+	got, err := storedir.DecodeEvent([]byte(`{"position":4,"lost":false,"type":"A","tags":[],"data":null,"metadata":{},"timestamp":"2026-01-01T00:00:00Z"}`))
+	require.NoError(t, err)
+	assert.False(t, got.Lost)
+	assert.Equal(t, "A", got.Type)
+}
