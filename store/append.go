@@ -18,7 +18,11 @@ type appendRequest struct {
 	events []dcb.Event // normalized, as the caller sent them (a zero Timestamp stays zero)
 	cond   *dcb.AppendCondition
 	ids    bool // some event carries an ID
-	done   chan appendResult
+	// lost: events are lost markers (AppendLost), appended only when
+	// the head is after.
+	lost  bool
+	after uint64
+	done  chan appendResult
 }
 
 type appendResult struct {
@@ -298,6 +302,12 @@ func (s *Store) write(group []*appendRequest) {
 			req.done <- appendResult{err: err}
 			continue
 		}
+		if req.lost {
+			if h := s.idx.Head(); h != req.after {
+				answer(req, h, appendResult{err: lostHeadMoved(h, req.after)})
+				continue
+			}
+		}
 		if req.ids {
 			// Before the condition: a retry must not fail on its own
 			// events.
@@ -314,7 +324,7 @@ func (s *Store) write(group []*appendRequest) {
 		if c := req.cond; c != nil && c.After < s.idx.Head() {
 			// The first matching event after c.After, if any, fails it.
 			if at, ok := s.idx.Cursor(c.FailIfEventsMatch, c.After+1, ^uint64(0), false).Next(); ok {
-				answer(req, at, appendResult{err: conditionFailed(c)})
+				answer(req, at, appendResult{err: s.conditionFailed(c, at)})
 				continue
 			}
 		}
@@ -322,8 +332,15 @@ func (s *Store) write(group []*appendRequest) {
 			// Positions follow the index head, so Add cannot fail here.
 			_ = s.idx.Add(next+uint64(i), e)
 		}
-		s.inflight.add(next, req.events)
-		recs = append(recs, wal.Record{FirstPosition: next, Stamp: now, Events: req.events})
+		s.inflight.add(next, req.events, req.lost)
+		rec := wal.Record{FirstPosition: next, Stamp: now, Events: req.events}
+		if req.lost {
+			rec.Lost = make([]bool, len(req.events))
+			for i := range rec.Lost {
+				rec.Lost[i] = true
+			}
+		}
+		recs = append(recs, rec)
 		next += uint64(len(req.events))
 		w.reqs = append(w.reqs, req)
 		w.last = append(w.last, next-1)
@@ -351,7 +368,13 @@ func (s *Store) write(group []*appendRequest) {
 	s.handToSyncer(w)
 }
 
-func conditionFailed(c *dcb.AppendCondition) error {
+// conditionFailed is the error of an append whose condition c failed on
+// the event at position at: an event matching it, or a lost marker (see
+// lostConditionFailed). Called by the writer only.
+func (s *Store) conditionFailed(c *dcb.AppendCondition, at uint64) error {
+	if typ, lost := s.lostAt(at); lost {
+		return lostConditionFailed(c, at, typ)
+	}
 	return fmt.Errorf("store: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)
 }
 
