@@ -24,7 +24,9 @@ type Projection[S any] struct {
 	// Fold returns the state after e, an event matching Query, given the
 	// state before it. Events come in position order. An error (data that
 	// does not decode, say) fails Build. nil: the state stays Initial,
-	// and the projection only widens the condition.
+	// and the projection only widens the condition. Fold never sees a
+	// lost position (dcb.SequencedEvent.Lost): it has no data to fold (see
+	// Model.Lost).
 	Fold func(state S, e dcb.SequencedEvent) (S, error)
 }
 
@@ -43,7 +45,7 @@ func (p *Projected[S]) query() dcb.Query { return p.p.Query }
 func (p *Projected[S]) reset()           { p.state = p.p.Initial }
 
 func (p *Projected[S]) apply(e dcb.SequencedEvent) error {
-	if p.p.Fold == nil || !p.p.Query.Matches(e.Event) {
+	if p.p.Fold == nil || e.Lost || !p.p.Query.Matches(e.Event) {
 		return nil
 	}
 	s, err := p.p.Fold(p.state, e)
@@ -66,7 +68,16 @@ type projection interface {
 // build one per decision.
 type Model struct {
 	projections []projection
+	lost        []dcb.SequencedEvent
 }
+
+// Lost returns the lost positions (dcb.SequencedEvent.Lost) the last Build
+// read: markers of events damaged beyond repair that matched, or (of
+// unknown type) might have matched, the model's query. No Fold saw them;
+// the condition Build returned lies after them, so the decision's append
+// does not fail on them. A decision that must not be taken without every
+// event it depends on refuses when this is not empty.
+func (m *Model) Lost() []dcb.SequencedEvent { return m.lost }
 
 // Add registers p with m and returns its handle, whose State is p.Initial
 // until m is built.
@@ -107,6 +118,11 @@ func (m *Model) Query() dcb.Query {
 // head said, so no event can fall between what was read and what the
 // condition covers.
 //
+// A lost position the Read yields (a marker whose known type and tags
+// match the union, or one of unknown type, which might have matched) is
+// folded by no projection, but counts for After like any event read, so
+// that the condition does not fail on it; Lost lists them.
+//
 // Build starts every projection from its Initial state, so a model can be
 // built again. On an error the states are partial: do not decide on them.
 func (m *Model) Build(ctx context.Context, s store.Events) (dcb.AppendCondition, error) {
@@ -122,9 +138,14 @@ func (m *Model) Build(ctx context.Context, s store.Events) (dcb.AppendCondition,
 	for _, p := range m.projections {
 		p.reset()
 	}
+	m.lost = nil
 	for e, err := range s.Read(ctx, q, store.ReadOptions{}) {
 		if err != nil {
 			return dcb.AppendCondition{}, fmt.Errorf("decision: build: %w", err)
+		}
+		if e.Lost {
+			// Counted (After moves past it), never folded.
+			m.lost = append(m.lost, e)
 		}
 		for _, p := range m.projections {
 			if err := p.apply(e); err != nil {
