@@ -171,7 +171,11 @@ func (f *EventJSON) CheckMarker() error {
 		extra = append(extra, "tags without a type")
 	}
 	if len(extra) > 0 {
-		return fmt.Errorf("the lost marker at position %d carries %s; a marker has only a type and tags, when known", f.Position, strings.Join(extra, ", "))
+		at := ""
+		if f.Position != 0 {
+			at = fmt.Sprintf(" at position %d", f.Position)
+		}
+		return fmt.Errorf("the lost marker%s carries %s; a marker has only a type and tags, when known", at, strings.Join(extra, ", "))
 	}
 	return nil
 }

@@ -31,6 +31,9 @@ the pipe below copies a store exactly onto an empty one), appended --batch
 events at a time (fewer when they would pass 16 MiB, or the request limit of the
 process serving the store), each batch checked whole before it is written:
   possum read OLD | possum append NEW
+A lost position's line ({"position":N,"lost":true}, type and tags when known)
+is appended as a lost position (a marker, recorded in NEW's LOST file), to a
+store this process opens only, not through a serving process.
 A bad line stops the import: the lines before it are appended, none after.
 exit 0 appended; 1 the condition failed, or an import stopped at a bad line
 after appending the lines before it (stderr names them); 2 nothing was written:

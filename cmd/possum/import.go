@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,8 +39,12 @@ const (
 // ndjsonEvent is one line of NDJSON input: the keys of an event file
 // (those possum read prints). The timestamp and id are kept; position is
 // accepted and ignored: the store assigns positions, in order (onto an
-// empty store, those the lines say).
+// empty store, those the lines say). A line with "lost":true is a lost
+// position's marker (type and tags when known, nothing else), appended as
+// one (store.AppendLost), so that a copy keeps the positions its source
+// lost.
 type ndjsonEvent struct {
+	Lost      bool              `json:"lost"`
 	Type      string            `json:"type"`
 	Tags      []string          `json:"tags"`
 	Data      json.RawMessage   `json:"data"`
@@ -52,22 +57,42 @@ type ndjsonEvent struct {
 	RawData *string `json:"rawData"`
 }
 
-// parseLine parses and validates one line of NDJSON input.
-func parseLine(line []byte) (dcb.Event, error) {
+// parseLine parses and validates one line of NDJSON input: an event, or
+// (lost) a lost position's marker.
+func parseLine(line []byte) (e dcb.Event, lost bool, err error) {
 	// Before decoding: encoding/json turns a byte that is not UTF-8 into
 	// U+FFFD, and two different tags would be stored as one.
 	if err := wire.CheckEventUTF8(line); err != nil {
-		return dcb.Event{}, err
+		return dcb.Event{}, false, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	var l ndjsonEvent
 	if err := dec.Decode(&l); err != nil {
-		return dcb.Event{}, jsonProblem(err)
+		return dcb.Event{}, false, jsonProblem(err)
 	}
 	if dec.More() {
-		return dcb.Event{}, errors.New("more than one JSON value on the line")
+		return dcb.Event{}, false, errors.New("more than one JSON value on the line")
 	}
+	if l.Lost {
+		// The store's own rule (storedir's decoder) says what a marker
+		// may carry; AppendLost checks the type and tags.
+		f := storedir.EventJSON{Lost: true, Type: l.Type, Tags: l.Tags, Data: l.Data, RawData: l.RawData, Metadata: l.Metadata, Timestamp: l.Timestamp, ID: l.ID}
+		if err := f.CheckMarker(); err != nil {
+			return dcb.Event{}, true, err
+		}
+		e := dcb.Event{Type: l.Type, Tags: l.Tags}
+		if l.Type != "" {
+			err = e.Validate()
+		}
+		return e, true, err
+	}
+	e, err = parseEvent(l)
+	return e, false, err
+}
+
+// parseEvent returns the event of a line that is no marker, validated.
+func parseEvent(l ndjsonEvent) (dcb.Event, error) {
 	if l.RawData != nil {
 		l.Data = json.RawMessage(*l.RawData)
 	}
@@ -90,7 +115,7 @@ func jsonProblem(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errors.New("not JSON: the line ends inside a value")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fmt.Errorf("unknown key %s (an event has type, tags, data, metadata, id, timestamp; position and rawData as possum read writes them)", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return fmt.Errorf("unknown key %s (an event has type, tags, data, metadata, id, timestamp; position, rawData and lost as possum read writes them)", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	return err
 }
@@ -106,6 +131,7 @@ type importer struct {
 	elapsed time.Duration
 	bar     *importBar
 	events  int    // appended
+	lost    int    // of them, lost positions' markers
 	lines   int    // the lines read up to the last one appended, blank ones too
 	first   uint64 // positions appended (or held already)
 	last    uint64
@@ -166,11 +192,16 @@ func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
 	sc := bufio.NewScanner(counted)
 	sc.Buffer(nil, maxLine)
 	var pending []dcb.Event
+	pendingLost := false // pending holds lost markers, appended together
 	lineNo, pendingBytes := 0, 0
 	// flush appends the pending events, those of the lines up to through.
 	flush := func(through int) error {
 		if len(pending) > 0 {
-			err := im.append(ctx, pending)
+			appendBatch := im.append
+			if pendingLost {
+				appendBatch = im.appendLost
+			}
+			err := appendBatch(ctx, pending)
 			if errors.Is(err, errNoWriter) {
 				return err
 			}
@@ -189,7 +220,7 @@ func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
 		if len(line) == 0 {
 			continue
 		}
-		e, err := parseLine(line)
+		e, lost, err := parseLine(line)
 		if err != nil {
 			return errors.Join(flush(lineNo-1), fmt.Errorf("line %d: %w", lineNo, err))
 		}
@@ -198,14 +229,18 @@ func (im *importer) run(ctx context.Context, in io.Reader, batch int) error {
 				return err
 			}
 		}
-		// A batch that would pass the bound goes before this line.
+		if _, local := im.w.(*store.Store); lost && !local {
+			return errors.Join(flush(lineNo-1), fmt.Errorf("line %d: a lost position (\"lost\":true) is appended only to a store this process opens as its writer, not through the process serving %s: stop it, or import into a store no process has open", lineNo, im.dir))
+		}
+		// A batch that would pass the bound, or of the other kind (events,
+		// lost markers), goes before this line.
 		size := im.eventBytes(e, line)
-		if len(pending) > 0 && pendingBytes+size > im.batchBytes {
+		if len(pending) > 0 && (pendingBytes+size > im.batchBytes || lost != pendingLost) {
 			if err := flush(lineNo - 1); err != nil {
 				return err
 			}
 		}
-		pending = append(pending, e)
+		pending, pendingLost = append(pending, e), lost
 		if pendingBytes += size; len(pending) >= batch {
 			if err := flush(lineNo); err != nil {
 				return err
@@ -276,6 +311,49 @@ func (im *importer) append(ctx context.Context, events []dcb.Event) error {
 	return nil
 }
 
+// appendLost appends one batch of lost markers right after what the
+// import appended so far (or the head it began at), as the store's own
+// lost positions. Markers carry no ID: after events the store held
+// already (an import run again), markers the store holds at those
+// positions, of the same types and tags, are held too.
+func (im *importer) appendLost(ctx context.Context, markers []dcb.Event) error {
+	after := im.head
+	if im.events+im.held > 0 {
+		after = im.last
+	}
+	s := im.w.(*store.Store) // run refuses lost lines through a server
+	last, err := s.AppendLost(ctx, after, markers)
+	if errors.Is(err, dcb.ErrAppendConditionFailed) && after < im.head && im.holdsMarkers(ctx, after, markers) {
+		im.held += len(markers)
+		im.last = after + uint64(len(markers))
+		return nil
+	}
+	if err != nil && last == 0 {
+		return err
+	}
+	if im.events+im.held == 0 {
+		im.first = last - uint64(len(markers)) + 1
+	}
+	im.last = last
+	im.events += len(markers)
+	im.lost += len(markers)
+	im.nbatch++
+	return err // appended, but not recorded in LOST: said, and the import stops
+}
+
+// holdsMarkers reports whether the store holds markers at after+1.. with
+// the types and tags of markers.
+func (im *importer) holdsMarkers(ctx context.Context, after uint64, markers []dcb.Event) bool {
+	i := 0
+	for e, err := range im.w.Read(ctx, dcb.All(), store.ReadOptions{From: after + 1, Limit: len(markers)}) {
+		if err != nil || !e.Lost || e.Type != markers[i].Type || !slices.Equal(e.Tags, markers[i].Normalized().Tags) {
+			return false
+		}
+		i++
+	}
+	return i == len(markers)
+}
+
 // noWriterError is why the store could not be opened, as is.
 type noWriterError struct{ err error }
 
@@ -288,6 +366,9 @@ func (im *importer) summary() string {
 		im.first, im.last, elapsed.Round(time.Millisecond))
 	if elapsed >= time.Second {
 		s += fmt.Sprintf(" (%.0f events/s)", float64(im.events)/elapsed.Seconds())
+	}
+	if im.lost > 0 {
+		s += fmt.Sprintf("; %s of them lost (markers that keep the positions their source lost; recorded in %s)", plural(im.lost, "position"), storedir.LostFile)
 	}
 	if im.held > 0 {
 		s += fmt.Sprintf("; %s the store held already (by their ids), not written again", plural(im.held, "event"))

@@ -134,6 +134,15 @@ func (p *tablePrinter) print(e dcb.SequencedEvent) error {
 		meta = append(meta, cell(k, 20)+"="+cell(v, 30))
 	}
 	slices.Sort(meta)
+	if e.Lost {
+		// No time nor data to show, and none made up.
+		typ := "(unknown)"
+		if e.Type != "" {
+			typ = cell(e.Type, 40)
+		}
+		_, err := fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t\n", e.Position, "LOST", typ, strings.Join(tags, " "), "(lost: damaged beyond repair)")
+		return err
+	}
 	_, err := fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Position, e.Timestamp.UTC().Format("2006-01-02 15:04:05.000"),
 		cell(e.Type, 40), strings.Join(tags, " "), dataCell(e.Data), strings.Join(meta, " "))
 	return err
