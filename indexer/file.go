@@ -1,6 +1,7 @@
 package indexer
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -215,4 +216,144 @@ func trim(fs vfs.FS, path string, ps []uint64, valid int64, upTo uint64) ([]uint
 		}
 	}
 	return ps[:keep:keep], st.Size() - size, nil
+}
+
+// FileReader reads the positions of an index file in order, a buffer at a
+// time: memory independent of the file's length (possum verify reads every
+// index file so).
+type FileReader struct {
+	path  string
+	f     *os.File
+	br    *bufio.Reader
+	name  string
+	hs    int
+	n     int // whole entries in the file
+	read  int // entries returned
+	last  uint64
+	err   error
+	entry [entrySize]byte
+}
+
+// OpenFile opens the index file at path and reads its header. A header
+// that does not hold is an error wrapping ErrDamaged.
+func OpenFile(path string) (*FileReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	br := bufio.NewReaderSize(f, 64<<10)
+	var fixed [12]byte
+	if _, err := io.ReadFull(br, fixed[:]); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w: short header", path, ErrDamaged)
+	}
+	nameLen := int64(binary.LittleEndian.Uint32(fixed[8:12]))
+	if 12+nameLen > st.Size() {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w: name of %d bytes runs past the file", path, ErrDamaged, nameLen)
+	}
+	head := make([]byte, min(st.Size(), (12+nameLen+7)&^7))
+	copy(head, fixed[:])
+	if _, err := io.ReadFull(br, head[12:]); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	name, hs, err := readHeader(head)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &FileReader{path: path, f: f, br: br, name: name, hs: hs, n: int((st.Size() - int64(hs)) / entrySize)}, nil
+}
+
+// Name returns the type or tag the file is the index of.
+func (r *FileReader) Name() string { return r.name }
+
+// Next returns the next position, false at the end of the whole entries
+// or at an error (Err).
+func (r *FileReader) Next() (uint64, bool) {
+	if r.err != nil || r.read >= r.n {
+		return 0, false
+	}
+	if _, err := io.ReadFull(r.br, r.entry[:]); err != nil {
+		r.err = fmt.Errorf("%s: %w", r.path, err)
+		return 0, false
+	}
+	p := binary.LittleEndian.Uint64(r.entry[:])
+	if p == 0 || (r.read > 0 && p <= r.last) {
+		r.err = fmt.Errorf("%s: %w: entry %d (%d) out of order", r.path, ErrDamaged, r.read, p)
+		return 0, false
+	}
+	r.read++
+	r.last = p
+	return p, true
+}
+
+// Err returns what stopped Next early: an entry out of order (wrapping
+// ErrDamaged) or a read error; nil at the end of the file.
+func (r *FileReader) Err() error { return r.err }
+
+// Valid returns the length of the file's valid part: header and whole
+// entries (a longer file ends in a torn entry).
+func (r *FileReader) Valid() int64 { return int64(r.hs + r.n*entrySize) }
+
+// Close closes the file.
+func (r *FileReader) Close() error { return r.f.Close() }
+
+// PositionsIn returns the name of the index file at path and its positions
+// that lie in any of the ascending, disjoint ranges [from, to] of ranges,
+// found by binary search: it reads the header and what it returns.
+func PositionsIn(path string, ranges [][2]uint64) (string, []uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", nil, err
+	}
+	var fixed [12]byte
+	if _, err := f.ReadAt(fixed[:], 0); err != nil {
+		return "", nil, fmt.Errorf("%s: %w: short header: %v", path, ErrDamaged, err)
+	}
+	nameLen := int64(binary.LittleEndian.Uint32(fixed[8:12]))
+	head := make([]byte, min(st.Size(), (12+nameLen+7)&^7))
+	if _, err := f.ReadAt(head, 0); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", path, err)
+	}
+	name, hs, err := readHeader(head)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", path, err)
+	}
+	n := int((st.Size() - int64(hs)) / entrySize)
+	var buf [entrySize]byte
+	var readErr error
+	at := func(i int) uint64 {
+		if _, err := f.ReadAt(buf[:], int64(hs+i*entrySize)); err != nil && readErr == nil {
+			readErr = err
+		}
+		return binary.LittleEndian.Uint64(buf[:])
+	}
+	var out []uint64
+	i := 0
+	for _, r := range ranges {
+		i += sort.Search(n-i, func(k int) bool { return at(i+k) >= r[0] })
+		for ; i < n && readErr == nil; i++ {
+			p := at(i)
+			if p > r[1] {
+				break
+			}
+			out = append(out, p)
+		}
+	}
+	if readErr != nil {
+		return "", nil, fmt.Errorf("%s: %w", path, readErr)
+	}
+	return name, out, nil
 }

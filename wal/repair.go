@@ -10,6 +10,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/sys/vfs"
+	"github.com/possumstore/possum/storedir"
 )
 
 // Repair loses exactly what is damaged. Where Cut drops everything after
@@ -58,14 +59,9 @@ type RepairOptions struct {
 	FS vfs.FS
 }
 
-// PositionRange is the positions From..To, both included.
-type PositionRange struct {
-	From uint64 `json:"from"`
-	To   uint64 `json:"to"`
-}
-
-// Count returns how many positions r holds.
-func (r PositionRange) Count() uint64 { return r.To - r.From + 1 }
+// PositionRange is the positions From..To, both included: the range of
+// the store's LOST file.
+type PositionRange = storedir.Range
 
 // RepairReport is what a repair found and did (PlanRepair: would do).
 type RepairReport struct {
@@ -127,9 +123,11 @@ type RecordRepair struct {
 	Records uint64 `json:"records"`
 	// Offset is where its entry starts in the damaged segment; -1 when
 	// its bytes are gone.
-	Offset      int64  `json:"offset"`
-	First, Last uint64 // its positions
-	Reason      string `json:"reason"`
+	Offset int64 `json:"offset"`
+	// First and Last are its positions.
+	First  uint64 `json:"first"`
+	Last   uint64 `json:"last"`
+	Reason string `json:"reason"`
 	// Whole: its events could not be read one by one (its bytes are gone,
 	// its payload does not hold its offset table, or it is a version 1
 	// record, whose events have no checksums of their own): each was
@@ -162,6 +160,11 @@ func Repair(dir string, opts RepairOptions) (*RepairReport, error) {
 // segments: Open ignores it (a stale offsets file would place records
 // wrongly), the next Repair reads it.
 const repairingName = offsetsName + ".repairing"
+
+// RepairingFile is the name, in a WAL's directory, of the offsets file an
+// interrupted Repair left aside: while it is there, the log needs Repair
+// run again to finish.
+const RepairingFile = repairingName
 
 func repairLog(dir string, opts RepairOptions, write bool) (*RepairReport, error) {
 	if opts.FS == nil {
@@ -318,7 +321,7 @@ func (rw *rewriter) segment(sp *segPlan, write bool) (SegmentRepair, error) {
 			reason = "its bytes are gone"
 		}
 		sr.add(RecordRepair{Record: index, Records: records, Offset: it.start, First: it.first, Last: it.last, Whole: true,
-			Reason: reason, Lost: []PositionRange{{it.first, it.last}}})
+			Reason: reason, Lost: []PositionRange{{From: it.first, To: it.last}}})
 		index += records
 	}
 	if !write {
@@ -349,7 +352,7 @@ func (rw *rewriter) segment(sp *segPlan, write bool) (SegmentRepair, error) {
 func (sr *SegmentRepair) add(rr RecordRepair) {
 	rr.Records = max(rr.Records, 1)
 	gone := func(r *RecordRepair) bool {
-		return r.Whole && r.Offset < 0 && r.Kept == 0 && len(r.Repaired) == 0 && len(r.Lost) == 1 && r.Lost[0] == PositionRange{r.First, r.Last}
+		return r.Whole && r.Offset < 0 && r.Kept == 0 && len(r.Repaired) == 0 && len(r.Lost) == 1 && r.Lost[0] == PositionRange{From: r.First, To: r.Last}
 	}
 	if n := len(sr.Records); n > 0 {
 		if prev := &sr.Records[n-1]; gone(prev) && gone(&rr) && prev.Last+1 == rr.First && prev.Record+prev.Records == rr.Record && prev.Reason == rr.Reason {

@@ -601,7 +601,7 @@ func TestRepairTornTail(t *testing.T) {
 	require.NoError(t, os.Remove(filepath.Join(dir, offsetsName)))
 	rep, err = Repair(dir, RepairOptions{Acknowledged: head})
 	require.NoError(t, err)
-	assert.Equal(t, []PositionRange{{head - 4, head}}, rep.Lost)
+	assert.Equal(t, []PositionRange{{From: head - 4, To: head}}, rep.Lost)
 	assert.Equal(t, head, rep.LastPosition)
 }
 
@@ -806,12 +806,12 @@ func TestRepairAcknowledgedBeyondTheLog(t *testing.T) {
 	acked := head + 2*maxMarkersPerRecord + 5
 	rep, err := Repair(dir, RepairOptions{Acknowledged: acked})
 	require.NoError(t, err)
-	assert.Equal(t, []PositionRange{{head + 1, acked}}, rep.Lost)
+	assert.Equal(t, []PositionRange{{From: head + 1, To: acked}}, rep.Lost)
 	assert.Equal(t, acked, rep.LastPosition)
 	assert.Equal(t, uint64(30+3), rep.Records)
 	require.Len(t, rep.Damaged, 1)
 	assert.Equal(t, []RecordRepair{{Record: 31, Records: 3, Offset: -1, First: head + 1, Last: acked, Whole: true,
-		Reason: "its bytes are gone", Lost: []PositionRange{{head + 1, acked}}}}, rep.Damaged[0].Records)
+		Reason: "its bytes are gone", Lost: []PositionRange{{From: head + 1, To: acked}}}}, rep.Damaged[0].Records)
 	l := openLog(t, dir, Options{TrustPosition: acked})
 	for _, pos := range []uint64{head, head + 1, head + maxMarkersPerRecord + 7, acked} {
 		e, err := l.NewReader().Event(pos)
@@ -859,7 +859,7 @@ func TestRepairLostTailSegment(t *testing.T) {
 	assert.True(t, rep.Damaged[0].Missing)
 	// One range for the segment, not one line per record.
 	assert.Equal(t, []RecordRepair{{Record: layout[len(layout)-int(records)].index, Records: records, Offset: -1,
-		First: want[0], Last: head, Reason: "its bytes are gone", Whole: true, Lost: []PositionRange{{want[0], head}}}}, rep.Damaged[0].Records)
+		First: want[0], Last: head, Reason: "its bytes are gone", Whole: true, Lost: []PositionRange{{From: want[0], To: head}}}}, rep.Damaged[0].Records)
 }
 
 // TestRepairRandomDamage: random damage (bit flips, zeroed and garbled
