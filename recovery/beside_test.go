@@ -2,6 +2,7 @@ package recovery_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -92,8 +93,18 @@ func TestVerifyBesideWriter(t *testing.T) {
 	assert.Equal(t, 1, rep.Counts[recovery.EventDiffers], "%+v", rep.Problems)
 	assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt], "%+v", rep.Problems)
 	assert.Equal(t, damaged.first-1, rep.Head)
+	require.NotNil(t, rep.WALRepair)
+	assert.Equal(t, uint64(1), rep.WALRepair.Repaired, "the event file repairs the damaged event")
+	rep, err = recovery.Repair(dir, &recovery.Options{DryRun: true})
+	require.NoError(t, err, "nothing would be lost")
+	assert.True(t, rep.BesideWriter)
+	assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt], "%+v", rep.Problems)
+
+	// Without its event file, the damaged event would be lost.
+	require.NoError(t, os.Remove(eventPath(dir, damaged.last)))
 	rep, err = recovery.Repair(dir, &recovery.Options{DryRun: true})
 	require.ErrorIs(t, err, recovery.ErrDataLoss)
+	assert.Contains(t, err.Error(), fmt.Sprintf("position %d ", damaged.last))
 	assert.True(t, rep.BesideWriter)
 	assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt], "%+v", rep.Problems)
 }

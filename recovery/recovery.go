@@ -1,17 +1,14 @@
 package recovery
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 	"time"
 
-	"github.com/possumstore/possum/indexer"
 	"github.com/possumstore/possum/internal/sys/vfs"
-	"github.com/possumstore/possum/projector"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/possumstore/possum/wal"
@@ -24,8 +21,8 @@ var ErrDataLoss = errors.New("recovery: repair would lose events")
 // Problem kinds.
 const (
 	WALTornTail      = "wal-torn-tail"      // repairable: cut, a copy kept
-	WALCorrupt       = "wal-corrupt"        // mid-log damage or a missing segment: data loss
-	WALLost          = "wal-lost"           // the WAL ends before positions that were acknowledged: data loss
+	WALCorrupt       = "wal-corrupt"        // damage in the middle of the log, or a missing segment
+	WALLost          = "wal-lost"           // the WAL ends before positions that were acknowledged
 	WALMarker        = "wal-marker"         // leftover tidwall truncation marker
 	EventMissing     = "event-missing"      // an event file is missing
 	EventDiffers     = "event-differs"      // an event file does not match the WAL
@@ -34,6 +31,8 @@ const (
 	IndexDiffers     = "index-differs"      // an index file lists the wrong positions
 	IndexStray       = "index-stray"        // an index file for no type or tag in the WAL
 	CheckpointBad    = "checkpoint-invalid" // missing, unreadable, or inconsistent
+	LostUnrecorded   = "lost-unrecorded"    // lost positions in the WAL that the LOST file does not list: recorded by a repair
+	LostFileBad      = "lost-file"          // the LOST file cannot be read, or lists positions that are not lost: left alone
 	maxListedPerKind = 20
 )
 
@@ -44,6 +43,8 @@ type Problem struct {
 	Detail string `json:"detail"`
 	// DataLoss: repairing it loses acknowledged events.
 	DataLoss bool `json:"dataLoss,omitempty"`
+
+	unreadable bool // an index file that cannot be read: removed and written anew
 }
 
 // Report is what Verify found, or what Repair found and did.
@@ -56,9 +57,20 @@ type Report struct {
 	Problems []Problem `json:"problems"`
 	// Repairs lists the actions Repair took (or, dry run, would take).
 	Repairs []string `json:"repairs,omitempty"`
-	// Lost is set when a repair cut the WAL in the middle: the positions
-	// that are gone.
-	Lost *PositionRange `json:"lost,omitempty"`
+	// WALRepair is what a repair of the WAL's damage finds and does
+	// (Verify and a dry run: would do), when the WAL has damage that Open
+	// does not repair by itself: exactly the positions it loses (each
+	// kept by a lost marker), the events it repairs from their event
+	// files, and, per damaged segment, where the damage is and what in it
+	// still verifies. nil when the WAL needs no such repair.
+	WALRepair *wal.RepairReport `json:"walRepair,omitempty"`
+	// Markers lists the store's lost positions (dcb.SequencedEvent.Lost),
+	// found by reading the WAL (after a repair: those it made too), as
+	// ranges; MarkerCount counts them. Recorded is what the LOST file
+	// lists, up to Head.
+	Markers     []storedir.Range `json:"markers,omitempty"`
+	MarkerCount uint64           `json:"markerCount,omitempty"`
+	Recorded    []storedir.Range `json:"recorded,omitempty"`
 	// Kept lists the damaged files a repair moved or copied aside.
 	Kept []string `json:"kept,omitempty"`
 	// Checkpoint is the position the projection's checkpoint vouches for;
@@ -85,12 +97,6 @@ type Report struct {
 	Elapsed      time.Duration `json:"elapsedNs"`
 }
 
-// PositionRange is an inclusive range of positions; To 0 means unknown.
-type PositionRange struct {
-	From uint64 `json:"from"`
-	To   uint64 `json:"to"`
-}
-
 func newReport(dir string) *Report {
 	return &Report{Dir: dir, Counts: map[string]int{}, Problems: []Problem{}}
 }
@@ -107,12 +113,16 @@ func (r *Report) add(p Problem) {
 
 // Options shape Verify and Repair. A nil *Options means the defaults.
 type Options struct {
-	// Progress, if set, is called as events are checked (done of total).
-	Progress func(done, total uint64)
+	// Progress, if set, is called as the work goes on: what is being done
+	// ("checking events", "reading the WAL", ...), and how much of it,
+	// done of total (events, or bytes of the WAL).
+	Progress func(what string, done, total uint64)
 	// DryRun: Repair reports what it would do and changes nothing.
 	DryRun bool
-	// AllowDataLoss: Repair may cut the WAL at mid-log damage, losing every
-	// event from there on.
+	// AllowDataLoss: Repair may repair damage that loses events: each
+	// event whose bytes fail their own checksum, and that its event file
+	// does not repair, is lost, its position kept by a lost marker; every
+	// other event keeps its position and its bytes.
 	AllowDataLoss bool
 }
 
@@ -131,7 +141,9 @@ const LockBesideWriter = "none: a writer has the store open (checked beside it w
 // Verify checks the store in dir without changing it. It holds the shared
 // lock meanwhile, so that no writer opens the store halfway; when a writer
 // has the store open, it checks beside it, taking no lock, what that writer
-// had acknowledged (see Report.BesideWriter).
+// had acknowledged (see Report.BesideWriter). Where the WAL has damage, it
+// also works out what a repair would do (Report.WALRepair): which
+// positions it would lose, exactly.
 func Verify(dir string, opts *Options) (*Report, error) {
 	var o Options
 	if opts != nil {
@@ -160,8 +172,19 @@ func Verify(dir string, opts *Options) (*Report, error) {
 		return nil, fmt.Errorf("recovery: verify %s: %w", dir, err)
 	}
 	rep.WAL, rep.Head = wrep, wrep.LastPosition
+	if needsWALRepair(dir, wrep, ack.upTo) {
+		if rep.WALRepair, err = planWALRepair(dir, ack.upTo, o.Progress, nil); err != nil {
+			return nil, err
+		}
+	}
 	addWALProblems(rep, wrep, ack.upTo)
-	if err := c.finish(rep); err != nil {
+	if rep.WALRepair != nil && walDamaged(wrep, ack.upTo) {
+		// The projection is checked against the WAL's valid part; a repair
+		// keeps every position after it too: the files of those are no
+		// strays, and the index files and checkpoint are checked once the
+		// WAL is repaired.
+		c.checkWALEvents(rep)
+	} else if err := c.finish(rep); err != nil {
 		return nil, err
 	}
 	rep.Elapsed = time.Since(start)
@@ -227,57 +250,101 @@ func verifyWAL(dir string, upTo uint64, beside bool, fn func(wal.Record) error) 
 	return rep, err
 }
 
-// lostPositions returns the positions a repair of the WAL w loses, nil when
-// none: those after mid-log damage, and those up to acked (the last position
-// the store vouches was acknowledged) that the WAL's valid part lacks.
-func lostPositions(w wal.VerifyReport, acked uint64) *PositionRange {
-	var r *PositionRange
-	if d := w.Damage; d != nil && !d.Torn {
-		r = &PositionRange{From: d.LostFrom, To: d.LostTo}
-	}
-	if acked > w.LastPosition {
-		if r == nil {
-			r = &PositionRange{From: w.LastPosition + 1}
-		}
-		r.To = max(r.To, acked)
-	}
-	return r
+// walDamaged reports whether the WAL w has damage that Open refuses: in
+// the middle of the log, or a log that ends before acked, the last
+// position the store vouches was acknowledged.
+func walDamaged(w wal.VerifyReport, acked uint64) bool {
+	return w.Damage != nil && !w.Damage.Torn || acked > w.LastPosition
+}
+
+// needsWALRepair reports whether the WAL in dir, which verified as w,
+// needs wal.Repair: damage (a torn tail too), a log short of acked,
+// leftover truncation markers, or a repair left unfinished.
+func needsWALRepair(dir string, w wal.VerifyReport, acked uint64) bool {
+	_, err := os.Stat(filepath.Join(dir, storedir.WALDir, wal.RepairingFile))
+	return w.Damage != nil || len(w.Markers) > 0 || acked > w.LastPosition || err == nil
 }
 
 // addWALProblems reports the WAL's damage; acked is the last position the
-// checkpoint or the offsets file vouch for.
+// checkpoint or the offsets file vouch for. rep.WALRepair, when set, says
+// what a repair loses.
 func addWALProblems(rep *Report, w wal.VerifyReport, acked uint64) {
 	for _, m := range w.Markers {
 		rep.add(Problem{Kind: WALMarker, Path: filepath.Join(rep.Dir, storedir.WALDir, m), Detail: "leftover truncation marker; the segments hold the data, it can be moved aside"})
+	}
+	loss, lossy := "", false
+	if r := rep.WALRepair; r != nil {
+		loss, lossy = repairOutcome(r), r.LostEvents > 0
 	}
 	if d := w.Damage; d != nil {
 		p := Problem{Path: filepath.Join(rep.Dir, storedir.WALDir, d.Segment)}
 		if d.Torn {
 			p.Kind, p.Detail = WALTornTail, fmt.Sprintf("torn tail at offset %d: %s", d.Offset, d.Reason)
 		} else {
-			p.Kind, p.DataLoss = WALCorrupt, true
-			p.Detail = fmt.Sprintf("damage at offset %d: %s; a cut there loses positions %s", d.Offset, d.Reason, lostRange(d))
+			p.Kind, p.DataLoss = WALCorrupt, lossy
+			p.Detail = fmt.Sprintf("damage at offset %d: %s; %s", d.Offset, d.Reason, loss)
 		}
 		rep.add(p)
 	}
 	// Mid-log damage already reports its loss; otherwise the WAL may still
 	// end short of what was acknowledged (a truncated or deleted segment).
 	if d := w.Damage; (d == nil || d.Torn) && acked > w.LastPosition {
-		rep.add(Problem{Kind: WALLost, Path: filepath.Join(rep.Dir, storedir.WALDir), DataLoss: true,
-			Detail: fmt.Sprintf("the WAL's valid part ends at position %d, but positions up to %d were acknowledged (the checkpoint or the WAL offsets file vouch for them): positions %d..%d are lost",
-				w.LastPosition, acked, w.LastPosition+1, acked)})
+		rep.add(Problem{Kind: WALLost, Path: filepath.Join(rep.Dir, storedir.WALDir), DataLoss: lossy,
+			Detail: fmt.Sprintf("the WAL's valid part ends at position %d, but positions up to %d were acknowledged (the checkpoint or the WAL offsets file vouch for them); %s",
+				w.LastPosition, acked, loss)})
 	}
 }
 
-func lostRange(d *wal.Damage) string {
-	return formatRange(PositionRange{From: d.LostFrom, To: d.LostTo})
+// repairOutcome says in a few words what the WAL repair r loses and
+// repairs.
+func repairOutcome(r *wal.RepairReport) string {
+	s := "a repair loses nothing"
+	if r.LostEvents > 0 {
+		s = fmt.Sprintf("a repair loses %s: %s (each position kept by a lost marker; every other event is kept)", plural(r.LostEvents, "event"), positionsOf(r.Lost))
+	}
+	if r.Repaired > 0 {
+		s += fmt.Sprintf(", and repairs %s from their event files", plural(r.Repaired, "event"))
+	}
+	return s
 }
 
-func formatRange(r PositionRange) string {
-	if r.To == 0 {
-		return fmt.Sprintf("from %d (the damaged record's; none readable after it)", r.From)
+// repairAction says what the WAL repair r does (or, dry run, would do).
+func repairAction(r *wal.RepairReport) string {
+	var parts []string
+	if r.LostEvents > 0 {
+		parts = append(parts, fmt.Sprintf("lose %s (%s), each position kept by a lost marker", plural(r.LostEvents, "event"), positionsOf(r.Lost)))
 	}
-	return fmt.Sprintf("%d..%d", r.From, r.To)
+	if r.Repaired > 0 {
+		parts = append(parts, fmt.Sprintf("repair %s from their event files", plural(r.Repaired, "event")))
+	}
+	cut := int64(0)
+	for _, d := range r.Damaged {
+		cut += d.CutBytes
+	}
+	if cut > 0 {
+		parts = append(parts, fmt.Sprintf("cut a torn tail of %d bytes", cut))
+	}
+	if len(r.Markers) > 0 {
+		parts = append(parts, fmt.Sprintf("move %d leftover truncation markers aside", len(r.Markers)))
+	}
+	parts = append(parts, "keep every other event, its position and its bytes")
+	return "repair the WAL: " + strings.Join(parts, "; ")
+}
+
+// positionsOf writes ranges as "position 7" or "positions 3, 7..9".
+func positionsOf(rs []storedir.Range) string {
+	if len(rs) == 1 && rs[0].From == rs[0].To {
+		return fmt.Sprintf("position %d", rs[0].From)
+	}
+	return "positions " + formatRanges(rs)
+}
+
+// plural is n things: "1 event", "2 events".
+func plural(n uint64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // Repair verifies the store in dir and repairs it (see the package doc). It
@@ -318,43 +385,32 @@ func Repair(dir string, opts *Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recovery: repair %s: %w", dir, err)
 	}
-	acked := ack.upTo
-	addWALProblems(rep, wrep, acked)
-	lost := lostPositions(wrep, acked)
-	if lost != nil && !opts.AllowDataLoss {
-		rep.WAL, rep.Head = wrep, wrep.LastPosition
-		rep.Elapsed = time.Since(start)
-		if d := wrep.Damage; d != nil && !d.Torn {
-			return rep, fmt.Errorf("%w: WAL damage in %s at offset %d (%s); cutting there loses positions %s; nothing was changed",
-				ErrDataLoss, d.Segment, d.Offset, d.Reason, formatRange(*lost))
+	if needsWALRepair(dir, wrep, ack.upTo) {
+		var asked []uint64 // the positions whose type and tags the repair wants known
+		plan, err := planWALRepair(dir, ack.upTo, opts.Progress, &asked)
+		if err != nil {
+			return nil, err
 		}
-		return rep, fmt.Errorf("%w: the WAL's valid part ends at position %d, but positions up to %d were acknowledged: positions %s are lost; nothing was changed",
-			ErrDataLoss, wrep.LastPosition, lost.To, formatRange(*lost))
-	}
-	rep.Lost = lost
-	// The cut also drops the offsets file, which vouches for lost positions.
-	if wrep.Damage != nil || len(wrep.Markers) > 0 || lost != nil {
-		rep.Repairs = append(rep.Repairs, "cut the WAL after position "+fmt.Sprint(wrep.LastPosition)+", keeping the damaged files aside")
-		if !opts.DryRun {
-			kept, err := wal.Cut(walDir, wrep.Damage, wrep.Markers)
-			rep.Kept = kept
-			if err != nil {
-				return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
+		rep.WALRepair = plan
+		addWALProblems(rep, wrep, ack.upTo)
+		if plan.LostEvents > 0 && !opts.AllowDataLoss {
+			rep.WAL, rep.Head = wrep, wrep.LastPosition
+			rep.Elapsed = time.Since(start)
+			return rep, fmt.Errorf("%w: the WAL is damaged (%s); %s; nothing was changed (possum recover --allow-data-loss repairs it, losing exactly those)",
+				ErrDataLoss, damageSummary(plan), repairOutcome(plan))
+		}
+		if opts.DryRun {
+			rep.Repairs = append(rep.Repairs, repairAction(plan))
+		} else {
+			if err := repairWAL(dir, ack.upTo, opts.Progress, asked, rep); err != nil {
+				return rep, err
 			}
 		}
+	} else {
+		addWALProblems(rep, wrep, ack.upTo)
 	}
 
-	// Then the projection, checked against the WAL's valid part and fixed.
-	if !opts.DryRun {
-		// Opening the WAL rebuilds its offsets file from a full scan.
-		w, _, err := wal.Open(walDir, wal.Options{})
-		if err != nil {
-			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
-		}
-		if err := w.Close(); err != nil {
-			return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
-		}
-	}
+	// Then the projection, checked against the WAL and fixed.
 	c, err := newChecker(dir, ack, beside, !opts.DryRun, true, opts.Progress)
 	if err != nil {
 		return rep, err
@@ -378,370 +434,50 @@ func Repair(dir string, opts *Options) (*Report, error) {
 		return rep, fmt.Errorf("recovery: repair %s: %w", dir, err)
 	}
 	if !opts.DryRun && (vrep.Damage != nil || len(vrep.Markers) > 0) {
-		return rep, fmt.Errorf("recovery: repair %s: WAL still damaged after the cut: %+v", dir, vrep.Damage)
+		return rep, fmt.Errorf("recovery: repair %s: WAL still damaged after its repair: %+v", dir, vrep.Damage)
 	}
 	rep.WAL, rep.Head = wrep, wrep.LastPosition
-	if err := c.finish(rep); err != nil {
+	if !opts.DryRun {
+		rep.WAL, rep.Head = vrep, vrep.LastPosition
+	}
+	if opts.DryRun && rep.WALRepair != nil && walDamaged(wrep, ack.upTo) {
+		c.checkWALEvents(rep)
+	} else if err := c.finish(rep); err != nil {
 		return rep, err
 	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
 }
 
-// checker compares the projection with the WAL, event by event as the WAL
-// is read, then index files and checkpoint at the end; with fix, it repairs
-// as it goes.
-type checker struct {
-	dir     string
-	fix     bool
-	collect bool // list the repairs (done or, without fix, to do) in the report
-	// beside: a writer has the store open. The WAL is read up to what it
-	// had acknowledged (head, once read); the projected files of later
-	// positions, and index entries of them, are the writer's to write and
-	// are not looked at. Never with fix.
-	beside   bool
-	progress func(done, total uint64)
-	cp       storedir.Checkpoint // as it was when the check began
-	cpErr    error
-	idx      *indexer.Index
-	head     uint64
-	total    uint64
-	problems []Problem
-	buf      []byte
-	rewrote  int
-	// behind is the checkpoint's position when the checkpoint is valid:
-	// event files and index entries after it may be missing without being
-	// problems (the projection is behind, not damaged). ^0: no valid
-	// checkpoint, every position must be projected.
-	behind  uint64
-	pending int // event files after behind that are missing
-	// choice: the files the store materializes; the others are not
-	// checked (nor written by a repair).
-	choice projector.Choice
-}
-
-// newChecker returns a checker of the store in dir, whose checkpoint ack
-// holds; with fix it repairs what it finds, with collect it lists the
-// repairs (done or, without fix, to do); beside, it checks beside a writer.
-func newChecker(dir string, ack acknowledgement, beside, fix, collect bool, progress func(done, total uint64)) (*checker, error) {
-	if beside && fix {
-		return nil, errors.New("recovery: a repair beside a writer") // a bug
-	}
-	c := &checker{dir: dir, fix: fix, collect: collect, beside: beside, progress: progress, idx: indexer.New()}
-	c.cp, c.cpErr = ack.cp, ack.cpErr
-	var err error
-	if c.choice, err = projector.ReadChoice(dir); err != nil {
-		return nil, fmt.Errorf("recovery: %w", err)
-	}
-	c.behind = ^uint64(0)
-	if _, err := os.Stat(filepath.Join(dir, storedir.CheckpointFile)); c.cpErr == nil && (err == nil || beside) {
-		// Beside a writer, no checkpoint is one not yet written: the
-		// writer projects every position.
-		c.behind = c.cp.Position
-	}
-	if progress != nil && c.cpErr == nil {
-		// An estimate of the total for the progress bar: the checkpoint's
-		// position; 0 (unknown) without one. The bar grows past it if needed.
-		c.total = c.cp.Position
-	}
-	if fix {
-		// Leftovers in tmp/ are never needed; the directories may be gone.
-		err := errors.Join(
-			os.RemoveAll(filepath.Join(dir, storedir.TmpDir)),
-			os.MkdirAll(filepath.Join(dir, storedir.TmpDir), 0o750),
-			projector.RemoveUnchosen(vfs.OS, dir, c.choice))
-		if c.choice.EventFiles {
-			err = errors.Join(err, os.MkdirAll(filepath.Join(dir, storedir.EventsDir), 0o750))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("recovery: %w", err)
-		}
-	}
-	return c, nil
-}
-
-func (c *checker) event(r wal.Record) error {
-	for i, e := range r.Events {
-		pos := r.FirstPosition + uint64(i)
-		if err := c.idx.Add(pos, e); err != nil {
-			return err
-		}
-		c.head = pos
-		if !c.choice.EventFiles {
-			continue
-		}
-		se := r.Event(pos)
-		c.buf = storedir.AppendEventFile(c.buf[:0], se)
-		path := storedir.EventPath(c.dir, pos)
-		got, err := os.ReadFile(path)
-		switch {
-		case errors.Is(err, os.ErrNotExist) && pos > c.behind:
-			c.pending++ // not yet projected
-		case errors.Is(err, os.ErrNotExist):
-			c.problem(Problem{Kind: EventMissing, Path: path, Detail: fmt.Sprintf("position %d has no event file", pos)})
-		case err != nil:
-			c.problem(Problem{Kind: EventDiffers, Path: path, Detail: err.Error()})
-		case !bytes.Equal(got, c.buf):
-			c.problem(Problem{Kind: EventDiffers, Path: path, Detail: fmt.Sprintf("event file of position %d does not match the WAL", pos)})
-		default:
-			continue
-		}
-		if c.fix {
-			want := slices.Clone(c.buf)
-			if _, err := projector.WriteEventFile(vfs.OS, c.dir, se, want); err != nil {
-				return fmt.Errorf("recovery: %w", err)
-			}
-		}
-		if pos <= c.behind || err == nil {
-			c.rewrote++ // or, dry run, would rewrite
-		}
-		if c.progress != nil && pos%4096 == 0 {
-			c.progress(pos, max(c.total, pos))
-		}
-	}
-	if c.progress != nil {
-		c.progress(c.head, max(c.total, c.head))
-	}
-	return nil
-}
-
-func (c *checker) problem(p Problem) { c.problems = append(c.problems, p) }
-
-// finish checks what only the whole WAL tells: stray event files, index
-// files, the checkpoint.
-func (c *checker) finish(rep *Report) error {
-	for _, p := range c.problems {
+// checkWALEvents reports what the checker found in the event files of the
+// WAL's valid part, when the rest of the projection cannot be checked
+// until the WAL is repaired.
+func (c *checker) checkWALEvents(rep *Report) {
+	for _, p := range c.problems.list {
 		rep.add(p)
 	}
-	if c.rewrote > 0 && c.collect {
-		rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrite %d event files", c.rewrote))
+	for k, n := range c.problems.counts {
+		rep.Counts[k] += n - min(n, maxListedPerKind)
 	}
-	if c.pending > 0 && c.collect && !c.beside { // the writer's projector projects them
-		rep.Repairs = append(rep.Repairs, fmt.Sprintf("project %d event files after the checkpoint", c.pending))
+	rep.Markers, rep.MarkerCount = c.markers, c.markerCount
+	if c.collect {
+		rep.Repairs = append(rep.Repairs, "check and repair the event files, index files and checkpoint once the WAL is repaired")
 	}
-	if err := c.strayEvents(rep); err != nil {
-		return err
-	}
-	tagEntries, err := c.indexFiles(rep)
-	if err != nil {
-		return err
-	}
-	cp, cpErr := c.cp, c.cpErr
-	cpBad := false
-	switch {
-	case cpErr != nil:
-		cpBad = true
-		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, storedir.CheckpointFile), Detail: cpErr.Error()})
-	case c.behind == ^uint64(0) && c.head != 0:
-		cpBad = true
-		rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, storedir.CheckpointFile), Detail: "no checkpoint"})
-	case cp.Position > c.head || cp.TagEntries != c.tagEntriesUpTo(cp.Position):
-		if cp.Position != 0 || c.head != 0 {
-			cpBad = true
-			rep.add(Problem{Kind: CheckpointBad, Path: filepath.Join(c.dir, storedir.CheckpointFile),
-				Detail: fmt.Sprintf("checkpoint says position %d with %d tag entries; the WAL has %d and %d", cp.Position, cp.TagEntries, c.head, tagEntries)})
-		}
-	}
-	if !cpBad && cp.Position <= c.head {
-		rep.Checkpoint, rep.Pending = cp.Position, c.head-cp.Position
-	}
-	if c.fix {
-		// A snapshot of the index from before the repair is stale.
-		if err := os.Remove(filepath.Join(c.dir, storedir.IndexDir, storedir.SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("recovery: %w", err)
-		}
-		if err := projector.WriteCheckpoint(vfs.OS, c.dir, storedir.Checkpoint{Position: c.head, TagEntries: tagEntries, IDs: c.idx.IDs() > 0}); err != nil {
-			return fmt.Errorf("recovery: %w", err)
-		}
-		rep.Repairs = append(rep.Repairs, fmt.Sprintf("write the checkpoint at position %d", c.head))
-	} else if cpBad && c.collect {
-		rep.Repairs = append(rep.Repairs, fmt.Sprintf("write the checkpoint at position %d", c.head))
-	}
-	return nil
 }
 
-// tagEntriesUpTo returns the number of tag entries at or below pos the WAL
-// implies.
-func (c *checker) tagEntriesUpTo(pos uint64) int {
-	if !c.choice.TagIndex {
-		return 0
+// damageSummary names where the WAL repair r found damage: the first
+// damaged segment and how many more.
+func damageSummary(r *wal.RepairReport) string {
+	if len(r.Damaged) == 0 {
+		return "no damage"
 	}
-	n := 0
-	for _, ps := range c.idx.Tags() {
-		n += upTo(ps, pos)
+	d := r.Damaged[0]
+	s := fmt.Sprintf("segment %s at offset %d: %s", d.Segment, d.Offset, d.Reason)
+	if d.Missing {
+		s = fmt.Sprintf("segment %s is missing", d.Segment)
 	}
-	return n
-}
-
-// upTo returns how many of the sorted positions ps are at or below pos.
-func upTo(ps []uint64, pos uint64) int {
-	i, _ := slices.BinarySearch(ps, pos+1)
-	return i
-}
-
-func (c *checker) strayEvents(rep *Report) error {
-	if !c.choice.EventFiles || c.beside {
-		// Beside a writer, a file after the head may be of an event it
-		// acknowledged since.
-		return nil
+	if len(r.Damaged) > 1 {
+		s += fmt.Sprintf(", and %d more damaged segments", len(r.Damaged)-1)
 	}
-	dir := filepath.Join(c.dir, storedir.EventsDir)
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("recovery: %w", err)
-	}
-	removed := 0
-	for _, e := range ents {
-		pos, ok := storedir.ParseEventFileName(e.Name())
-		if !ok || pos <= c.head {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		rep.add(Problem{Kind: EventStray, Path: path, Detail: fmt.Sprintf("event file of position %d beyond the WAL's head %d", pos, c.head)})
-		if c.fix {
-			if err := os.Remove(path); err != nil {
-				return fmt.Errorf("recovery: %w", err)
-			}
-		}
-		removed++ // or, dry run, would remove
-	}
-	if removed > 0 && c.collect {
-		rep.Repairs = append(rep.Repairs, fmt.Sprintf("remove %d stray event files", removed))
-	}
-	return nil
-}
-
-// behindOnly reports whether the positions of an index file, ps, differ from
-// want, those the WAL implies, only by lacking positions after a valid
-// checkpoint: a projection behind, not damaged.
-func (c *checker) behindOnly(ps, want []uint64) bool {
-	return len(ps) >= upTo(want, c.behind) && len(ps) <= len(want) && slices.Equal(ps, want[:len(ps)])
-}
-
-// indexFiles compares the index files with the index the WAL implies, and
-// returns the number of tag entries the WAL implies.
-func (c *checker) indexFiles(rep *Report) (int, error) {
-	tagEntries := 0
-	for _, kind := range []struct {
-		chosen bool
-		dir    string
-		want   map[string][]uint64
-	}{{c.choice.TypeIndex, storedir.TypesDir, c.idx.Types()}, {c.choice.TagIndex, storedir.TagsDir, c.idx.Tags()}} {
-		if !kind.chosen {
-			continue
-		}
-		dir := filepath.Join(c.dir, storedir.IndexDir, kind.dir)
-		if kind.dir == storedir.TagsDir {
-			for _, ps := range kind.want {
-				tagEntries += len(ps)
-			}
-		}
-		if c.fix {
-			if err := os.MkdirAll(dir, 0o750); err != nil {
-				return 0, fmt.Errorf("recovery: %w", err)
-			}
-		}
-		good := map[string]bool{}   // types or tags whose file is right
-		behind := map[string]bool{} // whose file lacks positions after the checkpoint only
-		ents, err := os.ReadDir(dir)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("recovery: %w", err)
-		}
-		fixed := 0
-		onDisk := map[string]bool{}
-		for _, e := range ents {
-			path := filepath.Join(dir, e.Name())
-			name, ps, valid, err := indexer.ReadFile(path)
-			if c.beside {
-				// The writer appends to index files as it projects: a file
-				// it has just created and not yet written, the entries of
-				// positions after the head and a torn entry it is writing
-				// are its own.
-				if info, _ := e.Info(); err != nil && (info == nil || info.Size() == 0) {
-					continue
-				}
-				ps = ps[:upTo(ps, c.head)]
-			}
-			onDisk[e.Name()] = true
-			want, known := kind.want[name]
-			var p Problem
-			switch {
-			case c.beside && err == nil && !known && len(ps) == 0:
-				continue // of a type or tag first appended after the head
-			case err != nil:
-				p = Problem{Kind: IndexDiffers, Path: path, Detail: err.Error()}
-			case storedir.IndexFileName(name) != e.Name():
-				p = Problem{Kind: IndexStray, Path: path, Detail: fmt.Sprintf("file holds the index of %q, whose file is %s", name, storedir.IndexFileName(name))}
-			case !known:
-				p = Problem{Kind: IndexStray, Path: path, Detail: fmt.Sprintf("index of %q, which no event in the WAL has", name)}
-			default:
-				info, _ := e.Info()
-				if info == nil {
-					return 0, fmt.Errorf("recovery: %s vanished", path)
-				}
-				whole := c.beside || info.Size() == valid
-				if slices.Equal(ps, want) && whole {
-					good[name] = true
-					continue
-				}
-				if c.behindOnly(ps, want) && whole {
-					behind[name] = true // rewritten by a repair, not a problem
-					continue
-				}
-				var detail string
-				switch {
-				case slices.Equal(ps, want):
-					detail = fmt.Sprintf("index of %q ends in %d bytes of a torn entry", name, info.Size()-valid)
-				case len(ps) == len(want):
-					// Entries are numbered from 1, the way a reader counts them.
-					i := 0
-					for ps[i] == want[i] {
-						i++
-					}
-					detail = fmt.Sprintf("index of %q lists %d positions, the WAL implies %d different ones (first difference at entry %d: %d vs %d)",
-						name, len(ps), len(want), i+1, ps[i], want[i])
-				default:
-					detail = fmt.Sprintf("index of %q lists %d positions, the WAL implies %d", name, len(ps), len(want))
-				}
-				p = Problem{Kind: IndexDiffers, Path: path, Detail: detail}
-			}
-			rep.add(p)
-			if p.Kind == IndexStray || err != nil {
-				if c.fix {
-					if err := os.Remove(path); err != nil {
-						return 0, fmt.Errorf("recovery: %w", err)
-					}
-				}
-				fixed++ // or, dry run, would remove
-			}
-		}
-		for name, ps := range kind.want {
-			if good[name] {
-				continue
-			}
-			path := filepath.Join(dir, storedir.IndexFileName(name))
-			missing := !onDisk[storedir.IndexFileName(name)]
-			// Behind, not damaged: a file short of positions after the
-			// checkpoint only, or absent when all of them are after it.
-			pending := behind[name] || missing && c.behindOnly(nil, ps)
-			if missing && !pending {
-				rep.add(Problem{Kind: IndexMissing, Path: path, Detail: fmt.Sprintf("no index file for %q", name)})
-			}
-			if c.fix {
-				if err := indexer.WriteFile(vfs.OS, path, filepath.Join(c.dir, storedir.TmpDir, storedir.IndexDir), name, ps); err != nil {
-					return 0, fmt.Errorf("recovery: %w", err)
-				}
-			}
-			if !pending {
-				fixed++ // or, dry run, would rewrite
-			}
-		}
-		if fixed > 0 && c.collect {
-			rep.Repairs = append(rep.Repairs, fmt.Sprintf("rewrite or remove %d index files in %s", fixed, kind.dir))
-		}
-	}
-	return tagEntries, nil
+	return s
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/possumstore/possum/internal/sys/vfs"
 	"github.com/possumstore/possum/internal/testkit/projectiontest"
 	"github.com/possumstore/possum/internal/testkit/testdir"
+	"github.com/possumstore/possum/internal/testkit/walmap"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -241,39 +242,45 @@ type damageCase struct {
 	name   string
 	damage func(t *testing.T, l layout)
 	// kinds are the problem kinds Verify must report; counts, if set, the
-	// exact number of some of them.
-	kinds  []string
-	counts func(l layout) map[string]int
-	// head is the head of the repaired store: every event at or below it is
-	// kept exactly. nil: the fixture's head (nothing is lost).
+	// exact number of some of them. repairKinds, if set, are those Repair
+	// reports (the projection of the positions it lost shows only once
+	// the WAL is repaired); nil: kinds.
+	kinds       []string
+	counts      func(l layout) map[string]int
+	repairKinds []string
+	// head is the head of the repaired store. nil: the fixture's head
+	// (positions are kept, lost or not).
 	head func(l layout) uint64
-	// lost, if set, makes this a data-loss case: the positions Repair must
-	// refuse to lose, then lose when allowed.
-	lost func(l layout) recovery.PositionRange
+	// lost, if set, makes this a data-loss case: exactly the positions
+	// Repair must refuse to lose, then lose when allowed (each kept by a
+	// lost marker, of known type when the event files say it); every
+	// other event is kept exactly.
+	lost func(l layout) []storedir.Range
+	// unknown: the lost positions' types are unknown (nothing says them);
+	// fromIndex: the index files say them (tags then come in byte order).
+	unknown, fromIndex bool
 	// kept is the number of files Repair must keep aside.
 	kept func(l layout) int
 }
 
-// projectionAfterCut: the problem kinds of a projection that is ahead of a
-// WAL that lost its last record(s).
-var projectionAfterCut = []string{recovery.EventStray, recovery.IndexDiffers, recovery.IndexStray, recovery.CheckpointBad}
-
 // tornTail damages the last record of the fixture's closed store. It looks
 // like a torn write, but the checkpoint and the offsets file vouch that the
-// record was acknowledged: repairing it loses data.
+// record was acknowledged: its event files repair it, nothing is lost.
 func tornTail(cut func(l layout) int64) damageCase {
 	return damageCase{
 		damage: func(t *testing.T, l layout) { truncateFile(t, l.lastSeg().path, cut(l)) },
-		kinds:  sortedKinds(append([]string{recovery.WALTornTail, recovery.WALLost}, projectionAfterCut...)...),
+		kinds:  sortedKinds(recovery.WALTornTail, recovery.WALLost),
 		counts: func(l layout) map[string]int {
-			r := l.lastRec()
-			return map[string]int{recovery.WALTornTail: 1, recovery.WALLost: 1, recovery.EventStray: int(r.last - r.first + 1), recovery.IndexStray: 1, recovery.CheckpointBad: 1}
-		},
-		lost: func(l layout) recovery.PositionRange {
-			return recovery.PositionRange{From: l.lastRec().first, To: l.head}
+			return map[string]int{recovery.WALTornTail: 1, recovery.WALLost: 1}
 		},
 		kept: func(layout) int { return 1 },
 	}
+}
+
+// segRange returns the positions of segment i.
+func segRange(l layout, i int) []storedir.Range {
+	s := l.segs[i]
+	return []storedir.Range{{From: s.recs[0].first, To: s.recs[len(s.recs)-1].last}}
 }
 
 func damageCases() []damageCase {
@@ -325,25 +332,37 @@ func damageCases() []damageCase {
 				r := s.recs[len(s.recs)/2]
 				flipBit(t, s.path, r.off+(r.end-r.off)/2)
 			},
-			kinds:  sortedKinds(append([]string{recovery.WALCorrupt}, projectionAfterCut...)...),
+			// The event file repairs the event (or the record).
+			kinds:  []string{recovery.WALCorrupt},
 			counts: one(recovery.WALCorrupt),
-			lost: func(l layout) recovery.PositionRange {
-				s := l.segs[1]
-				return recovery.PositionRange{From: s.recs[len(s.recs)/2].first, To: l.head}
+			kept:   func(l layout) int { return 1 },
+		},
+		{
+			name: "an event's data flipped, its event file deleted",
+			damage: func(t *testing.T, l layout) {
+				seg, rec, ok := walmap.Find(walmap.Map(t, filepath.Join(l.dir, "wal")), 150)
+				require.True(t, ok)
+				e := rec.Entries[150-rec.First]
+				walmap.Flip(t, seg.Path, e[1]-2) // in its data
+				require.NoError(t, os.Remove(eventPath(l.dir, 150)))
 			},
-			// the damaged segment's copy and every later segment
-			kept: func(l layout) int { return 1 + len(l.segs) - 2 },
+			kinds: []string{recovery.WALCorrupt}, // the projection is checked once the WAL is repaired
+			// Exactly that event, of the type and tags the index files
+			// still say.
+			lost:        func(layout) []storedir.Range { return []storedir.Range{{From: 150, To: 150}} },
+			fromIndex:   true,
+			repairKinds: sortedKinds(recovery.WALCorrupt, recovery.EventMissing),
+			kept:        func(layout) int { return 1 },
 		},
 		{
 			name:   "deleted middle segment",
 			damage: func(t *testing.T, l layout) { require.NoError(t, os.Remove(l.segs[2].path)) },
-			kinds:  sortedKinds(append([]string{recovery.WALCorrupt}, projectionAfterCut...)...),
+			kinds:  []string{recovery.WALCorrupt},
 			counts: one(recovery.WALCorrupt),
-			lost: func(l layout) recovery.PositionRange {
-				return recovery.PositionRange{From: l.segs[2].recs[0].first, To: l.head}
-			},
-			// every segment after the missing one
-			kept: func(l layout) int { return len(l.segs) - 3 },
+			// Nothing verifies a copy of bytes that are gone: lost, of
+			// known type (the event files say it).
+			lost:        func(l layout) []storedir.Range { return segRange(l, 2) },
+			repairKinds: sortedKinds(recovery.WALCorrupt, recovery.EventDiffers),
 		},
 		{
 			name: "leftover truncation markers",
@@ -446,23 +465,24 @@ func damageCases() []damageCase {
 				require.NoError(t, os.WriteFile(filepath.Join(l.dir, "checkpoint"), []byte(b), 0o640))
 			},
 			// The checkpoint vouches for positions the WAL lacks: they were
-			// acknowledged, so they count as lost (nothing tells a lying
-			// checkpoint from a lost WAL tail).
-			kinds:  sortedKinds(recovery.WALLost, recovery.CheckpointBad),
-			counts: func(layout) map[string]int { return map[string]int{recovery.WALLost: 1, recovery.CheckpointBad: 1} },
-			lost: func(l layout) recovery.PositionRange {
-				return recovery.PositionRange{From: l.head + 1, To: l.head + 10}
-			},
+			// acknowledged, so they are lost (nothing tells a lying
+			// checkpoint from a lost WAL tail), of unknown type.
+			kinds:       []string{recovery.WALLost},
+			counts:      one(recovery.WALLost),
+			lost:        func(l layout) []storedir.Range { return []storedir.Range{{From: l.head + 1, To: l.head + 10}} },
+			unknown:     true,
+			head:        func(l layout) uint64 { return l.head + 10 },
+			repairKinds: sortedKinds(recovery.WALLost, recovery.CheckpointBad, recovery.EventMissing, recovery.IndexMissing),
+			kept:        func(layout) int { return 1 }, // the last segment, which the markers join
 		},
 		{
 			name: "last segment deleted",
 			damage: func(t *testing.T, l layout) {
 				require.NoError(t, os.Remove(l.lastSeg().path))
 			},
-			kinds: sortedKinds(append([]string{recovery.WALLost}, projectionAfterCut...)...),
-			lost: func(l layout) recovery.PositionRange {
-				return recovery.PositionRange{From: l.lastSeg().recs[0].first, To: l.head}
-			},
+			kinds:       []string{recovery.WALLost},
+			lost:        func(l layout) []storedir.Range { return segRange(l, len(l.segs)-1) },
+			repairKinds: sortedKinds(recovery.WALLost, recovery.EventDiffers),
 		},
 		{
 			name:   "missing checkpoint",
@@ -491,12 +511,11 @@ func TestRepairDamage(t *testing.T) {
 			if c.head != nil {
 				wantHead = c.head(l)
 			}
-			var lost *recovery.PositionRange
+			var lost []storedir.Range
 			if c.lost != nil {
-				r := c.lost(l)
-				lost = &r
-				wantHead = r.From - 1
+				lost = c.lost(l)
 			}
+			want := withMarkers(acked, lost, wantHead, c.unknown, c.fromIndex)
 			before := testdir.Hash(t, dir)
 
 			// Verify: the problems, and nothing changed.
@@ -511,18 +530,20 @@ func TestRepairDamage(t *testing.T) {
 			}
 			for _, p := range v.Problems {
 				assert.NotEmpty(t, p.Detail)
-				assert.Equal(t, p.Kind == recovery.WALCorrupt || p.Kind == recovery.WALLost, p.DataLoss, "%+v", p)
+				assert.Equal(t, lost != nil && (p.Kind == recovery.WALCorrupt || p.Kind == recovery.WALLost), p.DataLoss, "%+v", p)
 			}
 			require.Equal(t, before, testdir.Hash(t, dir), "Verify changed the store")
 
 			if lost != nil {
-				checkRefusal(t, dir, v, *lost, before)
+				checkRefusal(t, dir, v, lost, before)
 			} else {
 				dry, err := recovery.Repair(dir, &recovery.Options{DryRun: true})
 				require.NoError(t, err)
 				assert.Equal(t, v.Counts, dry.Counts)
 				assert.NotEmpty(t, dry.Repairs)
-				assert.Nil(t, dry.Lost)
+				if dry.WALRepair != nil {
+					assert.Zero(t, dry.WALRepair.LostEvents)
+				}
 				assert.Empty(t, dry.Kept)
 				require.Equal(t, before, testdir.Hash(t, dir), "Repair with DryRun changed the store")
 			}
@@ -530,15 +551,20 @@ func TestRepairDamage(t *testing.T) {
 			// Repair.
 			rep, err := recovery.Repair(dir, &recovery.Options{AllowDataLoss: lost != nil})
 			require.NoError(t, err)
-			assert.Equal(t, c.kinds, kinds(rep.Counts), "problems: %+v", rep.Problems)
+			wantKinds := c.kinds
+			if c.repairKinds != nil {
+				wantKinds = c.repairKinds
+			}
+			assert.Equal(t, wantKinds, kinds(rep.Counts), "problems: %+v", rep.Problems)
 			assert.NotEmpty(t, rep.Repairs)
 			assert.Equal(t, wantHead, rep.Head)
 			if lost != nil {
-				require.NotNil(t, rep.Lost)
-				assert.Equal(t, *lost, *rep.Lost)
-			} else {
-				assert.Nil(t, rep.Lost)
+				require.NotNil(t, rep.WALRepair)
+				assert.Equal(t, lost, rep.WALRepair.Lost)
+			} else if rep.WALRepair != nil {
+				assert.Zero(t, rep.WALRepair.LostEvents)
 			}
+			assert.Equal(t, lost, rep.Markers, "the store's lost positions")
 			wantKept := 0
 			if c.kept != nil {
 				wantKept = c.kept(l)
@@ -554,57 +580,82 @@ func TestRepairDamage(t *testing.T) {
 					assert.NoFileExists(t, m)
 				}
 			}
+			losses, err := storedir.ReadLosses(dir)
+			require.NoError(t, err)
+			assert.Equal(t, lost, storedir.LostRanges(losses), "LOST records the loss")
 
 			after, err := recovery.Verify(dir, nil)
 			require.NoError(t, err)
 			require.True(t, after.Consistent(), "after repair: %+v", after.Problems)
 			assert.Equal(t, wantHead, after.Head)
+			assert.Equal(t, lost, after.Markers)
+			assert.Equal(t, lost, after.Recorded)
 
 			// The repaired store opens with nothing left to repair and holds
 			// exactly the events it should.
-			checkStore(t, dir, acked[:wantHead])
+			checkStore(t, dir, want)
 		})
 	}
 }
 
+// withMarkers returns the events 1..head: acked, but for the positions
+// lost, each a marker (of the event's type and tags, or, unknown, of
+// none).
+func withMarkers(acked []dcb.SequencedEvent, lost []storedir.Range, head uint64, unknown, sorted bool) []dcb.SequencedEvent {
+	out := make([]dcb.SequencedEvent, head)
+	for i := range out {
+		pos := uint64(i + 1)
+		if i < len(acked) {
+			out[i] = acked[i]
+		}
+		for _, r := range lost {
+			if pos >= r.From && pos <= r.To {
+				m := dcb.SequencedEvent{Position: pos, Lost: true}
+				if !unknown {
+					m.Type, m.Tags = acked[i].Type, acked[i].Tags
+				}
+				if sorted {
+					m.Tags = slices.Sorted(slices.Values(m.Tags))
+				}
+				out[i] = m
+			}
+		}
+	}
+	return out
+}
+
 // checkRefusal checks the refusals of a data-loss repair and its dry run
 // with the loss allowed; none of them may change the store.
-func checkRefusal(t *testing.T, dir string, v *recovery.Report, lost recovery.PositionRange, before map[string]string) {
+func checkRefusal(t *testing.T, dir string, v *recovery.Report, lost []storedir.Range, before map[string]string) {
 	t.Helper()
-	// Mid-log damage, or a WAL that ends before what was acknowledged.
-	lossKind := recovery.WALLost
-	if d := v.WAL.Damage; d != nil && !d.Torn {
-		lossKind = recovery.WALCorrupt
-		assert.Equal(t, lost.From, d.LostFrom)
-		assert.Equal(t, lost.To, d.LostTo)
-	}
-	assert.Equal(t, lost.From-1, v.Head)
-	at := fmt.Sprintf("%d..%d", lost.From, lost.To)
+	require.NotNil(t, v.WALRepair, "Verify works out what a repair loses")
+	assert.Equal(t, lost, v.WALRepair.Lost)
+	at := storedir.FormatRanges(lost)
 	found := false
 	for _, p := range v.Problems {
-		if p.Kind == lossKind {
+		if p.DataLoss {
 			found = true
-			assert.True(t, p.DataLoss)
 			assert.Contains(t, p.Detail, at)
 		}
 	}
-	assert.True(t, found, "no %s problem: %+v", lossKind, v.Problems)
+	assert.True(t, found, "no data-loss problem: %+v", v.Problems)
 
 	for _, opts := range []recovery.Options{{}, {DryRun: true}} {
 		rep, err := recovery.Repair(dir, &opts)
 		require.ErrorIs(t, err, recovery.ErrDataLoss, "options %+v", opts)
 		assert.Contains(t, err.Error(), at, "the error must name the positions at stake")
 		require.NotNil(t, rep)
-		assert.Equal(t, 1, rep.Counts[lossKind])
-		assert.Nil(t, rep.Lost)
+		require.NotNil(t, rep.WALRepair)
+		assert.Equal(t, lost, rep.WALRepair.Lost)
+		assert.False(t, rep.WALRepair.Written)
 		assert.Empty(t, rep.Kept)
 		require.Equal(t, before, testdir.Hash(t, dir), "a refused repair (%+v) changed the store", opts)
 	}
 
 	dry, err := recovery.Repair(dir, &recovery.Options{DryRun: true, AllowDataLoss: true})
 	require.NoError(t, err)
-	require.NotNil(t, dry.Lost)
-	assert.Equal(t, lost, *dry.Lost)
+	require.NotNil(t, dry.WALRepair)
+	assert.Equal(t, lost, dry.WALRepair.Lost)
 	assert.Equal(t, v.Counts, dry.Counts)
 	assert.Empty(t, dry.Kept)
 	require.Equal(t, before, testdir.Hash(t, dir), "a dry run with data loss allowed changed the store")
@@ -638,7 +689,8 @@ func checkStore(t *testing.T, dir string, want []dcb.SequencedEvent) {
 	for _, tag := range []string{"all", "mod:3"} {
 		n := 0
 		for _, e := range want {
-			if slices.Contains(e.Tags, tag) {
+			// A marker of unknown type might have matched any query.
+			if slices.Contains(e.Tags, tag) || e.Lost && e.Type == "" {
 				n++
 			}
 		}
@@ -700,7 +752,7 @@ func TestVerifyHoldsTheLock(t *testing.T) {
 	var during error
 	var nested *recovery.Report
 	var nestedErr error
-	rep, err := recovery.Verify(dir, &recovery.Options{Progress: func(done, total uint64) {
+	rep, err := recovery.Verify(dir, &recovery.Options{Progress: func(_ string, done, total uint64) {
 		if during == nil && nested == nil {
 			var s *store.Store
 			s, during = store.Open(dir, nil)
@@ -789,7 +841,7 @@ func TestIndexSameCountOtherPositions(t *testing.T) {
 	p := rep.Problems[0]
 	assert.Equal(t, recovery.IndexDiffers, p.Kind)
 	assert.Equal(t, path, p.Path)
-	assert.Equal(t, `index of "even" lists 15 positions, the WAL implies 15 different ones (first difference at entry 6: 13 vs 12)`, p.Detail)
+	assert.Equal(t, `index of "even" lists 15 positions, as many as the WAL implies, but other ones`, p.Detail)
 
 	rep, err = recovery.Repair(dir, nil)
 	require.NoError(t, err)

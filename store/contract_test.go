@@ -16,6 +16,7 @@ import (
 	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -252,7 +253,7 @@ func TestReadRacingClose(t *testing.T) {
 // TestOpenRefusesLostPositions: a WAL that lost positions the checkpoint or
 // the WAL's offsets file vouch for is refused with ErrCorrupt naming the
 // lost range, and nothing is changed; `recover --allow-data-loss` accepts
-// the loss and reports it.
+// the loss, reports it, and keeps the lost positions as markers.
 func TestOpenRefusesLostPositions(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -311,14 +312,23 @@ func TestOpenRefusesLostPositions(t *testing.T) {
 
 			rep, err := recovery.Repair(dir, &recovery.Options{AllowDataLoss: true})
 			require.NoError(t, err)
-			require.NotNil(t, rep.Lost)
-			assert.Equal(t, recovery.PositionRange{From: tc.from(firsts), To: 60}, *rep.Lost)
+			require.NotNil(t, rep.WALRepair)
+			assert.Equal(t, []storedir.Range{{From: tc.from(firsts), To: 60}}, rep.WALRepair.Lost)
 
+			// The lost positions keep their places as markers, of the
+			// type and tags their event files still say.
 			s = open(t, dir)
-			assert.Equal(t, tc.from(firsts)-1, s.Head())
+			assert.Equal(t, uint64(60), s.Head())
 			got := readAll(t, s, dcb.All(), store.ReadOptions{})
-			assert.Len(t, got, int(s.Head()))
-			assert.Equal(t, s.Head()+1, appendOK(t, s, ev("A")), "the store goes on after the loss")
+			require.Len(t, got, 60)
+			for _, e := range got {
+				if e.Position < tc.from(firsts) {
+					assert.False(t, e.Lost)
+					continue
+				}
+				assert.Equal(t, dcb.SequencedEvent{Event: dcb.Event{Type: "A", Tags: []string{fmt.Sprintf("n:%d", e.Position-1)}}, Position: e.Position, Lost: true}, e)
+			}
+			assert.Equal(t, uint64(61), appendOK(t, s, ev("A")), "the store goes on after the loss, at the old head + 1")
 			_, err = s.Append(ctx, []dcb.Event{ev("B")}, &dcb.AppendCondition{FailIfEventsMatch: typeQuery("A"), After: s.Head() - 1})
 			assert.ErrorIs(t, err, dcb.ErrAppendConditionFailed)
 		})

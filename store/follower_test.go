@@ -168,9 +168,10 @@ func TestFollowerAcrossWriterCrashes(t *testing.T) {
 }
 
 // TestFollowerThroughRecover: a repair that loses nothing the follower
-// delivered leaves it following; one that cuts positions it delivered
-// (possum recover --allow-data-loss) ends its reads and subscriptions with
-// ErrCorrupt, and following the store again goes on from what is left.
+// delivered leaves it following; one that changes positions it delivered
+// into lost markers (possum recover --allow-data-loss) ends its reads and
+// subscriptions with ErrCorrupt, and following the store again reads the
+// markers where the events were.
 func TestFollowerThroughRecover(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -195,14 +196,15 @@ func TestFollowerThroughRecover(t *testing.T) {
 	require.Len(t, wait(61), 61)
 	require.NoError(t, s.Close())
 
-	// Positions it delivered are cut.
+	// Positions it delivered are lost: markers now.
 	segs := walSegmentPaths(t, dir)
 	require.NoError(t, os.Remove(segs[len(segs)-1]))
-	_, err = recovery.Repair(dir, &recovery.Options{AllowDataLoss: true})
+	rep, err := recovery.Repair(dir, &recovery.Options{AllowDataLoss: true})
 	require.NoError(t, err)
+	require.NotZero(t, rep.WALRepair.LostEvents)
 	s = open(t, dir)
 	defer s.Close()
-	require.Less(t, s.Head(), uint64(61))
+	require.Equal(t, uint64(61), s.Head(), "positions are kept")
 	_, err = read(f, t.Context(), dcb.All(), store.ReadOptions{})
 	require.ErrorIs(t, err, store.ErrCorrupt)
 	assert.Equal(t, 1, strings.Count(err.Error(), "wal: "), "one prefix each: %v", err)
@@ -217,5 +219,8 @@ func TestFollowerThroughRecover(t *testing.T) {
 	g, err := store.Follow(dir, nil)
 	require.NoError(t, err)
 	defer g.Close()
-	assert.Equal(t, readAll(t, s, dcb.All(), store.ReadOptions{}), readAll(t, g, dcb.All(), store.ReadOptions{}))
+	all := readAll(t, g, dcb.All(), store.ReadOptions{})
+	assert.Equal(t, readAll(t, s, dcb.All(), store.ReadOptions{}), all)
+	require.Len(t, all, 61)
+	assert.True(t, all[60].Lost)
 }

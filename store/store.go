@@ -34,7 +34,9 @@ var (
 	// ErrCorrupt: the store's files are damaged: Open refuses a WAL with
 	// damage that is not a torn tail, or that lost positions the checkpoint
 	// or the offsets file vouch for; a Read meets a record that fails its
-	// checksum. Run `possum verify`, then `possum recover`.
+	// checksum. Run `possum recover --dry-run`, then `possum recover`: it
+	// loses exactly the events whose bytes fail their checksums (none, when
+	// the event files repair them), each position kept by a lost marker.
 	ErrCorrupt = wal.ErrCorrupt
 	// ErrPoisoned: a WAL write or fsync failed. The append that met it and
 	// every later one fail with it; Close and Open the store again to go on
@@ -360,10 +362,10 @@ func (s *Store) load() error {
 	})
 	var lost *wal.LostError
 	if errors.As(err, &lost) {
-		return fmt.Errorf("store: open %s: %w (run `possum verify %s`; `possum recover --allow-data-loss %s` accepts the loss)", s.dir, err, s.dir, s.dir)
+		return fmt.Errorf("store: open %s: %w (run `possum recover --dry-run %s` to see exactly which positions a repair keeps and loses, then `possum recover --allow-data-loss %s`: each lost position keeps its place as a lost marker, every other event its position and bytes)", s.dir, err, s.dir, s.dir)
 	}
 	if errors.Is(err, wal.ErrCorrupt) {
-		return fmt.Errorf("store: open %s: %w (not a torn write: run `possum verify %s`, then `possum recover`)", s.dir, err, s.dir)
+		return fmt.Errorf("store: open %s: %w (not a torn write: run `possum recover --dry-run %s` to see exactly which positions a repair keeps and loses, then `possum recover %s`, with --allow-data-loss if it must lose any: each lost position keeps its place as a lost marker, every other event its position and bytes)", s.dir, err, s.dir, s.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.dir, err)

@@ -84,6 +84,9 @@ type RepairReport struct {
 	// Markers are leftover tidwall truncation markers (.START/.END), which
 	// Repair moves aside.
 	Markers []string `json:"markers,omitempty"`
+	// Kept lists the paths of what Repair kept aside: the damaged segments'
+	// copies and the markers, each renamed <name>.broken.<time>.
+	Kept []string `json:"kept,omitempty"`
 	// Written: Repair changed the log (false for PlanRepair, and when
 	// there was nothing to repair).
 	Written bool `json:"written"`
@@ -222,11 +225,17 @@ func repairLog(dir string, opts RepairOptions, write bool) (*RepairReport, error
 	if !write {
 		return rep, nil
 	}
+	for _, sr := range rep.Damaged {
+		if sr.Copy != "" {
+			rep.Kept = append(rep.Kept, sr.Copy)
+		}
+	}
 	for _, m := range markers {
 		path := filepath.Join(dir, m)
 		if err := rw.fs.Rename(path, path+rw.stamp); err != nil {
 			return nil, fmt.Errorf("wal: repair: move aside %s: %w", m, err)
 		}
+		rep.Kept = append(rep.Kept, path+rw.stamp)
 	}
 	if err := rw.fs.SyncDir(dir); err != nil {
 		return nil, fmt.Errorf("wal: repair: %w", err)

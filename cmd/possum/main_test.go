@@ -14,6 +14,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testkit/testdir"
+	"github.com/possumstore/possum/internal/testkit/walmap"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -132,7 +133,7 @@ func TestHealthyStore(t *testing.T) {
 	assert.Equal(t, before, testdir.Hash(t, dir))
 	rep, _ = runJSON(t, 0, "recover", "--json", dir)
 	assert.True(t, rep.Consistent())
-	assert.Nil(t, rep.Lost)
+	assert.Nil(t, rep.WALRepair)
 
 	// The text report too.
 	code, out, _ := runCmd("verify", dir)
@@ -172,7 +173,8 @@ func TestRepairableStore(t *testing.T) {
 	rep, _ = runJSON(t, 0, "recover", "--json", dir)
 	assert.Equal(t, 1, rep.Counts[recovery.WALTornTail])
 	assert.NotEmpty(t, rep.Repairs)
-	assert.Nil(t, rep.Lost)
+	require.NotNil(t, rep.WALRepair)
+	assert.Zero(t, rep.WALRepair.LostEvents)
 	require.Len(t, rep.Kept, 1)
 	assert.FileExists(t, rep.Kept[0])
 
@@ -182,19 +184,28 @@ func TestRepairableStore(t *testing.T) {
 	assert.Equal(t, rep.Head, headOf(t, dir))
 }
 
+// TestRefusedStore: one event's bytes flipped in the middle of the log,
+// its event file gone too: verify flags data loss and names the one
+// position a repair loses; recover refuses; recover --allow-data-loss
+// loses exactly that event, keeps its position as a lost marker and every
+// other event, says so, and the store goes on at the same head.
 func TestRefusedStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	buildStore(t, dir, 100)
-	segs := segments(t, dir)
+	head := headOf(t, dir)
+	segs := walmap.Map(t, filepath.Join(dir, "wal"))
 	require.GreaterOrEqual(t, len(segs), 3, "the damage must be in the middle of the log")
-	// A bit flip in the middle of the first segment: every later event is
-	// at stake.
-	seg := segs[0]
-	i := len(seg.offs) / 2
-	b, err := os.ReadFile(seg.path)
-	require.NoError(t, err)
-	b[(seg.offs[i]+seg.ends[i])/2] ^= 1
-	require.NoError(t, os.WriteFile(seg.path, b, 0o640))
+	var rec walmap.Record
+	for _, r := range segs[0].Records {
+		if len(r.Entries) > 1 {
+			rec = r
+		}
+	}
+	require.NotZero(t, rec.First, "a record of several events")
+	pos := rec.First + 1
+	e := rec.Entries[1]
+	walmap.Flip(t, segs[0].Path, (e[0]+e[1])/2)
+	require.NoError(t, os.Remove(filepath.Join(dir, "events", fmt.Sprintf("%020d.json", pos))))
 	before := testdir.Hash(t, dir)
 
 	rep, _ := runJSON(t, 1, "verify", "--json", dir)
@@ -204,42 +215,45 @@ func TestRefusedStore(t *testing.T) {
 		dataLoss = dataLoss || p.DataLoss
 	}
 	assert.True(t, dataLoss, "verify must flag data loss: %+v", rep.Problems)
-	require.NotNil(t, rep.WAL.Damage)
-	from, to := rep.WAL.Damage.LostFrom, rep.WAL.Damage.LostTo
-	assert.Positive(t, from)
-	assert.Greater(t, to, from)
+	require.NotNil(t, rep.WALRepair)
+	assert.Equal(t, []storedir.Range{{From: pos, To: pos}}, rep.WALRepair.Lost, "exactly the damaged event")
 	assert.Equal(t, before, testdir.Hash(t, dir))
-
-	for _, args := range [][]string{{"recover", "--json", dir}, {"recover", "--json", "--dry-run", dir}} {
-		rep, out := runJSON(t, 1, args...)
-		assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt])
-		assert.Nil(t, rep.Lost)
-		assert.NotContains(t, out, `"lost"`)
-		assert.Equal(t, before, testdir.Hash(t, dir), "%v changed the store", args)
-	}
-	code, out, _ := runCmd("recover", dir)
+	code, out, _ := runCmd("verify", dir)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "DATA LOSS")
+	assert.Contains(t, out, fmt.Sprintf("LOST position %d (1 event of record %d)", pos, rec.Index))
+
+	for _, args := range [][]string{{"recover", "--json", dir}, {"recover", "--json", "--dry-run", dir}} {
+		rep, _ := runJSON(t, 1, args...)
+		assert.Equal(t, 1, rep.Counts[recovery.WALCorrupt])
+		require.NotNil(t, rep.WALRepair)
+		assert.False(t, rep.WALRepair.Written)
+		assert.Empty(t, rep.Kept)
+		assert.Equal(t, before, testdir.Hash(t, dir), "%v changed the store", args)
+	}
+	code, out, errOut := runCmd("recover", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "DATA LOSS")
+	assert.Contains(t, errOut, fmt.Sprintf("a repair loses 1 event: position %d ", pos))
 	assert.Equal(t, before, testdir.Hash(t, dir))
 
-	rep, out = runJSON(t, 0, "recover", "--json", "--allow-data-loss", dir)
-	assert.Contains(t, out, `"lost"`)
-	require.NotNil(t, rep.Lost)
-	assert.Equal(t, recovery.PositionRange{From: from, To: to}, *rep.Lost)
-	assert.NotEmpty(t, rep.Kept)
-	for _, k := range rep.Kept {
-		assert.FileExists(t, k)
-	}
+	code, out, errOut = runCmd("recover", "--allow-data-loss", dir)
+	require.Equal(t, 0, code, "%s%s", out, errOut)
+	assert.Contains(t, out, fmt.Sprintf("LOST position %d (1 event of record %d)", pos, rec.Index))
+	assert.Contains(t, out, "still verifying in it")
+	assert.Contains(t, out, "kept aside: ")
 
 	rep, _ = runJSON(t, 0, "verify", "--json", dir)
 	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
-	assert.Equal(t, from-1, rep.Head)
-	assert.Equal(t, from-1, headOf(t, dir))
+	assert.Equal(t, head, rep.Head, "positions are kept")
+	assert.Equal(t, []storedir.Range{{From: pos, To: pos}}, rep.Markers)
+	assert.Equal(t, head, headOf(t, dir))
 }
 
 // TestLostTailStore: a WAL whose last segment was emptied lost positions the
 // checkpoint vouches for. verify flags data loss, recover refuses, and
-// recover --allow-data-loss accepts it and prints the positions lost.
+// recover --allow-data-loss accepts it, keeps the positions as lost markers
+// and prints them.
 func TestLostTailStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	buildStore(t, dir, 100)
@@ -267,7 +281,7 @@ func TestLostTailStore(t *testing.T) {
 	code, out, _ = runCmd("recover", "--allow-data-loss", dir)
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "LOST positions "+lost)
-	assert.Equal(t, from-1, headOf(t, dir))
+	assert.Equal(t, head, headOf(t, dir), "the lost positions keep their places")
 }
 
 // On a store a writer holds, verify and a dry run check beside it and

@@ -54,6 +54,8 @@ func TestNoDoubledPrefix(t *testing.T) {
 	buildStore(t, corrupt, 40)
 	segs := segments(t, corrupt)
 	flipByte(t, segs[0].path, (segs[0].offs[1]+segs[0].ends[1])/2) // mid-log: a checksum mismatch
+	// No event file repairs the damage: recover refuses to lose it.
+	require.NoError(t, os.RemoveAll(filepath.Join(corrupt, "events")))
 	format := filepath.Join(base, "format")
 	require.NoError(t, os.MkdirAll(filepath.Join(format, "wal"), 0o750))
 	require.NoError(t, os.WriteFile(filepath.Join(format, "FORMAT"), []byte("possum 9\n"), 0o640))

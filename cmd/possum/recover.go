@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"time"
 
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -39,7 +42,7 @@ func runVerify(dir string, asJSON bool, stdout io.Writer) error {
 func recoverCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dryRun := fs.Bool("dry-run", false, "report what would be repaired, change nothing (exit 1 if anything would be)")
-	allowLoss := fs.Bool("allow-data-loss", false, "cut the WAL at mid-log damage, losing every event from there on (damaged files are kept aside)")
+	allowLoss := fs.Bool("allow-data-loss", false, "repair WAL damage that loses events: exactly those whose bytes fail their checksums and that no event file repairs, each position kept by a lost marker (damaged files are kept aside, the loss recorded in LOST)")
 	return func(args []string, stdout, stderr io.Writer) error {
 		return runRecover(args[0], *asJSON, *dryRun, *allowLoss, stdout, stderr)
 	}
@@ -51,7 +54,7 @@ func runRecover(dir string, asJSON, dryRun, allowLoss bool, stdout, stderr io.Wr
 		if perr := printReport(stdout, "recover", rep, asJSON, dryRun); perr != nil {
 			return perr
 		}
-		fmt.Fprintf(stderr, "possum recover: %v\npossum recover: %s\n", err, closeFirst(dir, rep, "rerun with --allow-data-loss to cut there"))
+		fmt.Fprintf(stderr, "possum recover: %v\npossum recover: %s\n", err, closeFirst(dir, rep, "rerun with --allow-data-loss to repair it, losing exactly those events"))
 		return exitError{1}
 	}
 	if errors.Is(err, store.ErrLocked) {
@@ -84,22 +87,29 @@ func closeFirst(dir string, rep *recovery.Report, then string) string {
 	return fmt.Sprintf("the store is open in %s: a repair needs it closed; stop that process, then %s", writerOf(dir).process(), then)
 }
 
-// progress returns a progress bar callback on a terminal, nil elsewhere.
-func progress(quiet bool) func(done, total uint64) {
+// progress returns a progress bar callback on a terminal, nil elsewhere:
+// one bar per step of the work (reading the WAL, checking events).
+func progress(quiet bool) func(what string, done, total uint64) {
 	if quiet || !term.IsTerminal(int(os.Stderr.Fd())) {
 		return nil
 	}
 	var bar *progressbar.ProgressBar
-	return func(done, total uint64) {
-		if bar == nil {
+	step := ""
+	return func(what string, done, total uint64) {
+		if bar == nil || what != step {
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			step = what
 			bar = progressbar.NewOptions64(int64(total), progressbar.OptionSetWriter(os.Stderr),
-				progressbar.OptionSetDescription("checking events"), progressbar.OptionShowCount(),
+				progressbar.OptionSetDescription(what), progressbar.OptionShowCount(),
+				progressbar.OptionShowBytes(what != "checking events"), progressbar.OptionThrottle(100*time.Millisecond),
 				progressbar.OptionClearOnFinish())
 		}
 		if int64(total) > bar.GetMax64() {
 			bar.ChangeMax64(int64(total))
 		}
-		bar.Set64(int64(done))
+		_ = bar.Set64(int64(done))
 	}
 }
 
@@ -157,8 +167,20 @@ func printReport(w io.Writer, verb string, rep *recovery.Report, asJSON, dryRun 
 	for _, r := range rep.Repairs {
 		fmt.Fprintf(w, "  %s: %s\n", repairVerb, r)
 	}
-	if rep.Lost != nil {
-		fmt.Fprintf(w, "  LOST positions %d..%d (0: unknown end)\n", rep.Lost.From, rep.Lost.To)
+	if r := rep.WALRepair; r != nil {
+		if r.LostEvents > 0 && !r.Written {
+			fmt.Fprintf(w, "  a repair (possum recover --allow-data-loss) loses exactly %s, each position kept by a lost marker:\n", plural(int(r.LostEvents), "event"))
+		}
+		for _, l := range rep.LossLines() {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	if rep.MarkerCount > 0 {
+		recorded := "LOST lists them"
+		if !slices.Equal(rep.Markers, rep.Recorded) {
+			recorded = "LOST lists " + storedir.FormatRanges(rep.Recorded)
+		}
+		fmt.Fprintf(w, "  lost positions in the store: %s (%s; %s)\n", storedir.FormatRanges(rep.Markers), plural(int(rep.MarkerCount), "position"), recorded)
 	}
 	for _, k := range rep.Kept {
 		fmt.Fprintf(w, "  kept aside: %s\n", k)
