@@ -889,3 +889,56 @@ func closeProjected(t testing.TB, s *store.Store) {
 	require.NoError(t, s.WaitProjected(t.Context(), s.Head()))
 	require.NoError(t, s.Close())
 }
+
+// TestLostFileAgrees: verify checks that LOST lists exactly the store's
+// lost positions. Markers it does not list (their line never written) are
+// a problem a repair fixes by recording them; positions it lists that are
+// not lost are a problem a repair leaves alone (LOST is the store's
+// history: possum never takes a line back).
+func TestLostFileAgrees(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := store.Open(dir, nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = s.Append(ctx, []dcb.Event{{Type: "A"}, {Type: "B"}}, nil)
+	require.NoError(t, err)
+	_, err = s.AppendLost(ctx, 2, []dcb.Event{{}, {Type: "C", Tags: []string{"t"}}})
+	require.NoError(t, err)
+	closeProjected(t, s)
+	lost := []storedir.Range{{From: 3, To: 4}}
+
+	rep, err := recovery.Verify(dir, nil)
+	require.NoError(t, err)
+	require.True(t, rep.Consistent(), "%+v", rep.Problems)
+	assert.Equal(t, lost, rep.Markers)
+	assert.Equal(t, uint64(2), rep.MarkerCount)
+	assert.Equal(t, lost, rep.Recorded)
+
+	lostFile := filepath.Join(dir, storedir.LostFile)
+	require.NoError(t, os.Remove(lostFile))
+	rep, err = recovery.Verify(dir, nil)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{recovery.LostUnrecorded: 1}, rep.Counts)
+	assert.Contains(t, rep.Problems[0].Detail, "positions 3..4 are lost")
+	rep, err = recovery.Repair(dir, nil)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{recovery.LostUnrecorded: 1}, rep.Counts)
+	losses, err := storedir.ReadLosses(dir)
+	require.NoError(t, err)
+	require.Len(t, losses, 1)
+	assert.Equal(t, lost, losses[0].Lost)
+	rep, err = recovery.Verify(dir, nil)
+	require.NoError(t, err)
+	assert.True(t, rep.Consistent(), "%+v", rep.Problems)
+
+	require.NoError(t, storedir.RecordLoss(vfs.OS, dir, storedir.Loss{Lost: []storedir.Range{{From: 1, To: 1}}, Events: 1, Why: "edited"}))
+	before := testdir.Hash(t, dir)
+	rep, err = recovery.Repair(dir, nil)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{recovery.LostFileBad: 1}, rep.Counts)
+	assert.Contains(t, rep.Problems[0].Detail, "LOST lists positions 1, which are not lost")
+	b, err := os.ReadFile(lostFile)
+	require.NoError(t, err)
+	require.NotEmpty(t, before["LOST"])
+	assert.Equal(t, before["LOST"], testdir.Hash(t, dir)["LOST"], "left alone: %s", b)
+}
