@@ -97,3 +97,37 @@ func TestLostLines(t *testing.T) {
 		assert.Contains(t, r.stderr, "line 2: the lost marker carries", bad)
 	}
 }
+
+// TestLostInStatsAndVerify: possum stats lists the lost positions LOST
+// records, and counts no marker as an event of its type; possum verify
+// lists the markers it read and says LOST agrees.
+func TestLostInStatsAndVerify(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "store")
+	lostSource(t, dir)
+	st := statsJSON(t, dir)
+	assert.Equal(t, []storedir.Range{{From: 4, To: 5}, {From: 9, To: 9}}, st.Lost)
+	assert.Equal(t, uint64(3), st.LostEvents)
+	require.Len(t, st.Losses, 2)
+	assert.Contains(t, st.Losses[0].Why, "AppendLost")
+	n := 0
+	for _, c := range st.Types {
+		assert.NotEmpty(t, c.Name)
+		n += c.Events
+	}
+	assert.Equal(t, 9, n, "the events, not the markers")
+	r := possum(t, "", "stats", dir)
+	require.Equal(t, 0, r.code, r)
+	assert.Contains(t, r.stdout, "lost positions (3, recorded in LOST): 4..5, 9\n")
+
+	v := possum(t, "", "verify", dir)
+	require.Equal(t, 0, v.code, v)
+	assert.Contains(t, v.stdout, "lost positions in the store: 4..5, 9 (3 positions; LOST lists them)")
+
+	healthy := filepath.Join(t.TempDir(), "healthy")
+	readStore(t, healthy, 3)
+	assert.Empty(t, statsJSON(t, healthy).Lost)
+	assert.NotNil(t, statsJSON(t, healthy).Lost, "[] in JSON")
+	r = possum(t, "", "stats", healthy)
+	assert.Contains(t, r.stdout, "lost positions: none\n")
+}

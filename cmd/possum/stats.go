@@ -73,10 +73,19 @@ type storeStats struct {
 	Served         bool     `json:"served,omitempty"`
 	// LagAtMost bounds Lag from what the files say: head − checkpointed.
 	LagAtMost uint64  `json:"lagAtMost"`
-	Types     []count `json:"types"` // every type, most events first
+	Types     []count `json:"types"` // every type, most events first (lost positions apart)
 	Tags      int     `json:"tags"`  // distinct tags
 	TopTags   []count `json:"topTags"`
-	Disk      disk    `json:"disk"`
+	// Lost lists the store's lost positions (events damaged beyond repair,
+	// each position kept by a lost marker) as its LOST file records them,
+	// merged into ranges; LostEvents counts them, and Losses are the
+	// file's lines: when, what and why (possum recover, a copy of another
+	// store's markers). LostError: the file cannot be read.
+	Lost       []storedir.Range `json:"lost"`
+	LostEvents uint64           `json:"lostEvents"`
+	Losses     []storedir.Loss  `json:"losses,omitempty"`
+	LostError  string           `json:"lostError,omitempty"`
+	Disk       disk             `json:"disk"`
 }
 
 // writerInfo says which process has the store open, as far as this
@@ -123,6 +132,9 @@ func gatherStats(ctx context.Context, dir string, top int) (*storeStats, error) 
 			return nil, err
 		}
 		st.Head = e.Position
+		if e.Lost {
+			continue // counted from LOST
+		}
 		types[e.Type]++
 		for _, t := range e.Tags {
 			tags[t]++
@@ -141,6 +153,17 @@ func gatherStats(ctx context.Context, dir string, top int) (*storeStats, error) 
 		delay := int64(ws.MaxDelay)
 		st.Projected, st.Lag, st.MaxLag, st.Served = &ws.Projected, &ws.Lag, &ws.MaxLag, true
 		st.LagBound, st.MaxDelayNs, st.ProjectionRate = &ws.LagBound, &delay, &ws.ProjectionRate
+	}
+	st.Losses, err = storedir.ReadLosses(dir)
+	if err != nil {
+		st.LostError = err.Error()
+	}
+	st.Lost = storedir.LostRanges(st.Losses)
+	if st.Lost == nil {
+		st.Lost = []storedir.Range{} // [] in JSON: none lost
+	}
+	for _, r := range st.Lost {
+		st.LostEvents += r.Count()
 	}
 	st.Disk, err = diskOf(dir)
 	return st, err
@@ -265,6 +288,17 @@ func (st *storeStats) print(w io.Writer) {
 	}
 	for _, c := range st.TopTags {
 		row(c.Name, "%d", c.Events)
+	}
+	switch {
+	case st.LostError != "":
+		fmt.Fprintf(w, "lost positions: unknown: %s\n", st.LostError)
+	case st.LostEvents == 0:
+		fmt.Fprintln(w, "lost positions: none")
+	default:
+		fmt.Fprintf(w, "lost positions (%d, recorded in %s): %s\n", st.LostEvents, storedir.LostFile, storedir.FormatRanges(st.Lost))
+		for _, l := range st.Losses {
+			fmt.Fprintf(w, "  %s  %s: %s\n", l.Time.Format(time.RFC3339), storedir.FormatRanges(l.Lost), l.Why)
+		}
 	}
 	fmt.Fprintln(w, "on disk:")
 	row("wal", "%s", st.Disk.WAL)

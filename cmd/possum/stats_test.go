@@ -65,7 +65,7 @@ func TestStats(t *testing.T) {
 		"  head           40\n",
 		"  checkpointed   40\n",
 		"events by type (3):\n  T0             14\n  T1             13\n  T2             13\n",
-		"most used tags (3 of 5):\n  all            40\n  k:0            10\n  k:1            10\non disk:\n",
+		"most used tags (3 of 5):\n  all            40\n  k:0            10\n  k:1            10\nlost positions: none\non disk:\n",
 		"  event files    40 files, ",
 	} {
 		assert.Contains(t, r.stdout, line)
