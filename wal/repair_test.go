@@ -471,7 +471,12 @@ func checkRepair(t *testing.T, dir string, head uint64, orig map[uint64][]byte, 
 			assert.Equal(t, before[sr.Segment], string(readFile(t, sr.Copy)), "segment %s kept aside as it was", sr.Segment)
 		}
 		plan.Damaged[i].Copy = sr.Copy
+		if sr.Copy != "" {
+			assert.Contains(t, rep.Kept, sr.Copy, "Kept lists what was kept aside")
+		}
 	}
+	assert.Empty(t, plan.Kept, "PlanRepair keeps nothing aside")
+	plan.Kept = rep.Kept // paths only Repair knows (their time)
 	assert.Equal(t, plan, rep, "PlanRepair reports what Repair does")
 
 	var lost []uint64

@@ -35,7 +35,9 @@ type VerifyReport struct {
 }
 
 // Verify reads every segment in dir, checks every record's framing, checksum
-// and position, and calls fn (if not nil) with each valid record in order. It
+// and position, and calls fn (if not nil) with each valid record in order
+// (the record owns its bytes). It reads one segment at a time into one
+// buffer: its memory is a segment's, whatever the log's length. It
 // stops at the first damage and reports it, with the positions a cut there
 // would lose. It never writes. An error from fn stops it and is returned.
 func Verify(dir string, fn func(Record) error) (VerifyReport, error) {
@@ -46,6 +48,7 @@ func Verify(dir string, fn func(Record) error) (VerifyReport, error) {
 	}
 	rep.Segments, rep.Markers = len(firsts), markers
 	nextIndex, nextPos := uint64(1), uint64(1)
+	var buf []byte // one segment's bytes, reused: decoded records own theirs
 	for i, first := range firsts {
 		name := segmentName(first)
 		if first != nextIndex {
@@ -53,10 +56,11 @@ func Verify(dir string, fn func(Record) error) (VerifyReport, error) {
 			rep.Damage.LostTo = lastValidPosition(dir, firsts[i:])
 			return rep, nil
 		}
-		data, err := readFrom(filepath.Join(dir, name), 0)
+		data, err := readSegment(filepath.Join(dir, name), buf)
 		if err != nil {
 			return rep, err
 		}
+		buf = data
 		sc := scanSegment(data, uint32(i), 0, nextPos)
 		for _, loc := range sc.locs {
 			if fn != nil {
