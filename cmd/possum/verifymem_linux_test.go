@@ -46,7 +46,7 @@ const verifySegmentSize = 1 << 20
 func TestVerifyMemory(t *testing.T) {
 	n := testenv.Scaled(t, "POSSUM_VERIFY_EVENTS", 100_000, 40_000)
 	if testenv.Race {
-		n = min(n, 8_000) // the race detector's shadow memory is no measure anyway
+		n = min(n, 2_000) // the race detector's shadow memory is no measure anyway
 	}
 	base := t.TempDir()
 	var rss [2]int64
