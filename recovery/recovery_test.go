@@ -362,7 +362,8 @@ func damageCases() []damageCase {
 			// Nothing verifies a copy of bytes that are gone: lost, of
 			// known type (the event files say it).
 			lost:        func(l layout) []storedir.Range { return segRange(l, 2) },
-			repairKinds: sortedKinds(recovery.WALCorrupt, recovery.EventDiffers),
+			repairKinds: sortedKinds(recovery.WALCorrupt, recovery.EventMissing), // moved aside
+			kept:        func(layout) int { return 1 },                           // the event files nothing verifies
 		},
 		{
 			name: "leftover truncation markers",
@@ -482,7 +483,8 @@ func damageCases() []damageCase {
 			},
 			kinds:       []string{recovery.WALLost},
 			lost:        func(l layout) []storedir.Range { return segRange(l, len(l.segs)-1) },
-			repairKinds: sortedKinds(recovery.WALLost, recovery.EventDiffers),
+			repairKinds: sortedKinds(recovery.WALLost, recovery.EventMissing),
+			kept:        func(layout) int { return 1 },
 		},
 		{
 			name:   "missing checkpoint",
@@ -571,6 +573,12 @@ func TestRepairDamage(t *testing.T) {
 			}
 			assert.Len(t, rep.Kept, wantKept, "kept: %v", rep.Kept)
 			for _, k := range rep.Kept {
+				if filepath.Dir(k) == filepath.Join(dir, storedir.LostEventsDir) {
+					// The event files of the lost positions, moved aside
+					// as they were rather than overwritten by markers.
+					checkLostEventFiles(t, k, tmpl, lost)
+					continue
+				}
 				assert.FileExists(t, k)
 				assert.Contains(t, filepath.Base(k), ".broken.")
 				assert.Equal(t, filepath.Join(dir, "wal"), filepath.Dir(k))
@@ -596,6 +604,31 @@ func TestRepairDamage(t *testing.T) {
 			checkStore(t, dir, want)
 		})
 	}
+}
+
+// checkLostEventFiles checks that the directory aside holds exactly the
+// event files the store tmpl had at the positions lost, byte for byte.
+func checkLostEventFiles(t *testing.T, aside, tmpl string, lost []storedir.Range) {
+	t.Helper()
+	assert.True(t, strings.HasPrefix(filepath.Base(aside), "broken."), aside)
+	var want, got []string
+	for _, r := range lost {
+		for pos := r.From; pos <= r.To; pos++ {
+			want = append(want, storedir.EventFileName(pos))
+			b, err := os.ReadFile(filepath.Join(aside, storedir.EventFileName(pos)))
+			if assert.NoError(t, err) {
+				orig, err := os.ReadFile(storedir.EventPath(tmpl, pos))
+				require.NoError(t, err)
+				assert.Equal(t, string(orig), string(b), "position %d's event file, as it was", pos)
+			}
+		}
+	}
+	entries, err := os.ReadDir(aside)
+	require.NoError(t, err)
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	assert.Equal(t, want, got, "the event files of the lost positions, and only those")
 }
 
 // withMarkers returns the events 1..head: acked, but for the positions

@@ -59,8 +59,15 @@ func repairWAL(dir string, acked uint64, progress func(string, uint64, uint64), 
 	if wr.LostEvents == 0 {
 		return nil
 	}
-	broken := make([]string, len(wr.Kept))
-	for i, k := range wr.Kept {
+	aside, err := keepLostEventFiles(dir, wr.Lost)
+	if err != nil {
+		return fmt.Errorf("recovery: repair %s: the WAL is repaired, but keeping aside the event files of lost positions failed: %w (run possum recover again)", dir, err)
+	}
+	if aside != "" {
+		rep.Kept = append(rep.Kept, aside)
+	}
+	broken := make([]string, len(rep.Kept))
+	for i, k := range rep.Kept {
 		broken[i], _ = filepath.Rel(dir, k)
 	}
 	err = storedir.RecordLoss(vfs.OS, dir, storedir.Loss{Lost: wr.Lost, Events: wr.LostEvents, Why: lossReason(wr), Broken: broken})
@@ -70,6 +77,51 @@ func repairWAL(dir string, acked uint64, progress func(string, uint64, uint64), 
 	}
 	rep.Repairs = append(rep.Repairs, fmt.Sprintf("record the loss of %s in %s", positionsOf(wr.Lost), storedir.LostFile))
 	return nil
+}
+
+// keepLostEventFiles moves the event files of the lost positions that are
+// not markers (events nothing verifies: their WAL bytes failed or were
+// gone) into one directory of the store's LostEventsDir for this repair,
+// "broken.<time>", named as they were, so that an operator can look at
+// what they say rather than have the markers overwrite them. It returns
+// that directory, or "" when it moved none. A repair run again finds only
+// markers to leave.
+func keepLostEventFiles(dir string, lost []storedir.Range) (string, error) {
+	aside := filepath.Join(dir, storedir.LostEventsDir, storedir.BrokenSuffix())
+	moved := 0
+	for _, r := range lost {
+		for pos := r.From; pos <= r.To; pos++ {
+			path := storedir.EventPath(dir, pos)
+			b, err := os.ReadFile(path)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return "", err
+			}
+			if se, err := storedir.DecodeEvent(b); err == nil && se.Lost {
+				continue // a marker a repair wrote before
+			}
+			if moved == 0 {
+				if err := vfs.OS.MkdirAll(aside, 0o750); err != nil {
+					return "", err
+				}
+			}
+			if err := vfs.OS.Rename(path, filepath.Join(aside, storedir.EventFileName(pos))); err != nil {
+				return "", err
+			}
+			moved++
+		}
+	}
+	if moved == 0 {
+		return "", nil
+	}
+	for _, d := range []string{aside, filepath.Dir(aside), dir, filepath.Join(dir, storedir.EventsDir)} {
+		if err := vfs.OS.SyncDir(d); err != nil {
+			return "", err
+		}
+	}
+	return aside, nil
 }
 
 // lossReason says why a repair lost events, for the LOST file: the

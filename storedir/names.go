@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"time"
 )
 
 // The names inside a store directory (docs/FORMAT.md).
@@ -39,7 +41,19 @@ const (
 	TmpDir = "tmp"
 	// SocketFile is the unix socket of the process serving the store.
 	SocketFile = "possum.sock"
+	// LostEventsDir holds, in one directory per repair (named by
+	// BrokenSuffix), the event files a repair found at positions it lost
+	// (their WAL bytes failed their checksums or were gone, so nothing
+	// verifies them), moved aside rather than overwritten by the positions'
+	// markers: for an operator to look at, never read by possum.
+	LostEventsDir = "lost"
 )
+
+// BrokenSuffix is what a repair appends to the name of a file it keeps
+// aside: "broken." and the time, UTC, to the nanosecond.
+func BrokenSuffix() string {
+	return "broken." + strings.ReplaceAll(time.Now().UTC().Format("20060102T150405.000000000"), ".", "")
+}
 
 const (
 	// eventNameDigits: event files are named by their position zero-padded

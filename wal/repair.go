@@ -192,7 +192,7 @@ func repairLog(dir string, opts RepairOptions, write bool) (*RepairReport, error
 		return nil, err
 	}
 	damaged := sv.damaged()
-	rw := &rewriter{dir: dir, fs: opts.FS, sal: &salvager{opts: opts}, stamp: "." + brokenSuffix()}
+	rw := &rewriter{dir: dir, fs: opts.FS, sal: &salvager{opts: opts}, stamp: "." + storedir.BrokenSuffix()}
 	write = write && (len(damaged) > 0 || len(markers) > 0 || interrupted)
 	if write {
 		// From here on the offsets file would place records wrongly.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/possumstore/possum/internal/sys/platform"
 	"github.com/possumstore/possum/internal/sys/vfs"
+	"github.com/possumstore/possum/storedir"
 )
 
 // segmentNameLen is the length of a tidwall/wal segment file name.
@@ -263,7 +264,7 @@ func repairTail(dir, name string, size int64, reason string) (*TornTail, error) 
 	if err != nil {
 		return nil, fmt.Errorf("wal: repair %s: %w", name, err)
 	}
-	copyPath := path + "." + brokenSuffix()
+	copyPath := path + "." + storedir.BrokenSuffix()
 	if err := copyFile(vfs.OS, path, copyPath); err != nil {
 		return nil, fmt.Errorf("wal: repair %s: keep a copy: %w", name, err)
 	}

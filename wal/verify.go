@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
+
+	"github.com/possumstore/possum/storedir"
 )
 
 // Damage is the first place a WAL fails its checks.
@@ -109,7 +109,7 @@ func lastValidPosition(dir string, firsts []uint64) uint64 {
 // a torn tail loses the positions d reports: the caller decides.
 func Cut(dir string, d *Damage, markers []string) ([]string, error) {
 	var kept []string
-	stamp := "." + brokenSuffix()
+	stamp := "." + storedir.BrokenSuffix()
 	if d != nil {
 		firsts, _, err := listSegments(dir)
 		if err != nil {
@@ -144,8 +144,4 @@ func Cut(dir string, d *Damage, markers []string) ([]string, error) {
 		return kept, fmt.Errorf("wal: %w", err)
 	}
 	return kept, syncDir(dir)
-}
-
-func brokenSuffix() string {
-	return "broken." + strings.ReplaceAll(time.Now().UTC().Format("20060102T150405.000000000"), ".", "")
 }
