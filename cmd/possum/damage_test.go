@@ -81,7 +81,7 @@ type damageTemplate struct {
 // over several segments.
 func buildDamageTemplate(t *testing.T, dir string, n, per int) *damageTemplate {
 	t.Helper()
-	segSize := max(32<<10, n*15) // several segments whatever n (a record larger than one has its own)
+	segSize := max(8<<10, n*15) // several segments whatever n (a record larger than one has its own)
 	s, err := store.Open(dir, &store.Options{NoSync: true, SegmentSize: segSize})
 	require.NoError(t, err)
 	ctx := context.Background()
