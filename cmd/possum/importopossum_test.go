@@ -252,6 +252,9 @@ func TestImportOpossumFillGaps(t *testing.T) {
 	losses, err := storedir.ReadLosses(dest)
 	require.NoError(t, err)
 	assert.Equal(t, []storedir.Range{{From: 3, To: 3}, {From: 5, To: 5}, {From: 8, To: 9}}, storedir.LostRanges(losses))
+	for _, l := range losses {
+		assert.Contains(t, l.Why, "possum import-opossum --fill-gaps: no event file at these positions of the Opossum store "+src)
+	}
 	st := statsJSON(t, dest)
 	assert.Equal(t, []storedir.Range{{From: 3, To: 3}, {From: 5, To: 5}, {From: 8, To: 9}}, st.Lost)
 	assert.Equal(t, uint64(4), st.LostEvents)
