@@ -29,6 +29,16 @@ import (
 // are appended all the same: AppendLost returns their last position and
 // an error saying so (possum recover records them).
 func (s *Store) AppendLost(ctx context.Context, after uint64, markers []dcb.Event) (uint64, error) {
+	return s.AppendLostWhy(ctx, after, markers, "")
+}
+
+// AppendLostWhy is AppendLost, the LOST file's line saying why, in words
+// for an operator, the positions were lost (possum import-opossum: no event
+// file in the Opossum store); "" says what AppendLost's does.
+func (s *Store) AppendLostWhy(ctx context.Context, after uint64, markers []dcb.Event, why string) (uint64, error) {
+	if why == "" {
+		why = "appended as lost markers (store.AppendLost): positions a copy of this store's events had lost (an import of lost lines, a cluster replica)"
+	}
 	batch, err := checkMarkers(markers)
 	if err != nil {
 		return 0, err
@@ -48,7 +58,7 @@ func (s *Store) AppendLost(ctx context.Context, after uint64, markers []dcb.Even
 	if err := s.recordLoss(storedir.Loss{
 		Lost:   []storedir.Range{{From: first, To: res.last}},
 		Events: uint64(len(batch)),
-		Why:    "appended as lost markers (store.AppendLost): positions a copy of this store's events had lost (an import of lost lines, a cluster replica)",
+		Why:    why,
 	}); err != nil {
 		return res.last, fmt.Errorf("store: append lost: positions %d..%d are lost markers now, but recording them in %s failed: %w (possum verify reports them, possum recover records them)",
 			first, res.last, storedir.LostFile, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/possumstore/possum/internal/opossum"
 	"github.com/possumstore/possum/internal/sys/platform"
 	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -35,7 +36,13 @@ end: DEST appears complete or not at all. It takes Opossum's own lock
 go on appending; what it appends later is not imported, and the report says so.
 Refused, nothing written (exit 1): a position without an event file (a gap, or
 a ledger ahead of the files) unless --fill-gaps, a damaged event file (empty,
-cut short, not JSON, or another shape).`
+cut short, not JSON, or another shape). With --fill-gaps, each position
+without an event file becomes a lost position's marker, as possum recover
+leaves for an event lost to damage: the position stays, with no data; its
+type and tags are the lost event's where Opossum's index files still say
+them, else unknown (it matches every query). An append condition whose range
+covers a marker fails, saying to read again; possum stats lists the markers
+and the store's LOST file records them (docs/OPOSSUM.md).`
 
 // opossumBatch is how many events import-opossum appends at a time (fewer
 // when their bytes reach maxBatchBytes).
@@ -46,7 +53,7 @@ const shownProblems = 20
 
 func importOpossumCommand(fs *flag.FlagSet) func(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	fillGaps := fs.Bool("fill-gaps", false, "fill each position without an event file with an event of type "+opossum.MissingType+" rather than refuse")
+	fillGaps := fs.Bool("fill-gaps", false, "keep each position without an event file as a lost position's marker (type and tags where Opossum's index files still say them) rather than refuse")
 	return func(args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -82,6 +89,8 @@ type opossumReport struct {
 	// and nothing was written.
 	Imported bool `json:"imported"`
 	Events   int  `json:"events"`
+	// Markers counts the lost positions' markers of --fill-gaps.
+	Markers uint64 `json:"markers,omitempty"`
 	// Seconds is how long the import took, less the wait for the event
 	// and index files.
 	Seconds  float64                 `json:"seconds"`
@@ -104,19 +113,24 @@ type opossumContextReport struct {
 	// Opossum 0.4.0 and later).
 	Locked bool `json:"locked"`
 	Events int  `json:"events"`
-	// Filled are the positions --fill-gaps filled, as ranges "a..b".
-	Filled []string `json:"filled,omitempty"`
+	// Lost are the positions --fill-gaps kept as lost positions' markers
+	// (no event file), as ranges; Markers counts them, KnownMarkers those
+	// with the type and tags Opossum's index files still say.
+	Lost         []storedir.Range `json:"lost,omitempty"`
+	Markers      uint64           `json:"markers,omitempty"`
+	KnownMarkers int              `json:"knownMarkers,omitempty"`
 	// Problems refuse the import; MoreProblems counts those not listed.
 	Problems     []*opossum.Problem `json:"problems,omitempty"`
 	MoreProblems uint64             `json:"moreProblems,omitempty"`
 	Warnings     []string           `json:"warnings,omitempty"`
 
-	problems uint64      // positions without an event, all of them
-	dupTags  []string    // "position: tags", the first few
-	dups     int         // events with a duplicate tag
-	filled   [][2]uint64 // runs of positions filled, first and last
-	filledN  uint64      // positions filled
+	problems uint64   // positions without an event, all of them
+	dupTags  []string // "position: tags", the first few
+	dups     int      // events with a duplicate tag
 	snap     *opossum.Snapshot
+	// lost is what Opossum's index files say of the positions without an
+	// event file, read at the first of them.
+	lost *opossum.Lost
 }
 
 // opossumImport is one run of import-opossum.
@@ -200,6 +214,7 @@ func (im *opossumImport) run(ctx context.Context) (*opossumReport, error) {
 			return nil, fmt.Errorf("%s: %w; nothing was written", cr.Name, err)
 		}
 		rep.Events += cr.Events
+		rep.Markers += cr.Markers
 	}
 	im.bar.finish()
 	rep.Imported = !im.refused
@@ -212,9 +227,9 @@ func (im *opossumImport) run(ctx context.Context) (*opossumReport, error) {
 			return nil, err
 		}
 	} else {
-		rep.Events = 0
+		rep.Events, rep.Markers = 0, 0
 		for _, cr := range rep.Contexts {
-			cr.Events = 0 // appended to the temporary store, now removed
+			cr.Events, cr.Markers, cr.KnownMarkers, cr.Lost = 0, 0, 0, nil // appended to the temporary store, now removed
 		}
 	}
 	rep.Seconds = (time.Since(start) - im.waited).Seconds()
@@ -231,30 +246,53 @@ func (im *opossumImport) importContext(ctx context.Context, cr *opossumContextRe
 	}
 	defer s.Close()
 	var batch []dcb.Event
+	batchLost := false // batch holds lost positions' markers
 	batchBytes := 0
 	flush := func() error {
 		if len(batch) == 0 || im.refused {
 			batch, batchBytes = batch[:0], 0
 			return nil
 		}
-		want := uint64(cr.Events + len(batch))
-		last, err := s.Append(ctx, batch, nil)
+		after := uint64(cr.Events) + cr.Markers
+		var last uint64
+		var err error
+		if batchLost {
+			last, err = s.AppendLostWhy(ctx, after, batch, "possum import-opossum --fill-gaps: no event file at these positions of the Opossum store "+cr.Source+
+				" (a gap, or a ledger ahead of the event files); their type and tags are those Opossum's index files still said, else unknown")
+		} else {
+			last, err = s.Append(ctx, batch, nil)
+		}
 		if err != nil {
 			return err
 		}
-		if last != want { // cannot happen: a new store, every position in order
+		if want := after + uint64(len(batch)); last != want { // cannot happen: a new store, every position in order
 			return fmt.Errorf("appended up to position %d, want %d", last, want)
 		}
-		cr.Events += len(batch)
+		if batchLost {
+			cr.Markers += uint64(len(batch))
+		} else {
+			cr.Events += len(batch)
+		}
 		im.bar.add(len(batch))
 		batch, batchBytes = batch[:0], 0
 		return nil
+	}
+	if im.fillGaps {
+		if cr.lost, err = cr.snap.Lost(); err != nil {
+			return err
+		}
 	}
 	for it, err := range cr.snap.Events(ctx) {
 		if err != nil {
 			return err
 		}
-		for e := range im.take(cr, it) {
+		for e, lost := range im.take(cr, it) {
+			if lost != batchLost {
+				if err := flush(); err != nil {
+					return err
+				}
+				batchLost = lost
+			}
 			batch = append(batch, e)
 			if batchBytes += len(e.Data); len(batch) >= opossumBatch || batchBytes >= maxBatchBytes {
 				if err := flush(); err != nil {
@@ -279,22 +317,29 @@ func (im *opossumImport) importContext(ctx context.Context, cr *opossumContextRe
 	if err := s.Close(); err != nil {
 		return err
 	}
-	cr.finish(im.fillGaps)
+	cr.finish()
 	return nil
 }
 
-// take returns the events to append for item it, recording in cr what it
-// found: the event, the placeholders of a run of positions without files
-// (made as they are appended: a ledger far ahead names many), or none for
-// a problem.
-func (im *opossumImport) take(cr *opossumContextReport, it opossum.Item) iter.Seq[dcb.Event] {
+// take returns the events to append for item it, each with lost set for a
+// lost position's marker, recording in cr what it found: the event, the
+// markers of a run of positions without files (made as they are appended:
+// a ledger far ahead names many), or none for a problem.
+func (im *opossumImport) take(cr *opossumContextReport, it opossum.Item) iter.Seq2[dcb.Event, bool] {
 	p := it.Problem
 	switch {
 	case p != nil && p.Kind == opossum.Missing && im.fillGaps:
 		last := p.Position + p.Positions() - 1
-		cr.fill(p.Position, last)
-		return func(yield func(dcb.Event) bool) {
-			for pos := p.Position; pos <= last && yield(opossum.Placeholder(pos, p.Detail).Event); pos++ {
+		cr.Lost = storedir.AddRange(cr.Lost, p.Position, last)
+		return func(yield func(dcb.Event, bool) bool) {
+			for pos := p.Position; pos <= last; pos++ {
+				m := cr.lost.Marker(pos)
+				if m.Type != "" {
+					cr.KnownMarkers++
+				}
+				if !yield(m, true) {
+					return
+				}
 			}
 		}
 	case p != nil:
@@ -302,30 +347,19 @@ func (im *opossumImport) take(cr *opossumContextReport, it opossum.Item) iter.Se
 		if cr.problems += p.Positions(); len(cr.Problems) < shownProblems {
 			cr.Problems = append(cr.Problems, p)
 		}
-		return func(func(dcb.Event) bool) {}
+		return func(func(dcb.Event, bool) bool) {}
 	}
 	if len(it.DuplicateTags) > 0 {
 		if cr.dups++; len(cr.dupTags) < 5 {
 			cr.dupTags = append(cr.dupTags, fmt.Sprintf("%d: %s", it.Event.Position, strings.Join(it.DuplicateTags, ", ")))
 		}
 	}
-	return func(yield func(dcb.Event) bool) { yield(it.Event.Event) }
-}
-
-// fill records positions first..last as filled, a run joining the one
-// before it when they meet.
-func (cr *opossumContextReport) fill(first, last uint64) {
-	cr.filledN += last - first + 1
-	if n := len(cr.filled); n > 0 && cr.filled[n-1][1]+1 == first {
-		cr.filled[n-1][1] = last
-		return
-	}
-	cr.filled = append(cr.filled, [2]uint64{first, last})
+	return func(yield func(dcb.Event, bool) bool) { yield(it.Event.Event, false) }
 }
 
 // finish sets cr's warnings from what the snapshot and the import found,
 // and looks at the Opossum store once more for events appended since.
-func (cr *opossumContextReport) finish(fillGaps bool) {
+func (cr *opossumContextReport) finish() {
 	s := cr.snap
 	cr.MoreProblems = cr.problems
 	for _, p := range cr.Problems {
@@ -339,16 +373,13 @@ func (cr *opossumContextReport) finish(fillGaps bool) {
 		warn("the ledger says %d, event files go on to %d: positions %d..%d are from an append that crashed before it moved the ledger; imported, as Opossum 0.5.0 and later adopt them at their next append",
 			s.Ledger, s.LastFile, s.Ledger+1, s.LastFile)
 	}
-	if cr.filledN > 0 {
-		for _, r := range cr.filled {
-			if r[0] == r[1] {
-				cr.Filled = append(cr.Filled, fmt.Sprint(r[0]))
-			} else {
-				cr.Filled = append(cr.Filled, fmt.Sprintf("%d..%d", r[0], r[1]))
-			}
+	if cr.Markers > 0 {
+		unknown := cr.Markers - uint64(cr.KnownMarkers)
+		warn("kept %s without an event file (%s) as lost positions' markers, no data: %d of the type and tags Opossum's index files still say, %d unknown (they match every query); an append condition whose range covers one fails, saying to read again; possum stats lists them, and the store's %s file records them",
+			plural(int(min(cr.Markers, math.MaxInt)), "position"), storedir.FormatRanges(cr.Lost), cr.KnownMarkers, unknown, storedir.LostFile)
+		if cr.lost != nil && cr.lost.Unreadable != "" {
+			warn("Opossum's index file %s: so every marker's type and tags are unknown (the file might have listed them)", cr.lost.Unreadable)
 		}
-		warn("filled %s without an event file (%s) with events of type %s, their reason in metadata %q",
-			plural(int(min(cr.filledN, math.MaxInt)), "position"), strings.Join(cr.Filled, ", "), opossum.MissingType, opossum.MissingKey)
 	}
 	if cr.dups > 0 {
 		warn("a tag given more than once on %s (position: tags %s); possum keeps each tag once", plural(cr.dups, "event"), strings.Join(cr.dupTags, "; "))
@@ -379,8 +410,12 @@ func (rep *opossumReport) print(stdout, stderr io.Writer) {
 	for _, cr := range rep.Contexts {
 		if rep.Imported {
 			span := "no events"
-			if cr.Events > 0 {
-				span = fmt.Sprintf("%s, positions 1..%d", plural(cr.Events, "event"), cr.Events)
+			if n := uint64(cr.Events) + cr.Markers; n > 0 {
+				span = plural(cr.Events, "event")
+				if cr.Markers > 0 {
+					span += " and " + lostMarkers(cr.Markers)
+				}
+				span += fmt.Sprintf(", positions 1..%d", n)
 			}
 			fmt.Fprintf(stdout, "%s: %s, into %s\n", cr.Name, span, cr.Dest)
 			if note := projectionNote(cr.Dest, uint64(cr.Events)); note != "" {
@@ -414,7 +449,7 @@ func (rep *opossumReport) print(stdout, stderr io.Writer) {
 			}
 		}
 		if missing {
-			fmt.Fprintf(stderr, "possum import-opossum: to import the rest, run again with --fill-gaps: each position without an event file becomes an event of type %s\n", opossum.MissingType)
+			fmt.Fprintln(stderr, "possum import-opossum: to import the rest, run again with --fill-gaps: each position without an event file becomes a lost position's marker (the position stays, with no data; a condition over it fails, saying to read again; possum stats lists it; docs/OPOSSUM.md)")
 		}
 		if damaged {
 			fmt.Fprintln(stderr, "possum import-opossum: a damaged event file: restore it from a backup; or move it out of the events directory (it is then a position without a file) and use --fill-gaps")
@@ -422,12 +457,24 @@ func (rep *opossumReport) print(stdout, stderr io.Writer) {
 		return
 	}
 	elapsed := time.Duration(rep.Seconds * float64(time.Second))
-	s := fmt.Sprintf("imported %s from %s into %s in %s", plural(rep.Events, "event"), plural(len(rep.Contexts), "Opossum store"),
+	what := plural(rep.Events, "event")
+	if rep.Markers > 0 {
+		what += " and " + lostMarkers(rep.Markers)
+	}
+	s := fmt.Sprintf("imported %s from %s into %s in %s", what, plural(len(rep.Contexts), "Opossum store"),
 		rep.Dest, elapsed.Round(time.Millisecond))
 	if elapsed >= time.Second {
 		s += fmt.Sprintf(" (%.0f events/s)", float64(rep.Events)/elapsed.Seconds())
 	}
 	fmt.Fprintln(stdout, s)
+}
+
+// lostMarkers says n lost positions' markers.
+func lostMarkers(n uint64) string {
+	if n == 1 {
+		return "1 lost position's marker"
+	}
+	return fmt.Sprintf("%d lost positions' markers", n)
 }
 
 // problemLines writes problems one a line, a run of positions without a

@@ -207,42 +207,85 @@ func TestImportOpossumRootRefused(t *testing.T) {
 	}
 }
 
-// --fill-gaps imports a store with gaps: every position kept, a
-// placeholder at each position without a file, saying why.
+// marker is the lost position's marker at pos, as a read yields it.
+func marker(pos uint64, typ string, tags ...string) dcb.SequencedEvent {
+	return dcb.SequencedEvent{Event: dcb.Event{Type: typ, Tags: tags}, Position: pos, Lost: true}
+}
+
+// --fill-gaps imports a store with gaps: every position kept, a lost
+// position's marker at each position without a file (known where
+// Opossum's index files still say its type and tags, else unknown), the
+// store's LOST file listing them, and possum stats and verify too. A
+// condition over a marker fails; one past it, or that a known marker does
+// not match, passes.
 func TestImportOpossumFillGaps(t *testing.T) {
 	src := opossumtest.Copy(t, "damage/gap")
 	dest := filepath.Join(t.TempDir(), "imported")
 	rep, _ := importJSON(t, 0, "--fill-gaps", src, dest)
 	assert.True(t, rep.Imported)
-	assert.Equal(t, 5, rep.Events)
-	assert.Equal(t, []string{"3"}, rep.Contexts[0].Filled)
-	got := storeEvents(t, dest)
-	require.Len(t, got, 5)
-	for i, e := range got {
-		if i == 2 {
-			assert.Equal(t, uint64(3), e.Position)
-			assert.Equal(t, opossum.MissingType, e.Type)
-			assert.Empty(t, e.Tags)
-			assert.Nil(t, e.Data)
-			assert.Equal(t, map[string]string{opossum.MissingKey: "no event file, though later positions have one: a gap"}, e.Metadata)
-			continue
-		}
-		assert.Equal(t, opossumtest.Shop(i+1), e)
-	}
+	assert.Equal(t, 4, rep.Events)
+	assert.Equal(t, uint64(1), rep.Markers)
+	assert.Equal(t, []storedir.Range{{From: 3, To: 3}}, rep.Contexts[0].Lost)
+	assert.Zero(t, rep.Contexts[0].KnownMarkers, "the fixture has no index files")
+	want := []dcb.SequencedEvent{opossumtest.Shop(1), opossumtest.Shop(2), marker(3, ""), opossumtest.Shop(4), opossumtest.Shop(5)}
+	assertSameEvents(t, want, storeEvents(t, dest))
 
-	// A ledger ahead of the files: the run past the last file is filled.
+	// A ledger ahead of the files: the run past the last file is lost.
 	dest = filepath.Join(t.TempDir(), "ahead")
 	rep, _ = importJSON(t, 0, "--fill-gaps", opossumtest.Copy(t, "damage/ledger-ahead"), dest)
-	assert.Equal(t, []string{"4..5"}, rep.Contexts[0].Filled)
-	got = storeEvents(t, dest)
-	require.Len(t, got, 5)
-	for _, e := range got[3:] {
-		assert.Equal(t, opossum.MissingType, e.Type)
-		assert.Equal(t, "no event file, though the ledger says 5: the ledger is ahead of the event files, whose writes were lost", e.Metadata[opossum.MissingKey])
+	assert.Equal(t, []storedir.Range{{From: 4, To: 5}}, rep.Contexts[0].Lost)
+	want = []dcb.SequencedEvent{opossumtest.Shop(1), opossumtest.Shop(2), opossumtest.Shop(3), marker(4, ""), marker(5, "")}
+	assertSameEvents(t, want, storeEvents(t, dest))
+
+	// Both: Opossum's index files say the type and tag of 3 and the type of
+	// 9; nothing certain of 5 and 8.
+	src = opossumtest.Copy(t, "damage/gaps-indexed")
+	dest = filepath.Join(t.TempDir(), "indexed")
+	code, out, errOut := runCmd("import-opossum", "--fill-gaps", src, dest)
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
+	assert.Contains(t, out, "gaps-indexed: 5 events and 4 lost positions' markers, positions 1..9, into "+dest+"\n")
+	assert.Contains(t, out, "note: kept 4 positions without an event file (3, 5, 8..9) as lost positions' markers, no data: 2 of the type and tags Opossum's index files still say, 2 unknown (they match every query); an append condition whose range covers one fails, saying to read again; possum stats lists them, and the store's LOST file records them\n")
+	assert.Contains(t, out, "imported 5 events and 4 lost positions' markers from 1 Opossum store into "+dest)
+	want = []dcb.SequencedEvent{opossumtest.Shop(1), opossumtest.Shop(2), marker(3, "OrderPlaced", "order:o3"), opossumtest.Shop(4),
+		marker(5, ""), opossumtest.Shop(6), opossumtest.Shop(7), marker(8, ""), marker(9, "OrderCancelled")}
+	assertSameEvents(t, want, storeEvents(t, dest))
+	losses, err := storedir.ReadLosses(dest)
+	require.NoError(t, err)
+	assert.Equal(t, []storedir.Range{{From: 3, To: 3}, {From: 5, To: 5}, {From: 8, To: 9}}, storedir.LostRanges(losses))
+	for _, l := range losses {
+		assert.Contains(t, l.Why, "possum import-opossum --fill-gaps: no event file at these positions of the Opossum store "+src)
 	}
+	st := statsJSON(t, dest)
+	assert.Equal(t, []storedir.Range{{From: 3, To: 3}, {From: 5, To: 5}, {From: 8, To: 9}}, st.Lost)
+	assert.Equal(t, uint64(4), st.LostEvents)
+	v := possum(t, "", "verify", dest)
+	require.Equal(t, 0, v.code, v)
+	assert.Contains(t, v.stdout, "lost positions in the store: 3, 5, 8..9 (4 positions; LOST lists them)")
+
+	s, err := store.Open(dest, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	var byType []uint64
+	for e, err := range s.Read(ctx, dcb.Query{Items: []dcb.QueryItem{{Types: []string{"OrderPlaced"}}}}, store.ReadOptions{}) {
+		require.NoError(t, err)
+		byType = append(byType, e.Position)
+	}
+	assert.Equal(t, []uint64{1, 2, 3, 4, 5, 6, 7, 8}, byType, "the known marker of its type, the unknown ones, not 9's other type")
+	cond := func(after uint64, q dcb.QueryItem) error {
+		_, err := s.Append(ctx, []dcb.Event{{Type: "OrderPlaced", Data: json.RawMessage(`{}`)}}, &dcb.AppendCondition{FailIfEventsMatch: dcb.Query{Items: []dcb.QueryItem{q}}, After: after})
+		return err
+	}
+	err = cond(2, dcb.QueryItem{Tags: []string{"order:o3"}})
+	assert.ErrorIs(t, err, dcb.ErrAppendConditionFailed, "the known marker at 3 matches")
+	assert.ErrorContains(t, err, "position 3")
+	err = cond(4, dcb.QueryItem{Types: []string{"Anything"}})
+	assert.ErrorIs(t, err, dcb.ErrAppendConditionFailed, "the unknown marker at 5 might have matched")
+	assert.ErrorContains(t, err, "read the condition's query again")
+	assert.NoError(t, cond(8, dcb.QueryItem{Types: []string{"OrderPlaced"}}), "9 is known to be of another type")
 
 	// A damaged file is not a gap: --fill-gaps does not cover it.
-	code, _, errOut := runCmd("import-opossum", "--fill-gaps", opossumtest.Copy(t, "damage/torn"), filepath.Join(t.TempDir(), "torn"))
+	code, _, errOut = runCmd("import-opossum", "--fill-gaps", opossumtest.Copy(t, "damage/torn"), filepath.Join(t.TempDir(), "torn"))
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "a torn write")
 }

@@ -13,8 +13,10 @@
 //	.ledger                       {"LastSequencePosition": N, "EventCount": N}, or empty
 //	.store.lock                   Opossum's cross-process lock (0.4.0 and later)
 //	events/NNNNNNNNNN.json        one event a file, position zero-padded to 10 digits
-//	Events/, Indices/, index/,    created by some versions, or derived: not read
-//	Projections/
+//	Indices/EventType/<type>.json {"Positions": [...]}: Opossum's index files
+//	Indices/Tags/<key>_<value>.json  (index/eventtype, index/tag in the seed),
+//	                              read only for positions without an event file
+//	Events/, Projections/         created by some versions, or derived: not read
 //
 // and an event file is
 //
@@ -30,6 +32,10 @@
 //   - Snapshot.Events yields every position of the snapshot in order, each
 //     an event or a Problem (no file, a damaged file), never skipping one;
 //     the positions a ledger names past the last file come as one Problem.
+//   - Snapshot.Lost says what Opossum's index files still know of the
+//     positions without an event file: the type and tags of the event that
+//     was there, where they say them for certain (see there), for the lost
+//     position's marker that keeps the position in possum.
 //   - Each event becomes a dcb.SequencedEvent with its position, type, tags,
 //     payload bytes, metadata and timestamp as docs/OPOSSUM.md says; the
 //     mapping is the function sequenced in event.go.

@@ -47,11 +47,6 @@ const (
 	// offset is not zero: the event's timestamp is the same instant in UTC,
 	// and this keeps the offset the application gave.
 	TimestampKey = "timestamp"
-	// MissingType is the type of the placeholder that fills a position
-	// without an event file, when the import is asked to fill gaps.
-	MissingType = "opossum.missing"
-	// MissingKey is the metadata key of a placeholder: why it is there.
-	MissingKey = "opossum.missing"
 )
 
 // decodeFile parses the event file b found at position pos (its name) and
@@ -243,15 +238,4 @@ func SplitTag(tag string) (key, value string, hasValue, ok bool) {
 		}
 	}
 	return b.String(), "", false, true
-}
-
-// Placeholder is the event that fills position pos, which has no event
-// file, when an import is asked to fill gaps: type MissingType, no tags, no
-// data, the reason under MissingKey, and no timestamp (the store sets it).
-func Placeholder(pos uint64, reason string) dcb.SequencedEvent {
-	var se dcb.SequencedEvent
-	se.Position = pos
-	se.Type = MissingType
-	se.Metadata = map[string]string{MissingKey: reason}
-	return se
 }

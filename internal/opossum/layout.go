@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -140,6 +141,12 @@ type Snapshot struct {
 	Leftovers, Strays []string
 	// EventDirs are the events directories read, the fullest first.
 	EventDirs []string
+	// gaps are the positions without an event file, 1..Cut, as runs
+	// [first, last] in order (see Lost).
+	gaps [][2]uint64
+	// present collects the positions with an event file while list runs
+	// for Scan; nil otherwise.
+	present []uint64
 }
 
 // Scan takes a snapshot of the context c: under Opossum's lock when the
@@ -158,10 +165,12 @@ func Scan(ctx context.Context, c Context, opts ScanOptions) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.present = []uint64{}
 	if err := s.list(); err != nil {
 		return nil, err
 	}
 	s.Cut = max(s.Ledger, s.LastFile)
+	s.findGaps()
 	return s, nil
 }
 
@@ -253,6 +262,9 @@ func (s *Snapshot) listDir(dir string) (int, error) {
 			case ok && !e.IsDir():
 				n++
 				s.LastFile = max(s.LastFile, pos)
+				if s.present != nil {
+					s.present = append(s.present, pos)
+				}
 			case strings.Contains(name, ".json.tmp."):
 				s.Leftovers = append(s.Leftovers, filepath.Join(dir, name))
 			default:
@@ -267,6 +279,23 @@ func (s *Snapshot) listDir(dir string) (int, error) {
 			return 0, fmt.Errorf("opossum: %w", err)
 		}
 	}
+}
+
+// findGaps sets gaps from the positions present, which it lets go of: a
+// position with an event file in any events directory is not a gap.
+func (s *Snapshot) findGaps() {
+	slices.Sort(s.present)
+	next := uint64(1)
+	for _, pos := range s.present {
+		if pos > next {
+			s.gaps = append(s.gaps, [2]uint64{next, pos - 1})
+		}
+		next = max(next, pos+1)
+	}
+	if s.Cut >= next {
+		s.gaps = append(s.gaps, [2]uint64{next, s.Cut})
+	}
+	s.present = nil
 }
 
 // filePosition is the position an event file's name gives, ok false when
