@@ -66,7 +66,7 @@ func TestLostLines(t *testing.T) {
 	assert.Equal(t, lines[4]+"\n"+lines[8]+"\n", tail.stdout, "unknown markers in every query's range")
 	table := possum(t, "", "read", src, "--table", "--from", "4", "--limit", "2")
 	require.Equal(t, 0, table.code, table)
-	assert.Regexp(t, `(?m)^4 +LOST +T1 +k:3 all +\(lost: damaged beyond repair\)`, table.stdout)
+	assert.Regexp(t, `(?m)^4 +LOST +T1 +k:3 all +\(lost: its event is gone\)`, table.stdout)
 	assert.Regexp(t, `(?m)^5 +LOST +\(unknown\) +\(lost`, table.stdout)
 
 	dst := filepath.Join(base, "dst")

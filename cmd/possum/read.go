@@ -140,7 +140,7 @@ func (p *tablePrinter) print(e dcb.SequencedEvent) error {
 		if e.Type != "" {
 			typ = cell(e.Type, 40)
 		}
-		_, err := fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t\n", e.Position, "LOST", typ, strings.Join(tags, " "), "(lost: damaged beyond repair)")
+		_, err := fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t\n", e.Position, "LOST", typ, strings.Join(tags, " "), "(lost: its event is gone)")
 		return err
 	}
 	_, err := fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Position, e.Timestamp.UTC().Format("2006-01-02 15:04:05.000"),
