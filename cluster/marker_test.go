@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/decision"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -241,6 +243,78 @@ func TestLostPositionsRefused(t *testing.T) {
 		assert.Equal(t, uint64(len(c.dir)), s.Head(), "%s: nothing applied", name)
 		require.NoError(t, s.Close())
 	}
+}
+
+// TestConditionOnLostPosition: a node fails an append whose condition's
+// range holds a marker that might have matched (an unknown one, whatever
+// the query; a known one whose type and tags match), as the store does,
+// with an error wrapping dcb.ErrAppendConditionFailed that says the
+// position was lost; a known marker that does not match fails nothing; a
+// condition after the markers passes; a decision built on the node reads
+// the markers and appends after them.
+func TestConditionOnLostPosition(t *testing.T) {
+	url := sharedSingle(t)
+	stream := newStreamName()
+	_, err := push(t, markedStore(t, t.TempDir(), "eeeKUee"), url, stream)
+	require.NoError(t, err)
+	n := openNode(t, url, stream, t.TempDir(), 0)
+	_, err = n.CatchUp(t.Context())
+	require.NoError(t, err)
+	plain := markedStore(t, t.TempDir(), "eeeKUee")
+
+	paid := dcb.Query{Items: []dcb.QueryItem{{Types: []string{"Paid"}}}}
+	cases := []struct {
+		name  string
+		cond  dcb.AppendCondition
+		fails string // "" when the append goes in
+	}{
+		{"an unknown marker matches any query", dcb.AppendCondition{FailIfEventsMatch: tagQuery("o:99"), After: 3},
+			"position 5, after the condition's 3, was lost (an event whose type and tags are unknown: it might have matched the condition"},
+		{"a known marker of the query's type", dcb.AppendCondition{FailIfEventsMatch: paid, After: 3},
+			`position 4, after the condition's 3, was lost (an event of type "Paid" whose type and tags match the condition`},
+		{"a known marker of the query's tag", dcb.AppendCondition{FailIfEventsMatch: tagQuery("o:1"), After: 3},
+			`position 4, after the condition's 3, was lost (an event of type "Paid"`},
+		{"past the known marker, the unknown one", dcb.AppendCondition{FailIfEventsMatch: paid, After: 4},
+			"position 5, after the condition's 4, was lost"},
+		{"an event before the markers", dcb.AppendCondition{FailIfEventsMatch: tagQuery("o:3"), After: 2},
+			"an event matching the condition exists after position 2"},
+		{"after the markers", dcb.AppendCondition{FailIfEventsMatch: tagQuery("o:99"), After: 5}, ""},
+	}
+	for _, c := range cases {
+		for what, s := range map[string]interface {
+			Append(context.Context, []dcb.Event, *dcb.AppendCondition) (uint64, error)
+			Head() uint64
+		}{"node": n, "store": plain} {
+			before := s.Head()
+			_, err := s.Append(t.Context(), []dcb.Event{{Type: "Try", Tags: []string{"o:99"}}}, &c.cond)
+			if c.fails == "" {
+				require.NoError(t, err, "%s: %s", what, c.name)
+				continue
+			}
+			require.ErrorIs(t, err, dcb.ErrAppendConditionFailed, "%s: %s", what, c.name)
+			assert.ErrorContains(t, err, c.fails, "%s: %s", what, c.name)
+			assert.Equal(t, before, s.Head(), "%s: %s: nothing written", what, c.name)
+		}
+	}
+	// The one that went in is at 8 on both; the node's is the stream's.
+	assert.Equal(t, readAll(t, plain)[7].Type, readAll(t, n)[7].Type)
+
+	// A decision reads the markers its query might match and appends
+	// after them.
+	var m decision.Model
+	orders := decision.Add(&m, decision.Projection[int]{
+		Query: dcb.Query{Items: []dcb.QueryItem{{Types: []string{"Order"}}}},
+		Fold:  func(k int, _ dcb.SequencedEvent) (int, error) { return k + 1, nil },
+	})
+	cond, err := m.Build(t.Context(), n)
+	require.NoError(t, err)
+	assert.Equal(t, 5, orders.State())
+	lost := m.Lost()
+	require.Len(t, lost, 1)
+	assert.Equal(t, uint64(5), lost[0].Position, "the unknown marker; the known one is of another type")
+	last, err := n.Append(t.Context(), []dcb.Event{{Type: "Order"}}, &cond)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(9), last)
 }
 
 // lockedBuffer is a log sink safe for the node's goroutines.
