@@ -264,6 +264,11 @@ func (n *Node) applyLoop() {
 		if errors.Is(err, store.ErrClosed) || n.ctx.Err() != nil {
 			return
 		}
+		var unrecorded errUnrecorded
+		if errors.As(err, &unrecorded) {
+			n.log.Warn("possum: the replica applied lost positions' markers but could not record them in its LOST file", "stream", n.opts.Stream, "dir", n.rep.st.Dir(), "err", unrecorded.err)
+			err = nil
+		}
 		if err != nil {
 			n.failApply(fmt.Errorf("cluster: applying positions %d..%d: %w", head+1, head+uint64(len(run)), err))
 			continue

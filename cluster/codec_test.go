@@ -214,3 +214,38 @@ func FuzzCodec(f *testing.F) {
 		}
 	})
 }
+
+// TestPushedMarkerRoundTrip: a store's lost position's marker, as a push
+// publishes it, is a marker on the stream (Possum-Lost: 1, the subject of
+// its known type or the lost token, its tags), stamped with the time it
+// was pushed (not the placeholder of an unstamped event), and comes back
+// as the marker the store holds: type and tags, nothing else.
+func TestPushedMarkerRoundTrip(t *testing.T) {
+	n := &Node{prefix: "st", maxPayload: 1 << 20}
+	ts := time.Date(2026, 3, 4, 5, 6, 7, 8, time.UTC)
+	for name, c := range map[string]struct {
+		e       dcb.SequencedEvent
+		subject string
+	}{
+		"known marker":   {dcb.SequencedEvent{Event: dcb.Event{Type: "Paid", Tags: []string{"a", "b"}}, Position: 4, Lost: true}, "st.Paid"},
+		"unknown marker": {dcb.SequencedEvent{Position: 5, Lost: true}, "st." + lostToken},
+		"event":          {dcb.SequencedEvent{Event: dcb.Event{Type: "Paid", Tags: []string{"a"}, Data: []byte(`1`), ID: "i", Timestamp: ts}, Position: 6}, "st.Paid"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := time.Now()
+			m, err := n.pushMessage(c.e)
+			require.NoError(t, err)
+			assert.Equal(t, c.subject, m.Subject)
+			setBatch(m, "B", true, 1)
+			got, _, err := decodeEvent("st", m.Subject, wire(t, m), m.Data)
+			require.NoError(t, err)
+			assert.Equal(t, c.e.Lost, got.Lost)
+			assert.Equal(t, c.e.Event, toStore(got))
+			if c.e.Lost {
+				assert.Equal(t, "1", m.Header.Get(hdrLost))
+				assert.False(t, got.Timestamp.Before(before.Truncate(time.Second)), "stamped when pushed: %v", got.Timestamp)
+				assert.False(t, got.Timestamp.After(time.Now()), "stamped when pushed: %v", got.Timestamp)
+			}
+		})
+	}
+}

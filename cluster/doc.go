@@ -44,6 +44,15 @@
 //     batch): answered with their positions, written nothing. Together
 //     with the expected head, this makes an append sent again through any
 //     node, however many times and at once, land once.
+//   - A lost position (dcb.SequencedEvent.Lost: an event a store lost to
+//     disk damage, its position kept by a marker) travels as a marker
+//     message (Possum-Lost: 1), which Push publishes for the markers of
+//     the store it pushes. A replica appends it with store.AppendLost, so
+//     every node holds the same marker, with the same known type and tags,
+//     at the same position, and lists it in its LOST file. A node checks a
+//     condition against a marker as a store does: an append whose
+//     condition's range holds a marker that might have matched fails,
+//     saying the position was lost.
 //
 // Durability is JetStream's: an acknowledged append is on a quorum of the
 // stream's replicas (Options.Replicas; use 3 on three servers). JetStream

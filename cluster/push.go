@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,9 +36,12 @@ type PushReport struct {
 // opts.Replicas) with the events of src, a single-machine store (a
 // store.Store, or a store.Follower of one that another process runs), up
 // to its head when Push begins: the event at position p of src is message
-// p of the stream, with its type, tags, data, metadata, timestamp and ID.
-// Of opts, the connection (URL, Conn, NATS), Stream, Subject, Replicas,
-// Timeout and Logger apply.
+// p of the stream, with its type, tags, data, metadata, timestamp and ID,
+// and a lost position's marker (see dcb.SequencedEvent.Lost) is a marker
+// there, with the type and tags src knows of it, so that every node's
+// replica holds the same marker at the same position (and lists it in its
+// LOST file). Of opts, the connection (URL, Conn, NATS), Stream, Subject,
+// Replicas, Timeout and Logger apply.
 //
 // The stream must be empty, or hold src's first events exactly (a push cut
 // short, or one made before src grew): Push then adds what follows. It
@@ -154,9 +158,15 @@ func Push(ctx context.Context, src store.Events, opts *Options) (PushReport, err
 }
 
 // pushMessage is the message of e, the store's event at e.Position, for
-// a push, without batch headers.
+// a push, without batch headers. A lost position's marker goes as a
+// marker (Possum-Lost), with the type and tags the store knows of it, and
+// the time it is pushed as its Possum-Time: it has no time of its own, and
+// a replica keeps none.
 func (n *Node) pushMessage(e dcb.SequencedEvent) (*nats.Msg, error) {
-	m, err := encodeEvent(n.prefix, streamEvent{Event: e.Event})
+	m, err := encodeEvent(n.prefix, streamEvent{Event: e.Event, Lost: e.Lost})
+	if err == nil && e.Lost {
+		err = setTime(m, time.Now())
+	}
 	if err == nil {
 		err = checkLimits(m, e.Type, n.maxPayload)
 	}
@@ -222,11 +232,8 @@ func (n *Node) checkPrefix(ctx context.Context, src store.Events, had uint64) er
 		if err != nil {
 			return notCopy(e.Position, fmt.Sprintf("is not possum's layout (%v)", err))
 		}
-		if se.Lost {
-			return notCopy(e.Position, "is a lost position's marker")
-		}
-		if why := differs(toStore(se), e.Event); why != "" {
-			return notCopy(e.Position, "differs in its "+why)
+		if why := mismatch(se, e, true); why != "" {
+			return notCopy(e.Position, why)
 		}
 	}
 	return nil

@@ -48,14 +48,15 @@ func push(t testing.TB, src store.Events, url, stream string) (PushReport, error
 	return Push(ctx, src, &Options{URL: url, Stream: stream})
 }
 
-// sameAsStream checks that the stream holds the events of s, exactly.
+// sameAsStream checks that the stream holds the events of s, exactly, and
+// a marker where s holds a lost position's marker.
 func sameAsStream(t *testing.T, url, stream string, s store.Events) {
 	t.Helper()
 	want := readAll(t, s)
 	got := streamEvents(t, url, stream)
 	require.Len(t, got, len(want))
 	for i := range want {
-		require.Equal(t, "", differs(want[i].Event, got[i].Event), "position %d", i+1)
+		require.Equal(t, "", mismatch(got[i], want[i], true), "position %d", i+1)
 	}
 }
 

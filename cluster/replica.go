@@ -40,45 +40,77 @@ func openReplica(dir string, o *store.Options, noSync bool) (*replica, error) {
 }
 
 // toStore is the event the local store keeps for e: the stream's, with
-// its ID and its timestamp, which the store keeps as given.
+// its ID and its timestamp, which the store keeps as given; for a lost
+// position's marker, its type and tags only (store.AppendLost takes
+// nothing else: the message's Possum-Time is when the marker was
+// published, not the lost event's time, which no one knows).
 func toStore(e streamEvent) dcb.Event {
+	if e.Lost {
+		return dcb.Event{Type: e.Type, Tags: e.Tags}
+	}
 	return e.Event
 }
 
-// errLostMarker: the stream holds a lost position's marker, which this
-// store cannot hold yet.
-//
-// TODO(issue 20): append the marker as the store's own lost position.
-var errLostMarker = errors.New("a lost position's marker, which this possum cannot apply yet")
+// errUnrecorded: markers were applied, but recording them in the
+// replica's LOST file failed (see store.AppendLost). The replica holds
+// them all the same, so applying goes on; possum verify reports them and
+// possum recover records them.
+type errUnrecorded struct{ err error }
+
+func (e errUnrecorded) Error() string { return e.err.Error() }
+func (e errUnrecorded) Unwrap() error { return e.err }
 
 // apply appends events, the stream's positions after+1 onwards, to the
-// local store as one append, on the condition that the store holds
-// nothing after after: the condition pins the positions, so that an event
-// lands at its stream position or not at all.
+// local store, each at its stream position or not at all: a run of events
+// as one append, on the condition that the store holds nothing after the
+// position before the run (the condition pins the positions); a run of
+// lost positions' markers with store.AppendLost, which appends only when
+// the store's head is the position before the run. Events and markers come in separate appends, so a
+// read may see a run of events before the markers that follow it in the
+// same stream batch (only a push makes such batches; a node's appends
+// hold events only). When only the LOST file's record of markers failed,
+// apply goes on and returns an errUnrecorded.
 func (r *replica) apply(ctx context.Context, after uint64, events []streamEvent) error {
-	batch := make([]dcb.Event, len(events))
-	for i, e := range events {
-		if e.Lost {
-			return fmt.Errorf("cluster: position %d is %w", after+1+uint64(i), errLostMarker)
+	var unrecorded error
+	for i := 0; i < len(events); {
+		j := i + 1
+		for j < len(events) && events[j].Lost == events[i].Lost {
+			j++
 		}
-		batch[i] = toStore(e)
+		at, run := after+uint64(i), storeEvents(events[i:j])
+		want := at + uint64(len(run))
+		if events[i].Lost {
+			last, err := r.st.AppendLost(ctx, at, run)
+			switch {
+			case err != nil && last == want:
+				unrecorded = errors.Join(unrecorded, err)
+			case err != nil:
+				return err
+			}
+		} else {
+			last, err := r.st.Append(ctx, run, &dcb.AppendCondition{FailIfEventsMatch: dcb.All(), After: at})
+			if err != nil {
+				return err
+			}
+			if last != want {
+				// The store answered a retry: the stream holds events with
+				// the same IDs twice, which no possum node publishes.
+				return fmt.Errorf("cluster: the stream's positions %d..%d repeat the events with their ids at positions %d..%d: %w", at+1, want, last-uint64(len(run))+1, last, store.ErrCorrupt)
+			}
+		}
+		i = j
 	}
-	last, err := r.st.Append(ctx, batch, &dcb.AppendCondition{FailIfEventsMatch: dcb.All(), After: after})
-	if err != nil {
-		return err
-	}
-	if want := after + uint64(len(events)); last != want {
-		// The store answered a retry: the stream holds events with the
-		// same IDs twice, which no possum node publishes.
-		return fmt.Errorf("cluster: the stream's positions %d..%d repeat the events with their ids at positions %d..%d: %w", after+1, want, last-uint64(len(events))+1, last, store.ErrCorrupt)
+	if unrecorded != nil {
+		return errUnrecorded{unrecorded}
 	}
 	return nil
 }
 
 // checkAgainst refuses a local store that is not a replica of the stream
-// whose message at position pos is e: the store's event at pos must be e.
-// It is how a node restarted on its directory, or pointed at another
-// stream by mistake, is caught before it applies anything.
+// whose message at position pos is e: the store's event at pos must be e,
+// a lost position's marker matching only a marker of the same type and
+// tags. It is how a node restarted on its directory, or pointed at
+// another stream by mistake, is caught before it applies anything.
 func (r *replica) checkAgainst(ctx context.Context, pos uint64, e streamEvent) error {
 	for got, err := range r.st.Read(ctx, dcb.All(), store.ReadOptions{From: pos, Limit: 1}) {
 		if err != nil {
@@ -87,12 +119,34 @@ func (r *replica) checkAgainst(ctx context.Context, pos uint64, e streamEvent) e
 		if got.Position != pos {
 			break
 		}
-		if why := differs(toStore(e), got.Event); why != "" {
-			return fmt.Errorf("cluster: the store in %s is not a replica of this stream: position %d differs in its %s", r.st.Dir(), pos, why)
+		if why := mismatch(e, got, false); why != "" {
+			return fmt.Errorf("cluster: the store in %s is not a replica of this stream: position %d %s", r.st.Dir(), pos, why)
 		}
 		return nil
 	}
 	return fmt.Errorf("cluster: the store in %s has no event at position %d, its head", r.st.Dir(), pos)
+}
+
+// mismatch says how the stream's e and got, the store's event at the
+// same position, differ, "" when they do not: one is a lost position's
+// marker and the other an event, or they differ in a field. Two markers
+// are the same when their type and tags are. It speaks of the store's
+// event, or of the stream's when ofStream.
+func mismatch(e streamEvent, got dcb.SequencedEvent, ofStream bool) string {
+	lost, otherLost, other := got.Lost, e.Lost, "the stream"
+	if ofStream {
+		lost, otherLost, other = e.Lost, got.Lost, "the store"
+	}
+	switch {
+	case lost && !otherLost:
+		return "is a lost position's marker, where " + other + " holds an event"
+	case otherLost && !lost:
+		return "is an event, where " + other + " holds a lost position's marker"
+	}
+	if why := differs(toStore(e), got.Event); why != "" {
+		return "differs in its " + why
+	}
+	return ""
 }
 
 // differs names the first field in which the store's event b differs from

@@ -391,13 +391,13 @@ func (n *Node) decide(r *appendRequest, rnd *round) verdict {
 		}
 	}
 	if c := r.cond; c != nil {
-		at, inRound, err := n.conflict(c, rnd.events)
+		f, err := n.conflict(c, rnd.events)
 		switch {
 		case err != nil:
 			r.done <- appendResult{err: fmt.Errorf("cluster: append: checking the condition: %w", err)}
 			return decided
-		case at > 0:
-			return n.decideOn(r, at, inRound, appendResult{err: conditionFailed(c)})
+		case f.at > 0:
+			return n.decideOn(r, f.at, f.inRound, appendResult{err: conditionFailed(c, f)})
 		}
 	}
 	return accepted
@@ -415,8 +415,20 @@ func (n *Node) decideOn(r *appendRequest, pos uint64, inRound bool, res appendRe
 	return decided
 }
 
-func conditionFailed(c *dcb.AppendCondition) error {
-	return fmt.Errorf("cluster: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)
+// conditionFailed is the error of an append whose condition c failed on
+// f: an event matching it, or a lost position's marker, on which a node
+// fails a condition as a store does (see dcb.SequencedEvent.Lost), saying
+// so.
+func conditionFailed(c *dcb.AppendCondition, f failure) error {
+	if !f.lost {
+		return fmt.Errorf("cluster: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)
+	}
+	what := "an event whose type and tags are unknown: it might have matched the condition"
+	if f.typ != "" {
+		what = fmt.Sprintf("an event of type %q whose type and tags match the condition", f.typ)
+	}
+	return fmt.Errorf("cluster: append: %w: position %d, after the condition's %d, was lost (%s; its content was damaged beyond repair): read the condition's query again, which yields the lost position, and decide again after it",
+		dcb.ErrAppendConditionFailed, f.at, c.After, what)
 }
 
 // idLookup is the dcb.Held of one append's check: the event with an ID,
@@ -450,29 +462,41 @@ func (l *idLookup) held(id string) (uint64, dcb.Event, bool, error) {
 	return p.pos, p.event, true, nil
 }
 
-// conflict returns the position of the first event known to this node
-// that fails c (0: none), and whether it is one of round.
-func (n *Node) conflict(c *dcb.AppendCondition, round []pendingEvent) (at uint64, inRound bool, err error) {
+// failure is where a condition failed: the position of the event (0:
+// none), whether it is one of the round, and whether it is a lost
+// position's marker, of type typ ("": unknown).
+type failure struct {
+	at      uint64
+	inRound bool
+	lost    bool
+	typ     string
+}
+
+// conflict returns the first event known to this node that fails c. On
+// the replica, that is the first its read of c's query yields: an event or
+// a known marker that matches, or an unknown marker (which matches every
+// query); the events this node committed are never markers.
+func (n *Node) conflict(c *dcb.AppendCondition, round []pendingEvent) (failure, error) {
 	q := c.FailIfEventsMatch
 	if c.After < n.rep.st.Head() {
 		for e, err := range n.rep.st.Read(n.ctx, q, store.ReadOptions{From: c.After + 1, Limit: 1}) {
 			if err != nil {
-				return 0, false, err
+				return failure{}, err
 			}
-			return e.Position, false, nil
+			return failure{at: e.Position, lost: e.Lost, typ: e.Type}, nil
 		}
 	}
 	for _, p := range n.pending {
 		if p.pos > c.After && q.Matches(p.event) {
-			return p.pos, false, nil
+			return failure{at: p.pos}, nil
 		}
 	}
 	for _, p := range round {
 		if p.pos > c.After && q.Matches(p.event) {
-			return p.pos, true, nil
+			return failure{at: p.pos, inRound: true}, nil
 		}
 	}
-	return 0, false, nil
+	return failure{}, nil
 }
 
 // addPending records events, just committed, as pending until the replica
