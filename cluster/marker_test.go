@@ -53,11 +53,11 @@ func addMarked(t testing.TB, s *store.Store, kinds string) {
 				Metadata: map[string]string{"by": "test"}, ID: fmt.Sprintf("ev-%d", pos), Timestamp: time.Unix(1.7e9, int64(pos)).UTC(),
 			}}, &dcb.AppendCondition{FailIfEventsMatch: dcb.All(), After: head})
 		case 'K':
-			_, err = s.AppendLost(ctx, head, []dcb.Event{{Type: "Paid", Tags: []string{"o:1"}}})
+			_, err = s.AppendLost(ctx, head, []dcb.Event{{Type: "Paid", Tags: []string{"o:1"}}}, "")
 		case 'X':
-			_, err = s.AppendLost(ctx, head, []dcb.Event{{Type: "Paid", Tags: []string{"o:2"}}})
+			_, err = s.AppendLost(ctx, head, []dcb.Event{{Type: "Paid", Tags: []string{"o:2"}}}, "")
 		case 'U':
-			_, err = s.AppendLost(ctx, head, []dcb.Event{{}})
+			_, err = s.AppendLost(ctx, head, []dcb.Event{{}}, "")
 		default:
 			t.Fatalf("kind %q", k)
 		}

@@ -80,7 +80,7 @@ func (r *replica) apply(ctx context.Context, after uint64, events []streamEvent)
 		at, run := after+uint64(i), storeEvents(events[i:j])
 		want := at + uint64(len(run))
 		if events[i].Lost {
-			last, err := r.st.AppendLost(ctx, at, run)
+			last, err := r.st.AppendLost(ctx, at, run, "a cluster replica applying its stream: positions the stream holds as lost markers (lost where they were first written, and pushed so)")
 			switch {
 			case err != nil && last == want:
 				unrecorded = errors.Join(unrecorded, err)

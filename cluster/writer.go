@@ -423,12 +423,7 @@ func conditionFailed(c *dcb.AppendCondition, f failure) error {
 	if !f.lost {
 		return fmt.Errorf("cluster: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)
 	}
-	what := "an event whose type and tags are unknown: it might have matched the condition"
-	if f.typ != "" {
-		what = fmt.Sprintf("an event of type %q whose type and tags match the condition", f.typ)
-	}
-	return fmt.Errorf("cluster: append: %w: position %d, after the condition's %d, was lost (%s; its content was damaged beyond repair): read the condition's query again, which yields the lost position, and decide again after it",
-		dcb.ErrAppendConditionFailed, f.at, c.After, what)
+	return fmt.Errorf("cluster: append: %w", store.LostConditionFailed(c.After, f.at, f.typ))
 }
 
 // idLookup is the dcb.Held of one append's check: the event with an ID,

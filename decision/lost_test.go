@@ -26,7 +26,7 @@ func TestBuildAcrossLostPositions(t *testing.T) {
 				es = remote{s} // After from what it read alone
 			}
 			appendEvents(t, s, event("Registered", "user:ada"))
-			_, err := s.AppendLost(ctx, 1, []dcb.Event{{Type: "Registered", Tags: []string{"user:ada"}}, {}})
+			_, err := s.AppendLost(ctx, 1, []dcb.Event{{Type: "Registered", Tags: []string{"user:ada"}}, {}}, "")
 			require.NoError(t, err)
 			appendEvents(t, s, event("Other", "user:bob"))
 

@@ -935,7 +935,7 @@ func TestLostFileAgrees(t *testing.T) {
 	ctx := context.Background()
 	_, err = s.Append(ctx, []dcb.Event{{Type: "A"}, {Type: "B"}}, nil)
 	require.NoError(t, err)
-	_, err = s.AppendLost(ctx, 2, []dcb.Event{{}, {Type: "C", Tags: []string{"t"}}})
+	_, err = s.AppendLost(ctx, 2, []dcb.Event{{}, {Type: "C", Tags: []string{"t"}}}, "")
 	require.NoError(t, err)
 	closeProjected(t, s)
 	lost := []storedir.Range{{From: 3, To: 4}}

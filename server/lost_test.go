@@ -21,7 +21,7 @@ func TestLostPositionsServed(t *testing.T) {
 	ctx := t.Context()
 	_, err := s.st.Append(ctx, []dcb.Event{{Type: "A", Tags: []string{"t"}}}, nil)
 	require.NoError(t, err)
-	_, err = s.st.AppendLost(ctx, 1, []dcb.Event{{Type: "A", Tags: []string{"t"}}, {}})
+	_, err = s.st.AppendLost(ctx, 1, []dcb.Event{{Type: "A", Tags: []string{"t"}}, {}}, "")
 	require.NoError(t, err)
 
 	hc := s.rawHTTP()

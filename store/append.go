@@ -370,10 +370,10 @@ func (s *Store) write(group []*appendRequest) {
 
 // conditionFailed is the error of an append whose condition c failed on
 // the event at position at: an event matching it, or a lost marker (see
-// lostConditionFailed). Called by the writer only.
+// LostConditionFailed). Called by the writer only.
 func (s *Store) conditionFailed(c *dcb.AppendCondition, at uint64) error {
 	if typ, lost := s.lostAt(at); lost {
-		return lostConditionFailed(c, at, typ)
+		return fmt.Errorf("store: append: %w", LostConditionFailed(c.After, at, typ))
 	}
 	return fmt.Errorf("store: append: %w: an event matching the condition exists after position %d", dcb.ErrAppendConditionFailed, c.After)
 }

@@ -24,20 +24,14 @@ import (
 // written.
 //
 // Once appended, the markers are recorded in the store's LOST file (see
-// storedir.LostFile), so that possum stats lists them and possum verify
-// finds the file agrees with the WAL. Should that write fail, the markers
+// storedir.LostFile), with why: what lost the positions, in words for an
+// operator ("": a copy's lost positions), so that possum stats lists them
+// and possum verify finds the file agrees with the WAL. Should that write fail, the markers
 // are appended all the same: AppendLost returns their last position and
 // an error saying so (possum recover records them).
-func (s *Store) AppendLost(ctx context.Context, after uint64, markers []dcb.Event) (uint64, error) {
-	return s.AppendLostWhy(ctx, after, markers, "")
-}
-
-// AppendLostWhy is AppendLost, the LOST file's line saying why, in words
-// for an operator, the positions were lost (possum import-opossum: no event
-// file in the Opossum store); "" says what AppendLost's does.
-func (s *Store) AppendLostWhy(ctx context.Context, after uint64, markers []dcb.Event, why string) (uint64, error) {
+func (s *Store) AppendLost(ctx context.Context, after uint64, markers []dcb.Event, why string) (uint64, error) {
 	if why == "" {
-		why = "appended as lost markers (store.AppendLost): positions a copy of this store's events had lost (an import of lost lines, a cluster replica)"
+		why = "appended as lost markers (store.AppendLost): positions a copy of this store's events had lost"
 	}
 	batch, err := checkMarkers(markers)
 	if err != nil {
@@ -111,18 +105,20 @@ func (s *Store) lostAt(at uint64) (string, bool) {
 	return e.Type, err == nil && e.Lost
 }
 
-// lostConditionFailed is the error of an append whose condition c failed
-// on the lost marker at position at, of type typ ("": unknown). Failing is
-// the only safe answer: the lost event might have failed the condition.
+// LostConditionFailed is the error of an append whose condition, after
+// the position after, failed on the lost position's marker at position at,
+// of type typ ("": unknown); it wraps dcb.ErrAppendConditionFailed. Failing
+// is the only safe answer: the lost event might have failed the condition.
 // It is not a failure for good: a read of the condition's query yields
-// the marker, so a decision that reads again moves its After past it.
-func lostConditionFailed(c *dcb.AppendCondition, at uint64, typ string) error {
+// the marker, so a decision that reads again moves its After past it. Any
+// engine holding markers (a cluster node) fails such a condition with it.
+func LostConditionFailed(after, at uint64, typ string) error {
 	what := "an event whose type and tags are unknown: it might have matched the condition"
 	if typ != "" {
 		what = fmt.Sprintf("an event of type %q whose type and tags match the condition", typ)
 	}
-	return fmt.Errorf("store: append: %w: position %d, after the condition's %d, was lost (%s; its content was damaged beyond repair): read the condition's query again, which yields the lost position, and decide again after it",
-		dcb.ErrAppendConditionFailed, at, c.After, what)
+	return fmt.Errorf("%w: position %d, after the condition's %d, was lost (%s; its event is gone): read the condition's query again, which yields the lost position, and decide again after it",
+		dcb.ErrAppendConditionFailed, at, after, what)
 }
 
 // lossMu serialises the writes to the LOST file of the stores of this

@@ -28,12 +28,12 @@ func lostStore(t *testing.T) (*store.Store, string) {
 	ctx := t.Context()
 	_, err = s.Append(ctx, []dcb.Event{{Type: "Order", Tags: []string{"o:1"}}}, nil)
 	require.NoError(t, err)
-	last, err := s.AppendLost(ctx, 1, []dcb.Event{{Type: "Paid", Tags: []string{"o:1", "o:1"}}})
+	last, err := s.AppendLost(ctx, 1, []dcb.Event{{Type: "Paid", Tags: []string{"o:1", "o:1"}}}, "")
 	require.NoError(t, err)
 	require.Equal(t, uint64(2), last)
 	_, err = s.Append(ctx, []dcb.Event{{Type: "Order", Tags: []string{"o:2"}}}, nil)
 	require.NoError(t, err)
-	last, err = s.AppendLost(ctx, 3, []dcb.Event{{}})
+	last, err = s.AppendLost(ctx, 3, []dcb.Event{{}}, "")
 	require.NoError(t, err)
 	require.Equal(t, uint64(4), last)
 	_, err = s.Append(ctx, []dcb.Event{{Type: "Order", Tags: []string{"o:3"}}}, nil)
@@ -51,7 +51,7 @@ func TestAppendLost(t *testing.T) {
 	s, dir := lostStore(t)
 	ctx := t.Context()
 
-	_, err := s.AppendLost(ctx, 4, []dcb.Event{{}})
+	_, err := s.AppendLost(ctx, 4, []dcb.Event{{}}, "")
 	require.ErrorIs(t, err, dcb.ErrAppendConditionFailed)
 	assert.ErrorContains(t, err, "the head is 5, not 4")
 	for name, m := range map[string]dcb.Event{
@@ -62,10 +62,10 @@ func TestAppendLost(t *testing.T) {
 		"unknown tagged": {Tags: []string{"t"}},
 		"empty tag":      {Type: "A", Tags: []string{""}},
 	} {
-		_, err := s.AppendLost(ctx, 5, []dcb.Event{{}, m})
+		_, err := s.AppendLost(ctx, 5, []dcb.Event{{}, m}, "")
 		assert.ErrorIs(t, err, dcb.ErrInvalidEvent, name)
 	}
-	_, err = s.AppendLost(ctx, 5, nil)
+	_, err = s.AppendLost(ctx, 5, nil, "")
 	assert.ErrorIs(t, err, dcb.ErrInvalidEvent)
 	assert.Equal(t, uint64(5), s.Head(), "nothing refused was written")
 
@@ -174,7 +174,7 @@ func TestConditionOnLost(t *testing.T) {
 	s2, err := store.Open(dir, nil)
 	require.NoError(t, err)
 	defer s2.Close()
-	_, err = s2.AppendLost(ctx, 0, []dcb.Event{{Type: "Paid", Tags: []string{"o:1"}}})
+	_, err = s2.AppendLost(ctx, 0, []dcb.Event{{Type: "Paid", Tags: []string{"o:1"}}}, "")
 	require.NoError(t, err)
 	_, err = s2.Append(ctx, []dcb.Event{{Type: "Order"}}, cond(tagQuery("o:2"), 0))
 	require.NoError(t, err, "a known marker that does not match does not fail a condition")

@@ -322,7 +322,7 @@ func (im *importer) appendLost(ctx context.Context, markers []dcb.Event) error {
 		after = im.last
 	}
 	s := im.w.(*store.Store) // run refuses lost lines through a server
-	last, err := s.AppendLost(ctx, after, markers)
+	last, err := s.AppendLost(ctx, after, markers, "possum append: the input's lost lines (\"lost\":true), positions the store it was read from had lost")
 	if errors.Is(err, dcb.ErrAppendConditionFailed) && after < im.head && im.holdsMarkers(ctx, after, markers) {
 		im.held += len(markers)
 		im.last = after + uint64(len(markers))

@@ -257,7 +257,7 @@ func (im *opossumImport) importContext(ctx context.Context, cr *opossumContextRe
 		var last uint64
 		var err error
 		if batchLost {
-			last, err = s.AppendLostWhy(ctx, after, batch, "possum import-opossum --fill-gaps: no event file at these positions of the Opossum store "+cr.Source+
+			last, err = s.AppendLost(ctx, after, batch, "possum import-opossum --fill-gaps: no event file at these positions of the Opossum store "+cr.Source+
 				" (a gap, or a ledger ahead of the event files); their type and tags are those Opossum's index files still said, else unknown")
 		} else {
 			last, err = s.Append(ctx, batch, nil)

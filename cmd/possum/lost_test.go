@@ -27,10 +27,10 @@ func lostSource(t *testing.T, dir string) {
 		var err error
 		switch i {
 		case 4:
-			_, err = s.AppendLost(ctx, 3, []dcb.Event{{Type: "T1", Tags: []string{"k:3", "all"}}, {}})
+			_, err = s.AppendLost(ctx, 3, []dcb.Event{{Type: "T1", Tags: []string{"k:3", "all"}}, {}}, "")
 		case 5:
 		case 9:
-			_, err = s.AppendLost(ctx, 8, []dcb.Event{{}})
+			_, err = s.AppendLost(ctx, 8, []dcb.Event{{}}, "")
 		default:
 			_, err = s.Append(ctx, []dcb.Event{tailEvent(i)}, nil)
 		}
