@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/store"
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -43,7 +45,24 @@ func TestReadStreamFromNode(t *testing.T) {
 		_, err := n.Append(t.Context(), batch, nil)
 		require.NoError(t, err, "append %d", i)
 	}
+	// Lost positions' markers, one of known type and one unknown, pushed
+	// after the node's events from a store that holds them.
+	seed, err := store.Open(t.TempDir(), nil)
+	require.NoError(t, err)
+	defer seed.Close()
+	for e, err := range n.Read(t.Context(), dcb.All(), store.ReadOptions{}) {
+		require.NoError(t, err)
+		_, err = seed.Append(t.Context(), []dcb.Event{e.Event}, nil)
+		require.NoError(t, err)
+	}
+	_, err = seed.AppendLost(t.Context(), seed.Head(), []dcb.Event{{Type: "Paid ü", Tags: []string{"o:1"}}, {}}, "")
+	require.NoError(t, err)
+	_, err = Push(t.Context(), seed, &Options{URL: url, Stream: stream})
+	require.NoError(t, err)
+	_, err = n.CatchUp(t.Context())
+	require.NoError(t, err)
 	want := readAll(t, n)
+	require.True(t, want[len(want)-1].Lost, "the markers reached the node")
 
 	cmd := exec.Command(node, script, strings.TrimPrefix(url, "nats://"), stream)
 	var stderr bytes.Buffer
@@ -61,6 +80,13 @@ func TestReadStreamFromNode(t *testing.T) {
 	require.Len(t, got, len(want))
 	for i, w := range want {
 		g := got[i]
+		if w.Lost {
+			// A marker: the keys of its event file, and nothing else.
+			var file map[string]any
+			require.NoError(t, json.Unmarshal(storedir.AppendEvent(nil, w, true), &file))
+			assert.Equal(t, file, g, "position %d, a lost position", w.Position)
+			continue
+		}
 		assert.EqualValues(t, w.Position, g["position"])
 		assert.Equal(t, w.Type, g["type"])
 		tags := []any{}

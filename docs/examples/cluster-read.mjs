@@ -59,16 +59,24 @@ function onMessage(hdr, payload) {
     return;
   }
   if (status.length > 'NATS/1.0'.length) throw new Error(status);
-  const event = {
-    position: Number(h['Nats-Sequence']),
-    type: typeOf(h['Nats-Subject']),
-    tags: h['Possum-Tags'] ? JSON.parse(h['Possum-Tags']) : [],
-    data: payload.length ? JSON.parse(payload.toString('utf8')) : null,
-    metadata: h['Possum-Metadata'] ? JSON.parse(h['Possum-Metadata']) : {},
-    timestamp: h['Possum-Time'],
-  };
-  if (h['Possum-Id']) event.id = JSON.parse(h['Possum-Id']);
-  if (h['Possum-Lost'] === '1') event.lost = true;
+  const pos = Number(h['Nats-Sequence']);
+  const type = typeOf(h['Nats-Subject']);
+  const tags = h['Possum-Tags'] ? JSON.parse(h['Possum-Tags']) : [];
+  let event;
+  if (h['Possum-Lost'] === '1') {
+    // A lost position: its event is gone; its type and tags when known.
+    event = type === null ? { position: pos, lost: true } : { position: pos, lost: true, type, tags };
+  } else {
+    event = {
+      position: pos,
+      type,
+      tags,
+      data: payload.length ? JSON.parse(payload.toString('utf8')) : null,
+      metadata: h['Possum-Metadata'] ? JSON.parse(h['Possum-Metadata']) : {},
+      timestamp: h['Possum-Time'],
+    };
+    if (h['Possum-Id']) event.id = JSON.parse(h['Possum-Id']);
+  }
   process.stdout.write(JSON.stringify(event) + '\n');
   position++;
   ask();
