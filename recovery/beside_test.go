@@ -11,6 +11,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testkit/testdir"
+	"github.com/possumstore/possum/internal/testkit/walmap"
 	"github.com/possumstore/possum/recovery"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -85,7 +86,7 @@ func TestVerifyBesideWriter(t *testing.T) {
 	// record in the middle of the log.
 	flipBit(t, eventPath(dir, 2), 20)
 	damaged := l.segs[0].recs[1] // the writer appends to a later segment
-	flipBitInPlace(t, l.segs[0].path, damaged.end-3)
+	walmap.Flip(t, l.segs[0].path, damaged.end-3)
 	appended(s.Head())
 	rep, err := recovery.Verify(dir, nil)
 	require.NoError(t, err)
@@ -196,18 +197,4 @@ func TestVerifyBesideIdleWriterChangesNothing(t *testing.T) {
 		evs = append(evs, e)
 	}
 	assert.Len(t, evs, int(s.Head()))
-}
-
-// flipBitInPlace flips a bit of the file at path, writing that byte alone.
-func flipBitInPlace(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	require.NoError(t, err)
-	defer f.Close()
-	b := make([]byte, 1)
-	_, err = f.ReadAt(b, off)
-	require.NoError(t, err)
-	b[0] ^= 0x10
-	_, err = f.WriteAt(b, off)
-	require.NoError(t, err)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -153,29 +152,6 @@ func (l layout) lastSeg() walSeg { return l.segs[len(l.segs)-1] }
 func (l layout) lastRec() walRec {
 	s := l.lastSeg()
 	return s.recs[len(s.recs)-1]
-}
-
-// copyDir copies the store directory src to dst. Event files are hard
-// links: the store and recovery only ever replace them (write a temp file,
-// rename), and the damage functions below remove and recreate them, never
-// write them in place. Everything else is copied.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o750)
-		}
-		if filepath.Dir(rel) == "events" {
-			return os.Link(path, target)
-		}
-		return copyFile(path, target)
-	})
-	require.NoError(t, err)
 }
 
 func copyFile(src, dst string) error {
@@ -506,7 +482,7 @@ func TestRepairDamage(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel() // each case works on its own copy of the fixture
 			dir := filepath.Join(t.TempDir(), "store")
-			copyDir(t, tmpl, dir)
+			testdir.CopyStore(t, tmpl, dir)
 			l := layout{dir: dir, segs: walSegments(t, dir), head: head}
 			c.damage(t, l)
 			wantHead := head

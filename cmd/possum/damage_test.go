@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/testkit/projectiontest"
+	"github.com/possumstore/possum/internal/testkit/testdir"
 	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/internal/testkit/walmap"
 	"github.com/possumstore/possum/recovery"
@@ -102,31 +102,6 @@ func buildDamageTemplate(t *testing.T, dir string, n, per int) *damageTemplate {
 		tm.files[pos] = b
 	}
 	return tm
-}
-
-// copyStore copies the store src to dst: event files as hard links (the
-// store and recover only ever replace them), everything else copied.
-func copyStore(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o750)
-		}
-		if filepath.Dir(rel) == storedir.EventsDir {
-			return os.Link(path, target)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o640)
-	})
-	require.NoError(t, err)
 }
 
 // damage is what a case did to a copy: the positions recover must lose,
@@ -238,7 +213,7 @@ func TestDamageTable(t *testing.T) {
 			t.Run(fmt.Sprintf("records of %d/%s", per, c.name), func(t *testing.T) {
 				t.Parallel() // each case works on its own copy
 				dir := filepath.Join(t.TempDir(), "store")
-				copyStore(t, tm.dir, dir)
+				testdir.CopyStore(t, tm.dir, dir)
 				d := &damage{deleted: map[uint64]bool{}}
 				c.damage(t, dir, tm, d)
 
@@ -248,6 +223,8 @@ func TestDamageTable(t *testing.T) {
 				require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep), r.stdout)
 				require.NotNil(t, rep.WALRepair, "the WAL was damaged")
 				assert.Equal(t, d.lost, rep.WALRepair.Lost, "exactly the lost positions")
+				t.Logf("lost %d of %d events (positions %s), repaired %d from their event files",
+					rep.WALRepair.LostEvents, tm.head, storedir.FormatRanges(d.lost), rep.WALRepair.Repaired)
 				checkDamaged(t, dir, tm, d)
 			})
 		}

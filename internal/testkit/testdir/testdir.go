@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/require"
 )
 
@@ -57,4 +58,31 @@ func Hash(t testing.TB, dir string) map[string]string {
 	})
 	require.NoError(t, err)
 	return m
+}
+
+// CopyStore copies the store directory src to dst. Event files are hard
+// links: a store and a repair only ever replace them (write a temp file,
+// rename), so a test that damages the copy removes or rewrites them, never
+// writes them in place. Everything else is copied.
+func CopyStore(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o750)
+		}
+		if filepath.Dir(rel) == storedir.EventsDir {
+			return os.Link(path, target)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o640)
+	})
+	require.NoError(t, err)
 }
