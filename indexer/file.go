@@ -92,33 +92,47 @@ func ReadFile(path string) (name string, positions []uint64, valid int64, err er
 	return name, positions, int64(hs + n*entrySize), nil
 }
 
-// ReadFrom returns the positions >= from in the index file at path, finding
-// the first by binary search: it reads the header and the entries it returns,
-// not the whole file.
-func ReadFrom(path string, from uint64) ([]uint64, error) {
-	f, err := os.Open(path)
+// openEntries opens the index file at path and reads its header alone: its
+// name, the header's size and the number of whole entries after it.
+func openEntries(path string) (f *os.File, name string, hs, n int, err error) {
+	f, err = os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, "", 0, 0, err
 	}
-	defer f.Close()
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, "", 0, 0, err
 	}
 	var fixed [12]byte
 	if _, err := f.ReadAt(fixed[:], 0); err != nil {
-		return nil, fmt.Errorf("%s: %w: short header: %v", path, ErrDamaged, err)
+		return nil, "", 0, 0, fmt.Errorf("%s: %w: short header: %v", path, ErrDamaged, err)
 	}
 	nameLen := int64(binary.LittleEndian.Uint32(fixed[8:12]))
 	head := make([]byte, min(st.Size(), (12+nameLen+7)&^7))
 	if _, err := f.ReadAt(head, 0); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, "", 0, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	_, hs, err := readHeader(head)
+	name, hs, err = readHeader(head)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, "", 0, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	n := int((st.Size() - int64(hs)) / entrySize)
+	return f, name, hs, int((st.Size() - int64(hs)) / entrySize), nil
+}
+
+// ReadFrom returns the positions >= from in the index file at path, finding
+// the first by binary search: it reads the header and the entries it returns,
+// not the whole file.
+func ReadFrom(path string, from uint64) ([]uint64, error) {
+	f, _, hs, n, err := openEntries(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
 	var buf [entrySize]byte
 	var readErr error
 	at := func(i int) uint64 {
@@ -237,38 +251,15 @@ type FileReader struct {
 // OpenFile opens the index file at path and reads its header. A header
 // that does not hold is an error wrapping ErrDamaged.
 func OpenFile(path string) (*FileReader, error) {
-	f, err := os.Open(path)
+	f, name, hs, n, err := openEntries(path)
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	br := bufio.NewReaderSize(f, 64<<10)
-	var fixed [12]byte
-	if _, err := io.ReadFull(br, fixed[:]); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w: short header", path, ErrDamaged)
-	}
-	nameLen := int64(binary.LittleEndian.Uint32(fixed[8:12]))
-	if 12+nameLen > st.Size() {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w: name of %d bytes runs past the file", path, ErrDamaged, nameLen)
-	}
-	head := make([]byte, min(st.Size(), (12+nameLen+7)&^7))
-	copy(head, fixed[:])
-	if _, err := io.ReadFull(br, head[12:]); err != nil {
+	if _, err := f.Seek(int64(hs), io.SeekStart); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	name, hs, err := readHeader(head)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &FileReader{path: path, f: f, br: br, name: name, hs: hs, n: int((st.Size() - int64(hs)) / entrySize)}, nil
+	return &FileReader{path: path, f: f, br: bufio.NewReaderSize(f, 64<<10), name: name, hs: hs, n: n}, nil
 }
 
 // Name returns the type or tag the file is the index of.
@@ -309,29 +300,11 @@ func (r *FileReader) Close() error { return r.f.Close() }
 // that lie in any of the ascending, disjoint ranges [from, to] of ranges,
 // found by binary search: it reads the header and what it returns.
 func PositionsIn(path string, ranges [][2]uint64) (string, []uint64, error) {
-	f, err := os.Open(path)
+	f, name, hs, n, err := openEntries(path)
 	if err != nil {
 		return "", nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", nil, err
-	}
-	var fixed [12]byte
-	if _, err := f.ReadAt(fixed[:], 0); err != nil {
-		return "", nil, fmt.Errorf("%s: %w: short header: %v", path, ErrDamaged, err)
-	}
-	nameLen := int64(binary.LittleEndian.Uint32(fixed[8:12]))
-	head := make([]byte, min(st.Size(), (12+nameLen+7)&^7))
-	if _, err := f.ReadAt(head, 0); err != nil {
-		return "", nil, fmt.Errorf("%s: %w", path, err)
-	}
-	name, hs, err := readHeader(head)
-	if err != nil {
-		return "", nil, fmt.Errorf("%s: %w", path, err)
-	}
-	n := int((st.Size() - int64(hs)) / entrySize)
 	var buf [entrySize]byte
 	var readErr error
 	at := func(i int) uint64 {
