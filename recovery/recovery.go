@@ -312,7 +312,8 @@ func repairOutcome(r *wal.RepairReport) string {
 func repairAction(r *wal.RepairReport) string {
 	var parts []string
 	if r.LostEvents > 0 {
-		parts = append(parts, fmt.Sprintf("lose %s (%s), each position kept by a lost marker", plural(r.LostEvents, "event"), positionsOf(r.Lost)))
+		parts = append(parts, fmt.Sprintf("lose %s (%s), each position kept by a lost marker (their event files, which nothing verifies, moved aside into %s/)",
+			plural(r.LostEvents, "event"), positionsOf(r.Lost), storedir.LostEventsDir))
 	}
 	if r.Repaired > 0 {
 		parts = append(parts, fmt.Sprintf("repair %s from their event files", plural(r.Repaired, "event")))
