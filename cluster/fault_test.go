@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,8 +170,8 @@ func TestServerShutDownUnderLoad(t *testing.T) {
 	for range soak(t) {
 		leader := streamLeader(t, c.url(), stream)
 		if leader == c.servers[childServer].spec.Name {
-			makeLeader(t, c.url(), stream, c.servers[0].spec.Name)
-			leader = c.servers[0].spec.Name
+			makeLeader(t, c.url(), stream, c.servers[0].spec.Name, c.servers[1].spec.Name)
+			leader = streamLeader(t, c.url(), stream)
 		}
 		i := int(leader[1] - '1')
 		c.stop(i)
@@ -212,12 +213,13 @@ func TestServerKilledUnderLoad(t *testing.T) {
 	require.NoError(t, waitR3(url), "the cluster is whole again for the tests after this one")
 }
 
-// makeLeader asks the stream's leader to hand over to the server name.
-// It asks only while name's replica is current (a restarted server
+// makeLeader asks the stream's leader to hand over to one of the servers
+// names, each in turn. It asks only while that one's replica is current (a restarted server
 // catching up would be passed over for another), and after each request
-// waits for the election it caused to end: asking again meanwhile could
-// step down the very leader the first request made.
-func makeLeader(t *testing.T, url, stream, name string) {
+// waits for the election it caused to end (a leader other than the one
+// asked, or a few seconds: the same one may win again): asking again
+// meanwhile could step down the very leader the first request made.
+func makeLeader(t *testing.T, url, stream string, names ...string) {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
@@ -233,14 +235,15 @@ func makeLeader(t *testing.T, url, stream, name string) {
 		return st.CachedInfo().Cluster
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	for ask := 0; ; ask++ {
 		ci := info()
-		if ci != nil && ci.Leader == name {
+		if ci != nil && slices.Contains(names, ci.Leader) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s leads the stream", name)
+			t.Fatalf("timed out waiting until one of %v leads the stream", names)
 		}
+		name := names[ask%len(names)]
 		if ci == nil || ci.Leader == "" || !replicaCurrent(ci, name) {
 			time.Sleep(50 * time.Millisecond) // polling the NATS servers' state, with a deadline
 			continue
@@ -252,11 +255,15 @@ func makeLeader(t *testing.T, url, stream, name string) {
 			time.Sleep(50 * time.Millisecond) // no election began: ask again soon, with the deadline above
 			continue
 		}
+		// The election may elect the same leader again: wait a while for
+		// another, then look again from the top.
 		was := ci.Leader
-		eventually(t, "a leader other than "+was, func() bool {
-			ci := info()
-			return ci != nil && ci.Leader != "" && ci.Leader != was
-		})
+		for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); {
+			if ci := info(); ci != nil && ci.Leader != "" && ci.Leader != was {
+				break
+			}
+			time.Sleep(50 * time.Millisecond) // polling the NATS servers' state, with a deadline
+		}
 	}
 }
 
