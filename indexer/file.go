@@ -92,12 +92,24 @@ func ReadFile(path string) (name string, positions []uint64, valid int64, err er
 	return name, positions, int64(hs + n*entrySize), nil
 }
 
+// entryFile is an index file opened for reads by entry: its header read,
+// its entries read one at a time where asked.
+type entryFile struct {
+	f    *os.File
+	path string
+	name string
+	hs   int // header size
+	n    int // whole entries
+	err  error
+	buf  [entrySize]byte
+}
+
 // openEntries opens the index file at path and reads its header alone: its
 // name, the header's size and the number of whole entries after it.
-func openEntries(path string) (f *os.File, name string, hs, n int, err error) {
-	f, err = os.Open(path)
+func openEntries(path string) (_ *entryFile, err error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, "", 0, 0, err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -106,50 +118,56 @@ func openEntries(path string) (f *os.File, name string, hs, n int, err error) {
 	}()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, "", 0, 0, err
+		return nil, err
 	}
 	var fixed [12]byte
 	if _, err := f.ReadAt(fixed[:], 0); err != nil {
-		return nil, "", 0, 0, fmt.Errorf("%s: %w: short header: %v", path, ErrDamaged, err)
+		return nil, fmt.Errorf("%s: %w: short header: %v", path, ErrDamaged, err)
 	}
 	nameLen := int64(binary.LittleEndian.Uint32(fixed[8:12]))
 	head := make([]byte, min(st.Size(), (12+nameLen+7)&^7))
 	if _, err := f.ReadAt(head, 0); err != nil {
-		return nil, "", 0, 0, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	name, hs, err = readHeader(head)
+	name, hs, err := readHeader(head)
 	if err != nil {
-		return nil, "", 0, 0, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return f, name, hs, int((st.Size() - int64(hs)) / entrySize), nil
+	return &entryFile{f: f, path: path, name: name, hs: hs, n: int((st.Size() - int64(hs)) / entrySize)}, nil
+}
+
+// at returns entry i; a failed read returns 0 and is kept in e.err.
+func (e *entryFile) at(i int) uint64 {
+	if _, err := e.f.ReadAt(e.buf[:], int64(e.hs+i*entrySize)); err != nil && e.err == nil {
+		e.err = fmt.Errorf("%s: %w", e.path, err)
+	}
+	return binary.LittleEndian.Uint64(e.buf[:])
+}
+
+// search returns the first entry at or after lo whose position is at least
+// from (e.n when none), by binary search.
+func (e *entryFile) search(lo int, from uint64) int {
+	return lo + sort.Search(e.n-lo, func(k int) bool { return e.at(lo+k) >= from })
 }
 
 // ReadFrom returns the positions >= from in the index file at path, finding
 // the first by binary search: it reads the header and the entries it returns,
 // not the whole file.
 func ReadFrom(path string, from uint64) ([]uint64, error) {
-	f, _, hs, n, err := openEntries(path)
+	e, err := openEntries(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var buf [entrySize]byte
-	var readErr error
-	at := func(i int) uint64 {
-		if _, err := f.ReadAt(buf[:], int64(hs+i*entrySize)); err != nil && readErr == nil {
-			readErr = err
-		}
-		return binary.LittleEndian.Uint64(buf[:])
+	defer e.f.Close()
+	i := e.search(0, from)
+	if e.err != nil {
+		return nil, e.err
 	}
-	i := sort.Search(n, func(i int) bool { return at(i) >= from })
-	if readErr != nil {
-		return nil, fmt.Errorf("%s: %w", path, readErr)
-	}
-	rest := make([]byte, (n-i)*entrySize)
-	if _, err := f.ReadAt(rest, int64(hs+i*entrySize)); err != nil {
+	rest := make([]byte, (e.n-i)*entrySize)
+	if _, err := e.f.ReadAt(rest, int64(e.hs+i*entrySize)); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	out := make([]uint64, n-i)
+	out := make([]uint64, e.n-i)
 	for k := range out {
 		out[k] = binary.LittleEndian.Uint64(rest[k*entrySize:])
 	}
@@ -251,15 +269,15 @@ type FileReader struct {
 // OpenFile opens the index file at path and reads its header. A header
 // that does not hold is an error wrapping ErrDamaged.
 func OpenFile(path string) (*FileReader, error) {
-	f, name, hs, n, err := openEntries(path)
+	e, err := openEntries(path)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Seek(int64(hs), io.SeekStart); err != nil {
-		f.Close()
+	if _, err := e.f.Seek(int64(e.hs), io.SeekStart); err != nil {
+		e.f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &FileReader{path: path, f: f, br: bufio.NewReaderSize(f, 64<<10), name: name, hs: hs, n: n}, nil
+	return &FileReader{path: path, f: e.f, br: bufio.NewReaderSize(e.f, 64<<10), name: e.name, hs: e.hs, n: e.n}, nil
 }
 
 // Name returns the type or tag the file is the index of.
@@ -300,33 +318,24 @@ func (r *FileReader) Close() error { return r.f.Close() }
 // that lie in any of the ascending, disjoint ranges [from, to] of ranges,
 // found by binary search: it reads the header and what it returns.
 func PositionsIn(path string, ranges [][2]uint64) (string, []uint64, error) {
-	f, name, hs, n, err := openEntries(path)
+	e, err := openEntries(path)
 	if err != nil {
 		return "", nil, err
 	}
-	defer f.Close()
-	var buf [entrySize]byte
-	var readErr error
-	at := func(i int) uint64 {
-		if _, err := f.ReadAt(buf[:], int64(hs+i*entrySize)); err != nil && readErr == nil {
-			readErr = err
-		}
-		return binary.LittleEndian.Uint64(buf[:])
-	}
+	defer e.f.Close()
 	var out []uint64
 	i := 0
 	for _, r := range ranges {
-		i += sort.Search(n-i, func(k int) bool { return at(i+k) >= r[0] })
-		for ; i < n && readErr == nil; i++ {
-			p := at(i)
+		for i = e.search(i, r[0]); i < e.n && e.err == nil; i++ {
+			p := e.at(i)
 			if p > r[1] {
 				break
 			}
 			out = append(out, p)
 		}
 	}
-	if readErr != nil {
-		return "", nil, fmt.Errorf("%s: %w", path, readErr)
+	if e.err != nil {
+		return "", nil, e.err
 	}
-	return name, out, nil
+	return e.name, out, nil
 }

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -23,22 +22,6 @@ import (
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 )
-
-// SocketName is the name of the unix socket a served store listens on,
-// inside its directory.
-const SocketName = "possum.sock"
-
-// MaxSocketPath is the longest socket path this platform's unix sockets
-// take, in bytes: sun_path holds 108 bytes on Linux and Windows, 104 on
-// macOS and the BSDs, the terminating NUL included.
-func MaxSocketPath() int {
-	switch runtime.GOOS {
-	case "linux", "windows", "android":
-		return 107
-	default:
-		return 103
-	}
-}
 
 // Query is a dcb.Query as JSON: {"items":[{"types":[...],"tags":[...]}]}.
 // No items (or no query at all) selects every event.
