@@ -1,18 +1,17 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/decision"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
 	"github.com/stretchr/testify/assert"
@@ -317,24 +316,6 @@ func TestConditionOnLostPosition(t *testing.T) {
 	assert.Equal(t, uint64(9), last)
 }
 
-// lockedBuffer is a log sink safe for the node's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestUnrecordedLossKeepsApplying: a replica whose LOST file cannot be
 // written (here a directory in its place) applies the stream's markers all
 // the same, says so in the node's log, and goes on applying what follows:
@@ -347,7 +328,7 @@ func TestUnrecordedLossKeepsApplying(t *testing.T) {
 	require.NoError(t, err)
 	dir := t.TempDir()
 	require.NoError(t, os.Mkdir(filepath.Join(dir, storedir.LostFile), 0o755))
-	var log lockedBuffer
+	var log child.Buffer
 	n := openNodeWith(t, dir, &Options{URL: url, Stream: stream, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	head, err := n.CatchUp(t.Context())
 	require.NoError(t, err)

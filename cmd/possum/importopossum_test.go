@@ -14,6 +14,7 @@ import (
 	"github.com/possumstore/possum/dcb"
 	"github.com/possumstore/possum/internal/opossum"
 	"github.com/possumstore/possum/internal/opossum/opossumtest"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/internal/testkit/testenv"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -439,7 +440,7 @@ func TestImportOpossumKilled(t *testing.T) {
 	dest := filepath.Join(parent, "imported")
 
 	cmd := possumCommand("import-opossum", src, dest)
-	var errOut syncBuffer
+	var errOut child.Buffer
 	cmd.Stderr = &errOut
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)

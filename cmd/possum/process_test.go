@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -96,7 +95,7 @@ func holdOpen(t *testing.T, dir string) int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), holdStoreEnv+"="+dir)
-	var errOut syncBuffer // written by the copying goroutine as the test reads it
+	var errOut child.Buffer // written by the copying goroutine as the test reads it
 	cmd.Stderr = &errOut
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
@@ -114,22 +113,4 @@ func holdOpen(t *testing.T, dir string) int {
 	pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "held "))
 	require.NoError(t, err, "%q", line)
 	return pid
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -245,7 +246,7 @@ func runPrograms(t *testing.T, programs []fence) {
 
 	service := exec.Command(filepath.Join(bin, "service"))
 	service.Dir = work
-	var serviceOut syncBuffer
+	var serviceOut child.Buffer
 	service.Stdout, service.Stderr = &serviceOut, &serviceOut
 	require.NoError(t, service.Start())
 	done := make(chan error, 1)
@@ -314,7 +315,7 @@ func runCluster(t *testing.T, f fence) {
 	dir := t.TempDir()
 	cmd := bash(dir, script, possumBin(t), bin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var output syncBuffer
+	var output child.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/possumstore/possum/client"
 	"github.com/possumstore/possum/dcb"
+	"github.com/possumstore/possum/internal/testkit/child"
 	"github.com/possumstore/possum/internal/testkit/testcert"
 	"github.com/possumstore/possum/store"
 	"github.com/possumstore/possum/storedir"
@@ -31,7 +32,7 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string) {
 	cmd := possumCommand(append([]string{"serve"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	stderr := &lockedBuffer{}
+	stderr := &child.Buffer{}
 	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
@@ -155,25 +156,6 @@ func TestServeKill9(t *testing.T) {
 		return collectEvents(s.Read(t.Context(), q, o))
 	})
 	t.Logf("%d appends acknowledged before the kill, head %d", len(acked), s.Head())
-}
-
-// lockedBuffer is a child's stderr, written by os/exec's goroutine while
-// the test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func collectEvents(seq func(func(dcb.SequencedEvent, error) bool)) ([]dcb.SequencedEvent, error) {

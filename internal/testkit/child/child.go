@@ -11,8 +11,10 @@
 package child
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -55,4 +57,25 @@ func Command(env, value string, args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "-test.count=1"}, args...)...)
 	cmd.Env = append(os.Environ(), env+"="+value)
 	return cmd
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writers and a reader: a
+// child's output as os/exec's goroutine copies it while the test reads, a
+// logger's sink written by many goroutines.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
