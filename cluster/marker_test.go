@@ -91,6 +91,7 @@ func sameReads(t *testing.T, want, got store.Events) {
 	}
 }
 
+// readQuery returns the events of s that a Read of q with o yields.
 func readQuery(t testing.TB, s store.Events, q dcb.Query, o store.ReadOptions) []dcb.SequencedEvent {
 	t.Helper()
 	var out []dcb.SequencedEvent

@@ -37,12 +37,7 @@ func openNodeWith(t testing.TB, dir string, o *Options) *Node {
 // readAll returns every event of s.
 func readAll(t testing.TB, s store.Events) []dcb.SequencedEvent {
 	t.Helper()
-	var out []dcb.SequencedEvent
-	for e, err := range s.Read(context.Background(), dcb.All(), store.ReadOptions{}) {
-		require.NoError(t, err)
-		out = append(out, e)
-	}
-	return out
+	return readQuery(t, s, dcb.All(), store.ReadOptions{})
 }
 
 // streamEvents returns the events the stream holds, decoded, in order.

@@ -66,23 +66,10 @@ func TestNodeServedAndDecided(t *testing.T) {
 	head, err := c.HeadContext(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, uint64(2), head)
-	events, err := collectAll(c.Read(t.Context(), dcb.All(), store.ReadOptions{}))
-	require.NoError(t, err)
-	assert.Len(t, events, 2)
+	assert.Len(t, readAll(t, c), 2)
 }
 
 var errTaken = errors.New("username taken")
-
-func collectAll(seq func(func(dcb.SequencedEvent, error) bool)) ([]dcb.SequencedEvent, error) {
-	var out []dcb.SequencedEvent
-	for e, err := range seq {
-		if err != nil {
-			return out, err
-		}
-		out = append(out, e)
-	}
-	return out, nil
-}
 
 // TestNodeListensOnItsSocket: a node serves on the unix socket in its
 // directory, where client.Dial (and so possum append DIR) finds it: an

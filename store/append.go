@@ -28,6 +28,18 @@ type appendRequest struct {
 type appendResult struct {
 	last uint64
 	err  error
+	// conflict: the append's condition failed on the event at this
+	// position, acknowledged by the time the answer is given; the
+	// append's goroutine makes the error (outcome), off the writer.
+	conflict uint64
+}
+
+// outcome is what Append answers for req, the writer having answered res.
+func (s *Store) outcome(req *appendRequest, res appendResult) (uint64, error) {
+	if res.conflict != 0 {
+		return 0, s.conditionFailed(req.cond, res.conflict)
+	}
+	return res.last, res.err
 }
 
 // maxGroup bounds how many appends the writer gathers into one WAL write:
@@ -53,8 +65,7 @@ func (s *Store) Append(ctx context.Context, events []dcb.Event, cond *dcb.Append
 	if err := s.submit(ctx, []*appendRequest{req}, len(req.events)); err != nil {
 		return 0, err
 	}
-	res := <-req.done
-	return res.last, res.err
+	return s.outcome(req, <-req.done)
 }
 
 // An AppendItem is one append of AppendMany: events appended as one atomic
@@ -106,8 +117,8 @@ func (s *Store) AppendMany(ctx context.Context, items []AppendItem) []AppendOutc
 		return out
 	}
 	for j, req := range reqs {
-		res := <-req.done
-		out[at[j]] = AppendOutcome{Last: res.last, Err: res.err}
+		last, err := s.outcome(req, <-req.done)
+		out[at[j]] = AppendOutcome{Last: last, Err: err}
 	}
 	return out
 }
@@ -324,7 +335,7 @@ func (s *Store) write(group []*appendRequest) {
 		if c := req.cond; c != nil && c.After < s.idx.Head() {
 			// The first matching event after c.After, if any, fails it.
 			if at, ok := s.idx.Cursor(c.FailIfEventsMatch, c.After+1, ^uint64(0), false).Next(); ok {
-				answer(req, at, appendResult{err: s.conditionFailed(c, at)})
+				answer(req, at, appendResult{conflict: at})
 				continue
 			}
 		}
@@ -332,7 +343,7 @@ func (s *Store) write(group []*appendRequest) {
 			// Positions follow the index head, so Add cannot fail here.
 			_ = s.idx.Add(next+uint64(i), e)
 		}
-		s.inflight.add(next, req.events, req.lost)
+		s.inflight.add(next, req.events)
 		rec := wal.Record{FirstPosition: next, Stamp: now, Events: req.events}
 		if req.lost {
 			rec.Lost = make([]bool, len(req.events))
@@ -369,8 +380,8 @@ func (s *Store) write(group []*appendRequest) {
 }
 
 // conditionFailed is the error of an append whose condition c failed on
-// the event at position at: an event matching it, or a lost marker (see
-// LostConditionFailed). Called by the writer only.
+// the acknowledged event at position at: an event matching it, or a lost
+// marker (see LostConditionFailed).
 func (s *Store) conditionFailed(c *dcb.AppendCondition, at uint64) error {
 	if typ, lost := s.lostAt(at); lost {
 		return fmt.Errorf("store: append: %w", LostConditionFailed(c.After, at, typ))

@@ -57,7 +57,7 @@ func (s *Store) heldID(id string) (pos uint64, e dcb.Event, ok bool, err error) 
 		return 0, dcb.Event{}, false, nil
 	}
 	if pos > s.head.Load() {
-		e, _, ok = s.inflight.event(pos)
+		e, ok = s.inflight.event(pos)
 		if !ok {
 			return 0, dcb.Event{}, false, fmt.Errorf("store: the event at position %d is neither acknowledged nor in flight", pos) // a bug
 		}
@@ -83,26 +83,15 @@ func (s *Store) heldID(id string) (pos uint64, e dcb.Event, ok bool, err error) 
 type inflight struct {
 	from   uint64 // position of events[0]
 	events []dcb.Event
-	// lost, when not nil, marks the lost markers among events (one
-	// element each): nil until an AppendLost is in flight.
-	lost []bool
 }
 
 // add appends the events at positions first, first+1, ...: the positions
-// after those held; lost says they are lost markers.
-func (f *inflight) add(first uint64, events []dcb.Event, lost bool) {
+// after those held.
+func (f *inflight) add(first uint64, events []dcb.Event) {
 	if len(f.events) == 0 {
 		f.from = first
 	}
-	if lost && f.lost == nil {
-		f.lost = make([]bool, len(f.events), len(f.events)+len(events))
-	}
 	f.events = append(f.events, events...)
-	if f.lost != nil {
-		for range events {
-			f.lost = append(f.lost, lost)
-		}
-	}
 }
 
 // trim drops the events at or below acked: readable from the WAL now.
@@ -112,20 +101,15 @@ func (f *inflight) trim(acked uint64) {
 	}
 	n := min(acked-f.from+1, uint64(len(f.events)))
 	f.events, f.from = f.events[n:], f.from+n
-	if f.lost != nil {
-		f.lost = f.lost[n:]
-	}
 	if len(f.events) == 0 {
-		f.events, f.lost = nil, nil // let the arrays go
+		f.events = nil // let the array go
 	}
 }
 
-// event returns the in-flight event at pos, and whether it is a lost
-// marker.
-func (f *inflight) event(pos uint64) (dcb.Event, bool, bool) {
+// event returns the in-flight event at pos.
+func (f *inflight) event(pos uint64) (dcb.Event, bool) {
 	if pos < f.from || pos-f.from >= uint64(len(f.events)) {
-		return dcb.Event{}, false, false
+		return dcb.Event{}, false
 	}
-	i := pos - f.from
-	return f.events[i], f.lost != nil && f.lost[i], true
+	return f.events[pos-f.from], true
 }

@@ -90,18 +90,12 @@ func lostHeadMoved(head, after uint64) error {
 	return fmt.Errorf("store: append lost: %w: the head is %d, not %d (the markers go right after it)", dcb.ErrAppendConditionFailed, head, after)
 }
 
-// lostAt reports whether the event at position at, written or
-// acknowledged, is a lost marker, and its type. Called by the writer only
-// (it owns the in-flight events and idReader); a failed read says no.
+// lostAt reports whether the acknowledged event at position at is a lost
+// marker, and its type; a failed read says no. Called by an append's own
+// goroutine once told of a conflict there, never by the writer, whose
+// loop need not read the WAL for it.
 func (s *Store) lostAt(at uint64) (string, bool) {
-	if at > s.head.Load() {
-		e, lost, _ := s.inflight.event(at)
-		return e.Type, lost
-	}
-	if s.idReader == nil {
-		s.idReader = s.wal.NewReader()
-	}
-	e, err := s.idReader.Event(at)
+	e, err := s.wal.NewReader().Event(at)
 	return e.Type, err == nil && e.Lost
 }
 

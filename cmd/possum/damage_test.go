@@ -314,12 +314,9 @@ func checkDamaged(t *testing.T, dir string, tm *damageTemplate, d *damage) {
 // readQuery reads every event of r matching q.
 func readQuery(t *testing.T, r store.Events, q dcb.Query) []dcb.SequencedEvent {
 	t.Helper()
-	var out []dcb.SequencedEvent
-	for e, err := range r.Read(t.Context(), q, store.ReadOptions{}) {
-		require.NoError(t, err)
-		out = append(out, e)
-	}
-	return out
+	evs, err := collectEvents(r.Read(t.Context(), q, store.ReadOptions{}))
+	require.NoError(t, err)
+	return evs
 }
 
 // subscribeN subscribes to q from the start and returns its first n
